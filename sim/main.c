@@ -1,0 +1,41 @@
+/* main.c — the dupsim command: dispatches to run, proxy and broker. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker.h"
+#include "proxy.h"
+
+#define DUPSIM_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: dupsim COMMAND [ARGS]\n"
+		   "\n"
+		   "Measures duplicate delivery in RabbitMQ against a real broker with real faults.\n"
+		   "\n"
+		   "commands:\n"
+		   "  proxy    AMQP fault proxy between any client and a broker (drops/cuts frames by rule)\n"
+		   "  broker   start|stop|status a private RabbitMQ node kept up across runs\n"
+		   "  help     this text; `dupsim COMMAND --help` for a command's own\n"
+		   "  version  print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	if (!cmd || strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(cmd ? stdout : stderr);
+		return cmd ? 0 : 2;
+	}
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("dupsim %s\n", DUPSIM_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "proxy") == 0)
+		return proxy_cli(argc - 1, argv + 1);
+	if (strcmp(cmd, "broker") == 0)
+		return broker_cli(argc - 1, argv + 1);
+	fprintf(stderr, "dupsim: unknown command '%s'; commands: proxy, broker, help, version\n", cmd);
+	return 2;
+}

@@ -1,0 +1,917 @@
+/* proxy.c — the AMQP fault proxy: an epoll relay that forwards whole frames and drops or cuts by rule. */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "util.h"
+
+enum { IO_OK, IO_AGAIN, IO_EOF, IO_ERR };
+
+#define CLOSING_GRACE_NS (2 * NS_PER_S) /* how long a closing connection may take to flush */
+
+/*
+ * Bytes read from one side, waiting to go to the other:
+ *   [wr, fwd)   decided: forward these (whole frames)
+ *   [fwd, end)  read but not yet a whole frame; the parser has seen [fwd, scan)
+ */
+struct pbuf {
+	uint8_t *data;
+	size_t cap, wr, fwd, scan, end;
+	struct frame_parser parser;
+	bool eof;  /* the source side sent FIN */
+	bool shut; /* FIN passed on to the destination */
+};
+
+struct pconn;
+
+/* What epoll hands back: one per socket of a connection. */
+struct pside {
+	struct pconn *conn;
+	int idx; /* 0 client, 1 upstream */
+	uint32_t mask;
+};
+
+struct pconn {
+	struct proxy *px;
+	uint64_t id;
+	int fd[2];
+	struct pside side[2];
+	struct pbuf buf[2]; /* buf[d]: read from fd[d], written to fd[1 - d] */
+	bool connecting;
+	bool closing;	    /* flush what was decided, read nothing more, then close */
+	bool dead;	    /* closed; freed after the current batch of events */
+	uint64_t closing_since;
+	char peer[64];
+	struct pconn *prev, *next;
+};
+
+struct proxy {
+	struct proxy_config cfg;
+	struct rule_set rules;
+	struct sockaddr_storage upstream;
+	socklen_t upstream_len;
+	char upstream_name[128];
+	int listen_fd, epoll_fd, stop_fd;
+	uint16_t port;
+	uint64_t next_id;
+	struct pconn *conns;	 /* open connections */
+	struct pconn *graveyard; /* closed during this batch */
+	size_t closing;		 /* connections in the closing state */
+	pthread_mutex_t lock;	 /* guards stats against proxy_stats_get */
+	struct proxy_stats stats;
+	pthread_t thread;
+	bool threaded;
+};
+
+static int listen_tag, stop_tag; /* epoll data for the listening socket and the stop eventfd */
+
+static const enum rule_from dir_from[2] = { RULE_FROM_CLIENT, RULE_FROM_BROKER };
+static const char *const dir_sender[2] = { "client", "broker" };
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len, char *err,
+		   size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai;
+	char ps[8];
+	int rc;
+
+	snprintf(ps, sizeof(ps), "%u", port);
+	rc = getaddrinfo(host, ps, &hints, &ai);
+	if (rc != 0)
+		return util_err(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, size_t errlen)
+{
+	struct proxy *px = calloc(1, sizeof(*px));
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct epoll_event ev = { .events = EPOLLIN };
+	int one = 1;
+
+	*out = NULL;
+	if (!px)
+		return util_err(err, errlen, "out of memory");
+	px->listen_fd = px->epoll_fd = px->stop_fd = -1;
+	px->cfg = *cfg;
+	px->cfg.rules = NULL;
+	if (!px->cfg.max_frame)
+		px->cfg.max_frame = FRAME_DEFAULT_MAX;
+	if (px->cfg.max_frame < FRAME_MIN_MAX) {
+		util_err(err, errlen, "max frame %u is below AMQP's minimum of %u", px->cfg.max_frame, FRAME_MIN_MAX);
+		goto fail;
+	}
+	if (!px->cfg.max_conns)
+		px->cfg.max_conns = 4096;
+	pthread_mutex_init(&px->lock, NULL);
+	if (rule_set_init(&px->rules, cfg->rules, cfg->rule_count, cfg->seed) < 0) {
+		util_err(err, errlen, "out of memory");
+		goto fail;
+	}
+	px->stats.rule_count = cfg->rule_count;
+	if (resolve(cfg->upstream_host, cfg->upstream_port, &px->upstream, &px->upstream_len, err, errlen) < 0)
+		goto fail;
+	snprintf(px->upstream_name, sizeof(px->upstream_name), "%s:%u", cfg->upstream_host, cfg->upstream_port);
+	if (resolve(cfg->listen_host, cfg->listen_port, &ss, &sl, err, errlen) < 0)
+		goto fail;
+	px->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (px->listen_fd < 0) {
+		util_err(err, errlen, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	setsockopt(px->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(px->listen_fd, (struct sockaddr *)&ss, sl) < 0 || listen(px->listen_fd, 512) < 0) {
+		util_err(err, errlen, "cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
+			 strerror(errno));
+		goto fail;
+	}
+	sl = sizeof(ss);
+	getsockname(px->listen_fd, (struct sockaddr *)&ss, &sl);
+	px->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						 : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	px->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	px->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (px->epoll_fd < 0 || px->stop_fd < 0) {
+		util_err(err, errlen, "epoll/eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	ev.data.ptr = &listen_tag;
+	epoll_ctl(px->epoll_fd, EPOLL_CTL_ADD, px->listen_fd, &ev);
+	ev.data.ptr = &stop_tag;
+	epoll_ctl(px->epoll_fd, EPOLL_CTL_ADD, px->stop_fd, &ev);
+	*out = px;
+	return 0;
+fail:
+	proxy_free(px);
+	return -1;
+}
+
+uint16_t proxy_port(const struct proxy *px)
+{
+	return px->port;
+}
+
+static size_t pbuf_room(const struct pbuf *b)
+{
+	return b->cap - (b->end - b->wr);
+}
+
+static void pbuf_compact(struct pbuf *b)
+{
+	if (b->wr == 0)
+		return;
+	memmove(b->data, b->data + b->wr, b->end - b->wr);
+	b->fwd -= b->wr;
+	b->scan -= b->wr;
+	b->end -= b->wr;
+	b->wr = 0;
+}
+
+static void conn_close(struct pconn *c)
+{
+	struct proxy *px = c->px;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	for (int i = 0; i < 2; i++) {
+		if (c->fd[i] >= 0) {
+			epoll_ctl(px->epoll_fd, EPOLL_CTL_DEL, c->fd[i], NULL);
+			close(c->fd[i]);
+			c->fd[i] = -1;
+		}
+	}
+	if (c->closing)
+		px->closing--;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		px->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = NULL;
+	c->next = px->graveyard;
+	px->graveyard = c;
+	px->stats.conns_active--;
+}
+
+static void conn_free(struct pconn *c)
+{
+	free(c->buf[0].data);
+	free(c->buf[1].data);
+	free(c);
+}
+
+/* Stop reading; close once what was decided is written (or the grace passes). */
+static void conn_begin_closing(struct pconn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->closing_since = util_now_ns();
+	c->px->closing++;
+	for (int d = 0; d < 2; d++) /* drop undecided bytes */
+		c->buf[d].end = c->buf[d].scan = c->buf[d].fwd;
+}
+
+static void conn_log(struct pconn *c, const char *fmt, const char *a, const char *b)
+{
+	char msg[256];
+
+	if (c->px->cfg.quiet)
+		return;
+	snprintf(msg, sizeof(msg), fmt, a, b);
+	util_log("proxy: connection %llu from %s: %s", (unsigned long long)c->id, c->peer, msg);
+}
+
+static void conn_update(struct pconn *c)
+{
+	if (c->dead)
+		return;
+	for (int i = 0; i < 2; i++) {
+		const struct pbuf *in = &c->buf[i], *out = &c->buf[1 - i];
+		uint32_t mask = 0;
+		struct epoll_event ev;
+
+		if (i == 1 && c->connecting) {
+			mask = EPOLLOUT;
+		} else {
+			if (!c->closing && !in->eof && pbuf_room(in) > 0)
+				mask |= EPOLLIN;
+			if (out->fwd > out->wr)
+				mask |= EPOLLOUT;
+		}
+		if (mask == c->side[i].mask)
+			continue;
+		ev.events = mask;
+		ev.data.ptr = &c->side[i];
+		epoll_ctl(c->px->epoll_fd, EPOLL_CTL_MOD, c->fd[i], &ev);
+		c->side[i].mask = mask;
+	}
+}
+
+/* A whole frame [fwd, scan) arrived on direction d: count it, apply the rules. */
+static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
+{
+	struct proxy *px = c->px;
+	struct pbuf *b = &c->buf[d];
+	size_t slot;
+	int hit;
+	const struct rule *r;
+
+	switch (fi->type) {
+	case FRAME_METHOD:
+		px->stats.frames[d][0]++;
+		break;
+	case FRAME_HEADER:
+		px->stats.frames[d][1]++;
+		break;
+	case FRAME_BODY:
+		px->stats.frames[d][2]++;
+		break;
+	case FRAME_HEARTBEAT:
+		px->stats.frames[d][3]++;
+		break;
+	default:
+		break;
+	}
+	if (fi->type != FRAME_METHOD) {
+		b->fwd = b->scan;
+		return;
+	}
+	slot = frame_method_index(frame_method_number(fi));
+	px->stats.method_seen[d][slot]++;
+	hit = rule_set_decide(&px->rules, frame_method_number(fi), dir_from[d]);
+	if (hit < 0) {
+		b->fwd = b->scan;
+		return;
+	}
+	r = &px->rules.rules[hit];
+	if (px->cfg.on_fault) {
+		struct proxy_fault f = { .time_ns = util_now_ns(), .rule = (size_t)hit,
+					 .method = r->method, .dir = d, .conn_id = c->id };
+
+		px->cfg.on_fault(px->cfg.on_fault_arg, &f);
+	}
+	if (px->cfg.log_faults)
+		conn_log(c, "rule fired: %s%s", r->text, "");
+	if (r->action == RULE_CUT) {
+		b->fwd = b->scan;
+		px->stats.cuts++;
+		conn_begin_closing(c);
+		return;
+	}
+	px->stats.drops++;
+	px->stats.method_dropped[d][slot]++;
+	if (r->then == RULE_THEN_CLOSE) {
+		px->stats.cuts++;
+		conn_begin_closing(c); /* drops [fwd, end): the frame and what followed */
+		return;
+	}
+	/* hang: take the frame out of the stream, keep the connection */
+	memmove(b->data + b->fwd, b->data + b->scan, b->end - b->scan);
+	b->end -= b->scan - b->fwd;
+	b->scan = b->fwd;
+}
+
+/* Parses what was read on direction d; 0, or -1 when the connection was closed. */
+static int conn_parse(struct pconn *c, int d)
+{
+	struct pbuf *b = &c->buf[d];
+
+	while (b->scan < b->end && !c->closing) {
+		struct frame_info fi;
+		int done;
+		long n = frame_parser_feed(&b->parser, b->data + b->scan, b->end - b->scan, &fi, &done);
+
+		if (n < 0) {
+			c->px->stats.malformed++;
+			conn_log(c, "malformed AMQP from %s: %s; connection closed", dir_sender[d],
+				 frame_strerror((int)n));
+			conn_close(c);
+			return -1;
+		}
+		b->scan += (size_t)n;
+		if (done)
+			conn_frame(c, d, &fi);
+	}
+	return 0;
+}
+
+static int io_read(int fd, struct pbuf *b, size_t *got)
+{
+	ssize_t n;
+
+	if (b->cap - b->end < 4096)
+		pbuf_compact(b);
+	for (;;) {
+		n = read(fd, b->data + b->end, b->cap - b->end);
+		if (n > 0) {
+			b->end += (size_t)n;
+			*got = (size_t)n;
+			return IO_OK;
+		}
+		if (n == 0)
+			return IO_EOF;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : IO_ERR;
+	}
+}
+
+static int io_write(int fd, struct pbuf *b, uint64_t *bytes)
+{
+	while (b->fwd > b->wr) {
+		ssize_t n = send(fd, b->data + b->wr, b->fwd - b->wr, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			b->wr += (size_t)n;
+			*bytes += (uint64_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? IO_AGAIN : IO_ERR;
+	}
+	if (b->wr == b->end) /* everything written: start over at the front */
+		b->wr = b->fwd = b->scan = b->end = 0;
+	return IO_OK;
+}
+
+/* Moves direction d: write what is decided, pass on a FIN once drained. */
+static int conn_flush(struct pconn *c, int d)
+{
+	struct pbuf *b = &c->buf[d];
+	int dst = 1 - d;
+
+	if (c->dead || (dst == 1 && c->connecting))
+		return 0;
+	if (io_write(c->fd[dst], b, &c->px->stats.bytes[d]) == IO_ERR) {
+		conn_close(c);
+		return -1;
+	}
+	if (b->eof && !b->shut && b->wr == b->fwd) {
+		if (b->end > b->fwd)
+			conn_log(c, "%s closed in the middle of a frame; %s dropped", dir_sender[d],
+				 "the partial frame");
+		shutdown(c->fd[dst], SHUT_WR);
+		b->shut = true;
+	}
+	return 0;
+}
+
+/* Reads from side i as long as the buffer has room and data comes, parsing and flushing as it goes. */
+static void conn_pump_read(struct pconn *c, int i)
+{
+	struct pbuf *b = &c->buf[i];
+
+	for (int rounds = 0; rounds < 8 && !c->dead && !c->closing && !b->eof && pbuf_room(b) > 0; rounds++) {
+		size_t got = 0;
+		int rc = io_read(c->fd[i], b, &got);
+
+		if (rc == IO_AGAIN)
+			break;
+		if (rc == IO_ERR) {
+			conn_close(c);
+			return;
+		}
+		if (rc == IO_EOF) {
+			b->eof = true;
+		} else if (conn_parse(c, i) < 0) {
+			return;
+		}
+		if (conn_flush(c, i) < 0)
+			return;
+		if (got < 4096)
+			break; /* the socket is probably empty */
+	}
+}
+
+static void conn_check_done(struct pconn *c)
+{
+	if (c->dead)
+		return;
+	if (c->closing) {
+		bool drained = c->buf[0].wr == c->buf[0].fwd &&
+			       (c->connecting || c->buf[1].wr == c->buf[1].fwd);
+
+		if (drained || util_now_ns() - c->closing_since > CLOSING_GRACE_NS)
+			conn_close(c);
+		return;
+	}
+	/* both directions finished: FIN seen and passed on */
+	if (c->buf[0].shut && c->buf[1].shut)
+		conn_close(c);
+	/* one side is gone and the other has nothing to say: a peer that shut
+	 * down writing after its peer closed fully gets ECONNRESET on its next
+	 * write, which closes us too */
+}
+
+static void conn_connected(struct pconn *c)
+{
+	int e = 0;
+	socklen_t l = sizeof(e);
+
+	getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &e, &l);
+	if (e != 0) {
+		c->px->stats.upstream_failures++;
+		conn_log(c, "cannot reach the broker at %s: %s; connection closed", c->px->upstream_name,
+			 strerror(e));
+		conn_close(c);
+		return;
+	}
+	c->connecting = false;
+	set_nodelay(c->fd[1]);
+	if (conn_parse(c, 0) == 0)
+		conn_flush(c, 0);
+}
+
+static void proxy_accept(struct proxy *px)
+{
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(px->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct pconn *c;
+		struct epoll_event ev = { 0 };
+		int ufd;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK && !px->cfg.quiet)
+				util_log("proxy: accept: %s", strerror(errno));
+			return;
+		}
+		if (px->stats.conns_active >= px->cfg.max_conns) {
+			px->stats.conns_refused++;
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		ufd = socket(px->upstream.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (c) {
+			c->buf[0].cap = c->buf[1].cap = (size_t)px->cfg.max_frame + 65536;
+			c->buf[0].data = malloc(c->buf[0].cap);
+			c->buf[1].data = malloc(c->buf[1].cap);
+		}
+		if (!c || ufd < 0 || !c->buf[0].data || !c->buf[1].data) {
+			if (!px->cfg.quiet)
+				util_log("proxy: cannot take a connection: %s", ufd < 0 ? strerror(errno) : "out of memory");
+			if (c)
+				conn_free(c);
+			if (ufd >= 0)
+				close(ufd);
+			close(fd);
+			continue;
+		}
+		c->px = px;
+		c->id = ++px->next_id;
+		c->fd[0] = fd;
+		c->fd[1] = ufd;
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *sa = (struct sockaddr_in *)&ss;
+			char ip[INET_ADDRSTRLEN];
+
+			inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
+			snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(sa->sin_port));
+		} else {
+			snprintf(c->peer, sizeof(c->peer), "ipv6 peer");
+		}
+		frame_parser_init(&c->buf[0].parser, px->cfg.max_frame, 1);
+		frame_parser_init(&c->buf[1].parser, px->cfg.max_frame, 0);
+		set_nodelay(fd);
+		c->connecting = true;
+		if (connect(ufd, (struct sockaddr *)&px->upstream, px->upstream_len) == 0)
+			c->connecting = false;
+		else if (errno != EINPROGRESS) {
+			int e = errno;
+
+			if (!px->cfg.quiet)
+				util_log("proxy: connection from %s: cannot reach the broker at %s: %s", c->peer,
+					 px->upstream_name, strerror(e));
+			px->stats.upstream_failures++;
+			close(fd);
+			close(ufd);
+			conn_free(c);
+			continue;
+		}
+		for (int i = 0; i < 2; i++) {
+			c->side[i].conn = c;
+			c->side[i].idx = i;
+			c->side[i].mask = 0;
+			ev.events = 0;
+			ev.data.ptr = &c->side[i];
+			epoll_ctl(px->epoll_fd, EPOLL_CTL_ADD, c->fd[i], &ev);
+		}
+		c->next = px->conns;
+		if (px->conns)
+			px->conns->prev = c;
+		px->conns = c;
+		px->stats.conns_accepted++;
+		px->stats.conns_active++;
+		if (!c->connecting)
+			set_nodelay(ufd);
+		conn_update(c);
+	}
+}
+
+static void proxy_handle(struct pside *s, uint32_t events)
+{
+	struct pconn *c = s->conn;
+	int i = s->idx;
+
+	if (c->dead)
+		return;
+	if (c->closing && (events & (EPOLLERR | EPOLLHUP))) {
+		conn_close(c);
+		return;
+	}
+	if (i == 1 && c->connecting) {
+		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+			conn_connected(c);
+	} else {
+		if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+			conn_pump_read(c, i);
+		if (!c->dead && (events & (EPOLLOUT | EPOLLERR)))
+			conn_flush(c, 1 - i);
+		if (!c->dead && (events & EPOLLERR) && !(events & EPOLLIN))
+			conn_close(c);
+	}
+	conn_check_done(c);
+	conn_update(c);
+}
+
+int proxy_run(struct proxy *px)
+{
+	struct epoll_event evs[128];
+
+	for (;;) {
+		int timeout = px->closing ? 100 : -1;
+		int n = epoll_wait(px->epoll_fd, evs, 128, timeout);
+		bool stop = false;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			util_log("proxy: epoll_wait: %s", strerror(errno));
+			return -1;
+		}
+		pthread_mutex_lock(&px->lock);
+		for (int k = 0; k < n; k++) {
+			void *tag = evs[k].data.ptr;
+
+			if (tag == &stop_tag)
+				stop = true;
+			else if (tag == &listen_tag)
+				proxy_accept(px);
+			else
+				proxy_handle(tag, evs[k].events);
+		}
+		if (px->closing) {
+			for (struct pconn *c = px->conns, *next; c; c = next) {
+				next = c->next;
+				if (c->closing)
+					conn_check_done(c);
+			}
+		}
+		while (px->graveyard) {
+			struct pconn *c = px->graveyard;
+
+			px->graveyard = c->next;
+			conn_free(c);
+		}
+		pthread_mutex_unlock(&px->lock);
+		if (stop)
+			return 0;
+	}
+}
+
+static void *proxy_thread(void *arg)
+{
+	proxy_run(arg);
+	return NULL;
+}
+
+int proxy_start(struct proxy *px)
+{
+	sigset_t all, old;
+	int rc;
+
+	/* signals belong to the main thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&px->thread, NULL, proxy_thread, px);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return -1;
+	px->threaded = true;
+	return 0;
+}
+
+void proxy_stop_signal(struct proxy *px)
+{
+	uint64_t one = 1;
+
+	if (write(px->stop_fd, &one, sizeof(one)) < 0) {
+		/* the counter is already non-zero: the loop will stop */
+	}
+}
+
+void proxy_stop(struct proxy *px)
+{
+	proxy_stop_signal(px);
+	if (px->threaded) {
+		pthread_join(px->thread, NULL);
+		px->threaded = false;
+	}
+}
+
+void proxy_stats_get(struct proxy *px, struct proxy_stats *out)
+{
+	pthread_mutex_lock(&px->lock);
+	*out = px->stats;
+	for (size_t i = 0; i < px->rules.count && i < 16; i++) {
+		out->rule_matched[i] = px->rules.matched[i];
+		out->rule_fired[i] = px->rules.fired[i];
+	}
+	pthread_mutex_unlock(&px->lock);
+}
+
+void proxy_free(struct proxy *px)
+{
+	if (!px)
+		return;
+	if (px->threaded)
+		proxy_stop(px);
+	while (px->conns)
+		conn_close(px->conns);
+	while (px->graveyard) {
+		struct pconn *c = px->graveyard;
+
+		px->graveyard = c->next;
+		conn_free(c);
+	}
+	if (px->listen_fd >= 0)
+		close(px->listen_fd);
+	if (px->epoll_fd >= 0)
+		close(px->epoll_fd);
+	if (px->stop_fd >= 0)
+		close(px->stop_fd);
+	rule_set_release(&px->rules);
+	pthread_mutex_destroy(&px->lock);
+	free(px);
+}
+
+void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, size_t rule_count, FILE *f)
+{
+	static const char *const types[4] = { "method", "header", "body", "heartbeat" };
+
+	fprintf(f, "connections: %llu accepted, %llu open, %llu refused (limit), %llu upstream failures, "
+		   "%llu malformed\n",
+		(unsigned long long)s->conns_accepted, (unsigned long long)s->conns_active,
+		(unsigned long long)s->conns_refused, (unsigned long long)s->upstream_failures,
+		(unsigned long long)s->malformed);
+	fprintf(f, "bytes: %llu client->broker, %llu broker->client\n", (unsigned long long)s->bytes[0],
+		(unsigned long long)s->bytes[1]);
+	fprintf(f, "faults: %llu frames dropped, %llu connections cut\n", (unsigned long long)s->drops,
+		(unsigned long long)s->cuts);
+	for (int d = 0; d < 2; d++) {
+		fprintf(f, "frames from %s:", dir_sender[d]);
+		for (int t = 0; t < 4; t++)
+			fprintf(f, " %s %llu", types[t], (unsigned long long)s->frames[d][t]);
+		fprintf(f, "\n");
+	}
+	fprintf(f, "%-26s %-7s %12s %10s\n", "method", "from", "seen", "dropped");
+	for (size_t m = 0; m < PROXY_METHOD_SLOTS; m++) {
+		for (int d = 0; d < 2; d++) {
+			const char *name;
+
+			if (!s->method_seen[d][m])
+				continue;
+			name = m < frame_method_count() ? frame_method_name(frame_method_at(m)) : "(unknown)";
+			fprintf(f, "%-26s %-7s %12llu %10llu\n", name, dir_sender[d],
+				(unsigned long long)s->method_seen[d][m], (unsigned long long)s->method_dropped[d][m]);
+		}
+	}
+	for (size_t i = 0; i < rule_count && i < 16; i++)
+		fprintf(f, "rule %zu '%s': matched %llu, fired %llu\n", i + 1, rules[i].text,
+			(unsigned long long)s->rule_matched[i], (unsigned long long)s->rule_fired[i]);
+}
+
+static struct proxy *cli_proxy;
+
+static void cli_on_signal(int sig)
+{
+	(void)sig;
+	if (cli_proxy)
+		proxy_stop_signal(cli_proxy);
+}
+
+static void proxy_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: dupsim proxy --listen HOST:PORT --upstream HOST:PORT [--rule RULE]... [--seed N]\n"
+		"                    [--max-frame BYTES] [--max-conns N] [--log-faults] [--quiet]\n"
+		"\n"
+		"An AMQP 0-9-1 relay that forwards whole frames and injects faults by rule.\n"
+		"Serves any AMQP client; counters are printed when it stops (Ctrl-C).\n"
+		"\n"
+		"  --listen HOST:PORT    where clients connect (PORT 0: any free port, printed)\n"
+		"  --upstream HOST:PORT  the RabbitMQ broker\n"
+		"  --rule RULE           repeatable; RULE is\n"
+		"                          drop|cut METHOD [from=client|broker] [p=PROB] [then=close|hang] [after=N]\n"
+		"                        METHOD is an AMQP name such as tx.commit-ok, basic.ack, basic.nack\n"
+		"                        e.g. --rule 'drop tx.commit-ok from=broker p=0.01'\n"
+		"  --seed N              seeds the rules' generators (default 1): same seed, same frames,\n"
+		"                        same decisions\n"
+		"  --max-frame BYTES     largest frame accepted (default %u)\n"
+		"  --max-conns N         most connections at once (default 4096)\n"
+		"  --log-faults          a line on stderr each time a rule fires\n"
+		"  --quiet               no line per failed or malformed connection\n",
+		FRAME_DEFAULT_MAX);
+}
+
+int proxy_cli(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },   { "upstream", required_argument, NULL, 'u' },
+		{ "rule", required_argument, NULL, 'r' },     { "seed", required_argument, NULL, 's' },
+		{ "max-frame", required_argument, NULL, 'f' }, { "max-conns", required_argument, NULL, 'c' },
+		{ "log-faults", no_argument, NULL, 'L' },     { "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },	      { NULL, 0, NULL, 0 },
+	};
+	struct proxy_config cfg = { 0 };
+	struct rule rules[16];
+	size_t nrules = 0;
+	char lhost[256] = "", uhost[256] = "", err[512];
+	uint64_t v;
+	struct proxy *px;
+	struct proxy_stats st;
+	struct sigaction sa = { .sa_handler = cli_on_signal };
+	int opt, rc;
+
+	cfg.seed = 1;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'l':
+			if (util_parse_hostport(optarg, lhost, sizeof(lhost), &cfg.listen_port, true) < 0) {
+				util_log("proxy: --listen '%s': expected HOST:PORT, e.g. 127.0.0.1:5673", optarg);
+				return 2;
+			}
+			break;
+		case 'u':
+			if (util_parse_hostport(optarg, uhost, sizeof(uhost), &cfg.upstream_port, false) < 0) {
+				util_log("proxy: --upstream '%s': expected HOST:PORT with a port 1-65535, e.g. "
+					 "127.0.0.1:5672",
+					 optarg);
+				return 2;
+			}
+			break;
+		case 'r':
+			if (nrules == sizeof(rules) / sizeof(rules[0])) {
+				util_log("proxy: at most %zu rules", nrules);
+				return 2;
+			}
+			if (rule_parse(optarg, &rules[nrules], err, sizeof(err)) < 0) {
+				util_log("proxy: --rule: %s", err);
+				return 2;
+			}
+			nrules++;
+			break;
+		case 's':
+			if (util_parse_u64(optarg, &cfg.seed) < 0) {
+				util_log("proxy: --seed '%s': expected a whole number", optarg);
+				return 2;
+			}
+			break;
+		case 'f':
+			if (util_parse_u64(optarg, &v) < 0 || v < FRAME_MIN_MAX || v > (1u << 30)) {
+				util_log("proxy: --max-frame '%s': expected bytes between %u and %u", optarg,
+					 FRAME_MIN_MAX, 1u << 30);
+				return 2;
+			}
+			cfg.max_frame = (uint32_t)v;
+			break;
+		case 'c':
+			if (util_parse_u64(optarg, &v) < 0 || v < 1 || v > 1000000) {
+				util_log("proxy: --max-conns '%s': expected 1 to 1000000", optarg);
+				return 2;
+			}
+			cfg.max_conns = (size_t)v;
+			break;
+		case 'L':
+			cfg.log_faults = true;
+			break;
+		case 'q':
+			cfg.quiet = true;
+			break;
+		case 'h':
+			proxy_usage(stdout);
+			return 0;
+		default:
+			proxy_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		util_log("proxy: unexpected argument '%s' (rules go after --rule, quoted)", argv[optind]);
+		return 2;
+	}
+	if (!*lhost || !*uhost) {
+		util_log("proxy: --listen and --upstream are required; see dupsim proxy --help");
+		return 2;
+	}
+	cfg.listen_host = lhost;
+	cfg.upstream_host = uhost;
+	cfg.rules = rules;
+	cfg.rule_count = nrules;
+	if (proxy_new(&px, &cfg, err, sizeof(err)) < 0) {
+		util_log("proxy: %s", err);
+		return 1;
+	}
+	cli_proxy = px;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	printf("dupsim proxy: listening on %s:%u, upstream %s:%u, %zu rule%s, seed %llu\n", lhost, proxy_port(px),
+	       uhost, cfg.upstream_port, nrules, nrules == 1 ? "" : "s", (unsigned long long)cfg.seed);
+	for (size_t i = 0; i < nrules; i++)
+		printf("  rule %zu: %s\n", i + 1, rules[i].text);
+	fflush(stdout);
+	rc = proxy_run(px);
+	proxy_stats_get(px, &st);
+	printf("dupsim proxy: stopped\n");
+	proxy_stats_print(&st, rules, nrules, stdout);
+	cli_proxy = NULL;
+	proxy_free(px);
+	return rc < 0 ? 1 : 0;
+}
