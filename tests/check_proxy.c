@@ -1,0 +1,523 @@
+/* check_proxy.c — the fault proxy against the run's private broker: relaying, drops, cuts, hangs, bad peers. */
+#include <amqp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "mq.h"
+#include "proxy.h"
+#include "tests.h"
+#include "util.h"
+
+#define COMMIT_OK (90u << 16 | 21)
+#define BASIC_ACK (60u << 16 | 80)
+
+static struct proxy *start_proxy(const char *const *rules, size_t n, uint16_t upstream)
+{
+	struct rule r[8];
+	struct proxy_config cfg = { .listen_host = "127.0.0.1", .upstream_host = "127.0.0.1",
+				    .upstream_port = upstream ? upstream : test_broker_port(),
+				    .rules = r, .rule_count = n, .seed = 1, .quiet = true };
+	struct proxy *px;
+	char err[256];
+
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(rule_parse(rules[i], &r[i], err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(proxy_new(&px, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(proxy_start(px), 0);
+	return px;
+}
+
+static amqp_connection_state_t open_or_fail(uint16_t port)
+{
+	char err[256];
+	amqp_connection_state_t c = mq_open_local(port, 5000, err, sizeof(err));
+
+	ck_assert_msg(c != NULL, "%s", err);
+	return c;
+}
+
+static void declare_fresh(amqp_connection_state_t c, const char *q)
+{
+	char why[256];
+
+	amqp_queue_delete(c, 1, amqp_cstring_bytes(q), 0, 0);
+	ck_assert_msg(mq_ok(amqp_get_rpc_reply(c)), "%s", mq_reply_str(amqp_get_rpc_reply(c), why, sizeof(why)));
+	amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, amqp_empty_table);
+	ck_assert_msg(mq_ok(amqp_get_rpc_reply(c)), "%s", mq_reply_str(amqp_get_rpc_reply(c), why, sizeof(why)));
+}
+
+static int publish(amqp_connection_state_t c, const char *q, const char *id, const void *body, size_t len)
+{
+	amqp_basic_properties_t p = { 0 };
+
+	p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+	p.delivery_mode = 2;
+	p.message_id = amqp_cstring_bytes(id);
+	return amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
+				  (amqp_bytes_t){ len, (void *)body });
+}
+
+/* basic.get on a direct connection, retried for up to wait_ms; 1 found, 0 empty. */
+static int direct_get(const char *q, int wait_ms, char *id, size_t idlen, int *redelivered)
+{
+	amqp_connection_state_t c = open_or_fail(test_broker_port());
+	uint64_t deadline = util_now_ns() + (uint64_t)wait_ms * NS_PER_MS;
+	int found = 0;
+
+	for (;;) {
+		amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(q), 1);
+
+		ck_assert(mq_ok(r));
+		if (r.reply.id == AMQP_BASIC_GET_OK_METHOD) {
+			amqp_basic_get_ok_t *ok = r.reply.decoded;
+			amqp_message_t m;
+
+			*redelivered = ok->redelivered;
+			ck_assert(mq_ok(amqp_read_message(c, 1, &m, 0)));
+			snprintf(id, idlen, "%.*s", (int)m.properties.message_id.len,
+				 (const char *)m.properties.message_id.bytes);
+			amqp_destroy_message(&m);
+			found = 1;
+			break;
+		}
+		if (util_now_ns() > deadline)
+			break;
+		util_sleep_ns(50 * NS_PER_MS);
+	}
+	mq_close(c);
+	return found;
+}
+
+static uint32_t queue_depth(const char *q)
+{
+	amqp_connection_state_t c = open_or_fail(test_broker_port());
+	amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
+	uint32_t n;
+
+	ck_assert_ptr_nonnull(ok);
+	n = ok->message_count;
+	mq_close(c);
+	return n;
+}
+
+/* (1) no rules: random bodies, some spanning several body frames, arrive byte-identical. */
+struct relay_job {
+	uint16_t port;
+	int idx, messages;
+	size_t max_body;
+	int errors;
+};
+
+static void *relay_worker(void *arg)
+{
+	struct relay_job *j = arg;
+	char q[32], id[32];
+	struct util_rng rng;
+	amqp_connection_state_t c = open_or_fail(j->port);
+	uint8_t *body = malloc(j->max_body + 1);
+	uint64_t *sums = calloc((size_t)j->messages, sizeof(*sums));
+	size_t *lens = calloc((size_t)j->messages, sizeof(*lens));
+
+	snprintf(q, sizeof(q), "relay-%d", j->idx);
+	declare_fresh(c, q);
+	util_rng_seed(&rng, (uint64_t)j->idx + 100);
+	for (int i = 0; i < j->messages; i++) {
+		size_t len = util_rng_next(&rng) % (j->max_body + 1);
+		uint64_t h = 1469598103934665603ull;
+
+		for (size_t k = 0; k < len; k++) {
+			body[k] = (uint8_t)util_rng_next(&rng);
+			h = (h ^ body[k]) * 1099511628211ull;
+		}
+		sums[i] = h;
+		lens[i] = len;
+		snprintf(id, sizeof(id), "%d", i);
+		if (publish(c, q, id, body, len) != AMQP_STATUS_OK)
+			j->errors++;
+	}
+	amqp_basic_consume(c, 1, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	for (int i = 0; i < j->messages; i++) {
+		amqp_envelope_t e;
+		uint64_t h = 1469598103934665603ull;
+		int n;
+
+		amqp_maybe_release_buffers(c);
+		if (!mq_ok(amqp_consume_message(c, &e, NULL, 0))) {
+			j->errors++;
+			break;
+		}
+		n = atoi((const char *)e.message.properties.message_id.bytes);
+		for (size_t k = 0; k < e.message.body.len; k++)
+			h = (h ^ ((uint8_t *)e.message.body.bytes)[k]) * 1099511628211ull;
+		if (n != i || e.message.body.len != lens[i] || h != sums[i])
+			j->errors++;
+		amqp_destroy_envelope(&e);
+	}
+	amqp_queue_delete(c, 1, amqp_cstring_bytes(q), 0, 0);
+	mq_close(c);
+	free(body);
+	free(sums);
+	free(lens);
+	return NULL;
+}
+
+START_TEST(test_relay_identical)
+{
+	struct proxy *px = start_proxy(NULL, 0, 0);
+	enum { CONNS = 12 };
+	pthread_t t[CONNS];
+	struct relay_job jobs[CONNS];
+	struct proxy_stats st;
+
+	for (int i = 0; i < CONNS; i++) {
+		/* two connections carry bodies up to 3 frames long */
+		jobs[i] = (struct relay_job){ .port = proxy_port(px), .idx = i, .messages = i < 2 ? 60 : 200,
+					      .max_body = i < 2 ? 3 * FRAME_DEFAULT_MAX : 2048 };
+		pthread_create(&t[i], NULL, relay_worker, &jobs[i]);
+	}
+	for (int i = 0; i < CONNS; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_msg(jobs[i].errors == 0, "connection %d: %d errors", i, jobs[i].errors);
+	}
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.conns_accepted, CONNS);
+	ck_assert_uint_eq(st.method_seen[PROXY_TO_BROKER][frame_method_index(60u << 16 | 40)], 2 * 60 + 10 * 200);
+	ck_assert_uint_eq(st.method_seen[PROXY_TO_CLIENT][frame_method_index(60u << 16 | 60)], 2 * 60 + 10 * 200);
+	ck_assert_uint_gt(st.frames[PROXY_TO_CLIENT][2], st.method_seen[PROXY_TO_CLIENT][frame_method_index(60u << 16 | 60)]);
+	ck_assert_uint_eq(st.drops, 0);
+	ck_assert_uint_eq(st.malformed, 0);
+	proxy_free(px);
+}
+END_TEST
+
+/* (2) CommitOk lost after the broker committed: the commit fails, the message is in the queue. */
+START_TEST(test_drop_commit_ok)
+{
+	const char *rules[] = { "drop tx.commit-ok from=broker p=1 then=close" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t c = open_or_fail(proxy_port(px));
+	char id[64];
+	int redelivered;
+	struct proxy_stats st;
+
+	declare_fresh(c, "commit-ok");
+	amqp_tx_select(c, 1);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c))); /* tx.select-ok passes */
+	ck_assert_int_eq(publish(c, "commit-ok", "m-1", "x", 1), AMQP_STATUS_OK);
+	ck_assert_ptr_null(amqp_tx_commit(c, 1));
+	ck_assert_int_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
+	ck_assert_int_ne(amqp_get_rpc_reply(c).library_error, AMQP_STATUS_TIMEOUT); /* cut, not hung */
+	mq_abandon(c);
+	/* the duplicate-maker: the publisher never heard, yet the message is there */
+	ck_assert_int_eq(direct_get("commit-ok", 2000, id, sizeof(id), &redelivered), 1);
+	ck_assert_str_eq(id, "m-1");
+	ck_assert_int_eq(redelivered, 0);
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.drops, 1);
+	ck_assert_uint_eq(st.cuts, 1);
+	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(COMMIT_OK)], 1);
+	ck_assert_uint_eq(st.method_dropped[PROXY_TO_BROKER][frame_method_index(COMMIT_OK)], 0);
+	ck_assert_uint_eq(st.rule_fired[0], 1);
+	proxy_free(px);
+}
+END_TEST
+
+/*
+ * Consumes one message through port and acks it; *ack_status is the ack's
+ * send status, *after the library error of the next RPC on that connection
+ * (0 when it succeeded): a cut shows there as a closed connection.
+ */
+static void consume_one_and_ack(uint16_t port, const char *q, int *ack_status, int *after)
+{
+	amqp_rpc_reply_t r;
+	uint64_t t0;
+
+	amqp_connection_state_t c = open_or_fail(port);
+	amqp_envelope_t e;
+
+	amqp_basic_qos(c, 1, 0, 10, 0);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
+	ck_assert_int_eq(e.message.body.len, 5);
+	ck_assert_int_eq(e.redelivered, 0);
+	*ack_status = amqp_basic_ack(c, 1, e.delivery_tag, 0);
+	amqp_destroy_envelope(&e);
+	t0 = util_now_ns();
+	amqp_basic_qos(c, 1, 0, 10, 0);
+	r = amqp_get_rpc_reply(c);
+	*after = r.reply_type == AMQP_RESPONSE_NORMAL ? 0 : r.library_error;
+	/* a cut is seen at once, not after the 5 s RPC timeout */
+	ck_assert_uint_lt(util_now_ns() - t0, 2 * NS_PER_S);
+	mq_abandon(c);
+}
+
+static void put_one(const char *q, const char *id)
+{
+	amqp_connection_state_t c = open_or_fail(test_broker_port());
+
+	declare_fresh(c, q);
+	ck_assert_int_eq(publish(c, q, id, "hello", 5), AMQP_STATUS_OK);
+	mq_close(c);
+}
+
+/* (3) a consumer's ack lost with the connection: the message comes back, redelivered. */
+START_TEST(test_drop_ack)
+{
+	const char *rules[] = { "drop basic.ack from=client then=close" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	char id[64];
+	int redelivered = 0, st_ack, after;
+	struct proxy_stats st;
+
+	put_one("ack-loss", "a-1");
+	consume_one_and_ack(proxy_port(px), "ack-loss", &st_ack, &after);
+	ck_assert_msg(after == AMQP_STATUS_CONNECTION_CLOSED || after == AMQP_STATUS_SOCKET_ERROR, "%d", after);
+	ck_assert_int_eq(direct_get("ack-loss", 5000, id, sizeof(id), &redelivered), 1);
+	ck_assert_str_eq(id, "a-1");
+	ck_assert_int_eq(redelivered, 1);
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.method_dropped[PROXY_TO_BROKER][frame_method_index(BASIC_ACK)], 1);
+	proxy_free(px);
+}
+END_TEST
+
+/* (4) the control case: the ack arrived, then the cut; nothing comes back. */
+START_TEST(test_cut_ack)
+{
+	const char *rules[] = { "cut basic.ack from=client" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	char id[64];
+	int redelivered, st_ack, after;
+	struct proxy_stats st;
+
+	put_one("ack-cut", "c-1");
+	consume_one_and_ack(proxy_port(px), "ack-cut", &st_ack, &after);
+	ck_assert_int_eq(st_ack, AMQP_STATUS_OK);
+	ck_assert_msg(after == AMQP_STATUS_CONNECTION_CLOSED || after == AMQP_STATUS_SOCKET_ERROR, "%d", after);
+	/* long enough for the broker to requeue if it had not seen the ack */
+	ck_assert_int_eq(direct_get("ack-cut", 1500, id, sizeof(id), &redelivered), 0);
+	ck_assert_uint_eq(queue_depth("ack-cut"), 0);
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.cuts, 1);
+	ck_assert_uint_eq(st.drops, 0);
+	ck_assert_uint_eq(st.method_seen[PROXY_TO_BROKER][frame_method_index(BASIC_ACK)], 1);
+	proxy_free(px);
+}
+END_TEST
+
+/* then=hang: the frame is swallowed, the connection stays; the client times out. */
+START_TEST(test_hang_commit_ok)
+{
+	const char *rules[] = { "drop tx.commit-ok from=broker then=hang after=2" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t c = open_or_fail(proxy_port(px));
+	struct timeval tv = { .tv_sec = 1 };
+	char id[64];
+	int redelivered;
+
+	declare_fresh(c, "hang");
+	amqp_tx_select(c, 1);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	/* the first commit passes (after=2), the second one hangs */
+	ck_assert_int_eq(publish(c, "hang", "h-1", "x", 1), AMQP_STATUS_OK);
+	ck_assert_ptr_nonnull(amqp_tx_commit(c, 1));
+	ck_assert_int_eq(publish(c, "hang", "h-2", "x", 1), AMQP_STATUS_OK);
+	amqp_set_rpc_timeout(c, &tv);
+	ck_assert_ptr_null(amqp_tx_commit(c, 1));
+	ck_assert_int_eq(amqp_get_rpc_reply(c).library_error, AMQP_STATUS_TIMEOUT);
+	mq_abandon(c);
+	ck_assert_int_eq(direct_get("hang", 1000, id, sizeof(id), &redelivered), 1);
+	ck_assert_str_eq(id, "h-1");
+	ck_assert_int_eq(direct_get("hang", 1000, id, sizeof(id), &redelivered), 1);
+	ck_assert_str_eq(id, "h-2");
+	proxy_free(px);
+}
+END_TEST
+
+static int raw_connect(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tv = { .tv_sec = 5 };
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Malformed AMQP closes that connection only; the others keep working. */
+START_TEST(test_malformed_peer)
+{
+	struct proxy *px = start_proxy(NULL, 0, 0);
+	amqp_connection_state_t good = open_or_fail(proxy_port(px));
+	static const uint8_t bad_end[] = { 'A', 'M', 'Q', 'P', 0, 0, 9, 1, 8, 0, 0, 0, 0, 0, 0, 0x00 };
+	const char *garbage = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct proxy_stats st;
+	char buf[64];
+	int fd;
+
+	fd = raw_connect(proxy_port(px));
+	ck_assert_int_eq(write(fd, garbage, strlen(garbage)), (ssize_t)strlen(garbage));
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 0); /* closed, nothing forwarded back */
+	close(fd);
+	fd = raw_connect(proxy_port(px));
+	ck_assert_int_eq(write(fd, bad_end, sizeof(bad_end)), (ssize_t)sizeof(bad_end));
+	/* the broker's connection.start may come first; then the close */
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
+	declare_fresh(good, "still-good");
+	amqp_queue_delete(good, 1, amqp_cstring_bytes("still-good"), 0, 0);
+	ck_assert(mq_ok(amqp_get_rpc_reply(good)));
+	mq_close(good);
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.malformed, 2);
+	proxy_free(px);
+}
+END_TEST
+
+START_TEST(test_upstream_down)
+{
+	uint16_t dead;
+	struct proxy *px;
+	struct proxy_stats st;
+	char err[256];
+
+	ck_assert_int_eq(util_free_port(&dead), 0);
+	px = start_proxy(NULL, 0, dead);
+	ck_assert_ptr_null(mq_open_local(proxy_port(px), 2000, err, sizeof(err)));
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.upstream_failures, 1);
+	ck_assert_uint_eq(st.conns_active, 0);
+	proxy_free(px);
+}
+END_TEST
+
+/* Runs `dupsim proxy ARGS`; collects stdout+stderr. Returns the exit status. */
+static int run_cli(char *const argv[], char *out, size_t outlen, uint16_t port_to_use, int stop_after_use)
+{
+	int pipefd[2];
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	size_t n = 0;
+	int status;
+	extern char **environ;
+
+	ck_assert_int_eq(pipe(pipefd), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	ck_assert_int_eq(posix_spawn(&pid, test_dupsim_bin(), &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (stop_after_use) {
+		amqp_connection_state_t c = NULL;
+		char err[256];
+
+		for (int i = 0; i < 100 && !c; i++) {
+			c = mq_open_local(port_to_use, 1000, err, sizeof(err));
+			if (!c)
+				util_sleep_ns(50 * NS_PER_MS);
+		}
+		ck_assert_msg(c != NULL, "%s", err);
+		amqp_tx_select(c, 1);
+		ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+		amqp_tx_commit(c, 1);
+		ck_assert_int_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
+		mq_abandon(c);
+		kill(pid, SIGINT);
+	}
+	for (;;) {
+		ssize_t r = read(pipefd[0], out + n, outlen - n - 1);
+
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	out[n] = '\0';
+	close(pipefd[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+START_TEST(test_cli)
+{
+	char out[16384], listen[64], upstream[64];
+	uint16_t port;
+
+	snprintf(upstream, sizeof(upstream), "127.0.0.1:%u", test_broker_port());
+	{
+		char *argv[] = { "dupsim", "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "--rule",
+				 "drop tx.comit-ok from=broker", NULL };
+
+		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 2);
+		ck_assert_msg(strstr(out, "did you mean 'tx.commit-ok'") != NULL, "%s", out);
+		ck_assert_ptr_null(strchr(strchr(out, '\n') + 1, '\n')); /* one line */
+	}
+	{
+		char *argv[] = { "dupsim", "proxy", "--listen", "localhost", "--upstream", upstream, NULL };
+
+		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 2);
+		ck_assert_msg(strstr(out, "--listen 'localhost': expected HOST:PORT") != NULL, "%s", out);
+	}
+	{
+		char *argv[] = { "dupsim", "proxy", "--listen", "127.0.0.1:0", NULL };
+
+		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 2);
+		ck_assert_msg(strstr(out, "--upstream are required") != NULL, "%s", out);
+	}
+	{
+		char *argv[] = { "dupsim", "proxy", "--help", NULL };
+
+		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 0);
+		ck_assert_ptr_nonnull(strstr(out, "drop|cut METHOD"));
+	}
+	ck_assert_int_eq(util_free_port(&port), 0);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+	{
+		char *argv[] = { "dupsim", "proxy", "--listen", listen, "--upstream", upstream, "--rule",
+				 "drop tx.commit-ok from=broker", "--seed", "9", NULL };
+
+		ck_assert_int_eq(run_cli(argv, out, sizeof(out), port, 1), 0);
+		ck_assert_msg(strstr(out, "rule 1 'drop tx.commit-ok from=broker': matched 1, fired 1") != NULL, "%s",
+			      out);
+		ck_assert_msg(strstr(out, "tx.commit-ok               broker             1          1") != NULL,
+			      "%s", out);
+		ck_assert_msg(strstr(out, "1 frames dropped") != NULL, "%s", out);
+	}
+}
+END_TEST
+
+Suite *proxy_suite(void)
+{
+	Suite *s = suite_create("proxy");
+	TCase *tc = tcase_create("broker");
+
+	tcase_add_test(tc, test_relay_identical);
+	tcase_add_test(tc, test_drop_commit_ok);
+	tcase_add_test(tc, test_drop_ack);
+	tcase_add_test(tc, test_cut_ack);
+	tcase_add_test(tc, test_hang_commit_ok);
+	tcase_add_test(tc, test_malformed_peer);
+	tcase_add_test(tc, test_upstream_down);
+	tcase_add_test(tc, test_cli);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return s;
+}
