@@ -4,6 +4,7 @@
 
 #include "broker.h"
 #include "proxy.h"
+#include "run.h"
 
 #define DUPSIM_VERSION "0.1.0"
 
@@ -14,6 +15,7 @@ static void usage(FILE *f)
 		   "Measures duplicate delivery in RabbitMQ against a real broker with real faults.\n"
 		   "\n"
 		   "commands:\n"
+		   "  run      run a scenario file: publishers, consumers, faults, dedup; writes results/\n"
 		   "  proxy    AMQP fault proxy between any client and a broker (drops/cuts frames by rule)\n"
 		   "  broker   start|stop|status a private RabbitMQ node kept up across runs\n"
 		   "  help     this text; `dupsim COMMAND --help` for a command's own\n"
@@ -32,10 +34,12 @@ int main(int argc, char **argv)
 		printf("dupsim %s\n", DUPSIM_VERSION);
 		return 0;
 	}
+	if (strcmp(cmd, "run") == 0)
+		return run_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "proxy") == 0)
 		return proxy_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "broker") == 0)
 		return broker_cli(argc - 1, argv + 1);
-	fprintf(stderr, "dupsim: unknown command '%s'; commands: proxy, broker, help, version\n", cmd);
+	fprintf(stderr, "dupsim: unknown command '%s'; commands: run, proxy, broker, help, version\n", cmd);
 	return 2;
 }

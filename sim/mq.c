@@ -28,7 +28,8 @@ int mq_parse_url(const char *url, struct mq_target *t, char *err, size_t errlen)
 	t->port = (uint16_t)ci.port;
 	snprintf(t->user, sizeof(t->user), "%s", ci.user);
 	snprintf(t->pass, sizeof(t->pass), "%s", ci.password);
-	snprintf(t->vhost, sizeof(t->vhost), "%s", ci.vhost);
+	/* "amqp://host:port/" names the empty vhost, which RabbitMQ never has: take "/" */
+	snprintf(t->vhost, sizeof(t->vhost), "%s", ci.vhost && *ci.vhost ? ci.vhost : "/");
 	free(copy);
 	return 0;
 }

@@ -15,6 +15,9 @@
 #pragma weak proxy_suite
 #pragma weak broker_suite
 #pragma weak scenario_suite
+#pragma weak ledger_suite
+#pragma weak dedup_suite
+#pragma weak stats_suite
 
 static char broker_url_buf[256];
 static uint16_t broker_port;
@@ -54,6 +57,7 @@ int main(void)
 {
 	Suite *(*const all[])(void) = {
 		util_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
+		ledger_suite, dedup_suite, stats_suite,
 	};
 	struct broker *b = NULL;
 	const char *ext = getenv("DUPSIM_TEST_URL");

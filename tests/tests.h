@@ -12,6 +12,9 @@ Suite *rule_suite(void);
 Suite *proxy_suite(void);
 Suite *broker_suite(void);
 Suite *scenario_suite(void);
+Suite *ledger_suite(void);
+Suite *dedup_suite(void);
+Suite *stats_suite(void);
 
 /*
  * The private RabbitMQ node started once by the runner (or named by

@@ -1,0 +1,246 @@
+/* consumer.c — consumer threads: manual acks, prefetch, multiple-acks, the dedup decision, reconnect after a cut. */
+#include <amqp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "run.h"
+#include "util.h"
+
+#define POLL_NS (100 * NS_PER_MS)
+
+int run_parse_message_id(const struct run_ctx *rc, const char *id, size_t len, size_t *index)
+{
+	uint64_t pub = 0, seq = 0;
+	size_t i = 1;
+
+	if (len < 4 || id[0] != 'p')
+		return -1;
+	for (; i < len && id[i] >= '0' && id[i] <= '9'; i++)
+		pub = pub * 10 + (uint64_t)(id[i] - '0');
+	if (i == 1 || i >= len || id[i] != '-' || ++i >= len)
+		return -1;
+	for (; i < len && id[i] >= '0' && id[i] <= '9'; i++)
+		seq = seq * 10 + (uint64_t)(id[i] - '0');
+	if (i != len || pub >= rc->sc->publishers.count || seq >= rc->per_publisher)
+		return -1;
+	if (pub * rc->per_publisher + seq >= rc->ledger->count)
+		return -1;
+	*index = (size_t)(pub * rc->per_publisher + seq);
+	return 0;
+}
+
+static int64_t header_int(const amqp_basic_properties_t *p, const char *key, int64_t dflt)
+{
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return dflt;
+	for (int i = 0; i < p->headers.num_entries; i++) {
+		const amqp_table_entry_t *e = &p->headers.entries[i];
+
+		if (e->key.len != strlen(key) || memcmp(e->key.bytes, key, e->key.len) != 0)
+			continue;
+		switch (e->value.kind) {
+		case AMQP_FIELD_KIND_I8:
+			return e->value.value.i8;
+		case AMQP_FIELD_KIND_U8:
+			return e->value.value.u8;
+		case AMQP_FIELD_KIND_I16:
+			return e->value.value.i16;
+		case AMQP_FIELD_KIND_U16:
+			return e->value.value.u16;
+		case AMQP_FIELD_KIND_I32:
+			return e->value.value.i32;
+		case AMQP_FIELD_KIND_U32:
+			return e->value.value.u32;
+		case AMQP_FIELD_KIND_I64:
+			return e->value.value.i64;
+		case AMQP_FIELD_KIND_U64:
+			return (int64_t)e->value.value.u64;
+		default:
+			return dflt;
+		}
+	}
+	return dflt;
+}
+
+struct cons_state {
+	struct consumer *c;
+	struct run_ctx *rc;
+	amqp_connection_state_t conn;
+	uint64_t unacked;	/* deliveries handled since the last ack frame */
+	uint64_t last_tag;
+	uint64_t backoff_ns;
+};
+
+static void cons_drop_conn(struct cons_state *s, const char *why)
+{
+	if (s->conn) {
+		mq_abandon(s->conn);
+		s->conn = NULL;
+	}
+	/* acks not sent are lost with the connection: the broker redelivers */
+	s->unacked = 0;
+	snprintf(s->c->error, sizeof(s->c->error), "%s", why);
+	atomic_fetch_add(&s->rc->reconnects, 1);
+	util_sleep_ns(s->backoff_ns);
+	s->backoff_ns = s->backoff_ns * 2 > NS_PER_S ? NS_PER_S : s->backoff_ns * 2;
+}
+
+static int cons_connect(struct cons_state *s)
+{
+	const struct scenario *sc = s->rc->sc;
+	char err[256], why[200];
+
+	s->conn = mq_open(&s->rc->via, 5000, err, sizeof(err));
+	if (!s->conn) {
+		cons_drop_conn(s, err);
+		return -1;
+	}
+	if (!amqp_basic_qos(s->conn, 1, 0, (uint16_t)sc->consumers.prefetch, 0)) {
+		cons_drop_conn(s, "basic.qos failed");
+		return -1;
+	}
+	amqp_basic_consume(s->conn, 1, amqp_cstring_bytes(sc->broker.queue), amqp_empty_bytes, 0, 0, 0,
+			   amqp_empty_table);
+	if (!mq_ok(amqp_get_rpc_reply(s->conn))) {
+		mq_reply_str(amqp_get_rpc_reply(s->conn), why, sizeof(why));
+		cons_drop_conn(s, why);
+		return -1;
+	}
+	s->unacked = 0;
+	return 0;
+}
+
+static int cons_flush_acks(struct cons_state *s)
+{
+	if (!s->unacked || !s->conn)
+		return 0;
+	s->unacked = 0;
+	return amqp_basic_ack(s->conn, 1, s->last_tag, s->rc->sc->consumers.ack_every > 1) == AMQP_STATUS_OK ? 0 : -1;
+}
+
+/* Times a store call into the latency histogram. */
+static int cons_store_call(struct cons_state *s, int op, uint64_t key)
+{
+	uint64_t t0 = util_now_ns();
+	int r;
+
+	if (op == 0)
+		r = dedup_check_and_put(s->c->store, key, t0);
+	else if (op == 1)
+		r = dedup_lookup(s->c->store, key, t0);
+	else
+		r = dedup_put(s->c->store, key, t0);
+	stats_hist_add(&s->rc->store_latency, util_now_ns() - t0);
+	if (r < 0)
+		atomic_fetch_add(&s->rc->store_errors, 1);
+	if (op != 2)
+		atomic_fetch_add(&s->rc->lookups, 1);
+	if (op == 2 || (op == 0 && r == 0))
+		atomic_fetch_add(&s->rc->inserts, 1);
+	return r;
+}
+
+/* One delivery: ledger, dedup decision, side effect, mark, then the ack. */
+static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
+{
+	struct run_ctx *rc = s->rc;
+	const struct scenario *sc = rc->sc;
+	struct ledger *l = rc->ledger;
+	const amqp_basic_properties_t *p = &e->message.properties;
+	size_t m;
+	int64_t count, published;
+	uint64_t key, now;
+	bool dup = false;
+
+	atomic_fetch_add(&rc->deliveries, 1);
+	atomic_store(&rc->last_delivery_ns, util_now_ns());
+	if (!(p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ||
+	    run_parse_message_id(rc, p->message_id.bytes, p->message_id.len, &m) < 0) {
+		ledger_note_foreign(l);
+		goto ack;
+	}
+	count = header_int(p, "x-republish-count", 0);
+	published = header_int(p, "x-published-ns", -1);
+	ledger_note_delivery(l, m, count < 0 ? 0 : (unsigned)count);
+	now = util_now_ns();
+	if (ledger_note_decision(l, m, now))
+		atomic_fetch_add(&rc->duplicate_deliveries, 1);
+	key = (uint64_t)m + 1;
+	if (s->c->store) {
+		/* check = always: every delivery is looked up */
+		if (sc->dedup.mark == SCENARIO_MARK_BEFORE)
+			dup = cons_store_call(s, 0, key) == 1;
+		else
+			dup = cons_store_call(s, 1, key) == 1;
+	}
+	if (dup) {
+		ledger_note_rejected(l, m);
+		goto ack;
+	}
+	ledger_note_accept(l, m, s->c->id, now);
+	if (sc->consumers.work_ns)
+		util_sleep_ns(sc->consumers.work_ns);
+	if (s->c->store && sc->dedup.mark == SCENARIO_MARK_AFTER)
+		cons_store_call(s, 2, key);
+	ledger_note_executed(l, m, s->c->id, util_now_ns(),
+			     published >= 0 ? l->t0_ns + (uint64_t)published : 0);
+	atomic_fetch_add(&rc->executions, 1);
+ack:
+	s->last_tag = e->delivery_tag;
+	s->unacked++;
+	if (s->unacked >= sc->consumers.ack_every)
+		return cons_flush_acks(s);
+	return 0;
+}
+
+void *consumer_main(void *arg)
+{
+	struct consumer *c = arg;
+	struct cons_state s = { .c = c, .rc = c->rc, .backoff_ns = 20 * NS_PER_MS };
+
+	while (!atomic_load(&s.rc->stop)) {
+		amqp_envelope_t e;
+		amqp_rpc_reply_t r;
+		struct timeval tv = { .tv_sec = 0, .tv_usec = POLL_NS / 1000 };
+
+		if (!s.conn && cons_connect(&s) < 0)
+			continue;
+		amqp_maybe_release_buffers(s.conn);
+		r = amqp_consume_message(s.conn, &e, &tv, 0);
+		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
+			/* idle: a partial multiple-ack goes out now rather than waiting */
+			if (cons_flush_acks(&s) < 0)
+				cons_drop_conn(&s, "ack failed: connection lost");
+			continue;
+		}
+		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+		    r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+			amqp_frame_t f;
+
+			/* a method other than basic.deliver: a close, or a cancel */
+			if (amqp_simple_wait_frame_noblock(s.conn, &f, &tv) != AMQP_STATUS_OK ||
+			    (f.frame_type == AMQP_FRAME_METHOD &&
+			     (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+			      f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
+			      f.payload.method.id == AMQP_BASIC_CANCEL_METHOD)))
+				cons_drop_conn(&s, "closed by the broker");
+			continue;
+		}
+		if (!mq_ok(r)) {
+			char why[200];
+
+			cons_drop_conn(&s, mq_reply_str(r, why, sizeof(why)));
+			continue;
+		}
+		s.backoff_ns = 20 * NS_PER_MS;
+		if (cons_handle(&s, &e) < 0)
+			cons_drop_conn(&s, "ack failed: connection lost");
+		amqp_destroy_envelope(&e);
+	}
+	if (s.conn) {
+		cons_flush_acks(&s);
+		mq_close(s.conn);
+	}
+	return NULL;
+}

@@ -1,0 +1,429 @@
+/* ledger.c — ground truth per message: lock-free counters, miss classification, totals and invariants. */
+#include "ledger.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+_Static_assert(sizeof(struct ledger_msg) == 32, "struct ledger_msg must stay 32 bytes (two per cache line)");
+
+#define RLX memory_order_relaxed
+
+static const char *const cause_names[LEDGER_CAUSES] = {
+	[LEDGER_CAUSE_EXPIRED] = "expired",
+	[LEDGER_CAUSE_EVICTED] = "evicted",
+	[LEDGER_CAUSE_UNCHECKED] = "unchecked",
+	[LEDGER_CAUSE_NOT_INSERTED] = "not_inserted",
+	[LEDGER_CAUSE_OTHER_CACHE] = "other_cache",
+	[LEDGER_CAUSE_RACE] = "race",
+	[LEDGER_CAUSE_UNEXPLAINED] = "unexplained",
+};
+
+const char *ledger_cause_name(enum ledger_cause c)
+{
+	return (unsigned)c < LEDGER_CAUSES ? cause_names[c] : "?";
+}
+
+int ledger_init(struct ledger *l, size_t messages, const struct ledger_policy *policy)
+{
+	memset(l, 0, sizeof(*l));
+	if (messages > (SIZE_MAX - 63) / sizeof(struct ledger_msg))
+		return -1;
+	if (messages) {
+		/* 32-byte entries from a 64-byte boundary: one entry never spans two cache lines */
+		size_t bytes = (messages * sizeof(struct ledger_msg) + 63) & ~(size_t)63;
+
+		l->msgs = aligned_alloc(64, bytes);
+		if (!l->msgs)
+			return -1;
+		memset(l->msgs, 0, bytes);
+	}
+	l->count = messages;
+	if (policy)
+		l->policy = *policy;
+	l->t0_ns = util_now_ns();
+	stats_hist_init(&l->gaps);
+	stats_hist_init(&l->latency);
+	return 0;
+}
+
+void ledger_release(struct ledger *l)
+{
+	if (!l)
+		return;
+	free(l->msgs);
+	l->msgs = NULL;
+	l->count = 0;
+}
+
+/*
+ * The message, or NULL for an index outside the run: that is a caller bug,
+ * counted as a foreign delivery so that ledger_check reports it.
+ */
+static struct ledger_msg *msg_at(struct ledger *l, size_t m)
+{
+	if (m < l->count)
+		return &l->msgs[m];
+	atomic_fetch_add_explicit(&l->foreign, 1, RLX);
+	return NULL;
+}
+
+static void set_flag(struct ledger_msg *e, uint8_t f)
+{
+	if (!(atomic_load_explicit(&e->flags, RLX) & f))
+		atomic_fetch_or_explicit(&e->flags, f, RLX);
+}
+
+/* Saturating increments and a decrement that stops at 0; each returns the value before. */
+static uint16_t inc16(struct ledger_msg *e, _Atomic uint16_t *c)
+{
+	uint16_t v = atomic_load_explicit(c, RLX);
+
+	do {
+		if (v == UINT16_MAX) {
+			set_flag(e, LEDGER_F_SATURATED);
+			return v;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(c, &v, (uint16_t)(v + 1), RLX, RLX));
+	return v;
+}
+
+static uint8_t inc8(struct ledger_msg *e, _Atomic uint8_t *c)
+{
+	uint8_t v = atomic_load_explicit(c, RLX);
+
+	do {
+		if (v == UINT8_MAX) {
+			set_flag(e, LEDGER_F_SATURATED);
+			return v;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + 1), RLX, RLX));
+	return v;
+}
+
+static uint8_t dec8(_Atomic uint8_t *c)
+{
+	uint8_t v = atomic_load_explicit(c, RLX);
+
+	while (v && !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v - 1), RLX, RLX))
+		;
+	return v;
+}
+
+/* now_ns on the run clock + 1, so that 0 stays "never". */
+static uint64_t run_clock1(const struct ledger *l, uint64_t now_ns)
+{
+	return (now_ns > l->t0_ns ? now_ns - l->t0_ns : 0) + 1;
+}
+
+/* now − the first accepted delivery, or false when nothing was accepted yet. */
+static bool since_first_accept(const struct ledger *l, const struct ledger_msg *e, uint64_t now_ns, uint64_t *gap)
+{
+	uint64_t first = atomic_load_explicit(&e->first_accept_ns, RLX);
+	uint64_t now1 = run_clock1(l, now_ns);
+
+	if (!first)
+		return false;
+	*gap = now1 > first ? now1 - first : 0;
+	return true;
+}
+
+void ledger_note_publish(struct ledger *l, size_t m)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
+	if (e)
+		inc16(e, &e->attempts);
+}
+
+void ledger_note_confirm(struct ledger *l, size_t m)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
+	if (e)
+		set_flag(e, LEDGER_F_CONFIRMED);
+}
+
+void ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count)
+{
+	struct ledger_msg *e = msg_at(l, m);
+	uint32_t bit;
+
+	if (!e)
+		return;
+	inc16(e, &e->deliveries);
+	if (republish_count >= 31) {
+		bit = 1u << 31;
+		set_flag(e, LEDGER_F_COPY_OVERFLOW);
+	} else {
+		bit = 1u << republish_count;
+	}
+	if (!(atomic_load_explicit(&e->copies, RLX) & bit))
+		atomic_fetch_or_explicit(&e->copies, bit, RLX);
+}
+
+bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns)
+{
+	struct ledger_msg *e = msg_at(l, m);
+	uint64_t gap;
+
+	if (!e)
+		return false;
+	if (inc16(e, &e->decided) == 0)
+		return false;
+	/* A concurrent first delivery may not have been accepted yet: then there is no gap to record. */
+	if (since_first_accept(l, e, now_ns, &gap))
+		stats_hist_add(&l->gaps, gap);
+	return true;
+}
+
+void ledger_note_rejected(struct ledger *l, size_t m)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
+	if (!e)
+		return;
+	if (atomic_load_explicit(&e->executions, RLX) == 0 && atomic_load_explicit(&e->inflight, RLX) == 0)
+		inc16(e, &e->suppressed);
+}
+
+/*
+ * The race rule. An accept made while another copy is in flight (inflight > 0
+ * before this one) leaves a token in e->raced: that pair of copies will execute
+ * twice. The next duplicate execution takes the token and is classified `race`,
+ * whichever of the two finishes last. An abandoned copy takes a token back
+ * (the pair no longer executes twice). This is exact for overlapping pairs and
+ * chains of overlapping copies; it never looks at copies that were accepted
+ * after the earlier one had completed (those are a cache's business: expired,
+ * evicted, other_cache, ...).
+ */
+void ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns)
+{
+	struct ledger_msg *e = msg_at(l, m);
+	uint64_t zero = 0;
+
+	if (!e)
+		return;
+	if (inc8(e, &e->inflight) > 0)
+		inc8(e, &e->raced);
+	if (atomic_compare_exchange_strong_explicit(&e->first_accept_ns, &zero, run_clock1(l, now_ns), RLX, RLX))
+		atomic_store_explicit(&e->first_consumer, (uint16_t)(consumer > UINT16_MAX ? UINT16_MAX : consumer),
+				      RLX);
+}
+
+/* Takes one race token if there is one. */
+static bool take_race_token(struct ledger_msg *e)
+{
+	return dec8(&e->raced) > 0;
+}
+
+/*
+ * Why a duplicate execution happened, from what the ledger knows. First match wins:
+ *   1. unchecked    the policy has no store at all (store = none)
+ *   2. race         this copy was accepted while another copy was in flight
+ *                   (a race token was left at accept time, see ledger_note_accept)
+ *   3. other_cache  scope = local and the first copy was accepted by another consumer
+ *   4. expired      ttl > 0 and now − first accepted delivery > ttl
+ *   5. evicted      capacity > 0 (nothing above explains it, so the key was pushed out)
+ *   6. unexplained  a store or a policy lost a key it should have kept
+ * `not_inserted` is never chosen here: the ledger is not told when a mark
+ * becomes visible. Expiry is judged from the first accept, while a store's ttl
+ * runs from its insert (later with mark = after): a duplicate within the
+ * processing time of the ttl boundary can land on either side.
+ */
+static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, unsigned consumer, uint64_t now_ns)
+{
+	const struct ledger_policy *p = &l->policy;
+	uint64_t since;
+
+	if (p->store_none)
+		return LEDGER_CAUSE_UNCHECKED;
+	if (take_race_token(e))
+		return LEDGER_CAUSE_RACE;
+	if (p->scope_local && atomic_load_explicit(&e->first_accept_ns, RLX) &&
+	    atomic_load_explicit(&e->first_consumer, RLX) != (consumer > UINT16_MAX ? UINT16_MAX : consumer))
+		return LEDGER_CAUSE_OTHER_CACHE;
+	if (p->ttl_ns && since_first_accept(l, e, now_ns, &since) && since > p->ttl_ns)
+		return LEDGER_CAUSE_EXPIRED;
+	if (p->capacity)
+		return LEDGER_CAUSE_EVICTED;
+	return LEDGER_CAUSE_UNEXPLAINED;
+}
+
+void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns)
+{
+	struct ledger_msg *e = msg_at(l, m);
+	uint16_t k;
+
+	if (!e)
+		return;
+	k = inc16(e, &e->executions);
+	dec8(&e->inflight);
+	if (k == 0) {
+		if (published_ns && now_ns >= published_ns)
+			stats_hist_add(&l->latency, now_ns - published_ns);
+		return;
+	}
+	/* K was >= 1: this execution is a duplicate processed, a miss of the dedup. */
+	atomic_fetch_add_explicit(&l->misses[classify(l, e, consumer, now_ns)], 1, RLX);
+}
+
+void ledger_note_abandoned(struct ledger *l, size_t m)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
+	if (!e)
+		return;
+	dec8(&e->inflight);
+	take_race_token(e);
+}
+
+void ledger_note_foreign(struct ledger *l)
+{
+	atomic_fetch_add_explicit(&l->foreign, 1, RLX);
+}
+
+/* A plain snapshot of one entry. */
+struct snap {
+	uint32_t copies;
+	unsigned attempts, deliveries, decided, executions, suppressed, inflight, flags, ncopies;
+};
+
+static void snap_of(const struct ledger_msg *e, struct snap *s)
+{
+	/* atomic_load_explicit takes a non-const pointer in some C libraries' <stdatomic.h> */
+	struct ledger_msg *x = (struct ledger_msg *)e;
+
+	s->copies = atomic_load_explicit(&x->copies, RLX);
+	s->attempts = atomic_load_explicit(&x->attempts, RLX);
+	s->deliveries = atomic_load_explicit(&x->deliveries, RLX);
+	s->decided = atomic_load_explicit(&x->decided, RLX);
+	s->executions = atomic_load_explicit(&x->executions, RLX);
+	s->suppressed = atomic_load_explicit(&x->suppressed, RLX);
+	s->inflight = atomic_load_explicit(&x->inflight, RLX);
+	s->flags = atomic_load_explicit(&x->flags, RLX);
+	s->ncopies = (unsigned)__builtin_popcount(s->copies);
+}
+
+static uint64_t load_u64(const _Atomic uint64_t *p)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)p, RLX);
+}
+
+void ledger_totals(const struct ledger *l, struct ledger_totals *t)
+{
+	struct snap s;
+
+	memset(t, 0, sizeof(*t));
+	t->messages = l->count;
+	for (size_t i = 0; i < l->count; i++) {
+		snap_of(&l->msgs[i], &s);
+		t->published += s.attempts > 0;
+		t->committed += (s.flags & LEDGER_F_CONFIRMED) != 0;
+		t->publish_attempts += s.attempts;
+		t->excess_copies += s.ncopies > 1 ? s.ncopies - 1 : 0;
+		t->deliveries += s.deliveries;
+		t->decisions += s.decided;
+		t->executions += s.executions;
+		t->duplicate_deliveries += s.decided > 1 ? s.decided - 1 : 0;
+		t->duplicates_processed += s.executions > 1 ? s.executions - 1 : 0;
+		t->lost += (s.flags & LEDGER_F_CONFIRMED) && s.executions == 0;
+		t->wrongly_suppressed += s.suppressed;
+		t->processed_messages += s.executions > 0;
+		t->saturated += (s.flags & LEDGER_F_SATURATED) != 0;
+		t->copy_overflow += (s.flags & LEDGER_F_COPY_OVERFLOW) != 0;
+		t->copies_hist[s.ncopies]++;
+	}
+	for (int c = 0; c < LEDGER_CAUSES; c++)
+		t->misses[c] = load_u64(&l->misses[c]);
+	t->foreign = load_u64(&l->foreign);
+}
+
+/* Collects violations: counts all, writes the first few into the caller's buffer. */
+struct report {
+	size_t count;
+	char *buf;
+	size_t len, used;
+};
+
+#define REPORT_LINES 8
+
+static void append(struct report *r, const char *fmt, va_list ap)
+{
+	int n;
+
+	if (!r->buf || r->used + 1 >= r->len)
+		return;
+	n = vsnprintf(r->buf + r->used, r->len - r->used, fmt, ap);
+	if (n < 0)
+		return;
+	r->used += (size_t)n;
+	if (r->used + 1 < r->len) {
+		r->buf[r->used++] = '\n';
+		r->buf[r->used] = '\0';
+	} else {
+		r->used = r->len - 1; /* truncated */
+	}
+}
+
+static void __attribute__((format(printf, 2, 3))) violation(struct report *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->count++ >= REPORT_LINES)
+		return;
+	va_start(ap, fmt);
+	append(r, fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 2, 3))) note(struct report *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	append(r, fmt, ap);
+	va_end(ap);
+}
+
+size_t ledger_check(const struct ledger *l, bool drained, char *msg, size_t msglen)
+{
+	struct report r = { .buf = msg, .len = msglen };
+	struct ledger_totals t;
+	uint64_t misses = 0;
+	struct snap s;
+
+	if (msg && msglen)
+		msg[0] = '\0';
+	for (size_t i = 0; i < l->count; i++) {
+		snap_of(&l->msgs[i], &s);
+		if (s.executions > s.decided)
+			violation(&r, "message %zu: executions %u > decided %u", i, s.executions, s.decided);
+		if (s.decided > s.deliveries)
+			violation(&r, "message %zu: decided %u > deliveries %u", i, s.decided, s.deliveries);
+		if (s.deliveries && !s.attempts)
+			violation(&r, "message %zu: %u deliveries but never published", i, s.deliveries);
+		if ((s.flags & LEDGER_F_CONFIRMED) && !s.attempts)
+			violation(&r, "message %zu: confirmed but never published", i);
+		if (s.ncopies > s.attempts)
+			violation(&r, "message %zu: %u distinct copies delivered > %u publish attempts", i, s.ncopies,
+				  s.attempts);
+		if (drained && s.inflight)
+			violation(&r, "message %zu: %u deliveries still in flight after the drain", i, s.inflight);
+	}
+	ledger_totals(l, &t);
+	for (int c = 0; c < LEDGER_CAUSES; c++)
+		misses += t.misses[c];
+	/* A saturated K stops counting while misses go on: then only >= can hold. */
+	if (t.saturated ? misses < t.duplicates_processed : misses != t.duplicates_processed)
+		violation(&r, "misses by cause add up to %llu, duplicates processed %llu", (unsigned long long)misses,
+			  (unsigned long long)t.duplicates_processed);
+	if (t.foreign)
+		violation(&r, "%llu foreign deliveries (message ids not of this run)", (unsigned long long)t.foreign);
+	if (r.count > REPORT_LINES)
+		note(&r, "... and %zu more", r.count - REPORT_LINES);
+	return r.count;
+}

@@ -1,0 +1,113 @@
+/* ledger.h — ground truth per message: attempts, confirms, deliveries, decisions, executions; miss causes. */
+#ifndef DUPSIM_LEDGER_H
+#define DUPSIM_LEDGER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stats.h"
+
+/* Why a duplicate was executed (DESIGN.md's miss causes, plus `unexplained`). */
+enum ledger_cause {
+	LEDGER_CAUSE_EXPIRED,	   /* the key's ttl had passed */
+	LEDGER_CAUSE_EVICTED,	   /* capacity pushed the key out */
+	LEDGER_CAUSE_UNCHECKED,	   /* the policy (or store none) skipped the lookup */
+	LEDGER_CAUSE_NOT_INSERTED, /* the first copy's mark was not visible yet */
+	LEDGER_CAUSE_OTHER_CACHE,  /* local scope: another consumer's cache had it */
+	LEDGER_CAUSE_RACE,	   /* the first copy was still in flight at another consumer */
+	LEDGER_CAUSE_UNEXPLAINED,  /* none of the above: a bug in a store or policy */
+	LEDGER_CAUSES
+};
+const char *ledger_cause_name(enum ledger_cause c);
+
+/*
+ * One message, 32 bytes, updated with atomics only (no lock on the hot path).
+ * Counters saturate at their type's maximum (and set LEDGER_F_SATURATED).
+ */
+#define LEDGER_F_CONFIRMED 0x01 /* a CommitOk / confirm reached the publisher */
+#define LEDGER_F_SATURATED 0x02 /* a counter hit its maximum (reported) */
+#define LEDGER_F_COPY_OVERFLOW 0x04 /* a republish count >= 31 was delivered (folded into bit 31) */
+struct ledger_msg {
+	_Atomic uint64_t first_accept_ns; /* run clock + 1 of the first accepted delivery; 0 none */
+	_Atomic uint32_t copies;	  /* bit c: a copy with x-republish-count c was delivered */
+	_Atomic uint16_t attempts;	  /* publishes of this message */
+	_Atomic uint16_t deliveries;	  /* D(m) */
+	_Atomic uint16_t decided;	  /* A(m): deliveries that reached the dedup decision */
+	_Atomic uint16_t executions;	  /* K(m): side effects completed */
+	_Atomic uint16_t first_consumer;  /* consumer of the first accepted delivery */
+	_Atomic uint16_t suppressed;	  /* rejections while K == 0 and nothing in flight */
+	_Atomic uint8_t inflight;	  /* accepted, side effect not yet completed */
+	_Atomic uint8_t flags;
+	_Atomic uint8_t raced;		  /* accepts made while another copy was in flight, not yet
+					   * matched to a duplicate execution (the `race` cause) */
+};
+
+/* What the ledger knows of the dedup set-up, to classify misses without asking the store. */
+struct ledger_policy {
+	bool store_none;    /* no dedup at all */
+	bool scope_local;   /* a store per consumer */
+	bool mark_after;    /* mark after processing */
+	uint64_t ttl_ns;    /* 0: never expires */
+	uint64_t capacity;  /* 0: unbounded */
+};
+
+struct ledger {
+	size_t count;
+	struct ledger_msg *msgs;
+	uint64_t t0_ns; /* util_now_ns() at init: the run clock's zero */
+	struct ledger_policy policy;
+	_Atomic uint64_t foreign;     /* deliveries whose message id is not this run's */
+	_Atomic uint64_t misses[LEDGER_CAUSES];
+	struct stats_hist gaps;	      /* duplicate gaps, ns */
+	struct stats_hist latency;    /* publish -> first processed, ns */
+};
+
+/* 0, or -1 when the table can't be allocated. */
+int ledger_init(struct ledger *l, size_t messages, const struct ledger_policy *policy);
+void ledger_release(struct ledger *l);
+
+/* Publisher side. */
+void ledger_note_publish(struct ledger *l, size_t m);
+void ledger_note_confirm(struct ledger *l, size_t m);
+
+/* Consumer side, in this order for each delivery. now_ns is util_now_ns(). */
+void ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count);
+/* The delivery reached the dedup decision. Returns true when it is a duplicate
+ * delivery (A(m) was already >= 1); its gap then goes into l->gaps. */
+bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns);
+/* The store said "seen": counts a wrong suppression when nothing was executed or in flight. */
+void ledger_note_rejected(struct ledger *l, size_t m);
+/* The delivery was accepted by consumer c; the side effect starts. */
+void ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns);
+/* The side effect completed (published_ns: the publish time carried by the copy,
+ * for end-to-end latency of the first execution). A second or later execution
+ * is a miss: its cause is classified and counted. */
+void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns);
+/* The consumer crashed between accept and completion. */
+void ledger_note_abandoned(struct ledger *l, size_t m);
+/* A delivery with an id not of this run. */
+void ledger_note_foreign(struct ledger *l);
+
+/* Totals over all messages (a scan; call when the run is quiet). */
+struct ledger_totals {
+	uint64_t messages, published, committed, publish_attempts;
+	uint64_t excess_copies, deliveries, decisions, executions;
+	uint64_t duplicate_deliveries, duplicates_processed, lost, wrongly_suppressed;
+	uint64_t processed_messages; /* K(m) >= 1 */
+	uint64_t misses[LEDGER_CAUSES];
+	uint64_t foreign, saturated, copy_overflow;
+	uint64_t copies_hist[34]; /* messages by distinct copies delivered: [0..32], [33] more */
+};
+void ledger_totals(const struct ledger *l, struct ledger_totals *t);
+
+/*
+ * Checks the invariants (per message: K <= A <= D, D > 0 only for published
+ * messages, distinct copies <= attempts, nothing in flight after the drain;
+ * misses by cause add up to duplicates processed; no foreign deliveries).
+ * Returns the number of violations and writes the first few, one per line, into msg.
+ */
+size_t ledger_check(const struct ledger *l, bool drained, char *msg, size_t msglen);
+
+#endif

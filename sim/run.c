@@ -1,0 +1,912 @@
+/* run.c — `dupsim run`: broker, proxy, publishers, consumers, drain, invariants, results/. */
+#include "run.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "frame.h"
+#include "proxy.h"
+#include "util.h"
+
+#define SETS_MAX 64
+
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,	     /* could not run: broker, proxy, results folder */
+	EXIT_USAGE = 2,	     /* command line or scenario file */
+	EXIT_INVARIANT = 3,  /* the ledger's invariants do not hold */
+	EXIT_INTERRUPTED = 130,
+};
+
+/* One row of timeseries.csv. */
+struct run_tick {
+	double t;
+	uint64_t published, confirmed, deliveries, duplicates, executions, faults, reconnects;
+};
+
+/* A fault the proxy injected (faults.csv, and the marks on the time-series plot). */
+struct run_fault {
+	double t;
+	size_t rule;
+	enum proxy_dir dir;
+};
+
+struct run {
+	struct scenario sc;
+	struct run_ctx rc;
+	struct ledger ledger;
+	struct broker *broker; /* a private node started for this run, or NULL */
+	char broker_url[256];
+	struct mq_target target;
+	struct proxy *proxy;
+	struct rule *rules;
+	size_t rule_count;
+	struct publisher *pubs;
+	struct consumer *cons;
+	pthread_t *pub_threads, *cons_threads;
+	size_t pubs_started, cons_started;
+	struct dedup_store **local_stores;
+
+	pthread_mutex_t fault_lock;
+	struct run_fault *faults;
+	size_t fault_count, fault_cap;
+	_Atomic uint64_t faults_fired;
+
+	struct run_tick *ticks;
+	size_t tick_count, tick_cap;
+
+	uint64_t start_ns, publish_done_ns, end_ns;
+	bool drained, interrupted, drain_timed_out;
+	char out_dir[PATH_MAX];
+	bool quiet, progress;
+};
+
+static volatile sig_atomic_t run_signals;
+
+static void run_on_signal(int sig)
+{
+	(void)sig;
+	if (++run_signals >= 2) {
+		/* a second Ctrl-C: no more waiting; at least leave no broker behind */
+		broker_cleanup_signal();
+		_exit(EXIT_INTERRUPTED);
+	}
+}
+
+static void run_usage(FILE *f)
+{
+	fprintf(f, "usage: dupsim run FILE [--set section.key=value]... [--out DIR] [--seed N] [--quiet]\n"
+		   "\n"
+		   "Runs a scenario against a real RabbitMQ broker through the fault proxy and\n"
+		   "writes results/<name>-<UTC time>/ (summary.json, timeseries.csv, gaps.csv,\n"
+		   "copies.csv, faults.csv, scenario.ini); results/latest points at the newest.\n"
+		   "\n"
+		   "  --set section.key=value  override a scenario key (repeatable), e.g. --set faults.ack_loss=1%%\n"
+		   "  --out DIR                write the results into DIR instead\n"
+		   "  --seed N                 same as --set run.seed=N\n"
+		   "  --quiet                  no progress line\n"
+		   "\n"
+		   "Scenario keys: scenarios/README.md. Exit codes: 0 ok, 1 could not run, 2 bad\n"
+		   "command line or scenario, 3 ledger invariant violated, 130 interrupted.\n");
+}
+
+static void run_on_fault(void *arg, const struct proxy_fault *f)
+{
+	struct run *r = arg;
+
+	atomic_fetch_add(&r->faults_fired, 1);
+	pthread_mutex_lock(&r->fault_lock);
+	if (r->fault_count == r->fault_cap) {
+		size_t cap = r->fault_cap ? r->fault_cap * 2 : 1024;
+		struct run_fault *nf = realloc(r->faults, cap * sizeof(*nf));
+
+		if (nf) {
+			r->faults = nf;
+			r->fault_cap = cap;
+		}
+	}
+	if (r->fault_count < r->fault_cap)
+		r->faults[r->fault_count++] = (struct run_fault){
+			.t = (double)(f->time_ns - r->start_ns) / NS_PER_S, .rule = f->rule, .dir = f->dir };
+	pthread_mutex_unlock(&r->fault_lock);
+}
+
+/* What this version of the engine can run; the rest of DESIGN's keys parse but wait for later work. */
+static int run_supported(const struct scenario *sc, char *err, size_t errlen)
+{
+	if (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)
+		return util_err(err, errlen, "%s: dedup.store = %s is not implemented yet; use none or memory",
+				sc->path, sc->dedup.store == SCENARIO_STORE_REDIS ? "redis" : "tokyocabinet");
+	if (sc->dedup.check != SCENARIO_CHECK_ALWAYS)
+		return util_err(err, errlen, "%s: dedup.check other than always is not implemented yet", sc->path);
+	if (sc->faults.consumer_crash > 0)
+		return util_err(err, errlen, "%s: faults.consumer_crash is not implemented yet; set it to 0",
+				sc->path);
+	if (sc->faults.broker_crash_every_ns > 0)
+		return util_err(err, errlen, "%s: faults.broker_crash_every is not implemented yet; set it to 0",
+				sc->path);
+	return 0;
+}
+
+/* A direct (not proxied) connection to the broker, for set-up, depth checks and clean-up. */
+static amqp_connection_state_t run_direct(struct run *r, char *err, size_t errlen)
+{
+	return mq_open(&r->target, 5000, err, errlen);
+}
+
+static int run_setup_queue(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	amqp_connection_state_t c = run_direct(r, err, errlen);
+	amqp_table_entry_t arg;
+	amqp_table_t args = amqp_empty_table;
+	char why[256];
+
+	if (!c)
+		return -1;
+	if (sc->broker.queue_type == SCENARIO_QUEUE_QUORUM) {
+		arg.key = amqp_cstring_bytes("x-queue-type");
+		arg.value.kind = AMQP_FIELD_KIND_UTF8;
+		arg.value.value.bytes = amqp_cstring_bytes("quorum");
+		args.num_entries = 1;
+		args.entries = &arg;
+	}
+	amqp_queue_declare(c, 1, amqp_cstring_bytes(sc->broker.queue), 0, 1, 0, 0, args);
+	if (!mq_ok(amqp_get_rpc_reply(c))) {
+		util_err(err, errlen,
+			 "declaring queue '%s' at %s failed: %s (a queue of that name with other arguments? "
+			 "delete it or set broker.queue)",
+			 sc->broker.queue, r->broker_url, mq_reply_str(amqp_get_rpc_reply(c), why, sizeof(why)));
+		mq_abandon(c);
+		return -1;
+	}
+	amqp_queue_purge(c, 1, amqp_cstring_bytes(sc->broker.queue));
+	if (!mq_ok(amqp_get_rpc_reply(c))) {
+		util_err(err, errlen, "purging queue '%s' failed: %s", sc->broker.queue,
+			 mq_reply_str(amqp_get_rpc_reply(c), why, sizeof(why)));
+		mq_abandon(c);
+		return -1;
+	}
+	mq_close(c);
+	return 0;
+}
+
+/* Messages ready in the queue (not counting unacked ones), or -1. */
+static int64_t run_queue_depth(amqp_connection_state_t c, const char *queue)
+{
+	amqp_queue_declare_ok_t *ok;
+
+	if (!c)
+		return -1;
+	ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+	return ok ? (int64_t)ok->message_count : -1;
+}
+
+/* True when every committed message was executed at least once. */
+static bool run_all_processed(const struct ledger *l)
+{
+	for (size_t i = 0; i < l->count; i++) {
+		const struct ledger_msg *m = &l->msgs[i];
+
+		if ((atomic_load_explicit(&m->flags, memory_order_relaxed) & LEDGER_F_CONFIRMED) &&
+		    atomic_load_explicit(&m->executions, memory_order_relaxed) == 0)
+			return false;
+	}
+	return true;
+}
+
+static void run_tick(struct run *r, uint64_t now)
+{
+	struct run_ctx *rc = &r->rc;
+	struct run_tick t = {
+		.t = (double)(now - r->start_ns) / NS_PER_S,
+		.published = atomic_load(&rc->published),
+		.confirmed = atomic_load(&rc->confirmed),
+		.deliveries = atomic_load(&rc->deliveries),
+		.duplicates = atomic_load(&rc->duplicate_deliveries),
+		.executions = atomic_load(&rc->executions),
+		.faults = atomic_load(&r->faults_fired),
+		.reconnects = atomic_load(&rc->reconnects),
+	};
+
+	if (r->tick_count == r->tick_cap) {
+		size_t cap = r->tick_cap ? r->tick_cap * 2 : 256;
+		struct run_tick *nt = realloc(r->ticks, cap * sizeof(*nt));
+
+		if (!nt)
+			return;
+		r->ticks = nt;
+		r->tick_cap = cap;
+	}
+	r->ticks[r->tick_count++] = t;
+	if (r->progress) {
+		double rate = r->tick_count > 1 ? (double)(t.executions - r->ticks[r->tick_count - 2].executions) /
+							  (t.t - r->ticks[r->tick_count - 2].t)
+						: 0;
+
+		fprintf(stderr,
+			"\r[%5.0fs] published %" PRIu64 "/%" PRIu64 " (committed %" PRIu64 ")  processed %" PRIu64
+			"  duplicates %" PRIu64 "  faults %" PRIu64 "  %.0f msg/s   ",
+			t.t, t.published, r->sc.run.messages, t.confirmed, t.executions, t.duplicates, t.faults, rate);
+		fflush(stderr);
+	}
+}
+
+/* Publishing, then draining, with a tick a second; returns when done or interrupted. */
+static void run_monitor(struct run *r)
+{
+	struct run_ctx *rc = &r->rc;
+	const struct scenario *sc = &r->sc;
+	uint64_t next_tick = r->start_ns + NS_PER_S;
+	amqp_connection_state_t direct = NULL;
+	char err[256];
+
+	for (;;) {
+		uint64_t now = util_now_ns();
+
+		if (run_signals) {
+			r->interrupted = true;
+			break;
+		}
+		if (now >= next_tick) {
+			run_tick(r, now);
+			next_tick += NS_PER_S;
+		}
+		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
+			r->publish_done_ns = now;
+		if (r->publish_done_ns) {
+			if (sc->consumers.count == 0) {
+				r->drained = true;
+				break;
+			}
+			if (now - r->publish_done_ns > sc->run.drain_timeout_ns) {
+				r->drain_timed_out = true;
+				break;
+			}
+			/* quiet for a moment, nothing left ready, every committed message done */
+			if (now - atomic_load(&rc->last_delivery_ns) > 500 * NS_PER_MS && run_all_processed(&r->ledger)) {
+				if (!direct)
+					direct = run_direct(r, err, sizeof(err));
+				if (run_queue_depth(direct, sc->broker.queue) == 0) {
+					r->drained = true;
+					break;
+				}
+			}
+		}
+		util_sleep_ns(50 * NS_PER_MS);
+	}
+	mq_close(direct);
+	run_tick(r, util_now_ns());
+	if (r->progress)
+		fputc('\n', stderr);
+}
+
+static void run_stop_threads(struct run *r)
+{
+	atomic_store(&r->rc.stop_publishing, true);
+	atomic_store(&r->rc.stop, true);
+	for (size_t i = 0; i < r->pubs_started; i++)
+		pthread_join(r->pub_threads[i], NULL);
+	for (size_t i = 0; i < r->cons_started; i++)
+		pthread_join(r->cons_threads[i], NULL);
+	r->pubs_started = r->cons_started = 0;
+}
+
+static int run_start_threads(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	struct run_ctx *rc = &r->rc;
+	size_t np = sc->publishers.count, nc = sc->consumers.count;
+
+	r->pubs = calloc(np, sizeof(*r->pubs));
+	r->pub_threads = calloc(np, sizeof(*r->pub_threads));
+	r->cons = calloc(nc ? nc : 1, sizeof(*r->cons));
+	r->cons_threads = calloc(nc ? nc : 1, sizeof(*r->cons_threads));
+	r->local_stores = calloc(nc ? nc : 1, sizeof(*r->local_stores));
+	if (!r->pubs || !r->pub_threads || !r->cons || !r->cons_threads || !r->local_stores)
+		return util_err(err, errlen, "out of memory");
+	for (size_t i = 0; i < nc; i++) {
+		struct consumer *c = &r->cons[i];
+
+		c->rc = rc;
+		c->id = (unsigned)i;
+		if (sc->dedup.store == SCENARIO_STORE_MEMORY) {
+			if (sc->dedup.scope == SCENARIO_SCOPE_SHARED) {
+				c->store = rc->shared_store;
+			} else {
+				r->local_stores[i] = dedup_mem_new(sc->dedup.ttl_ns, sc->dedup.capacity,
+								   sc->run.messages);
+				if (!r->local_stores[i])
+					return util_err(err, errlen, "out of memory for the dedup store");
+				c->store = r->local_stores[i];
+			}
+		}
+		if (pthread_create(&r->cons_threads[i], NULL, consumer_main, c) != 0)
+			return util_err(err, errlen, "cannot start consumer thread: %s", strerror(errno));
+		r->cons_started++;
+	}
+	atomic_store(&rc->publishers_running, (int)np);
+	for (size_t i = 0; i < np; i++) {
+		struct publisher *p = &r->pubs[i];
+
+		p->rc = rc;
+		p->id = (unsigned)i;
+		p->first = i * rc->per_publisher;
+		p->end = p->first + rc->per_publisher < sc->run.messages ? p->first + rc->per_publisher
+									  : sc->run.messages;
+		if (p->first > p->end)
+			p->first = p->end;
+		if (pthread_create(&r->pub_threads[i], NULL, publisher_main, p) != 0) {
+			atomic_store(&rc->publishers_running, (int)i);
+			return util_err(err, errlen, "cannot start publisher thread: %s", strerror(errno));
+		}
+		r->pubs_started++;
+	}
+	return 0;
+}
+
+static int run_broker(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	amqp_connection_state_t c;
+	char why[512];
+
+	if (strcmp(sc->broker.url, "embedded") == 0) {
+		if (broker_find_persistent(r->broker_url, sizeof(r->broker_url)) == 0) {
+			if (!r->quiet)
+				util_log("using the node of `dupsim broker start` at %s", r->broker_url);
+		} else {
+			struct broker_opts o = { .quiet = r->quiet };
+
+			if (!r->quiet)
+				util_log("starting a private RabbitMQ node (dupsim broker start keeps one up between runs)");
+			if (broker_start(&r->broker, &o, why, sizeof(why)) < 0)
+				return util_err(err, errlen, "could not start a private RabbitMQ node: %s", why);
+			snprintf(r->broker_url, sizeof(r->broker_url), "%s", broker_url(r->broker));
+		}
+	} else {
+		snprintf(r->broker_url, sizeof(r->broker_url), "%s", sc->broker.url);
+	}
+	if (mq_parse_url(r->broker_url, &r->target, why, sizeof(why)) < 0)
+		return util_err(err, errlen, "%s: broker.url: %s", sc->path, why);
+	c = mq_open(&r->target, 5000, why, sizeof(why));
+	if (!c)
+		return util_err(err, errlen,
+				"broker %s: %s; check broker.url, or use broker.url = embedded for a private node",
+				r->broker_url, why);
+	mq_close(c);
+	return 0;
+}
+
+static int run_proxy(struct run *r, char *err, size_t errlen)
+{
+	struct proxy_config cfg = {
+		.listen_host = "127.0.0.1",
+		.upstream_host = r->target.host,
+		.upstream_port = r->target.port,
+		.seed = r->sc.run.seed,
+		.quiet = true,
+		.on_fault = run_on_fault,
+		.on_fault_arg = r,
+	};
+	char why[256];
+
+	if (scenario_rules(&r->sc, &r->rules, &r->rule_count, why, sizeof(why)) < 0)
+		return util_err(err, errlen, "%s", why);
+	cfg.rules = r->rules;
+	cfg.rule_count = r->rule_count;
+	if (proxy_new(&r->proxy, &cfg, why, sizeof(why)) < 0 || proxy_start(r->proxy) < 0)
+		return util_err(err, errlen, "fault proxy: %s", why);
+	r->rc.via = r->target;
+	snprintf(r->rc.via.host, sizeof(r->rc.via.host), "127.0.0.1");
+	r->rc.via.port = proxy_port(r->proxy);
+	return 0;
+}
+
+/* ---- results ---- */
+
+struct run_report {
+	struct ledger_totals t;
+	struct stats_interval miss;
+	struct stats_model_out model;
+	struct proxy_stats px;
+	size_t violations;
+	char violation_text[1024];
+	double duration_s, publish_s;
+};
+
+static const char *run_status(const struct run *r, const struct run_report *rep)
+{
+	if (r->interrupted)
+		return "interrupted";
+	if (rep->violations)
+		return "invariant_violation";
+	if (r->drain_timed_out)
+		return "drain_timeout";
+	return "ok";
+}
+
+static json_t *run_json(const struct run *r, const struct run_report *rep)
+{
+	const struct ledger_totals *t = &rep->t;
+	const struct scenario *sc = &r->sc;
+	json_t *root = json_object(), *o;
+	double committed = (double)t->committed;
+
+	json_object_set_new(root, "scenario", json_string(sc->run.name));
+	json_object_set_new(root, "seed", json_integer((json_int_t)sc->run.seed));
+	json_object_set_new(root, "status", json_string(run_status(r, rep)));
+	json_object_set_new(root, "interrupted", json_boolean(r->interrupted));
+	json_object_set_new(root, "drained", json_boolean(r->drained));
+	json_object_set_new(root, "messages", json_integer((json_int_t)t->messages));
+	json_object_set_new(root, "published", json_integer((json_int_t)t->published));
+	json_object_set_new(root, "committed", json_integer((json_int_t)t->committed));
+	json_object_set_new(root, "publish_attempts", json_integer((json_int_t)t->publish_attempts));
+	json_object_set_new(root, "excess_copies", json_integer((json_int_t)t->excess_copies));
+	json_object_set_new(root, "deliveries", json_integer((json_int_t)t->deliveries));
+	json_object_set_new(root, "duplicate_deliveries", json_integer((json_int_t)t->duplicate_deliveries));
+	json_object_set_new(root, "duplicates_processed", json_integer((json_int_t)t->duplicates_processed));
+	json_object_set_new(root, "lost", json_integer((json_int_t)t->lost));
+	json_object_set_new(root, "wrongly_suppressed", json_integer((json_int_t)t->wrongly_suppressed));
+	json_object_set_new(root, "duplicate_rate",
+			    json_real(committed > 0 ? (double)t->duplicate_deliveries / committed : 0));
+	o = json_object();
+	json_object_set_new(o, "estimate", json_real(rep->miss.estimate));
+	json_object_set_new(o, "ci_low", json_real(rep->miss.low));
+	json_object_set_new(o, "ci_high", json_real(rep->miss.high));
+	json_object_set_new(o, "method", json_string(rep->miss.method));
+	json_object_set_new(o, "confidence", json_real(0.95));
+	json_object_set_new(o, "misses", json_integer((json_int_t)t->duplicates_processed));
+	json_object_set_new(o, "trials", json_integer((json_int_t)t->duplicate_deliveries));
+	json_object_set_new(root, "miss_probability", o);
+	o = json_object();
+	for (int c = 0; c < LEDGER_CAUSES; c++)
+		json_object_set_new(o, ledger_cause_name(c), json_integer((json_int_t)t->misses[c]));
+	json_object_set_new(root, "misses_by_cause", o);
+	o = json_object();
+	json_object_set_new(o, "duplicate_rate", json_real(rep->model.duplicate_rate));
+	json_object_set_new(o, "excess_copies_per_message", json_real(rep->model.excess_copies_per_msg));
+	json_object_set_new(o, "excess_copies", json_real(rep->model.excess_copies_per_msg * committed));
+	json_object_set_new(root, "predicted", o);
+	o = json_object();
+	json_object_set_new(o, "frames_dropped", json_integer((json_int_t)rep->px.drops));
+	json_object_set_new(o, "connections_cut", json_integer((json_int_t)rep->px.cuts));
+	json_object_set_new(o, "proxy_connections", json_integer((json_int_t)rep->px.conns_accepted));
+	json_object_set_new(o, "reconnects", json_integer((json_int_t)atomic_load(&r->rc.reconnects)));
+	{
+		json_t *rules = json_array();
+
+		for (size_t i = 0; i < r->rule_count && i < 16; i++) {
+			json_t *rj = json_object();
+
+			json_object_set_new(rj, "rule", json_string(r->rules[i].text));
+			json_object_set_new(rj, "matched", json_integer((json_int_t)rep->px.rule_matched[i]));
+			json_object_set_new(rj, "fired", json_integer((json_int_t)rep->px.rule_fired[i]));
+			json_array_append_new(rules, rj);
+		}
+		json_object_set_new(o, "rules", rules);
+	}
+	json_object_set_new(o, "commit_ok_dropped",
+			    json_integer((json_int_t)rep->px.method_dropped[PROXY_TO_CLIENT]
+									  [frame_method_index(AMQP_TX_COMMIT_OK_METHOD)]));
+	json_object_set_new(o, "confirms_dropped",
+			    json_integer((json_int_t)(rep->px.method_dropped[PROXY_TO_CLIENT]
+									   [frame_method_index(AMQP_BASIC_ACK_METHOD)] +
+						      rep->px.method_dropped[PROXY_TO_CLIENT]
+									   [frame_method_index(AMQP_BASIC_NACK_METHOD)])));
+	json_object_set_new(o, "acks_dropped",
+			    json_integer((json_int_t)rep->px.method_dropped[PROXY_TO_BROKER]
+									  [frame_method_index(AMQP_BASIC_ACK_METHOD)]));
+	json_object_set_new(root, "faults", o);
+	o = json_object();
+	json_object_set_new(o, "duration_s", json_real(rep->duration_s));
+	json_object_set_new(o, "publish_s", json_real(rep->publish_s));
+	json_object_set_new(o, "published_per_s",
+			    json_real(rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0));
+	json_object_set_new(o, "processed_per_s",
+			    json_real(rep->duration_s > 0 ? (double)t->executions / rep->duration_s : 0));
+	json_object_set_new(root, "throughput", o);
+	o = json_object();
+	json_object_set_new(o, "p50", json_real(stats_hist_quantile(&r->ledger.latency, 0.50) / 1e6));
+	json_object_set_new(o, "p90", json_real(stats_hist_quantile(&r->ledger.latency, 0.90) / 1e6));
+	json_object_set_new(o, "p99", json_real(stats_hist_quantile(&r->ledger.latency, 0.99) / 1e6));
+	json_object_set_new(o, "p999", json_real(stats_hist_quantile(&r->ledger.latency, 0.999) / 1e6));
+	json_object_set_new(o, "max", json_real(r->ledger.latency.max / 1e6));
+	json_object_set_new(root, "latency_ms", o);
+	o = json_object();
+	json_object_set_new(o, "count", json_integer((json_int_t)r->ledger.gaps.count));
+	json_object_set_new(o, "p50", json_real(stats_hist_quantile(&r->ledger.gaps, 0.50) / 1e6));
+	json_object_set_new(o, "p99", json_real(stats_hist_quantile(&r->ledger.gaps, 0.99) / 1e6));
+	json_object_set_new(o, "max", json_real(r->ledger.gaps.max / 1e6));
+	json_object_set_new(root, "gap_ms", o);
+	o = json_object();
+	{
+		static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet" };
+
+		json_object_set_new(o, "store", json_string(stores[sc->dedup.store]));
+	}
+	json_object_set_new(o, "scope", json_string(sc->dedup.scope == SCENARIO_SCOPE_SHARED ? "shared" : "local"));
+	json_object_set_new(o, "mark", json_string(sc->dedup.mark == SCENARIO_MARK_BEFORE ? "before" : "after"));
+	json_object_set_new(o, "lookups", json_integer((json_int_t)atomic_load(&r->rc.lookups)));
+	json_object_set_new(o, "inserts", json_integer((json_int_t)atomic_load(&r->rc.inserts)));
+	json_object_set_new(o, "errors", json_integer((json_int_t)atomic_load(&r->rc.store_errors)));
+	json_object_set_new(o, "store_latency_us_p50", json_real(stats_hist_quantile(&r->rc.store_latency, 0.5) / 1e3));
+	json_object_set_new(o, "store_latency_us_p99", json_real(stats_hist_quantile(&r->rc.store_latency, 0.99) / 1e3));
+	json_object_set_new(root, "dedup", o);
+	o = json_object();
+	json_object_set_new(o, "violations", json_integer((json_int_t)rep->violations));
+	json_object_set_new(o, "detail", json_string(rep->violation_text));
+	json_object_set_new(o, "foreign_deliveries", json_integer((json_int_t)t->foreign));
+	json_object_set_new(root, "invariants", o);
+	return root;
+}
+
+static int run_write_stream(const char *dir, const char *name, char *buf, size_t len)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return util_write_file_atomic(path, buf, len);
+}
+
+/* Writes one results file through a memory stream; 0 or -1. */
+#define RUN_WRITE(dir, name, f, body)                                            \
+	({                                                                       \
+		char *buf_ = NULL;                                               \
+		size_t len_ = 0;                                                 \
+		FILE *f = open_memstream(&buf_, &len_);                          \
+		int rc_ = -1;                                                    \
+		if (f) {                                                         \
+			body;                                                    \
+			if (fclose(f) == 0)                                      \
+				rc_ = run_write_stream(dir, name, buf_, len_);   \
+		}                                                                \
+		free(buf_);                                                      \
+		rc_;                                                             \
+	})
+
+static int run_write_results(struct run *r, const struct run_report *rep, char *err, size_t errlen)
+{
+	const char *d = r->out_dir;
+	json_t *j = run_json(r, rep);
+	char *js = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+	int bad = 0;
+
+	json_decref(j);
+	if (util_mkdir_p(d, 0755) < 0) {
+		free(js);
+		return util_err(err, errlen, "cannot create %s: %s", d, strerror(errno));
+	}
+	bad |= RUN_WRITE(d, "scenario.ini", f, scenario_write(&r->sc, f));
+	bad |= RUN_WRITE(d, "timeseries.csv", f, {
+		fprintf(f, "t_s,published,committed,deliveries,duplicate_deliveries,processed,faults,reconnects\n");
+		for (size_t i = 0; i < r->tick_count; i++) {
+			const struct run_tick *t = &r->ticks[i];
+
+			fprintf(f, "%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
+				t->t, t->published, t->confirmed, t->deliveries, t->duplicates, t->executions, t->faults,
+				t->reconnects);
+		}
+	});
+	bad |= RUN_WRITE(d, "gaps.csv", f, stats_hist_write_csv(&r->ledger.gaps, f, "ms", 1e6));
+	bad |= RUN_WRITE(d, "copies.csv", f, {
+		fprintf(f, "copies,messages\n");
+		for (int c = 0; c < 34; c++)
+			if (rep->t.copies_hist[c])
+				fprintf(f, "%s%d,%" PRIu64 "\n", c == 33 ? ">" : "", c == 33 ? 32 : c, rep->t.copies_hist[c]);
+	});
+	pthread_mutex_lock(&r->fault_lock);
+	bad |= RUN_WRITE(d, "faults.csv", f, {
+		fprintf(f, "t_s,rule,from\n");
+		for (size_t i = 0; i < r->fault_count; i++)
+			fprintf(f, "%.6f,\"%s\",%s\n", r->faults[i].t, r->rules[r->faults[i].rule].text,
+				r->faults[i].dir == PROXY_TO_BROKER ? "client" : "broker");
+	});
+	pthread_mutex_unlock(&r->fault_lock);
+	bad |= js ? run_write_stream(d, "summary.json", js, strlen(js)) : -1;
+	free(js);
+	if (bad)
+		return util_err(err, errlen, "writing results into %s failed: %s", d, strerror(errno));
+	return 0;
+}
+
+/* results/latest -> the newest run folder, replaced atomically. */
+static void run_link_latest(const char *dir)
+{
+	const char *slash = strrchr(dir, '/');
+	char parent[PATH_MAX], tmp[PATH_MAX + 32], link[PATH_MAX + 16];
+
+	if (!slash)
+		return;
+	snprintf(parent, sizeof(parent), "%.*s", (int)(slash - dir), dir);
+	snprintf(tmp, sizeof(tmp), "%s/.latest.%d", parent, (int)getpid());
+	snprintf(link, sizeof(link), "%s/latest", parent);
+	unlink(tmp);
+	if (symlink(slash + 1, tmp) == 0 && rename(tmp, link) < 0)
+		unlink(tmp);
+}
+
+static void run_fmt_pct(char *buf, size_t len, double v)
+{
+	snprintf(buf, len, "%.4g%%", v * 100);
+}
+
+static void run_print_summary(const struct run *r, const struct run_report *rep)
+{
+	const struct ledger_totals *t = &rep->t;
+	double committed = (double)t->committed;
+	double rate = committed > 0 ? (double)t->duplicate_deliveries / committed : 0;
+	double excess = committed > 0 ? (double)t->excess_copies / committed : 0;
+	char a[64], b[64];
+
+	printf("\ndupsim run '%s' (seed %" PRIu64 "): %s in %.1f s -> %s\n", r->sc.run.name, r->sc.run.seed,
+	       run_status(r, rep), rep->duration_s, r->out_dir);
+	printf("  %-28s %18s %18s\n", "", "measured", "predicted");
+	printf("  %-28s %18" PRIu64 "\n", "committed messages", t->committed);
+	printf("  %-28s %18" PRIu64 "\n", "publish attempts", t->publish_attempts);
+	run_fmt_pct(a, sizeof(a), excess);
+	run_fmt_pct(b, sizeof(b), rep->model.excess_copies_per_msg);
+	printf("  %-28s %11" PRIu64 " %6s %18s\n", "excess copies (per msg)", t->excess_copies, a, b);
+	printf("  %-28s %18" PRIu64 "\n", "deliveries", t->deliveries);
+	printf("  %-28s %18" PRIu64 "\n", "duplicate deliveries", t->duplicate_deliveries);
+	run_fmt_pct(a, sizeof(a), rate);
+	run_fmt_pct(b, sizeof(b), rep->model.duplicate_rate);
+	printf("  %-28s %18s %18s\n", "duplicate rate", a, b);
+	printf("  %-28s %18" PRIu64 "\n", "duplicates processed", t->duplicates_processed);
+	printf("  %-28s %18.4g   95%% [%.3g, %.3g] %s, n=%" PRIu64 "\n", "miss probability", rep->miss.estimate,
+	       rep->miss.low, rep->miss.high, rep->miss.method, t->duplicate_deliveries);
+	for (int c = 0; c < LEDGER_CAUSES; c++)
+		if (t->misses[c])
+			printf("  %-28s %18" PRIu64 "\n", ledger_cause_name(c), t->misses[c]);
+	printf("  %-28s %18" PRIu64 "\n", "lost", t->lost);
+	printf("  %-28s %18" PRIu64 "\n", "wrongly suppressed", t->wrongly_suppressed);
+	printf("  %-28s %18.0f msg/s published, %.0f processed\n", "throughput",
+	       rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0,
+	       rep->duration_s > 0 ? (double)t->executions / rep->duration_s : 0);
+	printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "latency publish->processed",
+	       stats_hist_quantile(&r->ledger.latency, 0.5) / 1e6, stats_hist_quantile(&r->ledger.latency, 0.99) / 1e6,
+	       r->ledger.latency.max / 1e6);
+	if (r->ledger.gaps.count)
+		printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "duplicate gap",
+		       stats_hist_quantile(&r->ledger.gaps, 0.5) / 1e6, stats_hist_quantile(&r->ledger.gaps, 0.99) / 1e6,
+		       r->ledger.gaps.max / 1e6);
+	for (size_t i = 0; i < r->rule_count && i < 16; i++)
+		printf("  fault '%s': fired %" PRIu64 " of %" PRIu64 "\n", r->rules[i].text, rep->px.rule_fired[i],
+		       rep->px.rule_matched[i]);
+	if (rep->violations)
+		printf("  INVARIANTS VIOLATED (%zu): %s\n", rep->violations, rep->violation_text);
+	else
+		printf("  ledger invariants hold\n");
+	if (r->drain_timed_out)
+		printf("  the queue did not drain within run.drain_timeout\n");
+	printf("  model: tx/confirm republish ~ geometric(p), ack loss redelivers ~ geometric(q); see stats.c\n");
+	fflush(stdout);
+}
+
+static void run_release(struct run *r)
+{
+	if (r->proxy)
+		proxy_free(r->proxy);
+	if (r->local_stores) {
+		for (size_t i = 0; i < r->sc.consumers.count; i++)
+			dedup_destroy(r->local_stores[i]);
+	}
+	dedup_destroy(r->rc.shared_store);
+	free(r->local_stores);
+	free(r->pubs);
+	free(r->cons);
+	free(r->pub_threads);
+	free(r->cons_threads);
+	free(r->rules);
+	free(r->faults);
+	free(r->ticks);
+	ledger_release(&r->ledger);
+	broker_free(r->broker);
+	scenario_release(&r->sc);
+	pthread_mutex_destroy(&r->fault_lock);
+}
+
+static void run_cleanup_queue(struct run *r)
+{
+	char err[256];
+	amqp_connection_state_t c;
+
+	if (r->sc.broker.keep_queue || r->broker)
+		return; /* a private node goes away with its queue */
+	c = run_direct(r, err, sizeof(err));
+	if (!c)
+		return;
+	amqp_queue_delete(c, 1, amqp_cstring_bytes(r->sc.broker.queue), 0, 0);
+	mq_close(c);
+}
+
+int run_cli(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "set", required_argument, NULL, 's' }, { "out", required_argument, NULL, 'o' },
+		{ "seed", required_argument, NULL, 'S' }, { "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },	  { NULL, 0, NULL, 0 },
+	};
+	static struct run r; /* large; one per process */
+	const char *sets[SETS_MAX], *out = NULL, *seed = NULL;
+	size_t nsets = 0;
+	char err[1024], seedset[64];
+	struct sigaction sa = { .sa_handler = run_on_signal };
+	struct ledger_policy pol;
+	struct run_report rep;
+	int opt, code = EXIT_OK;
+
+	memset(&r, 0, sizeof(r));
+	pthread_mutex_init(&r.fault_lock, NULL);
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			if (nsets == SETS_MAX) {
+				util_log("run: at most %d --set options", SETS_MAX);
+				return EXIT_USAGE;
+			}
+			sets[nsets++] = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'S':
+			seed = optarg;
+			break;
+		case 'q':
+			r.quiet = true;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return EXIT_OK;
+		default:
+			run_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		util_log("run: expected one scenario FILE (e.g. scenarios/default.ini); see dupsim run --help");
+		return EXIT_USAGE;
+	}
+	scenario_init_defaults(&r.sc, argv[optind]);
+	if (scenario_load(&r.sc, argv[optind], err, sizeof(err)) < 0)
+		goto usage_error;
+	for (size_t i = 0; i < nsets; i++)
+		if (scenario_set(&r.sc, sets[i], err, sizeof(err)) < 0)
+			goto usage_error;
+	if (seed) {
+		snprintf(seedset, sizeof(seedset), "run.seed=%s", seed);
+		if (scenario_set(&r.sc, seedset, err, sizeof(err)) < 0)
+			goto usage_error;
+	}
+	if (scenario_check(&r.sc, err, sizeof(err)) < 0 || run_supported(&r.sc, err, sizeof(err)) < 0)
+		goto usage_error;
+
+	if (out) {
+		snprintf(r.out_dir, sizeof(r.out_dir), "%s", out);
+	} else {
+		time_t now = time(NULL);
+		struct tm tm;
+		char stamp[32];
+
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+		snprintf(r.out_dir, sizeof(r.out_dir), "results/%s-%s", r.sc.run.name, stamp);
+	}
+	/* fail early, before minutes of work, if the results can't be written */
+	if (util_mkdir_p(r.out_dir, 0755) < 0 || access(r.out_dir, W_OK) < 0) {
+		util_log("run: cannot write results into %s: %s; choose another folder with --out", r.out_dir,
+			 strerror(errno));
+		code = EXIT_FAIL;
+		goto out;
+	}
+	r.progress = !r.quiet && isatty(STDERR_FILENO);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	r.rc.sc = &r.sc;
+	r.rc.ledger = &r.ledger;
+	r.rc.per_publisher = (r.sc.run.messages + r.sc.publishers.count - 1) / r.sc.publishers.count;
+	stats_hist_init(&r.rc.store_latency);
+	if (r.sc.dedup.store == SCENARIO_STORE_MEMORY && r.sc.dedup.scope == SCENARIO_SCOPE_SHARED) {
+		r.rc.shared_store = dedup_mem_new(r.sc.dedup.ttl_ns, r.sc.dedup.capacity, r.sc.run.messages);
+		if (!r.rc.shared_store) {
+			util_log("run: out of memory for the dedup store");
+			code = EXIT_FAIL;
+			goto out;
+		}
+	}
+	if (run_broker(&r, err, sizeof(err)) < 0 || run_setup_queue(&r, err, sizeof(err)) < 0 ||
+	    run_proxy(&r, err, sizeof(err)) < 0) {
+		util_log("run: %s", err);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	if (!r.quiet)
+		util_log("run '%s': %" PRIu64 " messages, %" PRIu64 " publishers (%s), %" PRIu64
+			 " consumers, %zu fault rule%s, broker %s, proxy 127.0.0.1:%u",
+			 r.sc.run.name, r.sc.run.messages, r.sc.publishers.count,
+			 r.sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", r.sc.consumers.count,
+			 r.rule_count, r.rule_count == 1 ? "" : "s", r.broker_url, proxy_port(r.proxy));
+	pol = (struct ledger_policy){
+		.store_none = r.sc.dedup.store == SCENARIO_STORE_NONE,
+		.scope_local = r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
+		.mark_after = r.sc.dedup.mark == SCENARIO_MARK_AFTER,
+		.ttl_ns = r.sc.dedup.ttl_ns,
+		.capacity = r.sc.dedup.capacity,
+	};
+	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0) {
+		util_log("run: out of memory for a ledger of %" PRIu64 " messages", r.sc.run.messages);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	r.start_ns = r.ledger.t0_ns;
+	atomic_store(&r.rc.last_delivery_ns, r.start_ns);
+	if (run_start_threads(&r, err, sizeof(err)) < 0) {
+		util_log("run: %s", err);
+		run_stop_threads(&r);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	run_monitor(&r);
+	run_stop_threads(&r);
+	r.end_ns = util_now_ns();
+	if (!r.publish_done_ns)
+		r.publish_done_ns = r.end_ns;
+
+	memset(&rep, 0, sizeof(rep));
+	proxy_stats_get(r.proxy, &rep.px);
+	ledger_totals(&r.ledger, &rep.t);
+	rep.violations = ledger_check(&r.ledger, r.drained, rep.violation_text, sizeof(rep.violation_text));
+	stats_proportion(rep.t.duplicates_processed, rep.t.duplicate_deliveries, 0.95, &rep.miss);
+	{
+		struct stats_model_in mi = {
+			.confirm_mode = r.sc.publishers.mode == SCENARIO_MODE_CONFIRM,
+			.commit_ok_loss = r.sc.faults.commit_ok_loss,
+			.confirm_loss = r.sc.faults.confirm_loss,
+			.ack_loss = r.sc.faults.ack_loss,
+			.batch = (unsigned)r.sc.publishers.batch,
+			.ack_every = (unsigned)r.sc.consumers.ack_every,
+			.consumers = (int)r.sc.consumers.count,
+		};
+
+		stats_model(&mi, &rep.model);
+	}
+	rep.duration_s = (double)(r.end_ns - r.start_ns) / NS_PER_S;
+	rep.publish_s = (double)(r.publish_done_ns - r.start_ns) / NS_PER_S;
+	if (run_write_results(&r, &rep, err, sizeof(err)) < 0) {
+		util_log("run: %s", err);
+		code = EXIT_FAIL;
+	} else if (!out) {
+		run_link_latest(r.out_dir);
+	}
+	run_print_summary(&r, &rep);
+	if (code == EXIT_OK)
+		code = r.interrupted ? EXIT_INTERRUPTED : rep.violations ? EXIT_INVARIANT : EXIT_OK;
+	if (!r.interrupted)
+		run_cleanup_queue(&r);
+out:
+	if (code == EXIT_FAIL && r.out_dir[0])
+		rmdir(r.out_dir); /* only if nothing was written into it */
+	run_release(&r);
+	return code;
+usage_error:
+	util_log("%s", err);
+	scenario_release(&r.sc);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,551 @@
+/* check_broker.c — private RabbitMQ nodes and redis servers: start, login, kill -9, restart, cleanup, `dupsim broker`. */
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "tests.h"
+#include "util.h"
+
+#define QUEUE "dupsim-check-persist"
+
+static const struct broker_opts quiet_opts = { .quiet = true };
+
+/* ---------- AMQP helpers (plain librabbitmq, no dupsim code under test) ---------- */
+
+static amqp_connection_state_t amqp_open(uint16_t port)
+{
+	amqp_connection_state_t c = amqp_new_connection();
+	amqp_socket_t *s = amqp_tcp_socket_new(c);
+	struct timeval tv = { 5, 0 };
+	amqp_rpc_reply_t r;
+
+	if (!s || amqp_socket_open_noblock(s, "127.0.0.1", port, &tv) != AMQP_STATUS_OK)
+		goto fail;
+	amqp_set_rpc_timeout(c, &tv);
+	r = amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest");
+	if (r.reply_type != AMQP_RESPONSE_NORMAL)
+		goto fail;
+	amqp_channel_open(c, 1);
+	if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL)
+		goto fail;
+	return c;
+fail:
+	amqp_destroy_connection(c);
+	return NULL;
+}
+
+static void amqp_done(amqp_connection_state_t c)
+{
+	amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
+	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+	amqp_destroy_connection(c);
+}
+
+static bool can_login(uint16_t port)
+{
+	amqp_connection_state_t c = amqp_open(port);
+
+	if (!c)
+		return false;
+	amqp_done(c);
+	return true;
+}
+
+/* A persistent message to a durable queue inside a transaction: on disk once CommitOk arrives. */
+static bool publish_tx(uint16_t port, const char *body)
+{
+	amqp_connection_state_t c = amqp_open(port);
+	amqp_basic_properties_t p = { ._flags = AMQP_BASIC_DELIVERY_MODE_FLAG, .delivery_mode = 2 };
+	bool ok = false;
+
+	if (!c)
+		return false;
+	amqp_queue_declare(c, 1, amqp_cstring_bytes(QUEUE), 0, 1, 0, 0, amqp_empty_table);
+	if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL)
+		goto out;
+	amqp_tx_select(c, 1);
+	if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL)
+		goto out;
+	if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(QUEUE), 0, 0, &p,
+			       amqp_cstring_bytes(body)) != AMQP_STATUS_OK)
+		goto out;
+	amqp_tx_commit(c, 1);
+	ok = amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL;
+out:
+	amqp_done(c);
+	return ok;
+}
+
+/* basic.get with auto-ack; copies the body into buf. False when the queue is empty or on error. */
+static bool get_one(uint16_t port, char *buf, size_t len)
+{
+	amqp_connection_state_t c = amqp_open(port);
+	amqp_rpc_reply_t r;
+	amqp_message_t m;
+	bool ok = false;
+
+	if (!c)
+		return false;
+	r = amqp_basic_get(c, 1, amqp_cstring_bytes(QUEUE), 1);
+	if (r.reply_type == AMQP_RESPONSE_NORMAL && r.reply.id == AMQP_BASIC_GET_OK_METHOD &&
+	    amqp_read_message(c, 1, &m, 0).reply_type == AMQP_RESPONSE_NORMAL) {
+		snprintf(buf, len, "%.*s", (int)m.body.len, (const char *)m.body.bytes);
+		amqp_destroy_message(&m);
+		ok = true;
+	}
+	amqp_done(c);
+	return ok;
+}
+
+/* Listeners on port bound to anything but loopback, from /proc/net/tcp{,6}. */
+static int non_loopback_listeners(uint16_t port)
+{
+	static const char *const files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
+	int bad = 0;
+
+	for (int i = 0; i < 2; i++) {
+		FILE *f = fopen(files[i], "r");
+		char line[512], addr[64];
+		unsigned p, st;
+
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			if (sscanf(line, " %*d: %63[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", addr, &p, &st) != 3)
+				continue;
+			if (p != port || st != 0x0A)
+				continue;
+			if (strcmp(addr, "0100007F") != 0 && strcmp(addr, "00000000000000000000000001000000") != 0)
+				bad++;
+		}
+		fclose(f);
+	}
+	return bad;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+/* Waits up to 5 s for every process of a node to be gone. */
+static int procs_after(const char *name)
+{
+	int n = broker_procs_alive(name);
+
+	for (int i = 0; i < 100 && n != 0; i++) {
+		util_sleep_ns(50 * NS_PER_MS);
+		n = broker_procs_alive(name);
+	}
+	return n;
+}
+
+/* ---------- tests ---------- */
+
+START_TEST(test_shared_node_login)
+{
+	ck_assert_msg(strstr(test_broker_url(), "127.0.0.1") || getenv("DUPSIM_TEST_URL"), "url %s",
+		      test_broker_url());
+	ck_assert_msg(can_login(test_broker_port()), "no guest login at %s", test_broker_url());
+}
+END_TEST
+
+START_TEST(test_node_lifecycle)
+{
+	struct broker *b;
+	char err[1024], body[64], name[64], dir[PATH_MAX];
+	uint16_t port;
+	int pid;
+
+	ck_assert_msg(broker_start(&b, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
+	port = broker_amqp_port(b);
+	fprintf(stderr, "check_broker: own node started in %.1fs\n", (double)broker_last_start_ns(b) / NS_PER_S);
+	snprintf(name, sizeof(name), "%s", broker_node_name(b));
+	snprintf(dir, sizeof(dir), "%s", broker_dir(b));
+	ck_assert_ptr_nonnull(strstr(broker_url(b), "@127.0.0.1:"));
+	ck_assert(broker_running(b));
+	ck_assert(can_login(port));
+	ck_assert_int_eq(non_loopback_listeners(port), 0);
+	ck_assert(exists(dir));
+	ck_assert_int_ge(broker_procs_alive(name), 2); /* the VM and its epmd, at least */
+
+	/* kill -9 + restart: a committed persistent message survives. */
+	ck_assert(publish_tx(port, "before-kill"));
+	pid = broker_pid(b);
+	ck_assert_int_eq(broker_kill(b), 0);
+	ck_assert(!broker_running(b));
+	ck_assert_int_eq(broker_pid(b), 0);
+	ck_assert(!util_port_open(port));
+	ck_assert_int_eq(procs_after(name), 1); /* only the private epmd, kept for the restart */
+	ck_assert_int_eq(kill(-pid, 0), -1);
+	ck_assert_int_eq(errno, ESRCH);
+	ck_assert_msg(broker_restart(b, err, sizeof(err)) == 0, "%s", err);
+	fprintf(stderr, "check_broker: restart after kill -9 took %.1fs\n",
+		(double)broker_last_start_ns(b) / NS_PER_S);
+	ck_assert_int_eq(broker_amqp_port(b), port);
+	ck_assert(get_one(port, body, sizeof(body)));
+	ck_assert_str_eq(body, "before-kill");
+
+	/* Clean stop + restart on the same data. */
+	ck_assert(publish_tx(port, "before-stop"));
+	ck_assert_int_eq(broker_stop(b), 0);
+	ck_assert(!broker_running(b));
+	ck_assert_int_eq(procs_after(name), 1);
+	ck_assert_msg(broker_restart(b, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(get_one(port, body, sizeof(body)));
+	ck_assert_str_eq(body, "before-stop");
+	ck_assert(!get_one(port, body, sizeof(body)));
+
+	/* Nothing of it is left after broker_free. */
+	pid = broker_pid(b);
+	broker_free(b);
+	ck_assert_int_eq(procs_after(name), 0);
+	ck_assert_int_eq(kill(-pid, 0), -1);
+	ck_assert(!exists(dir));
+}
+END_TEST
+
+START_TEST(test_start_failure_names_log)
+{
+	char tmp[] = "/tmp/dupsim-check-XXXXXX", script[PATH_MAX], err[1024];
+	const char *old_tmp = getenv("TMPDIR");
+	char *saved = old_tmp ? strdup(old_tmp) : NULL;
+	struct broker *b = (struct broker *)1;
+	uint64_t t0;
+	FILE *f;
+	int rc;
+
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	snprintf(script, sizeof(script), "%s/fake-rabbitmq-server", tmp);
+	f = fopen(script, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("#!/bin/sh\necho starting\necho 'BOOT FAILED: boom-marker' >&2\nexit 3\n", f);
+	fclose(f);
+	chmod(script, 0755);
+	setenv("DUPSIM_RABBITMQ_SERVER", script, 1);
+	setenv("TMPDIR", tmp, 1);
+	t0 = util_now_ns();
+	rc = broker_start(&b, &quiet_opts, err, sizeof(err));
+	unsetenv("DUPSIM_RABBITMQ_SERVER");
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_ptr_null(b);
+	ck_assert_msg(util_now_ns() - t0 < 5 * NS_PER_S, "a dead node must fail at once");
+	ck_assert_msg(strstr(err, "boom-marker") && strstr(err, "console.log") && strstr(err, "status 3"), "%s",
+		      err);
+	ck_assert_ptr_null(strchr(err, '\n'));
+	/* Its folder is gone: only the script is left in TMPDIR. */
+	ck_assert_int_eq(unlink(script), 0);
+	ck_assert_int_eq(rmdir(tmp), 0);
+}
+END_TEST
+
+/* Like check_main.c's: clean up, then die of the signal. */
+static void on_sigint(int sig)
+{
+	broker_cleanup_signal();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Runs a dupsim node in a child process, then signals the child: nothing of the node may survive. */
+static void run_and_signal(int sig)
+{
+	int fds[2], status;
+	char line[PATH_MAX + 128] = "", name[64], dir[PATH_MAX];
+	pid_t child;
+	ssize_t n;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		struct broker *b;
+		char err[1024];
+
+		close(fds[0]);
+		signal(SIGINT, SIG_DFL);
+		if (broker_start(&b, &quiet_opts, err, sizeof(err)) < 0) {
+			dprintf(fds[1], "ERR %s\n", err);
+			_exit(1);
+		}
+		signal(SIGINT, on_sigint);
+		dprintf(fds[1], "%s %s\n", broker_node_name(b), broker_dir(b));
+		for (;;)
+			pause();
+	}
+	close(fds[1]);
+	n = read(fds[0], line, sizeof(line) - 1);
+	close(fds[0]);
+	ck_assert_int_gt(n, 0);
+	line[n] = '\0';
+	ck_assert_msg(strncmp(line, "ERR", 3) != 0, "%s", line);
+	ck_assert_int_eq(sscanf(line, "%63s %4095s", name, dir), 2);
+	ck_assert_int_ge(broker_procs_alive(name), 2);
+	kill(child, sig);
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == sig);
+	ck_assert_int_eq(procs_after(name), 0);
+	if (sig == SIGINT) {
+		ck_assert_msg(!exists(dir), "%s left behind", dir);
+	} else {
+		/* A crash can't remove its folder: the next start in that TMPDIR does. */
+		struct redis_node *r;
+		char err[1024];
+
+		ck_assert(exists(dir));
+		ck_assert_msg(redis_node_start(&r, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_msg(!exists(dir), "%s not swept", dir);
+		redis_node_free(r);
+	}
+}
+
+/* Runs run_and_signal with TMPDIR set to a fresh folder, which must be empty afterwards. */
+static void in_private_tmpdir(int sig)
+{
+	char tmp[] = "/tmp/dupsim-check-XXXXXX";
+	const char *old = getenv("TMPDIR");
+	char *saved = old ? strdup(old) : NULL;
+
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	setenv("TMPDIR", tmp, 1);
+	run_and_signal(sig);
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	ck_assert_int_eq(rmdir(tmp), 0);
+}
+
+START_TEST(test_sigint_cleans_up)
+{
+	in_private_tmpdir(SIGINT);
+}
+END_TEST
+
+START_TEST(test_crashed_parent_kills_node)
+{
+	in_private_tmpdir(SIGKILL);
+}
+END_TEST
+
+static bool redis_cmd(uint16_t port, const char *cmd, const char *arg1, const char *arg2, char *out, size_t len)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	redisReply *r = NULL;
+	bool ok = false;
+
+	if (!c || c->err)
+		goto out;
+	if (arg2)
+		r = redisCommand(c, "%s %s %s", cmd, arg1, arg2);
+	else if (arg1)
+		r = redisCommand(c, "%s %s", cmd, arg1);
+	else
+		r = redisCommand(c, "%s", cmd);
+	if (r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING)) {
+		snprintf(out, len, "%s", r->str);
+		ok = true;
+	}
+out:
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return ok;
+}
+
+START_TEST(test_redis_lifecycle)
+{
+	struct redis_node *r;
+	char err[1024], out[64], name[64], dir[PATH_MAX];
+	uint16_t port;
+
+	ck_assert_msg(redis_node_start(&r, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
+	port = redis_node_port(r);
+	snprintf(name, sizeof(name), "%s", redis_node_name(r));
+	snprintf(dir, sizeof(dir), "%s", redis_node_dir(r));
+	ck_assert_ptr_nonnull(strstr(redis_node_url(r), "redis://127.0.0.1:"));
+	ck_assert(redis_node_running(r));
+	ck_assert_int_eq(non_loopback_listeners(port), 0);
+	ck_assert(redis_cmd(port, "PING", NULL, NULL, out, sizeof(out)));
+	ck_assert_str_eq(out, "PONG");
+	ck_assert(redis_cmd(port, "SET", "dupsim:k", "v1", out, sizeof(out)));
+
+	ck_assert_int_eq(redis_node_kill(r), 0);
+	ck_assert(!redis_node_running(r));
+	ck_assert(!util_port_open(port));
+	ck_assert_int_eq(procs_after(name), 0);
+	ck_assert_msg(redis_node_restart(r, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(redis_node_port(r), port);
+	ck_assert(redis_cmd(port, "GET", "dupsim:k", NULL, out, sizeof(out)));
+	ck_assert_str_eq(out, "v1"); /* acknowledged writes survive kill -9 (appendonly) */
+
+	ck_assert_int_eq(redis_node_stop(r), 0);
+	ck_assert(!redis_node_running(r));
+	ck_assert_msg(redis_node_restart(r, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(redis_cmd(port, "GET", "dupsim:k", NULL, out, sizeof(out)));
+	ck_assert_str_eq(out, "v1");
+	redis_node_free(r);
+	ck_assert_int_eq(procs_after(name), 0);
+	ck_assert(!exists(dir));
+}
+END_TEST
+
+/* ---------- `dupsim broker` through the built binary ---------- */
+
+static char cli_state[PATH_MAX];
+
+/* Runs `dupsim broker ARGS` with DUPSIM_STATE_DIR=cli_state; stdout into out; returns the exit code. */
+static int dupsim_broker(const char *args, char *out, size_t len)
+{
+	char cmd[PATH_MAX * 2];
+	size_t o = 0;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "DUPSIM_STATE_DIR='%s' '%s' broker %s", cli_state, test_dupsim_bin(), args);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	out[0] = '\0';
+	while (o + 1 < len && fgets(out + o, (int)(len - o), p))
+		o += strlen(out + o);
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void cli_cleanup(void)
+{
+	char out[512];
+
+	if (cli_state[0]) {
+		dupsim_broker("stop 2>/dev/null", out, sizeof(out));
+		util_rm_rf(cli_state);
+		cli_state[0] = '\0';
+	}
+}
+
+static void state_value(const char *key, char *out, size_t len)
+{
+	char path[PATH_MAX + 32], *text, *p;
+	size_t kl = strlen(key);
+
+	snprintf(path, sizeof(path), "%s/broker.state", cli_state);
+	text = util_read_file(path, NULL);
+	ck_assert_msg(text != NULL, "no %s", path);
+	out[0] = '\0';
+	for (p = strtok(text, "\n"); p; p = strtok(NULL, "\n"))
+		if (strncmp(p, key, kl) == 0 && p[kl] == '=')
+			snprintf(out, len, "%s", p + kl + 1);
+	free(text);
+}
+
+START_TEST(test_cli_start_status_stop)
+{
+	char tmpl[] = "/tmp/dupsim-check-state-XXXXXX", out[1024], url[256], again[256], found[256], node[64];
+	char nodedir[PATH_MAX + 16];
+	const char *old = getenv("DUPSIM_STATE_DIR");
+	char *saved = old ? strdup(old) : NULL;
+	int port;
+
+	ck_assert_msg(access(test_dupsim_bin(), X_OK) == 0, "no dupsim binary at %s (build it, or set DUPSIM_BIN)",
+		      test_dupsim_bin());
+	ck_assert_ptr_nonnull(mkdtemp(tmpl));
+	snprintf(cli_state, sizeof(cli_state), "%s/state", tmpl);
+	atexit(cli_cleanup); /* a failed check exits this (forked) test: don't leave the node up */
+
+	ck_assert_int_eq(dupsim_broker("--help", out, sizeof(out)), 0);
+	ck_assert_int_eq(dupsim_broker("start --help", out, sizeof(out)), 0);
+	ck_assert_int_eq(dupsim_broker("stop --help", out, sizeof(out)), 0);
+	ck_assert_int_eq(dupsim_broker("status --help", out, sizeof(out)), 0);
+	ck_assert_int_eq(dupsim_broker("bogus 2>/dev/null", out, sizeof(out)), 2);
+
+	ck_assert_int_eq(dupsim_broker("status", out, sizeof(out)), 3);
+	ck_assert_ptr_nonnull(strstr(out, "not running"));
+
+	ck_assert_int_eq(dupsim_broker("start 2>/dev/null", url, sizeof(url)), 0);
+	url[strcspn(url, "\n")] = '\0';
+	ck_assert_msg(strncmp(url, "amqp://guest:guest@127.0.0.1:", 29) == 0, "start printed '%s'", url);
+	port = atoi(url + 29);
+	ck_assert(can_login((uint16_t)port));
+	state_value("node", node, sizeof(node));
+	state_value("dir", nodedir, sizeof(nodedir));
+	ck_assert_int_ge(broker_procs_alive(node), 2);
+
+	ck_assert_int_eq(dupsim_broker("status", out, sizeof(out)), 0);
+	ck_assert_ptr_nonnull(strstr(out, url));
+	ck_assert_int_eq(dupsim_broker("start 2>/dev/null", again, sizeof(again)), 0);
+	again[strcspn(again, "\n")] = '\0';
+	ck_assert_str_eq(again, url);
+
+	setenv("DUPSIM_STATE_DIR", cli_state, 1);
+	ck_assert_int_eq(broker_find_persistent(found, sizeof(found)), 0);
+	ck_assert_str_eq(found, url);
+
+	ck_assert_int_eq(dupsim_broker("stop 2>/dev/null", out, sizeof(out)), 0);
+	ck_assert_int_eq(dupsim_broker("status", out, sizeof(out)), 3);
+	ck_assert_int_eq(broker_find_persistent(found, sizeof(found)), -1);
+	ck_assert_int_eq(procs_after(node), 0);
+	ck_assert(!exists(nodedir));
+	ck_assert_int_eq(dupsim_broker("stop 2>/dev/null", out, sizeof(out)), 0); /* idempotent */
+
+	if (saved)
+		setenv("DUPSIM_STATE_DIR", saved, 1);
+	else
+		unsetenv("DUPSIM_STATE_DIR");
+	free(saved);
+	util_rm_rf(tmpl);
+	cli_state[0] = '\0';
+}
+END_TEST
+
+Suite *broker_suite(void)
+{
+	Suite *s = suite_create("broker");
+	TCase *tc;
+
+	tc = tcase_create("shared");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_shared_node_login);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("node");
+	tcase_set_timeout(tc, 150);
+	tcase_add_test(tc, test_node_lifecycle);
+	tcase_add_test(tc, test_start_failure_names_log);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cleanup");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_sigint_cleans_up);
+	tcase_add_test(tc, test_crashed_parent_kills_node);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("redis");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_redis_lifecycle);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cli");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_cli_start_status_stop);
+	suite_add_tcase(s, tc);
+	return s;
+}
