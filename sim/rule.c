@@ -44,8 +44,16 @@ static void rule_canonical(struct rule *r)
 
 	if (r->from != RULE_FROM_ANY)
 		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " from=%s", rule_from_name(r->from));
-	if (r->p != 1.0)
-		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " p=%.10g", r->p);
+	if (r->p != 1.0) {
+		/* the shortest text that reads back to the same double */
+		int prec = 1;
+		char num[40];
+
+		do
+			snprintf(num, sizeof(num), "%.*g", prec, r->p);
+		while (strtod(num, NULL) != r->p && ++prec <= 17);
+		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " p=%s", num);
+	}
 	if (r->action == RULE_DROP && r->then == RULE_THEN_HANG)
 		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " then=hang");
 	if (r->after > 1)

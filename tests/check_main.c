@@ -18,6 +18,7 @@
 #pragma weak ledger_suite
 #pragma weak dedup_suite
 #pragma weak stats_suite
+#pragma weak run_suite
 
 static char broker_url_buf[256];
 static uint16_t broker_port;
@@ -57,7 +58,7 @@ int main(void)
 {
 	Suite *(*const all[])(void) = {
 		util_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
-		ledger_suite, dedup_suite, stats_suite,
+		ledger_suite, dedup_suite, stats_suite, run_suite,
 	};
 	struct broker *b = NULL;
 	const char *ext = getenv("DUPSIM_TEST_URL");

@@ -15,6 +15,7 @@ Suite *scenario_suite(void);
 Suite *ledger_suite(void);
 Suite *dedup_suite(void);
 Suite *stats_suite(void);
+Suite *run_suite(void);
 
 /*
  * The private RabbitMQ node started once by the runner (or named by

@@ -1,0 +1,335 @@
+/* check_run.c — `dupsim run` end to end against the private broker: the numbers DESIGN.md defines. */
+#include <amqp.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mq.h"
+#include "tests.h"
+#include "util.h"
+
+extern char **environ;
+
+struct result {
+	int status;
+	char out[16384];
+	char dir[128];
+	json_t *summary;
+};
+
+/*
+ * Runs `dupsim run scenarios/default.ini --quiet --out DIR --set broker.url=... SETS...`;
+ * interrupt_after_ms > 0 sends SIGINT then. Loads DIR/summary.json when there.
+ */
+static void run_dupsim(struct result *r, const char *queue, const char *const *sets, int interrupt_after_ms)
+{
+	char url[300], qset[128];
+	char *argv[64];
+	int argc = 0, pipefd[2];
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	size_t n = 0;
+	char path[256];
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->dir, sizeof(r->dir), "/tmp/dupsim-run-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(r->dir));
+	rmdir(r->dir); /* dupsim creates it */
+	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
+	snprintf(qset, sizeof(qset), "broker.queue=%s", queue);
+	argv[argc++] = "dupsim";
+	argv[argc++] = "run";
+	argv[argc++] = "scenarios/default.ini";
+	argv[argc++] = "--quiet";
+	argv[argc++] = "--out";
+	argv[argc++] = r->dir;
+	argv[argc++] = "--set";
+	argv[argc++] = url;
+	argv[argc++] = "--set";
+	argv[argc++] = qset;
+	for (size_t i = 0; sets && sets[i]; i++) {
+		argv[argc++] = "--set";
+		argv[argc++] = (char *)sets[i];
+	}
+	argv[argc] = NULL;
+	ck_assert_int_eq(pipe(pipefd), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	ck_assert_int_eq(posix_spawn(&pid, test_dupsim_bin(), &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (interrupt_after_ms > 0) {
+		util_sleep_ns((uint64_t)interrupt_after_ms * NS_PER_MS);
+		kill(pid, SIGINT);
+	}
+	for (;;) {
+		ssize_t k = read(pipefd[0], r->out + n, sizeof(r->out) - n - 1);
+
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	r->out[n] = '\0';
+	close(pipefd[0]);
+	ck_assert_int_eq(waitpid(pid, &r->status, 0), pid);
+	r->status = WIFEXITED(r->status) ? WEXITSTATUS(r->status) : 128 + WTERMSIG(r->status);
+	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
+	r->summary = json_load_file(path, 0, NULL);
+}
+
+static void result_release(struct result *r)
+{
+	json_decref(r->summary);
+	util_rm_rf(r->dir);
+}
+
+static double num(const struct result *r, const char *key)
+{
+	json_t *v;
+	char buf[128];
+	char *save, *part;
+
+	ck_assert_msg(r->summary != NULL, "no summary.json; exit %d, output:\n%s", r->status, r->out);
+	snprintf(buf, sizeof(buf), "%s", key);
+	v = r->summary;
+	for (part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save))
+		v = json_object_get(v, part);
+	ck_assert_msg(v && json_is_number(v), "summary.json has no number %s", key);
+	return json_number_value(v);
+}
+
+static void assert_ok(const struct result *r)
+{
+	ck_assert_msg(r->status == 0, "exit %d, output:\n%s", r->status, r->out);
+	ck_assert_msg(num(r, "invariants.violations") == 0, "%s", r->out);
+}
+
+START_TEST(test_no_faults)
+{
+	const char *sets[] = { "run.messages=2000", "faults.commit_ok_loss=0", "faults.ack_loss=0", NULL };
+	static const char *const files[] = { "scenario.ini", "summary.json", "timeseries.csv", "gaps.csv",
+					     "copies.csv", "faults.csv" };
+	struct result r;
+
+	run_dupsim(&r, "t-nofaults", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "committed"), 2000);
+	ck_assert_double_eq(num(&r, "publish_attempts"), 2000);
+	ck_assert_double_eq(num(&r, "deliveries"), 2000);
+	ck_assert_double_eq(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "excess_copies"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "faults.frames_dropped"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(r.summary, "status")), "ok");
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char p[256];
+		struct stat st;
+
+		snprintf(p, sizeof(p), "%s/%s", r.dir, files[i]);
+		ck_assert_msg(stat(p, &st) == 0 && st.st_size > 0, "missing %s", p);
+	}
+	result_release(&r);
+}
+END_TEST
+
+/* Excess copies from CommitOk loss: exactly batch per lost CommitOk, and p/(1-p) per message within 3.3 sd. */
+START_TEST(test_commit_ok_loss_model)
+{
+	const char *sets[] = { "run.messages=4000", "publishers.batch=5", "faults.commit_ok_loss=5%",
+			       "faults.ack_loss=0", "dedup.mark=before", NULL };
+	struct result r;
+	double p = 0.05, b = 5, batches = 4000 / 5;
+	double mean = 4000 * p / (1 - p), sd = b * sqrt(batches * p) / (1 - p);
+	double excess;
+
+	run_dupsim(&r, "t-commitok", sets, 0);
+	assert_ok(&r);
+	excess = num(&r, "excess_copies");
+	ck_assert_double_eq(num(&r, "committed"), 4000);
+	ck_assert_double_eq(excess, b * num(&r, "faults.commit_ok_dropped"));
+	ck_assert_double_eq(num(&r, "publish_attempts"), 4000 + excess);
+	ck_assert_msg(fabs(excess - mean) < 3.3 * sd, "excess %.0f, predicted %.1f +- %.1f", excess, mean, sd);
+	ck_assert(fabs(num(&r, "predicted.excess_copies_per_message") - p / (1 - p)) < 1e-9);
+	/* every copy was delivered, and the shared store caught each */
+	ck_assert_double_eq(num(&r, "duplicate_deliveries"), excess);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_store_none_misses_all)
+{
+	const char *sets[] = { "run.messages=2000", "faults.commit_ok_loss=3%", "faults.ack_loss=1%", "dedup.store=none",
+			       NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-none", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "miss_probability.estimate"), 1);
+	ck_assert_double_eq(num(&r, "misses_by_cause.unchecked"), num(&r, "duplicates_processed"));
+	ck_assert_double_eq(num(&r, "dedup.lookups"), 0);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_memory_catches_all)
+{
+	const char *sets[] = { "run.messages=3000", "faults.commit_ok_loss=3%", "faults.ack_loss=1%",
+			       "dedup.store=memory", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-memory", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "wrongly_suppressed"), 0);
+	ck_assert_double_eq(num(&r, "miss_probability.estimate"), 0);
+	ck_assert_double_gt(num(&r, "miss_probability.ci_high"), 0); /* zero misses still have an upper bound */
+	ck_assert_double_eq(num(&r, "dedup.lookups"), num(&r, "deliveries"));
+	result_release(&r);
+}
+END_TEST
+
+/* Publish only: the queue holds every committed message plus its excess copies. */
+START_TEST(test_publish_only_queue)
+{
+	const char *sets[] = { "run.messages=1000", "consumers.count=0", "broker.keep_queue=true",
+			       "faults.commit_ok_loss=5%", "faults.ack_loss=0", NULL };
+	struct result r;
+	amqp_connection_state_t c;
+	char err[256];
+	unsigned char *seen = calloc(1000, 1);
+	double in_queue = 0, distinct = 0, extra = 0;
+
+	run_dupsim(&r, "t-publish-only", sets, 0);
+	assert_ok(&r);
+	c = mq_open_local(test_broker_port(), 5000, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	for (;;) {
+		amqp_rpc_reply_t g = amqp_basic_get(c, 1, amqp_cstring_bytes("t-publish-only"), 1);
+		amqp_message_t m;
+		unsigned pub, seq;
+		char id[64];
+
+		ck_assert(mq_ok(g));
+		if (g.reply.id != AMQP_BASIC_GET_OK_METHOD)
+			break;
+		ck_assert(mq_ok(amqp_read_message(c, 1, &m, 0)));
+		snprintf(id, sizeof(id), "%.*s", (int)m.properties.message_id.len,
+			 (const char *)m.properties.message_id.bytes);
+		ck_assert_int_eq(sscanf(id, "p%u-%u", &pub, &seq), 2);
+		ck_assert_uint_lt(pub * 500 + seq, 1000);
+		if (seen[pub * 500 + seq]++)
+			extra++;
+		else
+			distinct++;
+		in_queue++;
+		amqp_destroy_message(&m);
+	}
+	amqp_queue_delete(c, 1, amqp_cstring_bytes("t-publish-only"), 0, 0);
+	mq_close(c);
+	free(seen);
+	ck_assert_double_eq(distinct, num(&r, "committed"));
+	ck_assert_double_eq(in_queue, num(&r, "publish_attempts"));
+	ck_assert_double_eq(extra, num(&r, "publish_attempts") - num(&r, "committed"));
+	ck_assert_double_gt(extra, 0);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_confirm_mode)
+{
+	const char *sets[] = { "run.messages=3000", "publishers.mode=confirm", "faults.commit_ok_loss=0",
+			       "faults.confirm_loss=2%", "faults.ack_loss=0", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-confirm", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "committed"), 3000);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_gt(num(&r, "faults.confirms_dropped"), 0);
+	ck_assert_double_gt(num(&r, "excess_copies"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_interrupt_keeps_results)
+{
+	const char *sets[] = { "run.messages=100000", "publishers.rate=300", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-interrupt", sets, 2500);
+	ck_assert_msg(r.status == 130, "exit %d: %s", r.status, r.out);
+	ck_assert_str_eq(json_string_value(json_object_get(r.summary, "status")), "interrupted");
+	ck_assert_double_gt(num(&r, "published"), 0);
+	ck_assert_double_lt(num(&r, "published"), 100000);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_unreachable_broker)
+{
+	uint16_t port;
+	char set[128];
+	const char *sets[] = { set, NULL };
+	struct result r;
+	struct stat st;
+
+	/* broker.url comes later on the command line than the runner's and wins */
+	ck_assert_int_eq(util_free_port(&port), 0);
+	snprintf(set, sizeof(set), "broker.url=amqp://guest:guest@127.0.0.1:%u/", port);
+	run_dupsim(&r, "t-unreachable", sets, 0);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.out, "cannot connect to 127.0.0.1") != NULL, "%s", r.out);
+	ck_assert_msg(strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "more than one line: %s", r.out);
+	ck_assert_ptr_null(r.summary);
+	ck_assert_int_ne(stat(r.dir, &st), 0); /* no empty results folder left */
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_bad_scenario_runs_nothing)
+{
+	const char *sets[] = { "faults.comit_ok_loss=1%", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-bad", sets, 0);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(strstr(r.out, "did you mean 'commit_ok_loss'") != NULL, "%s", r.out);
+	ck_assert_ptr_null(r.summary);
+	result_release(&r);
+}
+END_TEST
+
+Suite *run_suite(void)
+{
+	Suite *s = suite_create("run");
+	TCase *tc = tcase_create("broker");
+
+	tcase_add_test(tc, test_no_faults);
+	tcase_add_test(tc, test_commit_ok_loss_model);
+	tcase_add_test(tc, test_store_none_misses_all);
+	tcase_add_test(tc, test_memory_catches_all);
+	tcase_add_test(tc, test_publish_only_queue);
+	tcase_add_test(tc, test_confirm_mode);
+	tcase_add_test(tc, test_interrupt_keeps_results);
+	tcase_add_test(tc, test_unreachable_broker);
+	tcase_add_test(tc, test_bad_scenario_runs_nothing);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	return s;
+}
