@@ -102,6 +102,8 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz_%.c $(SIM_SRC)
 FUZZ_SRC_frame := sim/frame.c
 FUZZ_SRC_scenario := sim/scenario.c sim/rule.c sim/frame.c sim/util.c
 
+.SECONDARY:
+
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)
 

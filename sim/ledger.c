@@ -237,11 +237,12 @@ static bool take_race_token(struct ledger_msg *e)
 static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, unsigned consumer, uint64_t now_ns)
 {
 	const struct ledger_policy *p = &l->policy;
+	bool raced = take_race_token(e); /* taken whatever the verdict, so tokens never pile up */
 	uint64_t since;
 
 	if (p->store_none)
 		return LEDGER_CAUSE_UNCHECKED;
-	if (take_race_token(e))
+	if (raced)
 		return LEDGER_CAUSE_RACE;
 	if (p->scope_local && atomic_load_explicit(&e->first_accept_ns, RLX) &&
 	    atomic_load_explicit(&e->first_consumer, RLX) != (consumer > UINT16_MAX ? UINT16_MAX : consumer))

@@ -233,9 +233,9 @@ static void run_tick(struct run *r, uint64_t now)
 	}
 	r->ticks[r->tick_count++] = t;
 	if (r->progress) {
-		double rate = r->tick_count > 1 ? (double)(t.executions - r->ticks[r->tick_count - 2].executions) /
-							  (t.t - r->ticks[r->tick_count - 2].t)
-						: 0;
+		const struct run_tick *prev = r->tick_count > 1 ? &r->ticks[r->tick_count - 2] : NULL;
+		double dt = t.t - (prev ? prev->t : 0);
+		double rate = dt > 0 ? (double)(t.executions - (prev ? prev->executions : 0)) / dt : 0;
 
 		fprintf(stderr,
 			"\r[%5.0fs] published %" PRIu64 "/%" PRIu64 " (committed %" PRIu64 ")  processed %" PRIu64
@@ -426,6 +426,7 @@ struct run_report {
 	size_t violations;
 	char violation_text[1024];
 	double duration_s, publish_s;
+	double process_s; /* start to the last delivery: the active time of the consumers */
 };
 
 static const char *run_status(const struct run *r, const struct run_report *rep)
@@ -480,6 +481,10 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	json_object_set_new(o, "duplicate_rate", json_real(rep->model.duplicate_rate));
 	json_object_set_new(o, "excess_copies_per_message", json_real(rep->model.excess_copies_per_msg));
 	json_object_set_new(o, "excess_copies", json_real(rep->model.excess_copies_per_msg * committed));
+	json_object_set_new(o, "assumes",
+			    json_string("independent losses; a lost CommitOk/confirm means the broker committed and "
+					"the batch is republished; a lost ack redelivers only that delivery (a lower "
+					"bound: a cut consumer also handles what it had already received)"));
 	json_object_set_new(root, "predicted", o);
 	o = json_object();
 	json_object_set_new(o, "frames_dropped", json_integer((json_int_t)rep->px.drops));
@@ -510,14 +515,21 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	json_object_set_new(o, "acks_dropped",
 			    json_integer((json_int_t)rep->px.method_dropped[PROXY_TO_BROKER]
 									  [frame_method_index(AMQP_BASIC_ACK_METHOD)]));
+	{
+		uint64_t acks = rep->px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
+		uint64_t from_acks = t->duplicate_deliveries > t->excess_copies ? t->duplicate_deliveries - t->excess_copies : 0;
+
+		json_object_set_new(o, "duplicates_per_lost_ack", acks ? json_real((double)from_acks / (double)acks) : json_null());
+	}
 	json_object_set_new(root, "faults", o);
 	o = json_object();
 	json_object_set_new(o, "duration_s", json_real(rep->duration_s));
 	json_object_set_new(o, "publish_s", json_real(rep->publish_s));
 	json_object_set_new(o, "published_per_s",
 			    json_real(rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0));
+	json_object_set_new(o, "process_s", json_real(rep->process_s));
 	json_object_set_new(o, "processed_per_s",
-			    json_real(rep->duration_s > 0 ? (double)t->executions / rep->duration_s : 0));
+			    json_real(rep->process_s > 0 ? (double)t->executions / rep->process_s : 0));
 	json_object_set_new(root, "throughput", o);
 	o = json_object();
 	json_object_set_new(o, "p50", json_real(stats_hist_quantile(&r->ledger.latency, 0.50) / 1e6));
@@ -675,7 +687,7 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 	printf("  %-28s %18" PRIu64 "\n", "wrongly suppressed", t->wrongly_suppressed);
 	printf("  %-28s %18.0f msg/s published, %.0f processed\n", "throughput",
 	       rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0,
-	       rep->duration_s > 0 ? (double)t->executions / rep->duration_s : 0);
+	       rep->process_s > 0 ? (double)t->executions / rep->process_s : 0);
 	printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "latency publish->processed",
 	       stats_hist_quantile(&r->ledger.latency, 0.5) / 1e6, stats_hist_quantile(&r->ledger.latency, 0.99) / 1e6,
 	       r->ledger.latency.max / 1e6);
@@ -692,7 +704,15 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 		printf("  ledger invariants hold\n");
 	if (r->drain_timed_out)
 		printf("  the queue did not drain within run.drain_timeout\n");
-	printf("  model: tx/confirm republish ~ geometric(p), ack loss redelivers ~ geometric(q); see stats.c\n");
+	if (rep->px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)]) {
+		uint64_t acks = rep->px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
+		uint64_t from_acks = t->duplicate_deliveries > t->excess_copies ? t->duplicate_deliveries - t->excess_copies : 0;
+
+		printf("  %-28s %18.2f   (the model assumes 1: a cut consumer still handles\n"
+		       "  %-28s %18s    what it had received, and the broker redelivers it all)\n",
+		       "duplicates per lost ack", (double)from_acks / (double)acks, "", "");
+	}
+	printf("  model: republish ~ geometric(p), redelivery ~ geometric(q); assumptions in sim/stats.c\n");
 	fflush(stdout);
 }
 
@@ -889,6 +909,7 @@ int run_cli(int argc, char **argv)
 	}
 	rep.duration_s = (double)(r.end_ns - r.start_ns) / NS_PER_S;
 	rep.publish_s = (double)(r.publish_done_ns - r.start_ns) / NS_PER_S;
+	rep.process_s = (double)(atomic_load(&r.rc.last_delivery_ns) - r.start_ns) / NS_PER_S;
 	if (run_write_results(&r, &rep, err, sizeof(err)) < 0) {
 		util_log("run: %s", err);
 		code = EXIT_FAIL;

@@ -189,6 +189,7 @@ START_TEST(test_cause_unchecked)
 	ledger_note_executed(&l, 1, 1, MS, 0);
 	ledger_note_executed(&l, 1, 2, MS, 0);
 	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_UNCHECKED], 2);
+	ck_assert_uint_eq(l.msgs[1].raced, 0); /* the race token went with the verdict */
 	assert_clean(&l);
 	ledger_release(&l);
 }
