@@ -63,6 +63,8 @@ static int64_t header_int(const amqp_basic_properties_t *p, const char *key, int
 	return dflt;
 }
 
+#define DEFERRED_MAX 32 /* flushed before the store's own pipeline limit */
+
 struct cons_state {
 	struct consumer *c;
 	struct run_ctx *rc;
@@ -70,7 +72,12 @@ struct cons_state {
 	uint64_t unacked;	/* deliveries handled since the last ack frame */
 	uint64_t last_tag;
 	uint64_t backoff_ns;
+	struct util_rng crash_rng;
+	size_t deferred[DEFERRED_MAX]; /* messages whose insert is queued, not yet visible */
+	size_t ndeferred;
 };
+
+enum cons_step { STEP_BEFORE_MARK, STEP_AFTER_MARK, STEP_AFTER_PROCESS };
 
 static void cons_drop_conn(struct cons_state *s, const char *why)
 {
@@ -119,39 +126,125 @@ static int cons_flush_acks(struct cons_state *s)
 	return amqp_basic_ack(s->conn, 1, s->last_tag, s->rc->sc->consumers.ack_every > 1) == AMQP_STATUS_OK ? 0 : -1;
 }
 
-/* Times a store call into the latency histogram. */
+enum { OP_CHECK_AND_PUT, OP_LOOKUP, OP_PUT, OP_PUT_DEFERRED, OP_FLUSH };
+
+/* One store call, timed into the latency histogram and counted. */
 static int cons_store_call(struct cons_state *s, int op, uint64_t key)
 {
+	struct dedup_store *st = s->c->store;
 	uint64_t t0 = util_now_ns();
 	int r;
 
-	if (op == 0)
-		r = dedup_check_and_put(s->c->store, key, t0);
-	else if (op == 1)
-		r = dedup_lookup(s->c->store, key, t0);
-	else
-		r = dedup_put(s->c->store, key, t0);
+	switch (op) {
+	case OP_CHECK_AND_PUT:
+		r = dedup_check_and_put(st, key, t0);
+		break;
+	case OP_LOOKUP:
+		r = dedup_lookup(st, key, t0);
+		break;
+	case OP_PUT:
+		r = dedup_put(st, key, t0);
+		break;
+	case OP_PUT_DEFERRED:
+		r = dedup_put_deferred(st, key, t0);
+		break;
+	default:
+		r = dedup_flush(st);
+		break;
+	}
 	stats_hist_add(&s->rc->store_latency, util_now_ns() - t0);
 	if (r < 0)
 		atomic_fetch_add(&s->rc->store_errors, 1);
-	if (op != 2)
+	if (op == OP_CHECK_AND_PUT || op == OP_LOOKUP)
 		atomic_fetch_add(&s->rc->lookups, 1);
-	if (op == 2 || (op == 0 && r == 0))
+	if (op == OP_PUT || op == OP_PUT_DEFERRED || (op == OP_CHECK_AND_PUT && r == 0))
 		atomic_fetch_add(&s->rc->inserts, 1);
 	return r;
 }
 
-/* One delivery: ledger, dedup decision, side effect, mark, then the ack. */
+/* Makes queued inserts visible, and tells the ledger. */
+static void cons_flush_deferred(struct cons_state *s)
+{
+	if (!s->ndeferred)
+		return;
+	cons_store_call(s, OP_FLUSH, 0);
+	for (size_t i = 0; i < s->ndeferred; i++)
+		ledger_note_marked(s->rc->ledger, s->deferred[i]);
+	s->ndeferred = 0;
+}
+
+/* Inserts m's key: queued (pipelined) when `deferred`, else at once. */
+static void cons_mark(struct cons_state *s, size_t m, bool deferred)
+{
+	if (deferred) {
+		cons_store_call(s, OP_PUT_DEFERRED, (uint64_t)m + 1);
+		s->deferred[s->ndeferred++] = m;
+		if (s->ndeferred == DEFERRED_MAX)
+			cons_flush_deferred(s);
+		return;
+	}
+	if (cons_store_call(s, OP_PUT, (uint64_t)m + 1) == 0)
+		ledger_note_marked(s->rc->ledger, m);
+}
+
+/* Does this consumer die now, at this step of handling a delivery? */
+static bool cons_crash_here(struct cons_state *s, enum cons_step step, bool draw)
+{
+	const struct scenario *sc = s->rc->sc;
+	static const enum scenario_crash_at at_of[] = {
+		[STEP_BEFORE_MARK] = SCENARIO_CRASH_BEFORE_MARK,
+		[STEP_AFTER_MARK] = SCENARIO_CRASH_AFTER_MARK,
+		[STEP_AFTER_PROCESS] = SCENARIO_CRASH_AFTER_PROCESS,
+	};
+
+	if (!draw || sc->faults.consumer_crash <= 0 || sc->faults.consumer_crash_at != at_of[step])
+		return false;
+	return util_rng_unit(&s->crash_rng) < sc->faults.consumer_crash;
+}
+
+/*
+ * The consumer dies: no ack, the connection dropped (the broker redelivers
+ * everything unacked), queued inserts gone, and a memory of its own wiped;
+ * redis and tokyocabinet keep what reached them. Then it starts over.
+ */
+static void cons_crash(struct cons_state *s)
+{
+	struct run_ctx *rc = s->rc;
+	char err[256];
+
+	atomic_fetch_add(&rc->consumer_crashes, 1);
+	s->ndeferred = 0;
+	if (s->c->own_store) {
+		dedup_destroy(s->c->store);
+		s->c->store = rc->make_store(rc, s->c->id, err, sizeof(err));
+		if (!s->c->store) {
+			snprintf(s->c->error, sizeof(s->c->error), "%s", err);
+			atomic_fetch_add(&rc->store_errors, 1);
+		}
+	}
+	cons_drop_conn(s, "crashed (consumer_crash)");
+}
+
+/*
+ * One delivery: ledger, dedup decision, side effect, mark, then the ack.
+ * The order of the steps depends on dedup.mark:
+ *   before: decide -> [before-mark] -> mark -> [after-mark] -> process -> [after-process] -> ack
+ *   after:  decide -> process -> [after-process = before-mark] -> mark -> [after-mark] -> ack
+ * Returns 0, -1 when the ack could not be sent, 1 when the consumer crashed.
+ */
 static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 {
 	struct run_ctx *rc = s->rc;
 	const struct scenario *sc = rc->sc;
 	struct ledger *l = rc->ledger;
 	const amqp_basic_properties_t *p = &e->message.properties;
+	bool before = sc->dedup.mark == SCENARIO_MARK_BEFORE;
+	bool have_store = s->c->store != NULL;
+	bool looked_up = false, dup = false, marked = false, deferred = false, crash_draw;
+	unsigned acc;
 	size_t m;
 	int64_t count, published;
 	uint64_t key, now;
-	bool dup = false;
 
 	atomic_fetch_add(&rc->deliveries, 1);
 	atomic_store(&rc->last_delivery_ns, util_now_ns());
@@ -166,38 +259,76 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	now = util_now_ns();
 	if (ledger_note_decision(l, m, now))
 		atomic_fetch_add(&rc->duplicate_deliveries, 1);
+	crash_draw = sc->faults.consumer_crash > 0;
 	key = (uint64_t)m + 1;
-	if (s->c->store) {
-		/* check = always: every delivery is looked up */
-		if (sc->dedup.mark == SCENARIO_MARK_BEFORE)
-			dup = cons_store_call(s, 0, key) == 1;
-		else
-			dup = cons_store_call(s, 1, key) == 1;
+	if (have_store) {
+		bool flagged = count > 0 || e->redelivered;
+
+		if (sc->dedup.check == SCENARIO_CHECK_ALWAYS || flagged) {
+			looked_up = true;
+			if (before) {
+				int r = cons_store_call(s, OP_CHECK_AND_PUT, key);
+
+				dup = r == 1;
+				if (r == 0) {
+					ledger_note_marked(l, m);
+					marked = true;
+				}
+			} else {
+				dup = cons_store_call(s, OP_LOOKUP, key) == 1;
+			}
+		} else {
+			/* assumed first: inserted without a lookup, queued where the store
+			 * pipelines (republish-count) or at once (flagged) */
+			deferred = sc->dedup.check == SCENARIO_CHECK_REPUBLISH_COUNT;
+		}
 	}
 	if (dup) {
 		ledger_note_rejected(l, m);
 		goto ack;
 	}
-	ledger_note_accept(l, m, s->c->id, now);
+	acc = ledger_note_accept(l, m, s->c->id, now);
+	if (before) {
+		if (cons_crash_here(s, STEP_BEFORE_MARK, crash_draw))
+			goto crash_unprocessed;
+		if (have_store && !marked)
+			cons_mark(s, m, deferred);
+		if (cons_crash_here(s, STEP_AFTER_MARK, crash_draw))
+			goto crash_unprocessed;
+	}
 	if (sc->consumers.work_ns)
 		util_sleep_ns(sc->consumers.work_ns);
-	if (s->c->store && sc->dedup.mark == SCENARIO_MARK_AFTER)
-		cons_store_call(s, 2, key);
-	ledger_note_executed(l, m, s->c->id, util_now_ns(),
-			     published >= 0 ? l->t0_ns + (uint64_t)published : 0);
+	ledger_note_executed(l, m, s->c->id, util_now_ns(), published >= 0 ? l->t0_ns + (uint64_t)published : 0, acc,
+			     looked_up);
 	atomic_fetch_add(&rc->executions, 1);
+	if (cons_crash_here(s, STEP_AFTER_PROCESS, crash_draw) ||
+	    (!before && cons_crash_here(s, STEP_BEFORE_MARK, crash_draw)))
+		goto crash;
+	if (!before) {
+		if (have_store)
+			cons_mark(s, m, deferred);
+		if (cons_crash_here(s, STEP_AFTER_MARK, crash_draw))
+			goto crash;
+	}
 ack:
 	s->last_tag = e->delivery_tag;
 	s->unacked++;
 	if (s->unacked >= sc->consumers.ack_every)
 		return cons_flush_acks(s);
 	return 0;
+crash_unprocessed:
+	ledger_note_abandoned(l, m);
+crash:
+	cons_crash(s);
+	return 1;
 }
 
 void *consumer_main(void *arg)
 {
 	struct consumer *c = arg;
 	struct cons_state s = { .c = c, .rc = c->rc, .backoff_ns = 20 * NS_PER_MS };
+
+	util_rng_seed(&s.crash_rng, c->rc->sc->run.seed * 1000003u + c->id);
 
 	while (!atomic_load(&s.rc->stop)) {
 		amqp_envelope_t e;
@@ -209,7 +340,9 @@ void *consumer_main(void *arg)
 		amqp_maybe_release_buffers(s.conn);
 		r = amqp_consume_message(s.conn, &e, &tv, 0);
 		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) {
-			/* idle: a partial multiple-ack goes out now rather than waiting */
+			/* idle: queued inserts and a partial multiple-ack go out now */
+			if (s.c->store)
+				cons_flush_deferred(&s);
 			if (cons_flush_acks(&s) < 0)
 				cons_drop_conn(&s, "ack failed: connection lost");
 			continue;
@@ -236,8 +369,11 @@ void *consumer_main(void *arg)
 		s.backoff_ns = 20 * NS_PER_MS;
 		if (cons_handle(&s, &e) < 0)
 			cons_drop_conn(&s, "ack failed: connection lost");
+		/* a crash dropped the connection already */
 		amqp_destroy_envelope(&e);
 	}
+	if (s.c->store)
+		cons_flush_deferred(&s);
 	if (s.conn) {
 		cons_flush_acks(&s);
 		mq_close(s.conn);

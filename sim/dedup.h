@@ -16,6 +16,14 @@ struct dedup_store_ops {
 	int (*lookup)(struct dedup_store *s, uint64_t key, uint64_t now_ns);
 	/* Inserts (or refreshes) key. 0 or < 0. */
 	int (*put)(struct dedup_store *s, uint64_t key, uint64_t now_ns);
+	/*
+	 * Optional (NULL: same as put): queue an insert that becomes visible to
+	 * other connections at the latest on the next flush (or any other call
+	 * that must wait for the store's replies). Pipelining backends use it.
+	 */
+	int (*put_deferred)(struct dedup_store *s, uint64_t key, uint64_t now_ns);
+	/* Optional (NULL: nothing queued): makes every deferred insert visible. 0 or < 0. */
+	int (*flush)(struct dedup_store *s);
 	/* Keys currently held (expired ones may still count until purged). */
 	size_t (*size)(struct dedup_store *s);
 	void (*destroy)(struct dedup_store *s);
@@ -38,6 +46,14 @@ static inline int dedup_put(struct dedup_store *s, uint64_t key, uint64_t now_ns
 {
 	return s->ops->put(s, key, now_ns);
 }
+static inline int dedup_put_deferred(struct dedup_store *s, uint64_t key, uint64_t now_ns)
+{
+	return s->ops->put_deferred ? s->ops->put_deferred(s, key, now_ns) : s->ops->put(s, key, now_ns);
+}
+static inline int dedup_flush(struct dedup_store *s)
+{
+	return s->ops->flush ? s->ops->flush(s) : 0;
+}
 static inline void dedup_destroy(struct dedup_store *s)
 {
 	if (s)
@@ -51,5 +67,25 @@ static inline void dedup_destroy(struct dedup_store *s)
  * Returns NULL when out of memory.
  */
 struct dedup_store *dedup_mem_new(uint64_t ttl_ns, uint64_t capacity, size_t expected);
+
+/*
+ * The redis store: one hiredis connection (a store object per consumer
+ * thread; several objects with the same prefix share the keys, which is how
+ * scope = shared works). check_and_put is `SET prefix:key 1 NX PX ttl`
+ * (no PX when ttl is 0); put_deferred pipelines SETs, flush reads their
+ * replies. url: "redis://host:port". NULL with one line in err when the
+ * server can't be reached.
+ */
+struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_t ttl_ns, char *err,
+				    size_t errlen);
+
+/*
+ * The Tokyo Cabinet store: an on-disk hash database at path (created when
+ * missing, reopened as it is otherwise: a crashed consumer finds its keys
+ * again). sync: tchdbsync after every insert. ttl as in the memory store,
+ * from the insert time kept as the value. Safe for several threads.
+ * NULL with one line in err.
+ */
+struct dedup_store *dedup_tc_new(const char *path, bool sync, uint64_t ttl_ns, char *err, size_t errlen);
 
 #endif

@@ -19,6 +19,7 @@ static const char *const cause_names[LEDGER_CAUSES] = {
 	[LEDGER_CAUSE_NOT_INSERTED] = "not_inserted",
 	[LEDGER_CAUSE_OTHER_CACHE] = "other_cache",
 	[LEDGER_CAUSE_RACE] = "race",
+	[LEDGER_CAUSE_LOST_IN_CRASH] = "lost_in_crash",
 	[LEDGER_CAUSE_UNEXPLAINED] = "unexplained",
 };
 
@@ -200,18 +201,31 @@ void ledger_note_rejected(struct ledger *l, size_t m)
  * after the earlier one had completed (those are a cache's business: expired,
  * evicted, other_cache, ...).
  */
-void ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns)
+unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns)
 {
 	struct ledger_msg *e = msg_at(l, m);
 	uint64_t zero = 0;
+	unsigned flags = 0;
 
 	if (!e)
-		return;
+		return 0;
+	if (atomic_load_explicit(&e->first_accept_ns, RLX) &&
+	    !(atomic_load_explicit(&e->flags, RLX) & LEDGER_F_MARKED))
+		flags |= LEDGER_ACCEPT_UNMARKED;
 	if (inc8(e, &e->inflight) > 0)
 		inc8(e, &e->raced);
 	if (atomic_compare_exchange_strong_explicit(&e->first_accept_ns, &zero, run_clock1(l, now_ns), RLX, RLX))
 		atomic_store_explicit(&e->first_consumer, (uint16_t)(consumer > UINT16_MAX ? UINT16_MAX : consumer),
 				      RLX);
+	return flags;
+}
+
+void ledger_note_marked(struct ledger *l, size_t m)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
+	if (e)
+		set_flag(e, LEDGER_F_MARKED);
 }
 
 /* Takes one race token if there is one. */
@@ -234,16 +248,28 @@ static bool take_race_token(struct ledger_msg *e)
  * runs from its insert (later with mark = after): a duplicate within the
  * processing time of the ttl boundary can land on either side.
  */
-static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, unsigned consumer, uint64_t now_ns)
+/*
+ * Why a duplicate was executed, first match wins: the policy skipped this
+ * copy's lookup (or there is no store) → unchecked; another copy was in
+ * flight at the same time → race; an earlier copy was accepted but its key
+ * was not visible when this copy came → not_inserted; local scope and the
+ * first copy went elsewhere → other_cache; older than the ttl → expired;
+ * a capacity bound → evicted; consumers crash with a memory store →
+ * lost_in_crash; else unexplained (a store or policy bug).
+ */
+static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, unsigned consumer, uint64_t now_ns,
+				  unsigned accept_flags, bool looked_up)
 {
 	const struct ledger_policy *p = &l->policy;
 	bool raced = take_race_token(e); /* taken whatever the verdict, so tokens never pile up */
 	uint64_t since;
 
-	if (p->store_none)
+	if (p->store_none || !looked_up)
 		return LEDGER_CAUSE_UNCHECKED;
 	if (raced)
 		return LEDGER_CAUSE_RACE;
+	if (accept_flags & LEDGER_ACCEPT_UNMARKED)
+		return LEDGER_CAUSE_NOT_INSERTED;
 	if (p->scope_local && atomic_load_explicit(&e->first_accept_ns, RLX) &&
 	    atomic_load_explicit(&e->first_consumer, RLX) != (consumer > UINT16_MAX ? UINT16_MAX : consumer))
 		return LEDGER_CAUSE_OTHER_CACHE;
@@ -251,10 +277,13 @@ static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, 
 		return LEDGER_CAUSE_EXPIRED;
 	if (p->capacity)
 		return LEDGER_CAUSE_EVICTED;
+	if (p->crash_wipes_cache)
+		return LEDGER_CAUSE_LOST_IN_CRASH;
 	return LEDGER_CAUSE_UNEXPLAINED;
 }
 
-void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns)
+void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns,
+			  unsigned accept_flags, bool looked_up)
 {
 	struct ledger_msg *e = msg_at(l, m);
 	uint16_t k;
@@ -269,7 +298,7 @@ void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_
 		return;
 	}
 	/* K was >= 1: this execution is a duplicate processed, a miss of the dedup. */
-	atomic_fetch_add_explicit(&l->misses[classify(l, e, consumer, now_ns)], 1, RLX);
+	atomic_fetch_add_explicit(&l->misses[classify(l, e, consumer, now_ns, accept_flags, looked_up)], 1, RLX);
 }
 
 void ledger_note_abandoned(struct ledger *l, size_t m)

@@ -17,6 +17,7 @@ enum ledger_cause {
 	LEDGER_CAUSE_NOT_INSERTED, /* the first copy's mark was not visible yet */
 	LEDGER_CAUSE_OTHER_CACHE,  /* local scope: another consumer's cache had it */
 	LEDGER_CAUSE_RACE,	   /* the first copy was still in flight at another consumer */
+	LEDGER_CAUSE_LOST_IN_CRASH, /* a crashed consumer's memory (local store) took the key with it */
 	LEDGER_CAUSE_UNEXPLAINED,  /* none of the above: a bug in a store or policy */
 	LEDGER_CAUSES
 };
@@ -29,6 +30,7 @@ const char *ledger_cause_name(enum ledger_cause c);
 #define LEDGER_F_CONFIRMED 0x01 /* a CommitOk / confirm reached the publisher */
 #define LEDGER_F_SATURATED 0x02 /* a counter hit its maximum (reported) */
 #define LEDGER_F_COPY_OVERFLOW 0x04 /* a republish count >= 31 was delivered (folded into bit 31) */
+#define LEDGER_F_MARKED 0x08	    /* the dedup key was inserted and visible to lookups */
 struct ledger_msg {
 	_Atomic uint64_t first_accept_ns; /* run clock + 1 of the first accepted delivery; 0 none */
 	_Atomic uint32_t copies;	  /* bit c: a copy with x-republish-count c was delivered */
@@ -51,7 +53,11 @@ struct ledger_policy {
 	bool mark_after;    /* mark after processing */
 	uint64_t ttl_ns;    /* 0: never expires */
 	uint64_t capacity;  /* 0: unbounded */
+	bool crash_wipes_cache; /* consumers crash and their store is memory: keys die with them */
 };
+
+/* What ledger_note_accept saw, handed back to ledger_note_executed. */
+#define LEDGER_ACCEPT_UNMARKED 0x01 /* another copy was accepted before, and its key was not visible */
 
 struct ledger {
 	size_t count;
@@ -79,12 +85,19 @@ void ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count);
 bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns);
 /* The store said "seen": counts a wrong suppression when nothing was executed or in flight. */
 void ledger_note_rejected(struct ledger *l, size_t m);
-/* The delivery was accepted by consumer c; the side effect starts. */
-void ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns);
-/* The side effect completed (published_ns: the publish time carried by the copy,
- * for end-to-end latency of the first execution). A second or later execution
- * is a miss: its cause is classified and counted. */
-void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns);
+/* The delivery was accepted by consumer c; the side effect starts. Returns LEDGER_ACCEPT_* flags. */
+unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns);
+/* The message's dedup key became visible in the store (an insert completed or was flushed). */
+void ledger_note_marked(struct ledger *l, size_t m);
+/*
+ * The side effect completed (published_ns: the publish time carried by the
+ * copy, for end-to-end latency of the first execution). accept_flags: what
+ * ledger_note_accept returned for this delivery; looked_up: the policy looked
+ * this delivery up in the store. A second or later execution is a miss: its
+ * cause is classified and counted.
+ */
+void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns,
+			  unsigned accept_flags, bool looked_up);
 /* The consumer crashed between accept and completion. */
 void ledger_note_abandoned(struct ledger *l, size_t m);
 /* A delivery with an id not of this run. */

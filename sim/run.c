@@ -58,7 +58,10 @@ struct run {
 	struct consumer *cons;
 	pthread_t *pub_threads, *cons_threads;
 	size_t pubs_started, cons_started;
-	struct dedup_store **local_stores;
+	struct redis_node *redis; /* a private redis-server started for this run, or NULL */
+	char redis_url[256];
+	char store_prefix[128];	  /* redis keys of this run */
+	char tc_dir[PATH_MAX];	  /* tokyocabinet files of this run (removed at the end) */
 
 	pthread_mutex_t fault_lock;
 	struct run_fault *faults;
@@ -127,17 +130,92 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 /* What this version of the engine can run; the rest of DESIGN's keys parse but wait for later work. */
 static int run_supported(const struct scenario *sc, char *err, size_t errlen)
 {
-	if (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)
-		return util_err(err, errlen, "%s: dedup.store = %s is not implemented yet; use none or memory",
-				sc->path, sc->dedup.store == SCENARIO_STORE_REDIS ? "redis" : "tokyocabinet");
-	if (sc->dedup.check != SCENARIO_CHECK_ALWAYS)
-		return util_err(err, errlen, "%s: dedup.check other than always is not implemented yet", sc->path);
-	if (sc->faults.consumer_crash > 0)
-		return util_err(err, errlen, "%s: faults.consumer_crash is not implemented yet; set it to 0",
-				sc->path);
 	if (sc->faults.broker_crash_every_ns > 0)
 		return util_err(err, errlen, "%s: faults.broker_crash_every is not implemented yet; set it to 0",
 				sc->path);
+	return 0;
+}
+
+/* A consumer's own store: a local memory table, or its connection/file of a redis or tokyocabinet store. */
+static struct dedup_store *run_make_store(struct run_ctx *rc, unsigned consumer, char *err, size_t errlen)
+{
+	struct run *r = rc->make_store_arg;
+	const struct scenario *sc = &r->sc;
+	bool shared = sc->dedup.scope == SCENARIO_SCOPE_SHARED;
+	char name[PATH_MAX + 64];
+	struct dedup_store *s = NULL;
+
+	switch (sc->dedup.store) {
+	case SCENARIO_STORE_MEMORY:
+		s = dedup_mem_new(sc->dedup.ttl_ns, sc->dedup.capacity, sc->run.messages);
+		if (!s)
+			util_err(err, errlen, "out of memory for the dedup store");
+		break;
+	case SCENARIO_STORE_REDIS:
+		if (shared)
+			snprintf(name, sizeof(name), "%s:shared", r->store_prefix);
+		else
+			snprintf(name, sizeof(name), "%s:c%u", r->store_prefix, consumer);
+		s = dedup_redis_new(r->redis_url, name, sc->dedup.ttl_ns, err, errlen);
+		break;
+	case SCENARIO_STORE_TOKYOCABINET:
+		if (shared)
+			snprintf(name, sizeof(name), "%s/shared.tch", r->tc_dir);
+		else
+			snprintf(name, sizeof(name), "%s/consumer-%u.tch", r->tc_dir, consumer);
+		s = dedup_tc_new(name, sc->dedup.sync, sc->dedup.ttl_ns, err, errlen);
+		break;
+	default:
+		break;
+	}
+	return s;
+}
+
+/* Sets up the dedup store(s): a private redis when asked, the shared store, the file folder. */
+static int run_stores(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	char why[512];
+
+	r->rc.make_store = run_make_store;
+	r->rc.make_store_arg = r;
+	snprintf(r->store_prefix, sizeof(r->store_prefix), "dupsim:%s:%d:%llu", sc->run.name, (int)getpid(),
+		 (unsigned long long)(util_wall_ns() / NS_PER_MS));
+	if (sc->dedup.store == SCENARIO_STORE_REDIS) {
+		if (strcmp(sc->dedup.url, "embedded") == 0) {
+			struct broker_opts o = { .quiet = r->quiet };
+
+			if (redis_node_start(&r->redis, &o, why, sizeof(why)) < 0)
+				return util_err(err, errlen, "could not start a private redis-server: %s", why);
+			snprintf(r->redis_url, sizeof(r->redis_url), "%s", redis_node_url(r->redis));
+		} else {
+			snprintf(r->redis_url, sizeof(r->redis_url), "%s", sc->dedup.url);
+		}
+	}
+	if (sc->dedup.store == SCENARIO_STORE_TOKYOCABINET) {
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(r->tc_dir, sizeof(r->tc_dir), "%s/dupsim-tc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if (!mkdtemp(r->tc_dir)) {
+			r->tc_dir[0] = '\0';
+			return util_err(err, errlen, "cannot create a folder for the tokyocabinet files: %s",
+					strerror(errno));
+		}
+	}
+	/* one object all consumers call: memory and tokyocabinet are thread-safe */
+	if (sc->dedup.scope == SCENARIO_SCOPE_SHARED &&
+	    (sc->dedup.store == SCENARIO_STORE_MEMORY || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)) {
+		r->rc.shared_store = run_make_store(&r->rc, 0, why, sizeof(why));
+		if (!r->rc.shared_store)
+			return util_err(err, errlen, "dedup store: %s", why);
+	} else if (sc->dedup.store == SCENARIO_STORE_REDIS) {
+		/* fail before the run if redis can't be reached */
+		struct dedup_store *probe = run_make_store(&r->rc, 0, why, sizeof(why));
+
+		if (!probe)
+			return util_err(err, errlen, "dedup store: %s; check dedup.url", why);
+		dedup_destroy(probe);
+	}
 	return 0;
 }
 
@@ -276,8 +354,14 @@ static void run_monitor(struct run *r)
 				r->drain_timed_out = true;
 				break;
 			}
-			/* quiet for a moment, nothing left ready, every committed message done */
-			if (now - atomic_load(&rc->last_delivery_ns) > 500 * NS_PER_MS && run_all_processed(&r->ledger)) {
+			/*
+			 * Quiet for a moment, nothing left ready, and every committed
+			 * message done; or quiet for long, since a wrongly suppressed
+			 * message (lost) is never done and waiting for it is pointless.
+			 */
+			uint64_t idle = now - atomic_load(&rc->last_delivery_ns);
+
+			if ((idle > 500 * NS_PER_MS && run_all_processed(&r->ledger)) || idle > 3 * NS_PER_S) {
 				if (!direct)
 					direct = run_direct(r, err, sizeof(err));
 				if (run_queue_depth(direct, sc->broker.queue) == 0) {
@@ -315,24 +399,22 @@ static int run_start_threads(struct run *r, char *err, size_t errlen)
 	r->pub_threads = calloc(np, sizeof(*r->pub_threads));
 	r->cons = calloc(nc ? nc : 1, sizeof(*r->cons));
 	r->cons_threads = calloc(nc ? nc : 1, sizeof(*r->cons_threads));
-	r->local_stores = calloc(nc ? nc : 1, sizeof(*r->local_stores));
-	if (!r->pubs || !r->pub_threads || !r->cons || !r->cons_threads || !r->local_stores)
+	if (!r->pubs || !r->pub_threads || !r->cons || !r->cons_threads)
 		return util_err(err, errlen, "out of memory");
 	for (size_t i = 0; i < nc; i++) {
 		struct consumer *c = &r->cons[i];
 
 		c->rc = rc;
 		c->id = (unsigned)i;
-		if (sc->dedup.store == SCENARIO_STORE_MEMORY) {
-			if (sc->dedup.scope == SCENARIO_SCOPE_SHARED) {
-				c->store = rc->shared_store;
-			} else {
-				r->local_stores[i] = dedup_mem_new(sc->dedup.ttl_ns, sc->dedup.capacity,
-								   sc->run.messages);
-				if (!r->local_stores[i])
-					return util_err(err, errlen, "out of memory for the dedup store");
-				c->store = r->local_stores[i];
-			}
+		if (rc->shared_store) {
+			c->store = rc->shared_store;
+		} else if (sc->dedup.store != SCENARIO_STORE_NONE) {
+			char why[512];
+
+			c->store = rc->make_store(rc, (unsigned)i, why, sizeof(why));
+			if (!c->store)
+				return util_err(err, errlen, "dedup store for consumer %zu: %s", i, why);
+			c->own_store = true;
 		}
 		if (pthread_create(&r->cons_threads[i], NULL, consumer_main, c) != 0)
 			return util_err(err, errlen, "cannot start consumer thread: %s", strerror(errno));
@@ -491,6 +573,7 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	json_object_set_new(o, "connections_cut", json_integer((json_int_t)rep->px.cuts));
 	json_object_set_new(o, "proxy_connections", json_integer((json_int_t)rep->px.conns_accepted));
 	json_object_set_new(o, "reconnects", json_integer((json_int_t)atomic_load(&r->rc.reconnects)));
+	json_object_set_new(o, "consumer_crashes", json_integer((json_int_t)atomic_load(&r->rc.consumer_crashes)));
 	{
 		json_t *rules = json_array();
 
@@ -720,12 +803,13 @@ static void run_release(struct run *r)
 {
 	if (r->proxy)
 		proxy_free(r->proxy);
-	if (r->local_stores) {
-		for (size_t i = 0; i < r->sc.consumers.count; i++)
-			dedup_destroy(r->local_stores[i]);
-	}
+	for (size_t i = 0; r->cons && i < r->sc.consumers.count; i++)
+		if (r->cons[i].own_store)
+			dedup_destroy(r->cons[i].store);
 	dedup_destroy(r->rc.shared_store);
-	free(r->local_stores);
+	redis_node_free(r->redis);
+	if (r->tc_dir[0])
+		util_rm_rf(r->tc_dir);
 	free(r->pubs);
 	free(r->cons);
 	free(r->pub_threads);
@@ -843,16 +927,8 @@ int run_cli(int argc, char **argv)
 	r.rc.ledger = &r.ledger;
 	r.rc.per_publisher = (r.sc.run.messages + r.sc.publishers.count - 1) / r.sc.publishers.count;
 	stats_hist_init(&r.rc.store_latency);
-	if (r.sc.dedup.store == SCENARIO_STORE_MEMORY && r.sc.dedup.scope == SCENARIO_SCOPE_SHARED) {
-		r.rc.shared_store = dedup_mem_new(r.sc.dedup.ttl_ns, r.sc.dedup.capacity, r.sc.run.messages);
-		if (!r.rc.shared_store) {
-			util_log("run: out of memory for the dedup store");
-			code = EXIT_FAIL;
-			goto out;
-		}
-	}
-	if (run_broker(&r, err, sizeof(err)) < 0 || run_setup_queue(&r, err, sizeof(err)) < 0 ||
-	    run_proxy(&r, err, sizeof(err)) < 0) {
+	if (run_stores(&r, err, sizeof(err)) < 0 || run_broker(&r, err, sizeof(err)) < 0 ||
+	    run_setup_queue(&r, err, sizeof(err)) < 0 || run_proxy(&r, err, sizeof(err)) < 0) {
 		util_log("run: %s", err);
 		code = EXIT_FAIL;
 		goto out;
@@ -869,6 +945,8 @@ int run_cli(int argc, char **argv)
 		.mark_after = r.sc.dedup.mark == SCENARIO_MARK_AFTER,
 		.ttl_ns = r.sc.dedup.ttl_ns,
 		.capacity = r.sc.dedup.capacity,
+		.crash_wipes_cache = r.sc.faults.consumer_crash > 0 && r.sc.dedup.store == SCENARIO_STORE_MEMORY &&
+				     r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
 	};
 	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0) {
 		util_log("run: out of memory for a ledger of %" PRIu64 " messages", r.sc.run.messages);

@@ -31,8 +31,14 @@ struct run_ctx {
 	_Atomic uint64_t last_delivery_ns;
 	_Atomic int publishers_running;
 
+	/* dedup stores: a consumer's own store (local scope, or its connection to a
+	 * shared redis / tokyocabinet), or NULL to use shared_store */
+	struct dedup_store *(*make_store)(struct run_ctx *rc, unsigned consumer, char *err, size_t errlen);
+	void *make_store_arg;
+	struct dedup_store *shared_store; /* a store all consumers call directly, or NULL */
+	_Atomic uint64_t consumer_crashes;
+
 	/* dedup accounting */
-	struct dedup_store *shared_store; /* scope = shared; NULL otherwise */
 	_Atomic uint64_t lookups, inserts, store_errors;
 	struct stats_hist store_latency; /* ns per store call */
 };
@@ -53,7 +59,8 @@ void *publisher_main(void *arg);
 struct consumer {
 	struct run_ctx *rc;
 	unsigned id;
-	struct dedup_store *store; /* shared or its own; NULL for store none */
+	struct dedup_store *store; /* the shared one or its own; NULL for store none */
+	bool own_store;		   /* store belongs to this consumer (destroyed, or rebuilt after a crash) */
 	char error[256];
 };
 void *consumer_main(void *arg);

@@ -1027,6 +1027,15 @@ int scenario_check(const struct scenario *sc, char *err, size_t errlen)
 						 k->name, how, k->name);
 		}
 	}
+	if (sc->dedup.capacity > 0 &&
+	    (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)) {
+		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_DEDUP_CAPACITY, K_DEDUP_STORE,
+					 "dedup.capacity bounds the memory store only (store is %s%s): redis evicts "
+					 "by memory, not by key count, and tokyocabinet keeps every key; set "
+					 "capacity = 0 or store = memory",
+					 stores[sc->dedup.store], how);
+	}
 	if (sc->dedup.sync && sc->dedup.store != SCENARIO_STORE_TOKYOCABINET) {
 		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
 		return scenario_conflict(sc, err, errlen, K_DEDUP_SYNC, K_DEDUP_STORE,

@@ -1,21 +1,85 @@
 /* check_dedup.c — every dedup store through one set of tests: semantics, ttl, LRU, growth, a reference model, threads. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "broker.h"
 #include "dedup.h"
 #include "tests.h"
 #include "util.h"
+
+/* The redis store on the test run's redis-server: a fresh prefix per store, so tests never see each other's keys. */
+static char redis_prefix[64];
+
+static struct dedup_store *redis_open(const char *prefix, uint64_t ttl_ns)
+{
+	char err[256] = "";
+	struct dedup_store *s = dedup_redis_new(test_redis_url(), prefix, ttl_ns, err, sizeof(err));
+
+	ck_assert_msg(s != NULL, "redis store: %s", err);
+	return s;
+}
+
+/* redis has no key-count bound: capacity is ignored (backends[].capacity says so). */
+static struct dedup_store *redis_make(uint64_t ttl_ns, uint64_t capacity, size_t expected)
+{
+	static unsigned made;
+
+	(void)capacity;
+	(void)expected;
+	snprintf(redis_prefix, sizeof(redis_prefix), "t:%d:%u", (int)getpid(), made++);
+	return redis_open(redis_prefix, ttl_ns);
+}
+
+/* Another connection sharing the keys of the store redis_make made last. */
+static struct dedup_store *redis_peer(uint64_t ttl_ns)
+{
+	return redis_open(redis_prefix, ttl_ns);
+}
+
+/* A Tokyo Cabinet store on a fresh file, unlinked at once: the open handle
+ * keeps the file alive until destroy, and nothing is left behind. */
+static struct dedup_store *tc_make(uint64_t ttl_ns, uint64_t capacity, size_t expected)
+{
+	char path[] = "/tmp/dupsim-check-tc-XXXXXX";
+	char err[512] = "";
+	struct dedup_store *s;
+	int fd = mkstemp(path);
+
+	(void)capacity;
+	(void)expected;
+	ck_assert_msg(fd >= 0, "mkstemp failed");
+	close(fd);
+	s = dedup_tc_new(path, false, ttl_ns, err, sizeof(err));
+	unlink(path);
+	ck_assert_msg(s != NULL, "tokyocabinet store: %s", err);
+	return s;
+}
 
 /* The stores under test; each test runs once per row (tcase_add_loop_test). */
 struct backend {
 	const char *name;
 	struct dedup_store *(*make)(uint64_t ttl_ns, uint64_t capacity, size_t expected);
 	bool exact_size; /* size() drops expired keys as soon as any later operation runs */
+	/* Expiry follows the now_ns arguments. Without it (redis: wall time) the
+	 * simulated-time checks are skipped; a backend's own test covers its clock. */
+	bool simulated_time;
+	bool capacity; /* honours capacity (LRU); without it the tests check that nothing is evicted */
+	/* Another object on the same keys, one per thread; NULL: threads share one object. */
+	struct dedup_store *(*peer)(uint64_t ttl_ns);
+	uint64_t bulk; /* keys in the bulk tests: fewer for a store one round trip away */
 };
 
 static const struct backend backends[] = {
-	{ "memory", dedup_mem_new, true },
+	{ .name = "memory", .make = dedup_mem_new, .exact_size = true, .simulated_time = true, .capacity = true,
+	  .bulk = 1000000 },
+	{ .name = "redis", .make = redis_make, .peer = redis_peer, .bulk = 100000 },
+	{ .name = "tokyocabinet", .make = tc_make, .simulated_time = true, .bulk = 1000000 },
 };
 #define NBACKENDS ((int)(sizeof(backends) / sizeof(backends[0])))
 
@@ -74,8 +138,15 @@ END_TEST
 
 START_TEST(test_expiry)
 {
-	struct dedup_store *s = make(_i, 100, 0, 0);
+	struct dedup_store *s = make(_i, 0, 0, 0); /* ttl 0: forever */
 
+	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
+	ck_assert_int_eq(dedup_lookup(s, 1, UINT64_MAX), 1);
+	dedup_destroy(s);
+	if (!backends[_i].simulated_time)
+		return; /* skipped: the clock below is simulated; test_redis_expiry uses wall time */
+
+	s = make(_i, 100, 0, 0);
 	/* present while now − inserted <= ttl, absent after */
 	ck_assert_int_eq(dedup_put(s, 7, 1000), 0);
 	ck_assert_int_eq(dedup_lookup(s, 7, 1100), 1);
@@ -109,11 +180,6 @@ START_TEST(test_expiry)
 	if (backends[_i].exact_size)
 		ck_assert_uint_eq(size_of(s), 0);
 	dedup_destroy(s);
-
-	s = make(_i, 0, 0, 0); /* ttl 0: forever */
-	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
-	ck_assert_int_eq(dedup_lookup(s, 1, UINT64_MAX), 1);
-	dedup_destroy(s);
 }
 END_TEST
 
@@ -121,6 +187,16 @@ START_TEST(test_lru)
 {
 	struct dedup_store *s = make(_i, 0, 3, 0);
 
+	if (!backends[_i].capacity) {
+		/* skipped: no capacity bound; what can be checked is that nothing is evicted */
+		for (uint64_t k = 1; k <= 6; k++)
+			ck_assert_int_eq(dedup_put(s, k, k), 0);
+		for (uint64_t k = 1; k <= 6; k++)
+			ck_assert_int_eq(dedup_lookup(s, k, 7), 1);
+		ck_assert_uint_eq(size_of(s), 6);
+		dedup_destroy(s);
+		return;
+	}
 	ck_assert_int_eq(dedup_put(s, 1, 1), 0);
 	ck_assert_int_eq(dedup_put(s, 2, 2), 0);
 	ck_assert_int_eq(dedup_put(s, 3, 3), 0);
@@ -168,7 +244,7 @@ END_TEST
 /* Bulk loops count failures instead of asserting: every ck_assert is a write to the runner. */
 START_TEST(test_growth)
 {
-	const uint64_t n = 1000000, golden = 0x9e3779b97f4a7c15ull;
+	const uint64_t n = backends[_i].bulk, golden = 0x9e3779b97f4a7c15ull;
 	struct dedup_store *s = make(_i, 0, 0, 0);
 	uint64_t bad = 0;
 
@@ -282,10 +358,14 @@ START_TEST(test_against_model)
 	for (int i = 1; i < MODEL_KEYS; i++)
 		keys[i] = util_rng_next(&rng) | 1;
 	for (size_t c = 0; c < sizeof(configs) / sizeof(configs[0]); c++) {
-		struct dedup_store *s = make(_i, configs[c].ttl, configs[c].cap, 0);
+		struct dedup_store *s;
 		struct model m = { .ttl = configs[c].ttl, .cap = configs[c].cap };
 		uint64_t now = 0;
 
+		/* skipped: configs the backend can't honour (the model's clock is simulated) */
+		if ((configs[c].ttl && !backends[_i].simulated_time) || (configs[c].cap && !backends[_i].capacity))
+			continue;
+		s = make(_i, configs[c].ttl, configs[c].cap, 0);
 		for (int n = 0; n < 100000; n++) {
 			uint64_t r = util_rng_next(&rng);
 			int i = (int)(r % MODEL_KEYS), op = (int)(r >> 32) % 10;
@@ -339,20 +419,27 @@ START_TEST(test_threads)
 {
 	for (int shape = 0; shape < 2; shape++) {
 		/* unbounded and growing; then ttl and capacity, so the order list is kept under load */
-		struct dedup_store *s = shape ? make(_i, 1000, THREAD_KEYS, 0) : make(_i, 0, 0, 0);
+		struct dedup_store *s;
 		struct worker_arg args[THREADS];
 		pthread_t th[THREADS];
 		uint64_t total = 0;
 		void *ret;
 
+		/* skipped: shape 1's ttl of 1000 ns is simulated time, and it needs a capacity */
+		if (shape && (!backends[_i].simulated_time || !backends[_i].capacity))
+			continue;
+		s = shape ? make(_i, 1000, THREAD_KEYS, 0) : make(_i, 0, 0, 0);
 		for (unsigned t = 0; t < THREADS; t++) {
-			args[t] = (struct worker_arg){ .s = s, .id = t };
+			/* a store that is one object per thread races through its peers instead */
+			args[t] = (struct worker_arg){ .s = t && backends[_i].peer ? backends[_i].peer(0) : s, .id = t };
 			ck_assert_int_eq(pthread_create(&th[t], NULL, worker, &args[t]), 0);
 		}
 		for (unsigned t = 0; t < THREADS; t++) {
 			ck_assert_int_eq(pthread_join(th[t], &ret), 0);
 			ck_assert_ptr_null(ret);
 			total += args[t].inserted;
+			if (args[t].s != s)
+				dedup_destroy(args[t].s);
 		}
 		ck_assert_uint_eq(total, THREAD_KEYS); /* each key inserted exactly once */
 		ck_assert_uint_eq(size_of(s), THREAD_KEYS);
@@ -364,11 +451,379 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* ---------- the redis store alone: several connections, wall-clock ttl, pipelining, a restart ---------- */
+
+START_TEST(test_redis_shared)
+{
+	struct dedup_store *a = redis_make(0, 0, 0), *b = redis_peer(0), *other = redis_make(0, 0, 0);
+
+	ck_assert_int_eq(dedup_check_and_put(a, 42, 0), 0);
+	ck_assert_int_eq(dedup_lookup(b, 42, 0), 1);	    /* the other connection sees it at once */
+	ck_assert_int_eq(dedup_check_and_put(b, 42, 0), 1);
+	ck_assert_int_eq(dedup_put(b, 43, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(a, 43, 0), 1);
+	ck_assert_int_eq(dedup_lookup(other, 42, 0), 0);    /* another prefix, another cache */
+	ck_assert_int_eq(dedup_check_and_put(other, 42, 0), 0);
+	ck_assert_uint_eq(size_of(a), 2);
+	ck_assert_uint_eq(size_of(other), 1);
+	dedup_destroy(a);
+	ck_assert_int_eq(dedup_lookup(b, 43, 0), 1); /* the keys outlive the connection that made them */
+	dedup_destroy(b);
+	dedup_destroy(other);
+}
+END_TEST
+
+START_TEST(test_redis_expiry)
+{
+	struct dedup_store *s = redis_make(200 * NS_PER_MS, 0, 0);
+
+	/* now_ns is ignored: the ttl runs on redis's clock */
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(s, 1, UINT64_MAX), 1);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
+	ck_assert_uint_eq(size_of(s), 1);
+	util_sleep_ns(300 * NS_PER_MS);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
+	ck_assert_uint_eq(size_of(s), 0);
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0); /* expired: inserted again */
+	dedup_destroy(s);
+
+	s = redis_make(400 * NS_PER_MS, 0, 0); /* a put refreshes the ttl, a check_and_put hit doesn't */
+	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(s, 2, 0), 0);
+	util_sleep_ns(250 * NS_PER_MS);
+	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(s, 2, 0), 1);
+	util_sleep_ns(250 * NS_PER_MS);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
+	ck_assert_int_eq(dedup_lookup(s, 2, 0), 0);
+	dedup_destroy(s);
+
+	s = redis_make(1, 0, 0); /* 1 ns rounds up to 1 ms, not down to "forever" */
+	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
+	util_sleep_ns(20 * NS_PER_MS);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
+	dedup_destroy(s);
+}
+END_TEST
+
+START_TEST(test_redis_deferred)
+{
+	struct dedup_store *a = redis_make(0, 0, 0), *b = redis_peer(0);
+	uint64_t bad = 0;
+
+	ck_assert_int_eq(dedup_flush(a), 0); /* nothing queued */
+	for (uint64_t k = 1; k <= 1000; k++)
+		bad += dedup_put_deferred(a, k, 0) != 0;
+	ck_assert_uint_eq(bad, 0);
+	/* no promise before the flush; after it every key is visible to the other connection */
+	ck_assert_int_eq(dedup_flush(a), 0);
+	for (uint64_t k = 1; k <= 1000; k++)
+		bad += dedup_lookup(b, k, 0) != 1;
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_uint_eq(size_of(b), 1000);
+
+	/* a synchronous call waits for the queued replies: order is kept on one connection */
+	ck_assert_int_eq(dedup_put_deferred(a, 5000, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(a, 5000, 0), 1);
+	ck_assert_int_eq(dedup_put_deferred(a, 5001, 0), 0);
+	ck_assert_int_eq(dedup_lookup(a, 5001, 0), 1);
+	ck_assert_int_eq(dedup_flush(a), 0);
+
+	/* destroy delivers what is still queued */
+	ck_assert_int_eq(dedup_put_deferred(a, 6000, 0), 0);
+	dedup_destroy(a);
+	ck_assert_int_eq(dedup_lookup(b, 6000, 0), 1);
+	dedup_destroy(b);
+}
+END_TEST
+
+START_TEST(test_redis_restart)
+{
+	struct broker_opts o = { .quiet = true };
+	struct redis_node *rn = NULL;
+	struct dedup_store *s;
+	char err[1024] = "";
+
+	ck_assert_msg(redis_node_start(&rn, &o, err, sizeof(err)) == 0, "%s", err);
+	s = dedup_redis_new(redis_node_url(rn), "restart", 0, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0);
+	ck_assert_int_eq(dedup_put(s, 2, 0), 0);
+	ck_assert_int_eq(dedup_put_deferred(s, 3, 0), 0);
+	ck_assert_int_eq(dedup_flush(s), 0);
+
+	ck_assert_int_eq(redis_node_kill(rn), 0);
+	/* down: every call fails, none crashes (the first meets the dead socket, the next ones a refused reconnect) */
+	ck_assert_int_lt(dedup_check_and_put(s, 4, 0), 0);
+	ck_assert_int_lt(dedup_lookup(s, 1, 0), 0);
+	ck_assert_int_lt(dedup_put(s, 4, 0), 0);
+	if (dedup_put_deferred(s, 4, 0) == 0)
+		ck_assert_int_lt(dedup_flush(s), 0);
+	ck_assert_uint_eq(size_of(s), 0);
+
+	ck_assert_msg(redis_node_restart(rn, err, sizeof(err)) == 0, "%s", err);
+	/* up again on the same port: the next call reconnects; the append-only file kept the keys */
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 1);
+	ck_assert_int_eq(dedup_lookup(s, 2, 0), 1);
+	ck_assert_int_eq(dedup_lookup(s, 3, 0), 1);
+	ck_assert_int_eq(dedup_check_and_put(s, 4, 0), 0);
+	ck_assert_int_eq(dedup_flush(s), 0); /* the failed deferred put was reported once, not again */
+	ck_assert_uint_eq(size_of(s), 4);
+
+	/* a connection that died while idle: the call that finds out fails, the next one reconnects */
+	ck_assert_int_eq(redis_node_kill(rn), 0);
+	ck_assert_msg(redis_node_restart(rn, err, sizeof(err)) == 0, "%s", err);
+	if (dedup_lookup(s, 1, 0) < 0)
+		ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
+	dedup_destroy(s);
+	redis_node_free(rn);
+}
+END_TEST
+
+START_TEST(test_redis_bad_url)
+{
+	static const char *const bad[] = {
+		"127.0.0.1:6379", "redis://", "redis://127.0.0.1", "redis://127.0.0.1:0", "redis://127.0.0.1:70000",
+		"redis://127.0.0.1:6379/0", "redis://user@127.0.0.1:6379", "http://127.0.0.1:6379", "",
+	};
+	char err[256], url[64], want[64];
+	uint16_t port;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		ck_assert_ptr_null(dedup_redis_new(bad[i], "p", 0, err, sizeof(err)));
+		ck_assert_msg(strstr(err, bad[i]) && strstr(err, "expected redis://host:port"), "%s: %s", bad[i], err);
+		ck_assert_ptr_null(strchr(err, '\n'));
+	}
+	ck_assert_ptr_null(dedup_redis_new(NULL, "p", 0, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "expected redis://host:port"));
+
+	/* a port nobody listens on */
+	ck_assert_int_eq(util_free_port(&port), 0);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%u", port);
+	ck_assert_ptr_null(dedup_redis_new(url, "p", 0, err, sizeof(err)));
+	snprintf(want, sizeof(want), "cannot reach redis at 127.0.0.1:%u: ", port);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0 && strlen(err) > strlen(want), "%s", err);
+	ck_assert_ptr_null(dedup_redis_new(url, "p", 0, NULL, 0)); /* no err buffer: still no crash */
+}
+END_TEST
+
+/* ---------- the Tokyo Cabinet store alone: reopen, a process that never closed, sync, errors ---------- */
+
+static struct dedup_store *tc_open(const char *path, bool sync, uint64_t ttl_ns)
+{
+	char err[512] = "";
+	struct dedup_store *s = dedup_tc_new(path, sync, ttl_ns, err, sizeof(err));
+
+	ck_assert_msg(s != NULL, "tokyocabinet store: %s", err);
+	return s;
+}
+
+/* NULL, and one line that starts by naming the file (and holds hint, if any). */
+static void tc_expect_open_error(const char *path, const char *hint)
+{
+	char err[512] = "", want[256];
+
+	ck_assert_ptr_null(dedup_tc_new(path, false, 0, err, sizeof(err)));
+	snprintf(want, sizeof(want), "cannot open dedup database %s: ", path);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0 && strlen(err) > strlen(want), "%s", err);
+	ck_assert_msg(!hint || strstr(err, hint), "%s: no \"%s\" in it", err, hint);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+
+START_TEST(test_tc_reopen)
+{
+	char dir[] = "/tmp/dupsim-check-tc-XXXXXX", path[64];
+	struct dedup_store *s;
+	uint64_t bad = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/keys.tch", dir);
+	s = tc_open(path, false, 100);
+	for (uint64_t k = 1; k <= 1000; k++)
+		bad += dedup_check_and_put(s, k, 1000) != 0;
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_int_eq(dedup_put(s, 5000, 1100), 0);
+	/* one handle per file and process: a second one is refused, not a second cache on the same bytes */
+	tc_expect_open_error(path, "already open in this process");
+	dedup_destroy(s);
+
+	/* the successor of a crashed consumer finds every key, with its insert time */
+	s = tc_open(path, false, 100);
+	ck_assert_uint_eq(size_of(s), 1001);
+	for (uint64_t k = 1; k <= 1000; k++)
+		bad += dedup_lookup(s, k, 1100) != 1;
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 1100), 1);
+	ck_assert_int_eq(dedup_lookup(s, 1, 1101), 0); /* inserted at 1000, before the reopen */
+	ck_assert_int_eq(dedup_lookup(s, 5000, 1101), 1);
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 1101), 0); /* expired: inserted again */
+	ck_assert_int_eq(dedup_lookup(s, 1, 1201), 1);
+	dedup_destroy(s);
+
+	s = tc_open(path, false, 0); /* the ttl is the opener's, not the file's */
+	ck_assert_int_eq(dedup_lookup(s, 2, UINT64_MAX), 1);
+	ck_assert_uint_eq(size_of(s), 1001);
+	dedup_destroy(s);
+	ck_assert_int_eq(util_rm_rf(dir), 0);
+}
+END_TEST
+
+#define TC_CRASH_KEYS 100000
+
+START_TEST(test_tc_abandoned)
+{
+	char dir[] = "/tmp/dupsim-check-tc-XXXXXX", path[64], c;
+	int ready[2], go[2], status = 0;
+	struct dedup_store *s;
+	uint64_t bad = 0;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/keys.tch", dir);
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* a consumer process that dies holding the file: no destroy, no close, no exit handlers */
+		close(ready[0]);
+		close(go[1]);
+		s = dedup_tc_new(path, false, 0, NULL, 0);
+		if (!s)
+			_exit(2);
+		for (uint64_t k = 1; k <= TC_CRASH_KEYS; k++)
+			if (dedup_check_and_put(s, k, k) != 0)
+				_exit(3);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(4);
+		if (read(go[0], &c, 1) < 0) /* EOF: the parent has looked */
+			_exit(5);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	if (read(ready[0], &c, 1) != 1) {
+		waitpid(pid, &status, 0);
+		ck_abort_msg("the child failed: status %d", status);
+	}
+	/* while it lives, the file is its: refused at once rather than a hang */
+	tc_expect_open_error(path, "another process holds it");
+	close(go[1]);
+	close(ready[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+
+	s = tc_open(path, false, 0);
+	ck_assert_uint_eq(size_of(s), TC_CRASH_KEYS);
+	for (uint64_t k = 1; k <= TC_CRASH_KEYS; k++)
+		bad += dedup_lookup(s, k, 0) != 1;
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_int_eq(dedup_lookup(s, TC_CRASH_KEYS + 1, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(s, TC_CRASH_KEYS + 1, 0), 0); /* and it takes new keys */
+	dedup_destroy(s);
+	s = tc_open(path, false, 0); /* the clean close after the unclean one left a sound file */
+	ck_assert_uint_eq(size_of(s), TC_CRASH_KEYS + 1);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
+	ck_assert_int_eq(dedup_lookup(s, TC_CRASH_KEYS + 1, 0), 1);
+	dedup_destroy(s);
+	ck_assert_int_eq(util_rm_rf(dir), 0);
+}
+END_TEST
+
+START_TEST(test_tc_sync)
+{
+	char dir[] = "/tmp/dupsim-check-tc-XXXXXX", path[64];
+	struct dedup_store *s;
+	uint64_t bad = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/keys.tch", dir);
+	s = tc_open(path, true, 0); /* an fsync per insert: slower, same answers */
+	for (uint64_t k = 1; k <= 200; k++)
+		bad += dedup_check_and_put(s, k, 0) != 0;
+	for (uint64_t k = 1; k <= 200; k++)
+		bad += dedup_check_and_put(s, k, 0) != 1;
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_int_eq(dedup_put(s, 1000, 0), 0);
+	dedup_destroy(s);
+
+	s = tc_open(path, true, 100); /* the ttl path: get + put under the lock, then the sync */
+	ck_assert_int_eq(dedup_lookup(s, 7, 100), 1);
+	ck_assert_int_eq(dedup_lookup(s, 7, 101), 0);
+	ck_assert_int_eq(dedup_put(s, 8, 500), 0);
+	ck_assert_int_eq(dedup_check_and_put(s, 9, 500), 0); /* inserted at 0: expired, inserted again */
+	ck_assert_uint_eq(size_of(s), 201);
+	dedup_destroy(s);
+
+	s = tc_open(path, false, 100);
+	ck_assert_int_eq(dedup_lookup(s, 8, 550), 1);
+	ck_assert_int_eq(dedup_lookup(s, 9, 550), 1);
+	ck_assert_int_eq(dedup_lookup(s, 10, 550), 0);
+	dedup_destroy(s);
+	ck_assert_int_eq(util_rm_rf(dir), 0);
+}
+END_TEST
+
+START_TEST(test_tc_threads_ttl)
+{
+	/* with a ttl, check_and_put is a get and a put under the store's lock: still each key once */
+	struct dedup_store *s = tc_make(1000, 0, 0);
+	struct worker_arg args[THREADS];
+	pthread_t th[THREADS];
+	uint64_t total = 0;
+	void *ret;
+
+	for (unsigned t = 0; t < THREADS; t++) {
+		args[t] = (struct worker_arg){ .s = s, .id = t };
+		ck_assert_int_eq(pthread_create(&th[t], NULL, worker, &args[t]), 0);
+	}
+	for (unsigned t = 0; t < THREADS; t++) {
+		ck_assert_int_eq(pthread_join(th[t], &ret), 0);
+		ck_assert_ptr_null(ret);
+		total += args[t].inserted;
+	}
+	ck_assert_uint_eq(total, THREAD_KEYS);
+	ck_assert_uint_eq(size_of(s), THREAD_KEYS);
+	dedup_destroy(s);
+}
+END_TEST
+
+START_TEST(test_tc_errors)
+{
+	char dir[] = "/tmp/dupsim-check-tc-XXXXXX", path[96], file[64];
+	char junk[4096];
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/missing/keys.tch", dir);
+	tc_expect_open_error(path, "does its folder exist");
+	ck_assert_ptr_null(dedup_tc_new(path, false, 0, NULL, 0)); /* no err buffer: still no crash */
+	tc_expect_open_error(dir, NULL);			     /* a folder */
+	tc_expect_open_error("/proc/dupsim-check.tch", NULL);	     /* unwritable, even for root */
+
+	/* a file that is something else */
+	snprintf(file, sizeof(file), "%s/other", dir);
+	memset(junk, 'x', sizeof(junk));
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, junk, sizeof(junk)), (int)sizeof(junk));
+	close(fd);
+	tc_expect_open_error(file, "not a Tokyo Cabinet hash database");
+	snprintf(path, sizeof(path), "%s/keys.tch", file); /* under a regular file */
+	tc_expect_open_error(path, NULL);
+	ck_assert_int_eq(util_rm_rf(dir), 0);
+}
+END_TEST
+
 Suite *dedup_suite(void)
 {
 	Suite *s = suite_create("dedup");
 	TCase *tc = tcase_create("dedup");
 	TCase *slow = tcase_create("dedup-bulk");
+	TCase *redis = tcase_create("dedup-redis");
+	TCase *tok = tcase_create("dedup-tokyocabinet");
 
 	tcase_add_loop_test(tc, test_check_and_put, 0, NBACKENDS);
 	tcase_add_loop_test(tc, test_lookup_put, 0, NBACKENDS);
@@ -380,5 +835,19 @@ Suite *dedup_suite(void)
 	tcase_add_loop_test(slow, test_against_model, 0, NBACKENDS);
 	tcase_add_loop_test(slow, test_threads, 0, NBACKENDS);
 	suite_add_tcase(s, slow);
+	tcase_set_timeout(redis, 60); /* a redis-server start and restart */
+	tcase_add_test(redis, test_redis_shared);
+	tcase_add_test(redis, test_redis_expiry);
+	tcase_add_test(redis, test_redis_deferred);
+	tcase_add_test(redis, test_redis_restart);
+	tcase_add_test(redis, test_redis_bad_url);
+	suite_add_tcase(s, redis);
+	tcase_set_timeout(tok, 120); /* 100k keys in a child, fsyncs */
+	tcase_add_test(tok, test_tc_reopen);
+	tcase_add_test(tok, test_tc_abandoned);
+	tcase_add_test(tok, test_tc_sync);
+	tcase_add_test(tok, test_tc_threads_ttl);
+	tcase_add_test(tok, test_tc_errors);
+	suite_add_tcase(s, tok);
 	return s;
 }

@@ -21,6 +21,7 @@
 #pragma weak run_suite
 
 static char broker_url_buf[256];
+static char redis_url_buf[128];
 static uint16_t broker_port;
 
 const char *test_broker_url(void)
@@ -31,6 +32,11 @@ const char *test_broker_url(void)
 uint16_t test_broker_port(void)
 {
 	return broker_port;
+}
+
+const char *test_redis_url(void)
+{
+	return redis_url_buf;
 }
 
 const char *test_dupsim_bin(void)
@@ -61,6 +67,7 @@ int main(void)
 		ledger_suite, dedup_suite, stats_suite, run_suite,
 	};
 	struct broker *b = NULL;
+	struct redis_node *rn = NULL;
 	const char *ext = getenv("DUPSIM_TEST_URL");
 	SRunner *sr = NULL;
 	int failed;
@@ -86,6 +93,18 @@ int main(void)
 		fprintf(stderr, "check_dupsim: broker at %s\n", broker_url_buf);
 	}
 
+	{
+		struct broker_opts o = { .quiet = true };
+		char err[1024];
+
+		if (redis_node_start(&rn, &o, err, sizeof(err)) < 0) {
+			fprintf(stderr, "check_dupsim: %s\n", err);
+			broker_free(b);
+			return 1;
+		}
+		snprintf(redis_url_buf, sizeof(redis_url_buf), "%s", redis_node_url(rn));
+	}
+
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (!all[i])
 			continue;
@@ -97,6 +116,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	redis_node_free(rn);
 	broker_free(b);
 	return failed == 0 ? 0 : 1;
 }

@@ -23,6 +23,8 @@ Suite *run_suite(void);
  */
 const char *test_broker_url(void);
 uint16_t test_broker_port(void);
+/* The private redis-server of the test run: redis://127.0.0.1:PORT. */
+const char *test_redis_url(void);
 /* Path of the dupsim binary under test ($DUPSIM_BIN, default build/dupsim). */
 const char *test_dupsim_bin(void);
 
