@@ -315,6 +315,126 @@ START_TEST(test_bad_scenario_runs_nothing)
 }
 END_TEST
 
+/* ---- dedup strategies (the comparisons of scenarios/) ---- */
+
+START_TEST(test_local_scope_other_cache_vs_shared_redis)
+{
+	const char *local[] = { "run.messages=6000", "faults.commit_ok_loss=0", "faults.ack_loss=2%",
+				"consumers.count=4", "dedup.scope=local", "dedup.mark=before", NULL };
+	const char *redis[] = { "run.messages=6000", "faults.commit_ok_loss=0", "faults.ack_loss=2%",
+				"consumers.count=4", "dedup.store=redis", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-local", local, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "misses_by_cause.other_cache"), num(&r, "duplicates_processed"));
+	result_release(&r);
+	run_dupsim(&r, "t-redis", redis, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "dedup.errors"), 0);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_ttl_shorter_than_gaps_expires)
+{
+	const char *shortttl[] = { "run.messages=6000", "faults.commit_ok_loss=2%", "faults.ack_loss=1%",
+				   "dedup.mark=before", "dedup.ttl=1ms", NULL };
+	const char *longttl[] = { "run.messages=6000", "faults.commit_ok_loss=2%", "faults.ack_loss=1%",
+				  "dedup.mark=before", "dedup.ttl=10m", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-ttl-short", shortttl, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "gap_ms.p50"), 1); /* the gaps are longer than the ttl... */
+	ck_assert_double_gt(num(&r, "misses_by_cause.expired"), 0); /* ...so keys expire */
+	ck_assert_double_eq(num(&r, "misses_by_cause.expired"), num(&r, "duplicates_processed"));
+	result_release(&r);
+	run_dupsim(&r, "t-ttl-long", longttl, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_crash_mark_before_loses_after_duplicates)
+{
+	const char *before[] = { "run.messages=5000", "faults.commit_ok_loss=0", "faults.ack_loss=0",
+				 "faults.consumer_crash=1%", "faults.consumer_crash_at=after-mark", "dedup.mark=before",
+				 NULL };
+	const char *after[] = { "run.messages=5000", "faults.commit_ok_loss=0", "faults.ack_loss=0",
+				"faults.consumer_crash=1%", "faults.consumer_crash_at=after-process", "dedup.mark=after",
+				NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-crash-before", before, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "faults.consumer_crashes"), 0);
+	ck_assert_double_gt(num(&r, "lost"), 0);
+	ck_assert_double_ge(num(&r, "wrongly_suppressed"), num(&r, "lost"));
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	result_release(&r);
+	run_dupsim(&r, "t-crash-after", after, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "faults.consumer_crashes"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "wrongly_suppressed"), 0);
+	ck_assert_double_gt(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "misses_by_cause.not_inserted"), num(&r, "duplicates_processed"));
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_republish_count_misses_attributed)
+{
+	const char *sets[] = { "run.messages=8000", "consumers.count=4", "faults.commit_ok_loss=3%",
+			       "faults.ack_loss=0.5%", "dedup.store=redis", "dedup.check=republish-count", NULL };
+	struct result r;
+	double attributed;
+
+	run_dupsim(&r, "t-republish-count", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	attributed = num(&r, "misses_by_cause.not_inserted") + num(&r, "misses_by_cause.unchecked") +
+		     num(&r, "misses_by_cause.race");
+	ck_assert_double_eq(attributed, num(&r, "duplicates_processed"));
+	ck_assert_double_eq(num(&r, "misses_by_cause.unexplained"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	/* cheaper: fewer lookups than deliveries */
+	ck_assert_double_lt(num(&r, "dedup.lookups"), num(&r, "deliveries"));
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_tokyocabinet_survives_crash)
+{
+	const char *tc[] = { "run.messages=4000", "publishers.count=1", "consumers.count=1",
+			     "faults.commit_ok_loss=0", "faults.ack_loss=0", "faults.consumer_crash=2%",
+			     "faults.consumer_crash_at=after-mark", "dedup.store=tokyocabinet", "dedup.scope=local", NULL };
+	const char *mem[] = { "run.messages=4000", "publishers.count=1", "consumers.count=1",
+			      "faults.commit_ok_loss=0", "faults.ack_loss=0", "faults.consumer_crash=2%",
+			      "faults.consumer_crash_at=after-mark", "dedup.store=memory", "dedup.scope=local", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-tc", tc, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "faults.consumer_crashes"), 0);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+	run_dupsim(&r, "t-tc-mem", mem, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "misses_by_cause.lost_in_crash"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -329,6 +449,14 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_interrupt_keeps_results);
 	tcase_add_test(tc, test_unreachable_broker);
 	tcase_add_test(tc, test_bad_scenario_runs_nothing);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("strategies");
+	tcase_add_test(tc, test_local_scope_other_cache_vs_shared_redis);
+	tcase_add_test(tc, test_ttl_shorter_than_gaps_expires);
+	tcase_add_test(tc, test_crash_mark_before_loses_after_duplicates);
+	tcase_add_test(tc, test_republish_count_misses_attributed);
+	tcase_add_test(tc, test_tokyocabinet_survives_crash);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
