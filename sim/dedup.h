@@ -83,7 +83,8 @@ struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_
  * The Tokyo Cabinet store: an on-disk hash database at path (created when
  * missing, reopened as it is otherwise: a crashed consumer finds its keys
  * again). sync: tchdbsync after every insert. ttl as in the memory store,
- * from the insert time kept as the value. Safe for several threads.
+ * from the insert time kept as the value. Safe for several threads; one
+ * handle per path per process. No capacity bound (every key is kept).
  * NULL with one line in err.
  */
 struct dedup_store *dedup_tc_new(const char *path, bool sync, uint64_t ttl_ns, char *err, size_t errlen);

@@ -1,4 +1,4 @@
-/* dedup_redis.c — the redis dedup store: one hiredis connection, SET NX PX for check_and_put, pipelined deferred puts. */
+/* dedup_redis.c — the redis dedup store: one hiredis connection, SET NX PX, pipelined deferred puts. */
 #include "dedup.h"
 
 #include <hiredis/hiredis.h>

@@ -1,10 +1,13 @@
-/* dedup_tc.c — the Tokyo Cabinet dedup store: an on-disk hash database, key → insert time, reopened after a crash. */
+/* dedup_tc.c — the Tokyo Cabinet dedup store: an on-disk hash of key → insert time that survives a crash. */
 #include "dedup.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <tcutil.h>
 #include <tchdb.h>
 
@@ -170,27 +173,51 @@ static const struct dedup_store_ops tc_ops = {
 	.destroy = dedup_tc_destroy,
 };
 
-/* What a failed open most likely means, beyond TC's own words. */
-static const char *dedup_tc_open_hint(int ecode)
+/* What a failed open most likely means, beyond TC's own words ("file not
+ * found" for a path whose folder exists but takes no files, "open error" for
+ * a folder). Into hint, "" when there is nothing to add. */
+static void dedup_tc_open_hint(const char *path, int ecode, char *hint, size_t len)
 {
+	struct stat st;
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+
+	hint[0] = '\0';
 	switch (ecode) {
 	case TCETHREAD:
-		return " (already open in this process: destroy the other store first)";
+		snprintf(hint, len, " (already open in this process: destroy the other store first)");
+		return;
 	case TCELOCK:
-		return " (another process holds it)";
+		snprintf(hint, len, " (another process holds it)");
+		return;
 	case TCEMETA:
-		return " (not a Tokyo Cabinet hash database)";
-	case TCENOFILE:
-		return " (does its folder exist?)";
+	case TCEREAD:
+		snprintf(hint, len, " (not a Tokyo Cabinet hash database)");
+		return;
 	default:
-		return "";
+		break;
 	}
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			snprintf(hint, len, " (a folder, not a file)");
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	if (stat(dir, &st) != 0)
+		snprintf(hint, len, " (folder %s does not exist)", dir);
+	else if (!S_ISDIR(st.st_mode))
+		snprintf(hint, len, " (%s is not a folder)", dir);
+	else
+		snprintf(hint, len, " (cannot create a file in %s)", dir);
 }
 
 struct dedup_store *dedup_tc_new(const char *path, bool sync, uint64_t ttl_ns, char *err, size_t errlen)
 {
 	size_t plen = strlen(path);
 	struct tc_store *s = calloc(1, sizeof(*s) + plen + 1);
+	char hint[PATH_MAX + 64];
 	int ecode;
 
 	if (!s) {
@@ -216,8 +243,8 @@ struct dedup_store *dedup_tc_new(const char *path, bool sync, uint64_t ttl_ns, c
 
 fail:
 	ecode = tchdbecode(s->hdb);
-	util_err(err, errlen, "cannot open dedup database %s: %s%s", path, tchdberrmsg(ecode),
-		 dedup_tc_open_hint(ecode));
+	dedup_tc_open_hint(path, ecode, hint, sizeof(hint));
+	util_err(err, errlen, "cannot open dedup database %s: %s%s", path, tchdberrmsg(ecode), hint);
 	tchdbdel(s->hdb);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

@@ -71,6 +71,8 @@ struct run {
 	struct run_tick *ticks;
 	size_t tick_count, tick_cap;
 
+	uint64_t next_crash_ns, restart_at_ns; /* broker crashes: when the next kill, when the restart */
+	uint64_t broker_crashes;
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
@@ -127,14 +129,43 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 	pthread_mutex_unlock(&r->fault_lock);
 }
 
-/* What this version of the engine can run; the rest of DESIGN's keys parse but wait for later work. */
-static int run_supported(const struct scenario *sc, char *err, size_t errlen)
+/* A fault the run itself injected (a broker crash), beside the proxy's. */
+static void run_note_fault(struct run *r, size_t rule_index)
 {
-	if (sc->faults.broker_crash_every_ns > 0)
-		return util_err(err, errlen, "%s: faults.broker_crash_every is not implemented yet; set it to 0",
-				sc->path);
-	return 0;
+	struct proxy_fault f = { .time_ns = util_now_ns(), .rule = rule_index, .dir = PROXY_TO_CLIENT };
+
+	run_on_fault(r, &f);
 }
+
+/*
+ * Broker crashes, from the main thread (the node's death signal follows the
+ * thread that started it): kill -9 every broker_crash_every, restart on the
+ * same data broker_down later. Publishers and consumers see cut connections
+ * and reconnect with backoff.
+ */
+static void run_broker_crashes(struct run *r, uint64_t now)
+{
+	const struct scenario *sc = &r->sc;
+	char err[512];
+
+	if (!sc->faults.broker_crash_every_ns || !r->broker)
+		return;
+	if (r->restart_at_ns && now >= r->restart_at_ns) {
+		if (broker_restart(r->broker, err, sizeof(err)) < 0)
+			util_log("run: restarting the broker failed: %s; retrying", err);
+		else
+			r->restart_at_ns = 0;
+		r->next_crash_ns = util_now_ns() + sc->faults.broker_crash_every_ns;
+		return;
+	}
+	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
+		broker_kill(r->broker);
+		r->broker_crashes++;
+		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
+		r->restart_at_ns = util_now_ns() + sc->faults.broker_down_ns;
+	}
+}
+
 
 /* A consumer's own store: a local memory table, or its connection/file of a redis or tokyocabinet store. */
 static struct dedup_store *run_make_store(struct run_ctx *rc, unsigned consumer, char *err, size_t errlen)
@@ -343,9 +374,10 @@ static void run_monitor(struct run *r)
 			run_tick(r, now);
 			next_tick += NS_PER_S;
 		}
+		run_broker_crashes(r, now);
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
 			r->publish_done_ns = now;
-		if (r->publish_done_ns) {
+		if (r->publish_done_ns && !r->restart_at_ns) {
 			if (sc->consumers.count == 0) {
 				r->drained = true;
 				break;
@@ -447,7 +479,8 @@ static int run_broker(struct run *r, char *err, size_t errlen)
 	char why[512];
 
 	if (strcmp(sc->broker.url, "embedded") == 0) {
-		if (broker_find_persistent(r->broker_url, sizeof(r->broker_url)) == 0) {
+		/* a run that kills its broker gets a node of its own, never the shared one */
+		if (!sc->faults.broker_crash_every_ns && broker_find_persistent(r->broker_url, sizeof(r->broker_url)) == 0) {
 			if (!r->quiet)
 				util_log("using the node of `dupsim broker start` at %s", r->broker_url);
 		} else {
@@ -574,6 +607,7 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	json_object_set_new(o, "proxy_connections", json_integer((json_int_t)rep->px.conns_accepted));
 	json_object_set_new(o, "reconnects", json_integer((json_int_t)atomic_load(&r->rc.reconnects)));
 	json_object_set_new(o, "consumer_crashes", json_integer((json_int_t)atomic_load(&r->rc.consumer_crashes)));
+	json_object_set_new(o, "broker_crashes", json_integer((json_int_t)r->broker_crashes));
 	{
 		json_t *rules = json_array();
 
@@ -649,72 +683,140 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	return root;
 }
 
-static int run_write_stream(const char *dir, const char *name, char *buf, size_t len)
+/*
+ * The miss-probability-vs-TTL curve predicted from the duplicate gaps: an
+ * exact cache whose keys live TTL after the first accepted copy misses a
+ * duplicate exactly when its gap exceeds TTL, so P(miss | TTL) = P(gap > TTL),
+ * with a 95 % interval on that proportion. Log-spaced TTLs from 0.1 ms to
+ * twice the longest gap.
+ */
+static int run_write_curve(const struct stats_hist *gaps, FILE *f)
 {
-	char path[PATH_MAX + 64];
+	uint64_t n = gaps->count;
+	double hi_ms, ttl_ms;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return util_write_file_atomic(path, buf, len);
+	fprintf(f, "ttl_ms,miss_probability,ci_low,ci_high,duplicates\n");
+	if (n == 0)
+		return 0;
+	hi_ms = 2.0 * (double)gaps->max / 1e6;
+	if (hi_ms < 1)
+		hi_ms = 1;
+	for (ttl_ms = 0.1; ttl_ms <= hi_ms * 1.0001; ttl_ms *= 1.1892071150027210667) { /* 4 per octave */
+		double frac = stats_hist_frac_above(gaps, (uint64_t)(ttl_ms * 1e6));
+		uint64_t above = (uint64_t)llround(frac * (double)n);
+		struct stats_interval iv;
+
+		stats_proportion(above, n, 0.95, &iv);
+		fprintf(f, "%.6g,%.6g,%.6g,%.6g,%llu\n", ttl_ms, frac, iv.low, iv.high, (unsigned long long)n);
+	}
+	return 0;
 }
 
-/* Writes one results file through a memory stream; 0 or -1. */
-#define RUN_WRITE(dir, name, f, body)                                            \
-	({                                                                       \
-		char *buf_ = NULL;                                               \
-		size_t len_ = 0;                                                 \
-		FILE *f = open_memstream(&buf_, &len_);                          \
-		int rc_ = -1;                                                    \
-		if (f) {                                                         \
-			body;                                                    \
-			if (fclose(f) == 0)                                      \
-				rc_ = run_write_stream(dir, name, buf_, len_);   \
-		}                                                                \
-		free(buf_);                                                      \
-		rc_;                                                             \
-	})
+static void run_write_scenario(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	scenario_write(&r->sc, f);
+}
 
+static void run_write_timeseries(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	fprintf(f, "t_s,published,committed,deliveries,duplicate_deliveries,processed,faults,reconnects\n");
+	for (size_t i = 0; i < r->tick_count; i++) {
+		const struct run_tick *t = &r->ticks[i];
+
+		fprintf(f, "%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", t->t,
+			t->published, t->confirmed, t->deliveries, t->duplicates, t->executions, t->faults, t->reconnects);
+	}
+}
+
+static void run_write_gaps(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	stats_hist_write_csv(&r->ledger.gaps, f, "ms", 1e6);
+}
+
+static void run_write_curve_csv(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	run_write_curve(&r->ledger.gaps, f);
+}
+
+static void run_write_copies(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)r;
+	fprintf(f, "copies,messages\n");
+	for (int c = 0; c < 34; c++)
+		if (rep->t.copies_hist[c])
+			fprintf(f, "%s%d,%" PRIu64 "\n", c == 33 ? ">" : "", c == 33 ? 32 : c, rep->t.copies_hist[c]);
+}
+
+static void run_write_faults(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	fprintf(f, "t_s,rule,from\n");
+	for (size_t i = 0; i < r->fault_count; i++)
+		fprintf(f, "%.6f,\"%s\",%s\n", r->faults[i].t,
+			r->faults[i].rule < r->rule_count ? r->rules[r->faults[i].rule].text : "broker crash (kill -9)",
+			r->faults[i].dir == PROXY_TO_BROKER ? "client" : "broker");
+}
+
+static void run_write_summary(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	json_t *j = run_json(r, rep);
+
+	json_dumpf(j, f, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+	fputc('\n', f);
+	json_decref(j);
+}
+
+/*
+ * Writes every results file, each through a memory stream and then
+ * atomically (temp + rename). A file that can't be written (a full disk)
+ * does not stop the others: what fits is kept. summary.json goes last, so
+ * its presence means the rest was attempted. 0, or -1 naming the first
+ * file that failed.
+ */
 static int run_write_results(struct run *r, const struct run_report *rep, char *err, size_t errlen)
 {
-	const char *d = r->out_dir;
-	json_t *j = run_json(r, rep);
-	char *js = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-	int bad = 0;
+	static const struct {
+		const char *name;
+		void (*write)(FILE *f, const struct run *r, const struct run_report *rep);
+	} files[] = {
+		{ "scenario.ini", run_write_scenario }, { "timeseries.csv", run_write_timeseries },
+		{ "gaps.csv", run_write_gaps },		{ "curve.csv", run_write_curve_csv },
+		{ "copies.csv", run_write_copies },	{ "faults.csv", run_write_faults },
+		{ "summary.json", run_write_summary },
+	};
+	const char *failed = NULL;
+	int failed_errno = 0;
 
-	json_decref(j);
-	if (util_mkdir_p(d, 0755) < 0) {
-		free(js);
-		return util_err(err, errlen, "cannot create %s: %s", d, strerror(errno));
-	}
-	bad |= RUN_WRITE(d, "scenario.ini", f, scenario_write(&r->sc, f));
-	bad |= RUN_WRITE(d, "timeseries.csv", f, {
-		fprintf(f, "t_s,published,committed,deliveries,duplicate_deliveries,processed,faults,reconnects\n");
-		for (size_t i = 0; i < r->tick_count; i++) {
-			const struct run_tick *t = &r->ticks[i];
-
-			fprintf(f, "%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n",
-				t->t, t->published, t->confirmed, t->deliveries, t->duplicates, t->executions, t->faults,
-				t->reconnects);
-		}
-	});
-	bad |= RUN_WRITE(d, "gaps.csv", f, stats_hist_write_csv(&r->ledger.gaps, f, "ms", 1e6));
-	bad |= RUN_WRITE(d, "copies.csv", f, {
-		fprintf(f, "copies,messages\n");
-		for (int c = 0; c < 34; c++)
-			if (rep->t.copies_hist[c])
-				fprintf(f, "%s%d,%" PRIu64 "\n", c == 33 ? ">" : "", c == 33 ? 32 : c, rep->t.copies_hist[c]);
-	});
+	if (util_mkdir_p(r->out_dir, 0755) < 0)
+		return util_err(err, errlen, "cannot create %s: %s", r->out_dir, strerror(errno));
 	pthread_mutex_lock(&r->fault_lock);
-	bad |= RUN_WRITE(d, "faults.csv", f, {
-		fprintf(f, "t_s,rule,from\n");
-		for (size_t i = 0; i < r->fault_count; i++)
-			fprintf(f, "%.6f,\"%s\",%s\n", r->faults[i].t, r->rules[r->faults[i].rule].text,
-				r->faults[i].dir == PROXY_TO_BROKER ? "client" : "broker");
-	});
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *buf = NULL, path[PATH_MAX + 64];
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		int ok = 0;
+
+		if (f) {
+			files[i].write(f, r, rep);
+			if (fclose(f) == 0) {
+				snprintf(path, sizeof(path), "%s/%s", r->out_dir, files[i].name);
+				ok = util_write_file_atomic(path, buf, len) == 0;
+			}
+		}
+		if (!ok && !failed) {
+			failed = files[i].name;
+			failed_errno = errno;
+		}
+		free(buf);
+	}
 	pthread_mutex_unlock(&r->fault_lock);
-	bad |= js ? run_write_stream(d, "summary.json", js, strlen(js)) : -1;
-	free(js);
-	if (bad)
-		return util_err(err, errlen, "writing results into %s failed: %s", d, strerror(errno));
+	if (failed)
+		return util_err(err, errlen, "writing %s/%s failed: %s (disk full?); the files before it are kept",
+				r->out_dir, failed, strerror(failed_errno));
 	return 0;
 }
 
@@ -781,6 +883,10 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 	for (size_t i = 0; i < r->rule_count && i < 16; i++)
 		printf("  fault '%s': fired %" PRIu64 " of %" PRIu64 "\n", r->rules[i].text, rep->px.rule_fired[i],
 		       rep->px.rule_matched[i]);
+	if (r->broker_crashes)
+		printf("  broker crashes (kill -9)     %18" PRIu64 "\n", r->broker_crashes);
+	if (atomic_load(&r->rc.consumer_crashes))
+		printf("  consumer crashes             %18" PRIu64 "\n", (uint64_t)atomic_load(&r->rc.consumer_crashes));
 	if (rep->violations)
 		printf("  INVARIANTS VIOLATED (%zu): %s\n", rep->violations, rep->violation_text);
 	else
@@ -897,7 +1003,7 @@ int run_cli(int argc, char **argv)
 		if (scenario_set(&r.sc, seedset, err, sizeof(err)) < 0)
 			goto usage_error;
 	}
-	if (scenario_check(&r.sc, err, sizeof(err)) < 0 || run_supported(&r.sc, err, sizeof(err)) < 0)
+	if (scenario_check(&r.sc, err, sizeof(err)) < 0)
 		goto usage_error;
 
 	if (out) {
@@ -922,6 +1028,7 @@ int run_cli(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN); /* a file size limit: writes fail with EFBIG, reported, instead of a kill */
 
 	r.rc.sc = &r.sc;
 	r.rc.ledger = &r.ledger;
@@ -954,6 +1061,7 @@ int run_cli(int argc, char **argv)
 		goto out;
 	}
 	r.start_ns = r.ledger.t0_ns;
+	r.next_crash_ns = r.start_ns + r.sc.faults.broker_crash_every_ns;
 	atomic_store(&r.rc.last_delivery_ns, r.start_ns);
 	if (run_start_threads(&r, err, sizeof(err)) < 0) {
 		util_log("run: %s", err);

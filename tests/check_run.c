@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -435,6 +438,112 @@ START_TEST(test_tokyocabinet_survives_crash)
 }
 END_TEST
 
+/* ---- real crashes, quorum queues, hostile set-ups ---- */
+
+START_TEST(test_broker_crash_loses_nothing)
+{
+	const char *sets[] = { "run.messages=40000", "publishers.rate=1500", "faults.broker_crash_every=6s",
+			       "faults.broker_down=1s", "faults.commit_ok_loss=0", "faults.ack_loss=0",
+			       "dedup.mark=before", "broker.url=embedded", NULL };
+	struct result r;
+
+	/* broker.url=embedded comes after the runner's URL: the run starts (and kills) a node of its own */
+	run_dupsim(&r, "t-broker-crash", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_ge(num(&r, "faults.broker_crashes"), 1);
+	ck_assert_double_eq(num(&r, "committed"), 40000);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	/* the duplicates a crash makes come back after the broker was down for a second */
+	if (num(&r, "duplicate_deliveries") > 0)
+		ck_assert_double_gt(num(&r, "gap_ms.max"), 1000);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_quorum_queue)
+{
+	const char *sets[] = { "run.messages=4000", "broker.queue_type=quorum", "faults.commit_ok_loss=2%",
+			       "faults.ack_loss=1%", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim(&r, "t-quorum", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "committed"), 4000);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_refused_login)
+{
+	char set[300];
+	const char *sets[] = { set, NULL };
+	struct result r;
+
+	snprintf(set, sizeof(set), "broker.url=amqp://guest:wrong@127.0.0.1:%u/", test_broker_port());
+	run_dupsim(&r, "t-login", sets, 0);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.out, "login as 'guest'") != NULL, "%s", r.out);
+	ck_assert_msg(strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "more than one line: %s", r.out);
+	ck_assert_ptr_null(r.summary);
+	result_release(&r);
+}
+END_TEST
+
+START_TEST(test_redis_down)
+{
+	uint16_t port;
+	char set[128];
+	const char *sets[] = { "dedup.store=redis", set, NULL };
+	struct result r;
+
+	ck_assert_int_eq(util_free_port(&port), 0);
+	snprintf(set, sizeof(set), "dedup.url=redis://127.0.0.1:%u", port);
+	run_dupsim(&r, "t-redis-down", sets, 0);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(strstr(r.out, "redis") != NULL && strstr(r.out, "check dedup.url") != NULL, "%s", r.out);
+	ck_assert_msg(strchr(r.out, '\n') == r.out + strlen(r.out) - 1, "more than one line: %s", r.out);
+	result_release(&r);
+}
+END_TEST
+
+/* A full disk, as a file size limit: one line, exit 1, the files that fit are kept. */
+START_TEST(test_results_disk_full)
+{
+	char dir[] = "/tmp/dupsim-full-XXXXXX", url[300], out[PATH_MAX];
+	pid_t pid;
+	int st;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(out, sizeof(out), "%s/run", dir);
+	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct rlimit rl = { 1500, 1500 }; /* bytes per file: summary.json won't fit */
+		int devnull = open("/dev/null", O_WRONLY);
+
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+		setrlimit(RLIMIT_FSIZE, &rl);
+		execl(test_dupsim_bin(), "dupsim", "run", "scenarios/default.ini", "--quiet", "--out", out, "--set", url,
+		      "--set", "run.messages=2000", "--set", "broker.queue=t-full", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 1);
+	snprintf(out, sizeof(out), "%s/run/scenario.ini", dir);
+	ck_assert_int_eq(access(out, F_OK), 0); /* what fits is kept */
+	snprintf(out, sizeof(out), "%s/run/summary.json.tmp", dir);
+	ck_assert_int_ne(access(out, F_OK), 0); /* no half-written temp file left */
+	util_rm_rf(dir);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -457,6 +566,14 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_crash_mark_before_loses_after_duplicates);
 	tcase_add_test(tc, test_republish_count_misses_attributed);
 	tcase_add_test(tc, test_tokyocabinet_survives_crash);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("hostile");
+	tcase_add_test(tc, test_broker_crash_loses_nothing);
+	tcase_add_test(tc, test_quorum_queue);
+	tcase_add_test(tc, test_refused_login);
+	tcase_add_test(tc, test_redis_down);
+	tcase_add_test(tc, test_results_disk_full);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;

@@ -16,6 +16,7 @@ Suite *ledger_suite(void);
 Suite *dedup_suite(void);
 Suite *stats_suite(void);
 Suite *run_suite(void);
+Suite *batch_suite(void);
 
 /*
  * The private RabbitMQ node started once by the runner (or named by
