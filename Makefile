@@ -31,10 +31,10 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_TIME    ?= 20
 FUZZ_TARGETS := $(patsubst tests/fuzz_%.c,%,$(wildcard tests/fuzz_*.c))
 
-.PHONY: all run test bench asan fuzz clean deps \
-	_all _run _test _bench _fuzz
+.PHONY: all run test bench asan fuzz soak clean deps \
+	_all _run _test _bench _fuzz _soak
 
-all run test bench fuzz: deps
+all run test bench fuzz soak: deps
 	@$(MAKE) --no-print-directory _$@
 
 deps:
@@ -74,6 +74,10 @@ _test: $(BUILD)/dupsim $(BUILD)/check_dupsim
 ifeq ($(SANITIZE),)
 	@$(MAKE) --no-print-directory _fuzz FUZZ_TIME=$(FUZZ_TIME)
 endif
+
+# ten minutes, every fault on: dupsim's memory and open files must stay flat (not in CI)
+_soak: $(BUILD)/dupsim
+	DUPSIM_BIN=$(BUILD)/dupsim tools/soak
 
 _run: $(BUILD)/dupsim
 	$(BUILD)/dupsim run scenarios/default.ini

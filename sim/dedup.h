@@ -74,7 +74,9 @@ struct dedup_store *dedup_mem_new(uint64_t ttl_ns, uint64_t capacity, size_t exp
  * scope = shared works). check_and_put is `SET prefix:key 1 NX PX ttl`
  * (no PX when ttl is 0); put_deferred pipelines SETs, flush reads their
  * replies. url: "redis://host:port". NULL with one line in err when the
- * server can't be reached.
+ * server can't be reached. The ttl runs on redis's own wall clock (now_ns is
+ * ignored); size() SCANs the keyspace (O(N), for tests). One object is one
+ * connection for one thread. The process must ignore SIGPIPE.
  */
 struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_t ttl_ns, char *err,
 				    size_t errlen);

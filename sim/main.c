@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "batch.h"
 #include "broker.h"
+#include "plot.h"
 #include "proxy.h"
 #include "run.h"
 
@@ -16,6 +18,9 @@ static void usage(FILE *f)
 		   "\n"
 		   "commands:\n"
 		   "  run      run a scenario file: publishers, consumers, faults, dedup; writes results/\n"
+		   "  sweep    run a scenario over a grid of values (--vary section.key=v1,v2,...)\n"
+		   "  validate run a scenario until the miss probability is shown below a target\n"
+		   "  plot     draw the plots and report.md of a run or sweep folder\n"
 		   "  proxy    AMQP fault proxy between any client and a broker (drops/cuts frames by rule)\n"
 		   "  broker   start|stop|status a private RabbitMQ node kept up across runs\n"
 		   "  help     this text; `dupsim COMMAND --help` for a command's own\n"
@@ -36,10 +41,16 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "run") == 0)
 		return run_cli(argc - 1, argv + 1);
+	if (strcmp(cmd, "sweep") == 0)
+		return batch_sweep_cli(argc - 1, argv + 1);
+	if (strcmp(cmd, "validate") == 0)
+		return batch_validate_cli(argc - 1, argv + 1);
+	if (strcmp(cmd, "plot") == 0)
+		return plot_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "proxy") == 0)
 		return proxy_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "broker") == 0)
 		return broker_cli(argc - 1, argv + 1);
-	fprintf(stderr, "dupsim: unknown command '%s'; commands: run, proxy, broker, help, version\n", cmd);
+	fprintf(stderr, "dupsim: unknown command '%s'; commands: run, sweep, validate, plot, proxy, broker, help, version\n", cmd);
 	return 2;
 }

@@ -18,6 +18,7 @@
 
 #include "broker.h"
 #include "frame.h"
+#include "plot.h"
 #include "proxy.h"
 #include "util.h"
 
@@ -1099,8 +1100,14 @@ int run_cli(int argc, char **argv)
 	if (run_write_results(&r, &rep, err, sizeof(err)) < 0) {
 		util_log("run: %s", err);
 		code = EXIT_FAIL;
-	} else if (!out) {
-		run_link_latest(r.out_dir);
+	} else {
+		/* plots and the report are a reading aid: a failure is reported, the run stands */
+		if (plot_run(r.out_dir, err, sizeof(err)) < 0)
+			util_log("run: plots: %s", err);
+		if (report_write(r.out_dir, err, sizeof(err)) < 0)
+			util_log("run: report: %s", err);
+		if (!out)
+			run_link_latest(r.out_dir);
 	}
 	run_print_summary(&r, &rep);
 	if (code == EXIT_OK)

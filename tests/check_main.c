@@ -19,6 +19,7 @@
 #pragma weak dedup_suite
 #pragma weak stats_suite
 #pragma weak run_suite
+#pragma weak batch_suite
 
 static char broker_url_buf[256];
 static char redis_url_buf[128];
@@ -64,7 +65,7 @@ int main(void)
 {
 	Suite *(*const all[])(void) = {
 		util_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
-		ledger_suite, dedup_suite, stats_suite, run_suite,
+		ledger_suite, dedup_suite, stats_suite, run_suite, batch_suite,
 	};
 	struct broker *b = NULL;
 	struct redis_node *rn = NULL;
