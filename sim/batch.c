@@ -78,18 +78,7 @@ static int batch_prepare(struct batch *b, const char *kind)
 {
 	char err[1024], url[256];
 
-	if (b->out) {
-		snprintf(b->dir, sizeof(b->dir), "%s", b->out);
-	} else {
-		time_t now = time(NULL);
-		struct tm tm;
-		char stamp[32];
-
-		gmtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-		snprintf(b->dir, sizeof(b->dir), "results/%s-%s-%s", b->sc.run.name, kind, stamp);
-	}
-	if (util_mkdir_p(b->dir, 0755) < 0 || access(b->dir, W_OK) < 0) {
+	if (util_results_dir(b->dir, sizeof(b->dir), b->out, b->sc.run.name, kind) < 0) {
 		util_log("%s: cannot write into %s: %s; choose another folder with --out", kind, b->dir,
 			 strerror(errno));
 		return -1;

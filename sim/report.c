@@ -126,7 +126,7 @@ static void report_image(FILE *f, const char *dir, const char *name, const char 
 	fputs("\n\n", f);
 }
 
-/* The [dedup] ttl of the run's scenario.ini as written there ("" when absent). */
+/* The value of section.key in the run's scenario.ini as written there ("" when absent). */
 static void report_scenario_value(const char *dir, const char *section, const char *key, char *out, size_t len)
 {
 	char path[PATH_MAX], line[512], head[64];

@@ -1007,19 +1007,8 @@ int run_cli(int argc, char **argv)
 	if (scenario_check(&r.sc, err, sizeof(err)) < 0)
 		goto usage_error;
 
-	if (out) {
-		snprintf(r.out_dir, sizeof(r.out_dir), "%s", out);
-	} else {
-		time_t now = time(NULL);
-		struct tm tm;
-		char stamp[32];
-
-		gmtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-		snprintf(r.out_dir, sizeof(r.out_dir), "results/%s-%s", r.sc.run.name, stamp);
-	}
 	/* fail early, before minutes of work, if the results can't be written */
-	if (util_mkdir_p(r.out_dir, 0755) < 0 || access(r.out_dir, W_OK) < 0) {
+	if (util_results_dir(r.out_dir, sizeof(r.out_dir), out, r.sc.run.name, NULL) < 0) {
 		util_log("run: cannot write results into %s: %s; choose another folder with --out", r.out_dir,
 			 strerror(errno));
 		code = EXIT_FAIL;

@@ -264,6 +264,24 @@ int util_rm_rf(const char *path)
 	return rm_rf_at(AT_FDCWD, path);
 }
 
+int util_results_dir(char *buf, size_t len, const char *out, const char *name, const char *kind)
+{
+	if (out) {
+		snprintf(buf, len, "%s", out);
+	} else {
+		time_t now = time(NULL);
+		struct tm tm;
+		char stamp[32];
+
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+		snprintf(buf, len, "results/%s%s%s-%s", name, kind ? "-" : "", kind ? kind : "", stamp);
+	}
+	if (util_mkdir_p(buf, 0755) < 0 || access(buf, W_OK) < 0)
+		return -1;
+	return 0;
+}
+
 int util_write_file_atomic(const char *path, const void *data, size_t len)
 {
 	char tmp[PATH_MAX];

@@ -45,6 +45,12 @@ bool util_port_open(uint16_t port);
 int util_mkdir_p(const char *path, unsigned mode);
 /* rm -rf of a folder tree (does not follow symlinks); 0 or -1. */
 int util_rm_rf(const char *path);
+/*
+ * The results folder of a run, sweep or validation: out when given, else
+ * results/<name>[-<kind>]-<UTC time>. Creates it and checks it is writable,
+ * so a bad folder fails before minutes of work. 0, or -1 with errno set.
+ */
+int util_results_dir(char *buf, size_t len, const char *out, const char *name, const char *kind);
 /* Writes len bytes to path atomically: path.tmp, fsync, rename. 0 or -1. */
 int util_write_file_atomic(const char *path, const void *data, size_t len);
 /* Reads a whole small file into a NUL-terminated malloc'd buffer; NULL on error. */

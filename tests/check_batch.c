@@ -1,54 +1,28 @@
 /* check_batch.c — sweeps, validation verdicts and the miss-vs-TTL curve, end to end against the test broker. */
 #include <jansson.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests.h"
 #include "util.h"
 
-extern char **environ;
-
 /* Runs `dupsim ARGS... --set broker.url=<test broker>`; output into out. Returns the exit status. */
 static int dupsim(char *out, size_t outlen, const char *const *args)
 {
 	char url[300];
-	char *argv[64];
-	int argc = 0, pipefd[2], st;
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
+	const char *all[64];
 	size_t n = 0;
 
 	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
-	argv[argc++] = "dupsim";
-	for (size_t i = 0; args[i]; i++)
-		argv[argc++] = (char *)args[i];
-	argv[argc++] = "--set";
-	argv[argc++] = url;
-	argv[argc] = NULL;
-	ck_assert_int_eq(pipe(pipefd), 0);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	ck_assert_int_eq(posix_spawn(&pid, test_dupsim_bin(), &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	for (;;) {
-		ssize_t k = read(pipefd[0], out + n, outlen - n - 1);
-
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-	}
-	out[n] = '\0';
-	close(pipefd[0]);
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	for (; args[n] && n < 60; n++)
+		all[n] = args[n];
+	all[n++] = "--set";
+	all[n++] = url;
+	all[n] = NULL;
+	return test_dupsim(all, out, outlen, NULL, NULL);
 }
 
 static void tmpdir(char *dir, size_t len)

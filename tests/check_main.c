@@ -1,5 +1,7 @@
 /* check_main.c — the test runner: starts one private broker, runs every suite, stops the broker. */
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #pragma weak stats_suite
 #pragma weak run_suite
 #pragma weak batch_suite
+#pragma weak plot_suite
 
 static char broker_url_buf[256];
 static char redis_url_buf[128];
@@ -47,6 +50,42 @@ const char *test_dupsim_bin(void)
 	return b && *b ? b : "build/dupsim";
 }
 
+int test_dupsim(const char *const *args, char *out, size_t outlen, void (*during)(pid_t pid, void *arg), void *arg)
+{
+	extern char **environ;
+	char *argv[128];
+	int argc = 0, pipefd[2], st;
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	size_t n = 0;
+
+	argv[argc++] = "dupsim";
+	for (size_t i = 0; args[i] && argc < 127; i++)
+		argv[argc++] = (char *)args[i];
+	argv[argc] = NULL;
+	ck_assert_int_eq(pipe(pipefd), 0);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	ck_assert_int_eq(posix_spawn(&pid, test_dupsim_bin(), &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (during)
+		during(pid, arg);
+	for (;;) {
+		ssize_t k = read(pipefd[0], out + n, outlen - n - 1);
+
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	out[n] = '\0';
+	close(pipefd[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 static void on_signal(int sig)
 {
 	broker_cleanup_signal();
@@ -65,7 +104,7 @@ int main(void)
 {
 	Suite *(*const all[])(void) = {
 		util_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
-		ledger_suite, dedup_suite, stats_suite, run_suite, batch_suite,
+		ledger_suite, dedup_suite, stats_suite, run_suite, batch_suite, plot_suite,
 	};
 	struct broker *b = NULL;
 	struct redis_node *rn = NULL;

@@ -4,7 +4,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -506,52 +505,30 @@ START_TEST(test_upstream_down)
 }
 END_TEST
 
-/* Runs `dupsim proxy ARGS`; collects stdout+stderr. Returns the exit status. */
-static int run_cli(char *const argv[], char *out, size_t outlen, uint16_t port_to_use, int stop_after_use)
+/* While `dupsim proxy` runs: a commit through it (its CommitOk dropped), then Ctrl-C. */
+static void use_then_stop(pid_t pid, void *arg)
 {
-	int pipefd[2];
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	size_t n = 0;
-	int status;
-	extern char **environ;
+	uint16_t port = *(uint16_t *)arg;
+	amqp_connection_state_t c = NULL;
+	char err[256];
 
-	ck_assert_int_eq(pipe(pipefd), 0);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	ck_assert_int_eq(posix_spawn(&pid, test_dupsim_bin(), &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (stop_after_use) {
-		amqp_connection_state_t c = NULL;
-		char err[256];
-
-		for (int i = 0; i < 100 && !c; i++) {
-			c = mq_open_local(port_to_use, 1000, err, sizeof(err));
-			if (!c)
-				util_sleep_ns(50 * NS_PER_MS);
-		}
-		ck_assert_msg(c != NULL, "%s", err);
-		amqp_tx_select(c, 1);
-		ck_assert(mq_ok(amqp_get_rpc_reply(c)));
-		amqp_tx_commit(c, 1);
-		ck_assert_int_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
-		mq_abandon(c);
-		kill(pid, SIGINT);
+	for (int i = 0; i < 100 && !c; i++) {
+		c = mq_open_local(port, 1000, err, sizeof(err));
+		if (!c)
+			util_sleep_ns(50 * NS_PER_MS);
 	}
-	for (;;) {
-		ssize_t r = read(pipefd[0], out + n, outlen - n - 1);
+	ck_assert_msg(c != NULL, "%s", err);
+	amqp_tx_select(c, 1);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	amqp_tx_commit(c, 1);
+	ck_assert_int_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
+	mq_abandon(c);
+	kill(pid, SIGINT);
+}
 
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	out[n] = '\0';
-	close(pipefd[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+static int run_cli(const char *const *args, char *out, size_t outlen, uint16_t port_to_use, int stop_after_use)
+{
+	return test_dupsim(args, out, outlen, stop_after_use ? use_then_stop : NULL, &port_to_use);
 }
 
 START_TEST(test_cli)
@@ -561,7 +538,7 @@ START_TEST(test_cli)
 
 	snprintf(upstream, sizeof(upstream), "127.0.0.1:%u", test_broker_port());
 	{
-		char *argv[] = { "dupsim", "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "--rule",
+		const char *argv[] = { "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "--rule",
 				 "drop tx.comit-ok from=broker", NULL };
 
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 2);
@@ -569,19 +546,19 @@ START_TEST(test_cli)
 		ck_assert_ptr_null(strchr(strchr(out, '\n') + 1, '\n')); /* one line */
 	}
 	{
-		char *argv[] = { "dupsim", "proxy", "--listen", "localhost", "--upstream", upstream, NULL };
+		const char *argv[] = { "proxy", "--listen", "localhost", "--upstream", upstream, NULL };
 
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 2);
 		ck_assert_msg(strstr(out, "--listen 'localhost': expected HOST:PORT") != NULL, "%s", out);
 	}
 	{
-		char *argv[] = { "dupsim", "proxy", "--listen", "127.0.0.1:0", NULL };
+		const char *argv[] = { "proxy", "--listen", "127.0.0.1:0", NULL };
 
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 2);
 		ck_assert_msg(strstr(out, "--upstream are required") != NULL, "%s", out);
 	}
 	{
-		char *argv[] = { "dupsim", "proxy", "--help", NULL };
+		const char *argv[] = { "proxy", "--help", NULL };
 
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 0);
 		ck_assert_ptr_nonnull(strstr(out, "drop|cut METHOD"));
@@ -589,7 +566,7 @@ START_TEST(test_cli)
 	ck_assert_int_eq(util_free_port(&port), 0);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
 	{
-		char *argv[] = { "dupsim", "proxy", "--listen", listen, "--upstream", upstream, "--rule",
+		const char *argv[] = { "proxy", "--listen", listen, "--upstream", upstream, "--rule",
 				 "drop tx.commit-ok from=broker", "--seed", "9", NULL };
 
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), port, 1), 0);

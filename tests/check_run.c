@@ -3,7 +3,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +17,6 @@
 #include "tests.h"
 #include "util.h"
 
-extern char **environ;
-
 struct result {
 	int status;
 	char out[16384];
@@ -27,19 +24,21 @@ struct result {
 	json_t *summary;
 };
 
+static void interrupt_after(pid_t pid, void *arg)
+{
+	util_sleep_ns((uint64_t)*(int *)arg * NS_PER_MS);
+	kill(pid, SIGINT);
+}
+
 /*
  * Runs `dupsim run scenarios/default.ini --quiet --out DIR --set broker.url=... SETS...`;
  * interrupt_after_ms > 0 sends SIGINT then. Loads DIR/summary.json when there.
  */
 static void run_dupsim(struct result *r, const char *queue, const char *const *sets, int interrupt_after_ms)
 {
-	char url[300], qset[128];
-	char *argv[64];
-	int argc = 0, pipefd[2];
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
+	char url[300], qset[128], path[256];
+	const char *args[64];
 	size_t n = 0;
-	char path[256];
 
 	memset(r, 0, sizeof(*r));
 	snprintf(r->dir, sizeof(r->dir), "/tmp/dupsim-run-XXXXXX");
@@ -47,44 +46,22 @@ static void run_dupsim(struct result *r, const char *queue, const char *const *s
 	rmdir(r->dir); /* dupsim creates it */
 	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
 	snprintf(qset, sizeof(qset), "broker.queue=%s", queue);
-	argv[argc++] = "dupsim";
-	argv[argc++] = "run";
-	argv[argc++] = "scenarios/default.ini";
-	argv[argc++] = "--quiet";
-	argv[argc++] = "--out";
-	argv[argc++] = r->dir;
-	argv[argc++] = "--set";
-	argv[argc++] = url;
-	argv[argc++] = "--set";
-	argv[argc++] = qset;
-	for (size_t i = 0; sets && sets[i]; i++) {
-		argv[argc++] = "--set";
-		argv[argc++] = (char *)sets[i];
+	args[n++] = "run";
+	args[n++] = "scenarios/default.ini";
+	args[n++] = "--quiet";
+	args[n++] = "--out";
+	args[n++] = r->dir;
+	args[n++] = "--set";
+	args[n++] = url;
+	args[n++] = "--set";
+	args[n++] = qset;
+	for (size_t i = 0; sets && sets[i] && n < 60; i++) {
+		args[n++] = "--set";
+		args[n++] = sets[i];
 	}
-	argv[argc] = NULL;
-	ck_assert_int_eq(pipe(pipefd), 0);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	ck_assert_int_eq(posix_spawn(&pid, test_dupsim_bin(), &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (interrupt_after_ms > 0) {
-		util_sleep_ns((uint64_t)interrupt_after_ms * NS_PER_MS);
-		kill(pid, SIGINT);
-	}
-	for (;;) {
-		ssize_t k = read(pipefd[0], r->out + n, sizeof(r->out) - n - 1);
-
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-	}
-	r->out[n] = '\0';
-	close(pipefd[0]);
-	ck_assert_int_eq(waitpid(pid, &r->status, 0), pid);
-	r->status = WIFEXITED(r->status) ? WEXITSTATUS(r->status) : 128 + WTERMSIG(r->status);
+	args[n] = NULL;
+	r->status = test_dupsim(args, r->out, sizeof(r->out), interrupt_after_ms > 0 ? interrupt_after : NULL,
+				&interrupt_after_ms);
 	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
 	r->summary = json_load_file(path, 0, NULL);
 }

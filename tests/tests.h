@@ -3,7 +3,9 @@
 #define DUPSIM_TESTS_H
 
 #include <check.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* One suite per module, each in tests/check_<module>.c. */
 Suite *util_suite(void);
@@ -17,6 +19,7 @@ Suite *dedup_suite(void);
 Suite *stats_suite(void);
 Suite *run_suite(void);
 Suite *batch_suite(void);
+Suite *plot_suite(void);
 
 /*
  * The private RabbitMQ node started once by the runner (or named by
@@ -28,5 +31,13 @@ uint16_t test_broker_port(void);
 const char *test_redis_url(void);
 /* Path of the dupsim binary under test ($DUPSIM_BIN, default build/dupsim). */
 const char *test_dupsim_bin(void);
+
+/*
+ * Runs the dupsim binary with args (NULL-terminated, argv[0] left out);
+ * its stdout and stderr go into out (NUL-terminated, cut at outlen - 1).
+ * during(pid, arg), when given, runs while it does: to talk to it, to send
+ * it SIGINT. Returns the exit status, 128 + the signal when killed.
+ */
+int test_dupsim(const char *const *args, char *out, size_t outlen, void (*during)(pid_t pid, void *arg), void *arg);
 
 #endif
