@@ -215,7 +215,7 @@ static void cons_crash(struct cons_state *s)
 	atomic_fetch_add(&rc->consumer_crashes, 1);
 	s->ndeferred = 0;
 	if (s->c->own_store) {
-		dedup_destroy(s->c->store);
+		dedup_abandon(s->c->store);
 		s->c->store = rc->make_store(rc, s->c->id, err, sizeof(err));
 		if (!s->c->store) {
 			snprintf(s->c->error, sizeof(s->c->error), "%s", err);

@@ -24,6 +24,9 @@ struct dedup_store_ops {
 	int (*put_deferred)(struct dedup_store *s, uint64_t key, uint64_t now_ns);
 	/* Optional (NULL: nothing queued): makes every deferred insert visible. 0 or < 0. */
 	int (*flush)(struct dedup_store *s);
+	/* Optional (NULL: destroy): the owner died; free without sending what is
+	 * still queued, as a crashed process would. */
+	void (*abandon)(struct dedup_store *s);
 	/* Keys currently held (expired ones may still count until purged). */
 	size_t (*size)(struct dedup_store *s);
 	void (*destroy)(struct dedup_store *s);
@@ -58,6 +61,11 @@ static inline void dedup_destroy(struct dedup_store *s)
 {
 	if (s)
 		s->ops->destroy(s);
+}
+static inline void dedup_abandon(struct dedup_store *s)
+{
+	if (s)
+		(s->ops->abandon ? s->ops->abandon : s->ops->destroy)(s);
 }
 
 /*

@@ -265,6 +265,12 @@ static void dedup_redis_destroy(struct dedup_store *base)
 	dedup_redis_free(s);
 }
 
+/* A crash: the SETs still in hiredis's output buffer never leave the process. */
+static void dedup_redis_abandon(struct dedup_store *base)
+{
+	dedup_redis_free(redis_of(base));
+}
+
 static const struct dedup_store_ops dedup_redis_ops = {
 	.name = "redis",
 	.check_and_put = dedup_redis_check_and_put,
@@ -274,6 +280,7 @@ static const struct dedup_store_ops dedup_redis_ops = {
 	.flush = dedup_redis_flush,
 	.size = dedup_redis_size,
 	.destroy = dedup_redis_destroy,
+	.abandon = dedup_redis_abandon,
 };
 
 /* "redis://host:port" and nothing else. 0 or -1. */

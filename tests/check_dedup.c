@@ -541,6 +541,11 @@ START_TEST(test_redis_deferred)
 	ck_assert_int_eq(dedup_put_deferred(a, 6000, 0), 0);
 	dedup_destroy(a);
 	ck_assert_int_eq(dedup_lookup(b, 6000, 0), 1);
+	/* a crash (abandon) does not: queued SETs die with the process */
+	a = redis_peer(0);
+	ck_assert_int_eq(dedup_put_deferred(a, 7000, 0), 0);
+	dedup_abandon(a);
+	ck_assert_int_eq(dedup_lookup(b, 7000, 0), 0);
 	dedup_destroy(b);
 }
 END_TEST
