@@ -364,6 +364,7 @@ static void run_monitor(struct run *r)
 	amqp_connection_state_t direct = NULL;
 	char err[256];
 
+	run_tick(r, r->start_ns); /* a row at t = 0: the time series starts from nothing */
 	for (;;) {
 		uint64_t now = util_now_ns();
 
