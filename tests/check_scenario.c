@@ -302,7 +302,7 @@ static const char all_keys[] = "; a comment\r\n"
 			       "store = redis\n"
 			       "scope = local\n"
 			       "ttl = 10s\n"
-			       "capacity = 5000\n"
+			       "capacity = 0\n"
 			       "check = republish-count\n"
 			       "mark = before\n"
 			       "url = redis://127.0.0.1:6390\n"
@@ -346,7 +346,7 @@ START_TEST(test_all_keys)
 	ck_assert_int_eq(sc.dedup.store, SCENARIO_STORE_REDIS);
 	ck_assert_int_eq(sc.dedup.scope, SCENARIO_SCOPE_LOCAL);
 	ck_assert_uint_eq(sc.dedup.ttl_ns, 10 * SEC);
-	ck_assert_uint_eq(sc.dedup.capacity, 5000);
+	ck_assert_uint_eq(sc.dedup.capacity, 0); /* redis has no key-count bound */
 	ck_assert_int_eq(sc.dedup.check, SCENARIO_CHECK_REPUBLISH_COUNT);
 	ck_assert_int_eq(sc.dedup.mark, SCENARIO_MARK_BEFORE);
 	ck_assert_str_eq(sc.dedup.url, "redis://127.0.0.1:6390");
@@ -758,6 +758,10 @@ static const struct {
 	{ "[dedup]\nstore = none\nttl = 5s\n", NULL, 3, NULL, "dedup.ttl describes a dedup store",
 	  "dedup.store = none (line 2)" },
 	{ "[dedup]\nstore = none\ncapacity = 5\n", NULL, 3, NULL, "dedup.capacity describes a dedup store", NULL },
+	{ "[dedup]\nstore = redis\ncapacity = 5\n", NULL, 3, NULL, "dedup.capacity bounds the memory store only",
+	  "store is redis (line 2)" },
+	{ "[dedup]\ncapacity = 5\n", "dedup.store=tokyocabinet", 0, "--set dedup.store: ",
+	  "dedup.capacity bounds the memory store only", NULL },
 	{ "[dedup]\ncheck = republish-count\nstore = none\n", NULL, 3, NULL, "dedup.check describes a dedup store",
 	  NULL },
 	{ "[dedup]\nscope = local\n", "dedup.store=none", 0, "--set dedup.store: ",
