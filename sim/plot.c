@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "stats.h"
 #include "util.h"
 
 extern char **environ;
@@ -754,7 +755,7 @@ static int plot_sweep_data(const char *dir, const struct plot_csv *t, FILE *v, b
 	int c_committed = plot_csv_col(t, "committed"), c_dup = plot_csv_col(t, "duplicate_deliveries");
 	int c_rate = plot_csv_col(t, "duplicate_rate"), c_pred = plot_csv_col(t, "predicted_duplicate_rate");
 	int c_miss = plot_csv_col(t, "miss_probability"), c_lo = plot_csv_col(t, "miss_ci_low");
-	int c_hi = plot_csv_col(t, "miss_ci_high");
+	int c_hi = plot_csv_col(t, "miss_ci_high"), c_fired = plot_csv_col(t, "faults_fired");
 	int nvaried = c_committed - 1;
 	struct plot_sweep_row *r = NULL;
 	size_t *rows = NULL, n = 0, ngroups = 0, ncats = 0;
@@ -830,13 +831,13 @@ static int plot_sweep_data(const char *dir, const struct plot_csv *t, FILE *v, b
 		w->dup = plot_csv_num(t, rows[i], c_rate);
 		if (!isfinite(w->dup) && isfinite(d))
 			w->dup = d / committed;
-		/* Poisson 95 % band on the count of duplicate deliveries; rule of three at zero */
-		if (isfinite(d) && d > 0) {
-			w->dup_lo = fmax(0, d - 1.96 * sqrt(d)) / committed;
-			w->dup_hi = (d + 1.96 * sqrt(d)) / committed;
-		} else {
-			w->dup_lo = 0;
-			w->dup_hi = 3 / committed;
+		/* 95 % band: the faults fired are the independent bursts of duplicates */
+		{
+			double fired = c_fired >= 0 ? plot_csv_num(t, rows[i], c_fired) : NAN;
+
+			stats_burst_band(isfinite(d) ? d : 0, isfinite(fired) ? fired : 0, &w->dup_lo, &w->dup_hi);
+			w->dup_lo /= committed;
+			w->dup_hi /= committed;
 		}
 		w->pred = plot_csv_num(t, rows[i], c_pred);
 		w->miss = w->miss_lo = w->miss_hi = NAN;

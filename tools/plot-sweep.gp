@@ -8,7 +8,7 @@
 #   1 x   2 "label"   3 dup_rate  4 dup_low  5 dup_high  6 predicted_dup_rate
 #   7 miss  8 miss_low  9 miss_high
 #
-# (dup_low/high: Poisson 95 % band on duplicate deliveries / committed).
+# (dup_low/high: 95 % band on duplicate deliveries / committed, each fault's burst one Poisson event).
 # Variables (-e): dir, fmt='png'|'svg', name (sweep title), xlabel (the first
 # varied key, with its unit), xcat=1 when the key is not numeric (x is then a
 # position and the label the tic), xlog=1 for a log x axis, ngroups and
@@ -54,12 +54,12 @@ set ylabel 'duplicate deliveries / committed messages'
 set yrange [0:*]
 if (xcat) {
 	plot for [i = 1:ngroups] dat index (i - 1) using 1:3:4:5:xticlabels(2) with yerrorbars pt 7 ps 1.2 lw 1.5 lc rgb col(i) \
-	         title gt(i, 'measured, Poisson 95 % band'), \
+	         title gt(i, 'measured, 95 % band (bursts per fault)'), \
 	     for [i = 1:ngroups] dat index (i - 1) using 1:6 with points pt 6 ps 1.8 lw 2 lc rgb col(i) \
 	         title gt(i, 'model (independent losses)')
 } else {
 	plot for [i = 1:ngroups] dat index (i - 1) using 1:3:4:5 with yerrorlines pt 7 ps 1.2 lw 1.5 lc rgb col(i) \
-	         title gt(i, 'measured, Poisson 95 % band'), \
+	         title gt(i, 'measured, 95 % band (bursts per fault)'), \
 	     for [i = 1:ngroups] dat index (i - 1) using 1:6 with linespoints dt 2 lw 2 pt 6 ps 1 lc rgb col(i) \
 	         title gt(i, 'model (independent losses)')
 }
