@@ -34,8 +34,9 @@ enum scenario_store {
 enum scenario_scope { SCENARIO_SCOPE_LOCAL, SCENARIO_SCOPE_SHARED };
 enum scenario_check {
 	SCENARIO_CHECK_ALWAYS,		/* look every delivery up */
-	SCENARIO_CHECK_REPUBLISH_COUNT, /* look up only x-republish-count > 0 or redelivered */
-	SCENARIO_CHECK_FLAGGED,		/* look up only redelivered copies */
+	SCENARIO_CHECK_REPUBLISH_COUNT, /* look up only x-republish-count > 0 or redelivered; the
+					 * others are only inserted, queued (pipelined) where the store can */
+	SCENARIO_CHECK_FLAGGED,		/* the same lookups; every insert made at once */
 };
 enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 
