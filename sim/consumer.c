@@ -246,8 +246,9 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	int64_t count, published;
 	uint64_t key, now;
 
+	now = util_now_ns();
 	atomic_fetch_add(&rc->deliveries, 1);
-	atomic_store(&rc->last_delivery_ns, util_now_ns());
+	atomic_store(&rc->last_delivery_ns, now);
 	if (!(p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ||
 	    run_parse_message_id(rc, p->message_id.bytes, p->message_id.len, &m) < 0) {
 		ledger_note_foreign(l);
@@ -256,7 +257,6 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	count = header_int(p, "x-republish-count", 0);
 	published = header_int(p, "x-published-ns", -1);
 	ledger_note_delivery(l, m, count < 0 ? 0 : (unsigned)count);
-	now = util_now_ns();
 	if (ledger_note_decision(l, m, now))
 		atomic_fetch_add(&rc->duplicate_deliveries, 1);
 	crash_draw = sc->faults.consumer_crash > 0;

@@ -544,6 +544,8 @@ struct run_report {
 	char violation_text[1024];
 	double duration_s, publish_s;
 	double process_s; /* start to the last delivery: the active time of the consumers */
+	uint64_t acks_dropped;	/* consumer Basic.Acks the proxy swallowed */
+	double dup_per_lost_ack; /* duplicate deliveries beyond the excess copies, per lost ack; NAN: none lost */
 };
 
 static const char *run_status(const struct run *r, const struct run_report *rep)
@@ -631,15 +633,9 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 									   [frame_method_index(AMQP_BASIC_ACK_METHOD)] +
 						      rep->px.method_dropped[PROXY_TO_CLIENT]
 									   [frame_method_index(AMQP_BASIC_NACK_METHOD)])));
-	json_object_set_new(o, "acks_dropped",
-			    json_integer((json_int_t)rep->px.method_dropped[PROXY_TO_BROKER]
-									  [frame_method_index(AMQP_BASIC_ACK_METHOD)]));
-	{
-		uint64_t acks = rep->px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
-		uint64_t from_acks = t->duplicate_deliveries > t->excess_copies ? t->duplicate_deliveries - t->excess_copies : 0;
-
-		json_object_set_new(o, "duplicates_per_lost_ack", acks ? json_real((double)from_acks / (double)acks) : json_null());
-	}
+	json_object_set_new(o, "acks_dropped", json_integer((json_int_t)rep->acks_dropped));
+	json_object_set_new(o, "duplicates_per_lost_ack",
+			    isnan(rep->dup_per_lost_ack) ? json_null() : json_real(rep->dup_per_lost_ack));
 	json_object_set_new(root, "faults", o);
 	o = json_object();
 	json_object_set_new(o, "duration_s", json_real(rep->duration_s));
@@ -895,14 +891,10 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 		printf("  ledger invariants hold\n");
 	if (r->drain_timed_out)
 		printf("  the queue did not drain within run.drain_timeout\n");
-	if (rep->px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)]) {
-		uint64_t acks = rep->px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
-		uint64_t from_acks = t->duplicate_deliveries > t->excess_copies ? t->duplicate_deliveries - t->excess_copies : 0;
-
+	if (!isnan(rep->dup_per_lost_ack))
 		printf("  %-28s %18.2f   (the model assumes 1: a cut consumer still handles\n"
 		       "  %-28s %18s    what it had received, and the broker redelivers it all)\n",
-		       "duplicates per lost ack", (double)from_acks / (double)acks, "", "");
-	}
+		       "duplicates per lost ack", rep->dup_per_lost_ack, "", "");
 	printf("  model: republish ~ geometric(p), redelivery ~ geometric(q); assumptions in sim/stats.c\n");
 	fflush(stdout);
 }
@@ -1087,6 +1079,13 @@ int run_cli(int argc, char **argv)
 	rep.duration_s = (double)(r.end_ns - r.start_ns) / NS_PER_S;
 	rep.publish_s = (double)(r.publish_done_ns - r.start_ns) / NS_PER_S;
 	rep.process_s = (double)(atomic_load(&r.rc.last_delivery_ns) - r.start_ns) / NS_PER_S;
+	rep.acks_dropped = rep.px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
+	rep.dup_per_lost_ack = rep.acks_dropped
+				       ? (double)(rep.t.duplicate_deliveries > rep.t.excess_copies
+							  ? rep.t.duplicate_deliveries - rep.t.excess_copies
+							  : 0) /
+						 (double)rep.acks_dropped
+				       : NAN;
 	if (run_write_results(&r, &rep, err, sizeof(err)) < 0) {
 		util_log("run: %s", err);
 		code = EXIT_FAIL;
