@@ -17,6 +17,7 @@ Suite *scenario_suite(void);
 Suite *ledger_suite(void);
 Suite *dedup_suite(void);
 Suite *stats_suite(void);
+Suite *evidence_suite(void);
 Suite *run_suite(void);
 Suite *batch_suite(void);
 Suite *plot_suite(void);
