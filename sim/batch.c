@@ -21,6 +21,7 @@
 #include "broker.h"
 #include "plot.h"
 #include "scenario.h"
+#include "evidence.h"
 #include "stats.h"
 #include "util.h"
 
@@ -403,73 +404,393 @@ out:
 	return code;
 }
 
-/* ---- validate ---- */
+/* ---- pooled fault events ---- */
+
+/* Every fault event of the runs so far: x[i] misses among d[i] duplicates. */
+struct pool {
+	uint64_t *x, *d;
+	size_t n, cap;
+};
+
+static void pool_release(struct pool *p)
+{
+	free(p->x);
+	free(p->d);
+	memset(p, 0, sizeof(*p));
+}
 
 /*
- * Duplicate deliveries needed in all for a PASS if misses go on at the rate
- * seen so far (x / n; none seen: none to come): the smallest n' >= n with the
- * upper bound for x n' / n misses in n' below target. 0 when the rate itself
- * is not below the target, or n' would pass 1e12.
+ * Appends the events of one run folder (events.csv: ...,duplicates,misses).
+ * 0, or -1 when the file can't be read or a row is malformed (named).
  */
-static uint64_t validate_needed(uint64_t x, uint64_t n, double confidence, double target)
+static int pool_add_run(struct pool *p, const char *dir)
 {
-	double rate = n ? (double)x / (double)n : 0;
-	struct stats_interval iv;
-	uint64_t lo = n, hi = n ? n : 1;
+	char path[PATH_MAX + 256], line[1024];
+	FILE *f;
+	int rc = 0, lineno = 0;
 
-	if (rate >= target)
+	snprintf(path, sizeof(path), "%s/events.csv", dir);
+	f = fopen(path, "r");
+	if (!f) {
+		util_log("cannot read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *last, *prev, *end1, *end2;
+		uint64_t dups, misses;
+
+		if (++lineno == 1)
+			continue; /* header */
+		last = strrchr(line, ',');
+		if (!last)
+			goto bad;
+		*last = '\0';
+		prev = strrchr(line, ',');
+		if (!prev)
+			goto bad;
+		errno = 0;
+		dups = strtoull(prev + 1, &end1, 10);
+		misses = strtoull(last + 1, &end2, 10);
+		if (errno || end1 == prev + 1 || *end1 || end2 == last + 1 || (*end2 && *end2 != '\n') || misses > dups)
+			goto bad;
+		if (p->n == p->cap) {
+			size_t cap = p->cap ? p->cap * 2 : 1024;
+			uint64_t *nx = realloc(p->x, cap * sizeof(*nx)), *nd;
+
+			if (nx)
+				p->x = nx;
+			nd = nx ? realloc(p->d, cap * sizeof(*nd)) : NULL;
+			if (!nd) {
+				util_log("out of memory for the pooled fault events");
+				rc = -1;
+				break;
+			}
+			p->d = nd;
+			p->cap = cap;
+		}
+		p->x[p->n] = misses;
+		p->d[p->n] = dups;
+		p->n++;
+	}
+	fclose(f);
+	return rc;
+bad:
+	util_log("%s:%d: malformed row (expected ...,duplicates,misses)", path, lineno);
+	fclose(f);
+	return -1;
+}
+
+/* ---- validate ---- */
+
+enum {
+	VALIDATE_PASS = 0,
+	VALIDATE_FAIL = 1,
+	VALIDATE_USAGE = 2,
+	VALIDATE_INCONCLUSIVE = 3,
+	VALIDATE_COULD_NOT_RUN = 4,
+	VALIDATE_INTERRUPTED = 130,
+};
+
+/*
+ * Fault events needed in all for a PASS at the look confidence if misses go
+ * on as seen (the events keep their effective weight n_eff / events): 0 when
+ * the rate seen is not below the target, or it would take over 1e9 events.
+ */
+static uint64_t validate_needed(const struct evidence_interval *iv, double look_confidence, double target)
+{
+	double per_event, rate = iv->estimate;
+	struct stats_interval ci;
+
+	if (iv->events == 0 || rate >= target)
 		return 0;
-	for (;;) {
-		stats_clopper_pearson((uint64_t)llround(rate * (double)hi), hi, confidence, &iv);
-		if (iv.high < target)
-			break;
-		if (hi > 1000000000000ull)
-			return 0;
-		lo = hi;
-		hi *= 2;
-	}
-	while (lo + 1 < hi) {
-		uint64_t mid = lo + (hi - lo) / 2;
+	if (iv->misses == 0) /* 1 - (1 - c)^(1/n) < target */
+		return (uint64_t)ceil(log(1 - look_confidence) / log1p(-target));
+	per_event = isfinite(iv->n_eff) ? iv->n_eff / (double)iv->events : (double)iv->dups / (double)iv->events;
+	for (uint64_t n = iv->events; n < 1000000000ull; n += n / 8 + 1) {
+		uint64_t ne = (uint64_t)llround(per_event * (double)n);
 
-		stats_clopper_pearson((uint64_t)llround(rate * (double)mid), mid, confidence, &iv);
-		if (iv.high < target)
-			hi = mid;
-		else
-			lo = mid;
+		stats_clopper_pearson((uint64_t)llround(rate * (double)ne), ne, 2 * look_confidence - 1, &ci);
+		if (ci.high < target)
+			return n;
 	}
-	return hi;
+	return 0;
 }
 
 static void validate_usage(FILE *f)
 {
-	fprintf(f, "usage: dupsim validate FILE --target P [--confidence C] [--max-time T]\n"
+	fprintf(f, "usage: dupsim validate FILE --target P [--confidence C] [--max-runs N] [--max-time T]\n"
 		   "                       [--set section.key=value]... [--out DIR] [--quiet]\n"
 		   "\n"
-		   "Runs the scenario again and again (seed, seed+1, ...), pooling misses over\n"
-		   "duplicate deliveries, until the Clopper-Pearson upper bound on the miss\n"
-		   "probability at confidence C (default 0.95) is below P: PASS (exit 0); or the\n"
-		   "lower bound is above P, so P can't be met: FAIL (exit 1); or T (default 10m)\n"
-		   "passes: INCONCLUSIVE (exit 2), saying how many more duplicate deliveries a\n"
-		   "PASS would need. P as a fraction or a percentage: 1e-3, 0.1%%.\n");
+		   "Runs the scenario with seeds seed, seed+1, ... and pools the fault events of\n"
+		   "all runs (the duplicates of one event share their fate, so the event is the\n"
+		   "unit of evidence). It looks only after runs 1, 2, 4, 8, ... and N (default 32),\n"
+		   "with the error 1 - C (C default 0.95) split evenly over those looks, so the\n"
+		   "chance of a false PASS stays below 1 - C however many looks are made. At a\n"
+		   "look: PASS when the one-sided upper bound on the miss probability is below P;\n"
+		   "FAIL when the lower bound is above P. INCONCLUSIVE when N runs or T (default\n"
+		   "10m) are used up first, saying how many fault events a PASS would need.\n"
+		   "P as a fraction or a percentage: 1e-3, 0.1%%.\n"
+		   "\n"
+		   "Exit codes: 0 PASS, 1 FAIL, 2 bad command line or scenario, 3 INCONCLUSIVE,\n"
+		   "4 could not run (broker, results folder), 130 interrupted.\n");
+}
+
+/* Prints the plan once, before the first run. */
+static void validate_print_plan(const struct evidence_plan *plan, double target)
+{
+	printf("validate: plan: looks after run");
+	for (unsigned r = 1; r <= plan->max_runs; r++)
+		if (evidence_plan_is_look(plan, r))
+			printf(" %u", r);
+	printf(" (%u looks); error %.3g%% split evenly: each look tests one-sided at %.4g%%; "
+	       "PASS when the upper bound over fault events is below %.3g, FAIL when the lower bound is above it\n",
+	       plan->looks, (1 - plan->confidence) * 100, plan->look_confidence * 100, target);
+	fflush(stdout);
 }
 
 int batch_validate_cli(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "target", required_argument, NULL, 't' },   { "confidence", required_argument, NULL, 'c' },
-		{ "max-time", required_argument, NULL, 'm' }, { "set", required_argument, NULL, 's' },
-		{ "out", required_argument, NULL, 'o' },      { "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },	      { NULL, 0, NULL, 0 },
+		{ "max-time", required_argument, NULL, 'm' }, { "max-runs", required_argument, NULL, 'n' },
+		{ "set", required_argument, NULL, 's' },      { "out", required_argument, NULL, 'o' },
+		{ "quiet", no_argument, NULL, 'q' },	      { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct batch b = { 0 };
+	struct pool pool = { 0 };
+	struct evidence_plan plan;
+	struct evidence_interval iv = { .method = "none", .reason = "no look yet", .low = NAN, .high = NAN };
 	double target = -1, confidence = 0.95;
-	uint64_t max_ns = 600 * NS_PER_S, start, x = 0, n = 0, runs = 0;
-	struct stats_interval iv = { 0, 0, 1, "none" };
+	uint64_t max_ns = 600 * NS_PER_S, start;
+	unsigned long max_runs = 32;
+	unsigned runs = 0, pooled_runs = 0;
 	const char *verdict = "INCONCLUSIVE";
 	struct sigaction sa = { .sa_handler = batch_on_signal };
 	json_t *out;
-	char path[PATH_MAX + 32];
-	int opt, code = 2;
+	char path[PATH_MAX + 32], *end;
+	int opt, code = VALIDATE_INCONCLUSIVE;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
+		int rc = batch_parse_common(&b, opt, optarg);
+
+		if (rc < 0)
+			return VALIDATE_USAGE;
+		if (rc > 0)
+			continue;
+		switch (opt) {
+		case 't':
+			if (util_parse_prob(optarg, &target) < 0 || target <= 0 || target >= 1) {
+				util_log("validate: --target '%s': a miss probability strictly between 0 and 1, e.g. 1e-3 "
+					 "or 0.1%%",
+					 optarg);
+				return VALIDATE_USAGE;
+			}
+			break;
+		case 'c':
+			if (util_parse_prob(optarg, &confidence) < 0 || confidence < 0.5 || confidence >= 1) {
+				util_log("validate: --confidence '%s': expected 0.5 <= C < 1, e.g. 0.95 or 99%%", optarg);
+				return VALIDATE_USAGE;
+			}
+			break;
+		case 'm':
+			if (util_parse_duration(optarg, &max_ns) < 0 || max_ns == 0) {
+				util_log("validate: --max-time '%s': a duration with a unit, e.g. 90s or 10m", optarg);
+				return VALIDATE_USAGE;
+			}
+			break;
+		case 'n':
+			errno = 0;
+			max_runs = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || max_runs < 1 || max_runs > 4096) {
+				util_log("validate: --max-runs '%s': a whole number from 1 to 4096", optarg);
+				return VALIDATE_USAGE;
+			}
+			break;
+		case 'h':
+			validate_usage(stdout);
+			return VALIDATE_PASS;
+		default:
+			validate_usage(stderr);
+			return VALIDATE_USAGE;
+		}
+	}
+	if (optind != argc - 1 || target < 0) {
+		util_log("validate: expected one scenario FILE and --target P; see dupsim validate --help");
+		return VALIDATE_USAGE;
+	}
+	b.file = argv[optind];
+	if (batch_load(&b, NULL, 0) < 0) {
+		batch_release(&b);
+		return VALIDATE_USAGE;
+	}
+	if (batch_prepare(&b, "validate") < 0) {
+		batch_release(&b);
+		return VALIDATE_COULD_NOT_RUN;
+	}
+	evidence_plan_init(&plan, (unsigned)max_runs, confidence);
+	validate_print_plan(&plan, target);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	start = util_now_ns();
+	while (!batch_signals && runs < plan.max_runs) {
+		char name[64], seed[64], dir[PATH_MAX + 80];
+		const char *extra[1] = { seed };
+		enum evidence_verdict v;
+		int status = -1;
+		json_t *j;
+
+		snprintf(name, sizeof(name), "run-%03u", runs + 1);
+		snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, b.sc.run.seed + runs);
+		j = batch_run(&b, name, extra, 1, &status);
+		runs++;
+		snprintf(dir, sizeof(dir), "%s/%s", b.dir, name);
+		if (!j || status != 0 || pool_add_run(&pool, dir) < 0) {
+			/* a run that did not finish can't be pooled; the plan's looks stay where they were */
+			util_log("validate: %s failed (exit %d); its events are not pooled", name, status);
+			json_decref(j);
+			if (!j) {
+				code = VALIDATE_COULD_NOT_RUN;
+				verdict = "INCONCLUSIVE";
+				break;
+			}
+		} else {
+			pooled_runs++;
+			json_decref(j);
+		}
+		if (!evidence_plan_is_look(&plan, runs)) {
+			if (!b.quiet)
+				printf("validate: run %u done, %zu fault events pooled; next look after run", runs, pool.n);
+			for (unsigned r = runs + 1; !b.quiet && r <= plan.max_runs; r++)
+				if (evidence_plan_is_look(&plan, r)) {
+					printf(" %u\n", r);
+					break;
+				}
+			fflush(stdout);
+		} else {
+			v = evidence_look(&plan, pool.x, pool.d, pool.n, target, &iv);
+			if (iv.has_interval)
+				printf("validate: look after run %u: %" PRIu64 " misses in %" PRIu64
+				       " duplicate deliveries from %" PRIu64 " fault events; miss probability in [%.3g, %.3g] "
+				       "at %.4g%% per side, target %.3g\n",
+				       runs, iv.misses, iv.dups, iv.events, iv.low, iv.high, plan.look_confidence * 100,
+				       target);
+			else
+				printf("validate: look after run %u: %" PRIu64 " fault events; no interval yet: %s\n", runs,
+				       iv.events, iv.reason);
+			fflush(stdout);
+			if (v == EVIDENCE_PASS) {
+				verdict = "PASS";
+				code = VALIDATE_PASS;
+				break;
+			}
+			if (v == EVIDENCE_FAIL) {
+				verdict = "FAIL";
+				code = VALIDATE_FAIL;
+				break;
+			}
+		}
+		if (util_now_ns() - start > max_ns) {
+			printf("validate: --max-time used up after run %u\n", runs);
+			break;
+		}
+	}
+	if (!iv.has_interval && pool.n)
+		evidence_ratio2(pool.x, pool.d, pool.n, 2 * plan.look_confidence - 1, &iv);
+	if (iv.has_interval)
+		printf("validate: %s: %" PRIu64 " misses in %" PRIu64 " duplicate deliveries from %" PRIu64
+		       " fault events over %u run%s; miss probability in [%.3g, %.3g] at %.4g%% per side (%s), "
+		       "%.3g%% overall; target %.3g\n",
+		       verdict, iv.misses, iv.dups, iv.events, pooled_runs, pooled_runs == 1 ? "" : "s", iv.low, iv.high,
+		       plan.look_confidence * 100, iv.method, confidence * 100, target);
+	else
+		printf("validate: %s: %zu fault events over %u run%s: %s\n", verdict, pool.n, pooled_runs,
+		       pooled_runs == 1 ? "" : "s", iv.reason);
+	if (code == VALIDATE_INCONCLUSIVE) {
+		uint64_t need = iv.has_interval ? validate_needed(&iv, plan.look_confidence, target) : 0;
+
+		if (need)
+			printf("validate: a PASS needs about %" PRIu64 " fault events in all if misses go on as seen (%" PRIu64
+			       " so far); raise --max-runs, or make faults smaller and more frequent\n",
+			       need, iv.events);
+		else if (iv.has_interval)
+			printf("validate: at the miss rate seen (%.3g) the target can't be shown; more runs won't help\n",
+			       iv.estimate);
+	}
+	out = json_pack("{s:s, s:f, s:f, s:i, s:i, s:f, s:I, s:I, s:I, s:o, s:o, s:s, s:s}", "verdict", verdict,
+			"target", target, "confidence", confidence, "runs", (int)runs, "looks", (int)plan.looks,
+			"look_confidence", plan.look_confidence, "misses", (json_int_t)iv.misses, "duplicate_deliveries",
+			(json_int_t)iv.dups, "fault_events", (json_int_t)iv.events, "ci_low",
+			iv.has_interval ? json_real(iv.low) : json_null(), "ci_high",
+			iv.has_interval ? json_real(iv.high) : json_null(), "method", iv.method, "scenario", b.sc.run.name);
+	snprintf(path, sizeof(path), "%s/validate.json", b.dir);
+	if (out) {
+		char *txt = json_dumps(out, JSON_INDENT(2));
+
+		if (!txt || util_write_file_atomic(path, txt, strlen(txt)) < 0)
+			util_log("validate: cannot write %s: %s", path, strerror(errno));
+		free(txt);
+		json_decref(out);
+	}
+	pool_release(&pool);
+	batch_release(&b);
+	return batch_signals ? VALIDATE_INTERRUPTED : code;
+}
+
+/* ---- coverage ---- */
+
+static void coverage_usage(FILE *f)
+{
+	fprintf(f, "usage: dupsim coverage FILE [--runs N] [--min-covered K] [--set section.key=value]...\n"
+		   "                       [--out DIR] [--quiet]\n"
+		   "\n"
+		   "Tests the miss-probability interval on your scenario: runs it N times (default\n"
+		   "25; seeds seed, seed+1, ...), pools every run's misses and duplicates into one\n"
+		   "estimate, and counts the runs whose 95 %% interval covers it. A run without an\n"
+		   "interval (too few fault events) counts as not covered. Prints the same for the\n"
+		   "independent-trials interval, the mean half-width and the spread of the per-run\n"
+		   "estimates, and writes DIR/coverage.json.\n"
+		   "\n"
+		   "Exit codes: 0 when at least K runs (default 22 of 25, scaled to N) are covered\n"
+		   "and the mean half-width is below 3x the per-run sd; 1 when not; 2 bad command\n"
+		   "line or scenario; 4 could not run; 130 interrupted.\n");
+}
+
+struct coverage_run {
+	double estimate, low, high, ilow, ihigh;
+	bool has_interval;
+	uint64_t misses, trials;
+};
+
+static double jnum_or_nan(json_t *j, const char *a, const char *b, const char *c)
+{
+	json_t *v = json_object_get(json_object_get(j, a), b);
+
+	if (c)
+		v = json_object_get(v, c);
+	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+int batch_coverage_cli(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "runs", required_argument, NULL, 'n' }, { "min-covered", required_argument, NULL, 'k' },
+		{ "set", required_argument, NULL, 's' },  { "out", required_argument, NULL, 'o' },
+		{ "quiet", no_argument, NULL, 'q' },	  { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct batch b = { 0 };
+	unsigned long nruns = 25, min_covered = 0;
+	struct coverage_run *cr = NULL;
+	unsigned done = 0, covered = 0, icovered = 0, without = 0;
+	uint64_t misses = 0, trials = 0;
+	double pooled, mean = 0, sd = 0, half = 0;
+	char path[PATH_MAX + 32], *end;
+	struct sigaction sa = { .sa_handler = batch_on_signal };
+	json_t *out, *arr;
+	int opt, code;
+	bool ok;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
@@ -480,36 +801,32 @@ int batch_validate_cli(int argc, char **argv)
 		if (rc > 0)
 			continue;
 		switch (opt) {
-		case 't':
-			if (util_parse_prob(optarg, &target) < 0 || target <= 0 || target >= 1) {
-				util_log("validate: --target '%s': a miss probability strictly between 0 and 1, e.g. 1e-3 "
-					 "or 0.1%%",
-					 optarg);
-				return 2;
-			}
-			break;
-		case 'c':
-			if (util_parse_prob(optarg, &confidence) < 0 || confidence < 0.5 || confidence >= 1) {
-				util_log("validate: --confidence '%s': expected 0.5 <= C < 1, e.g. 0.95 or 99%%", optarg);
-				return 2;
-			}
-			break;
-		case 'm':
-			if (util_parse_duration(optarg, &max_ns) < 0 || max_ns == 0) {
-				util_log("validate: --max-time '%s': a duration with a unit, e.g. 90s or 10m", optarg);
+		case 'n':
+		case 'k':
+			errno = 0;
+			(opt == 'n' ? &nruns : &min_covered)[0] = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || (opt == 'n' && (nruns < 2 || nruns > 1000))) {
+				util_log("coverage: --%s '%s': a whole number%s", opt == 'n' ? "runs" : "min-covered", optarg,
+					 opt == 'n' ? " from 2 to 1000" : "");
 				return 2;
 			}
 			break;
 		case 'h':
-			validate_usage(stdout);
+			coverage_usage(stdout);
 			return 0;
 		default:
-			validate_usage(stderr);
+			coverage_usage(stderr);
 			return 2;
 		}
 	}
-	if (optind != argc - 1 || target < 0) {
-		util_log("validate: expected one scenario FILE and --target P; see dupsim validate --help");
+	if (optind != argc - 1) {
+		util_log("coverage: expected one scenario FILE; see dupsim coverage --help");
+		return 2;
+	}
+	if (!min_covered)
+		min_covered = (unsigned long)ceil(22.0 / 25.0 * (double)nruns);
+	if (min_covered > nruns) {
+		util_log("coverage: --min-covered %lu is more than --runs %lu", min_covered, nruns);
 		return 2;
 	}
 	b.file = argv[optind];
@@ -517,77 +834,102 @@ int batch_validate_cli(int argc, char **argv)
 		batch_release(&b);
 		return 2;
 	}
-	if (batch_prepare(&b, "validate") < 0) {
+	if (batch_prepare(&b, "coverage") < 0) {
 		batch_release(&b);
-		return 2;
+		return 4;
+	}
+	cr = calloc(nruns, sizeof(*cr));
+	if (!cr) {
+		util_log("coverage: out of memory");
+		batch_release(&b);
+		return 4;
 	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	start = util_now_ns();
-	while (!batch_signals) {
+	for (unsigned i = 0; i < nruns && !batch_signals; i++) {
 		char name[64], seed[64];
 		const char *extra[1] = { seed };
 		int status = -1;
 		json_t *j;
 
-		snprintf(name, sizeof(name), "run-%03" PRIu64, runs + 1);
-		snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, b.sc.run.seed + runs);
+		snprintf(name, sizeof(name), "run-%03u", i + 1);
+		snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, b.sc.run.seed + i);
 		j = batch_run(&b, name, extra, 1, &status);
-		runs++;
 		if (!j || status != 0) {
-			util_log("validate: %s failed (exit %d); its numbers are not pooled", name, status);
+			util_log("coverage: %s failed (exit %d); see %s/%s", name, status, b.dir, name);
 			json_decref(j);
-			if (!j)
-				break;
-		} else {
-			x += (uint64_t)jnum(j, "duplicates_processed", NULL);
-			n += (uint64_t)jnum(j, "duplicate_deliveries", NULL);
-			json_decref(j);
+			free(cr);
+			batch_release(&b);
+			return 4;
 		}
-		stats_clopper_pearson(x, n, confidence, &iv);
-		printf("validate: run %" PRIu64 ": %" PRIu64 " misses in %" PRIu64
-		       " duplicate deliveries, miss probability <= %.3g (lower %.3g) at %.0f%%, target %.3g\n",
-		       runs, x, n, iv.high, iv.low, confidence * 100, target);
-		fflush(stdout);
-		if (n > 0 && iv.high < target) {
-			verdict = "PASS";
-			code = 0;
-			break;
+		cr[done] = (struct coverage_run){
+			.estimate = jnum_or_nan(j, "miss_probability", "estimate", NULL),
+			.low = jnum_or_nan(j, "miss_probability", "ci_low", NULL),
+			.high = jnum_or_nan(j, "miss_probability", "ci_high", NULL),
+			.ilow = jnum_or_nan(j, "miss_probability", "independent_trials", "ci_low"),
+			.ihigh = jnum_or_nan(j, "miss_probability", "independent_trials", "ci_high"),
+			.misses = (uint64_t)jnum_or_nan(j, "miss_probability", "misses", NULL),
+			.trials = (uint64_t)jnum_or_nan(j, "miss_probability", "trials", NULL),
+		};
+		cr[done].has_interval = isfinite(cr[done].low) && isfinite(cr[done].high);
+		misses += cr[done].misses;
+		trials += cr[done].trials;
+		done++;
+		json_decref(j);
+		if (!b.quiet) {
+			printf("coverage: run %u of %lu: miss probability %.4g [%.4g, %.4g]\n", done, nruns,
+			       cr[done - 1].estimate, cr[done - 1].low, cr[done - 1].high);
+			fflush(stdout);
 		}
-		if (n > 0 && iv.low > target) {
-			verdict = "FAIL";
-			code = 1;
-			break;
-		}
-		if (util_now_ns() - start > max_ns)
-			break;
 	}
-	printf("validate: %s: %" PRIu64 " misses in %" PRIu64 " duplicate deliveries over %" PRIu64 " run%s; "
-	       "95%% interval [%.3g, %.3g] (Clopper-Pearson at %.0f%%), target %.3g\n",
-	       verdict, x, n, runs, runs == 1 ? "" : "s", iv.low, iv.high, confidence * 100, target);
-	if (code == 2) {
-		uint64_t need = validate_needed(x, n, confidence, target);
+	if (batch_signals || done < 2) {
+		free(cr);
+		batch_release(&b);
+		return 130;
+	}
+	pooled = trials ? (double)misses / (double)trials : 0;
+	for (unsigned i = 0; i < done; i++)
+		mean += cr[i].estimate / done;
+	arr = json_array();
+	for (unsigned i = 0; i < done; i++) {
+		bool c = cr[i].has_interval && cr[i].low <= pooled && pooled <= cr[i].high;
 
-		if (need)
-			printf("validate: a PASS needs about %" PRIu64 " more duplicate deliveries if misses go on at "
-			       "the rate seen (%" PRIu64 " in all)\n",
-			       need - n, need);
-		else
-			printf("validate: at the miss rate seen (%.3g) the target can't be shown; more runs won't help\n",
-			       n ? (double)x / (double)n : 0.0);
+		sd += (cr[i].estimate - mean) * (cr[i].estimate - mean) / (done - 1);
+		covered += c;
+		icovered += cr[i].ilow <= pooled && pooled <= cr[i].ihigh;
+		without += !cr[i].has_interval;
+		half += cr[i].has_interval ? (cr[i].high - cr[i].low) / 2 / done : 0.5 / done;
+		json_array_append_new(arr, json_pack("{s:f, s:o, s:o, s:f, s:f, s:b}", "estimate", cr[i].estimate, "ci_low",
+						     cr[i].has_interval ? json_real(cr[i].low) : json_null(), "ci_high",
+						     cr[i].has_interval ? json_real(cr[i].high) : json_null(),
+						     "independent_low", cr[i].ilow, "independent_high", cr[i].ihigh, "covered",
+						     c));
 	}
-	out = json_pack("{s:s, s:f, s:f, s:I, s:I, s:I, s:f, s:f, s:s}", "verdict", verdict, "target", target,
-			"confidence", confidence, "runs", (json_int_t)runs, "misses", (json_int_t)x, "duplicate_deliveries",
-			(json_int_t)n, "ci_low", iv.low, "ci_high", iv.high, "scenario", b.sc.run.name);
-	snprintf(path, sizeof(path), "%s/validate.json", b.dir);
+	sd = sqrt(sd);
+	ok = covered >= min_covered && half < 3 * sd;
+	printf("coverage: %s: pooled miss probability %.4g (%" PRIu64 " misses in %" PRIu64
+	       " duplicate deliveries over %u runs)\n"
+	       "coverage: the 95%% interval over fault events covered it in %u of %u runs (%u without an interval); "
+	       "needed %lu\n"
+	       "coverage: the independent-trials interval covered it in %u of %u\n"
+	       "coverage: per-run estimates: sd %.4g; mean half-width %.4g (%.2fx the sd; must stay below 3x)\n",
+	       ok ? "OK" : "NOT MET", pooled, misses, trials, done, covered, done, without, min_covered, icovered, done, sd,
+	       half, sd > 0 ? half / sd : INFINITY);
+	out = json_pack("{s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:o}", "scenario", b.sc.run.name, "pooled",
+			pooled, "runs", (int)done, "covered", (int)covered, "independent_covered", (int)icovered,
+			"without_interval", (int)without, "min_covered", (int)min_covered, "sd", sd, "mean_half_width", half,
+			"ok", ok, "per_run", arr);
+	snprintf(path, sizeof(path), "%s/coverage.json", b.dir);
 	if (out) {
-		char *s = json_dumps(out, JSON_INDENT(2));
+		char *txt = json_dumps(out, JSON_INDENT(2));
 
-		if (!s || util_write_file_atomic(path, s, strlen(s)) < 0)
-			util_log("validate: cannot write %s: %s", path, strerror(errno));
-		free(s);
+		if (!txt || util_write_file_atomic(path, txt, strlen(txt)) < 0)
+			util_log("coverage: cannot write %s: %s", path, strerror(errno));
+		free(txt);
 		json_decref(out);
 	}
+	code = ok ? 0 : 1;
+	free(cr);
 	batch_release(&b);
-	return batch_signals ? 130 : code;
+	return code;
 }

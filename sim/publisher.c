@@ -25,11 +25,21 @@ struct pub_state {
 	uint64_t pending_head, pending_len, pending_cap;
 	uint64_t first_tag; /* delivery tag of pending[head] */
 	uint64_t *retry;    /* messages to publish again, in order */
+	events_id *retry_cause; /* retry[i] is republished because session retry_cause[i] failed */
 	uint64_t retry_len;
+	events_id session;  /* this connection's fault event; 0 none */
+	events_id failed;   /* the session that failed last: the cause of what is republished now */
+	uint32_t sessions;
 };
 
 static void pub_drop_conn(struct pub_state *s, const char *why)
 {
+	if (s->session) {
+		events_close(s->rc->events, s->session, EVENTS_CONNECTION_LOST, util_now_ns());
+		atomic_store(&s->rc->open_sessions[s->rc->sc->consumers.count + s->p->id], 0);
+		s->failed = s->session;
+		s->session = 0;
+	}
 	if (s->conn) {
 		mq_abandon(s->conn);
 		s->conn = NULL;
@@ -52,6 +62,9 @@ static int pub_connect(struct pub_state *s)
 		pub_drop_conn(s, err);
 		return -1;
 	}
+	s->session = events_open(s->rc->events, EVENTS_PUBLISHER, s->p->id, ++s->sessions, mq_local_port(s->conn),
+				 util_now_ns());
+	atomic_store(&s->rc->open_sessions[sc->consumers.count + s->p->id], s->session);
 	amqp_set_rpc_timeout(s->conn, &tv);
 	if (sc->publishers.mode == SCENARIO_MODE_TX) {
 		if (!amqp_tx_select(s->conn, 1)) {
@@ -79,14 +92,15 @@ static void pub_pace(struct pub_state *s)
 		util_sleep_ns(due - now);
 }
 
-/* Publishes message m (global index) once; 0 or -1 when the connection failed. */
-static int pub_send(struct pub_state *s, uint64_t m)
+/* Publishes message m (global index) once, republished because session `cause` failed (0: a first
+ * publish); 0 or -1 when the connection failed. */
+static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 {
 	struct publisher *p = s->p;
 	struct run_ctx *rc = s->rc;
 	uint64_t seq = m - p->first;
 	amqp_basic_properties_t props;
-	amqp_table_entry_t hdr[2];
+	amqp_table_entry_t hdr[3];
 	char id[48];
 	int rc_pub;
 
@@ -105,6 +119,12 @@ static int pub_send(struct pub_state *s, uint64_t m)
 	props.message_id = amqp_cstring_bytes(id);
 	props.timestamp = util_wall_ns() / NS_PER_S;
 	props.headers.num_entries = 2;
+	if (cause && s->attempts[seq] > 0) {
+		hdr[2].key = amqp_cstring_bytes("x-dupsim-event");
+		hdr[2].value.kind = AMQP_FIELD_KIND_I64;
+		hdr[2].value.value.i64 = cause;
+		props.headers.num_entries = 3;
+	}
 	props.headers.entries = hdr;
 	rc_pub = amqp_basic_publish(s->conn, 1, amqp_empty_bytes, amqp_cstring_bytes(rc->sc->broker.queue), 0, 0,
 				    &props, (amqp_bytes_t){ rc->sc->publishers.size, s->body });
@@ -138,6 +158,7 @@ static void pub_run_tx(struct pub_state *s)
 	while (next < p->end && !pub_interrupted(s)) {
 		uint64_t b1 = next + batch < p->end ? next + batch : p->end;
 		bool done = false;
+		events_id cause = 0; /* the session whose failure makes this a republish */
 
 		while (!done && !pub_interrupted(s)) {
 			uint64_t m;
@@ -145,10 +166,11 @@ static void pub_run_tx(struct pub_state *s)
 			if (!s->conn && pub_connect(s) < 0)
 				continue;
 			for (m = next; m < b1; m++)
-				if (pub_send(s, m) < 0)
+				if (pub_send(s, m, cause) < 0)
 					break;
 			if (m < b1) {
 				pub_drop_conn(s, "publish failed: connection lost");
+				cause = s->failed;
 				continue;
 			}
 			if (!amqp_tx_commit(s->conn, 1)) {
@@ -156,6 +178,7 @@ static void pub_run_tx(struct pub_state *s)
 
 				mq_reply_str(amqp_get_rpc_reply(s->conn), why, sizeof(why));
 				pub_drop_conn(s, why);
+				cause = s->failed;
 				continue;
 			}
 			for (m = next; m < b1; m++)
@@ -165,6 +188,12 @@ static void pub_run_tx(struct pub_state *s)
 		}
 		next = b1;
 	}
+}
+
+static void pub_retry(struct pub_state *s, uint64_t m, events_id cause)
+{
+	s->retry_cause[s->retry_len] = cause;
+	s->retry[s->retry_len++] = m;
 }
 
 static void pending_push(struct pub_state *s, uint64_t m)
@@ -190,7 +219,7 @@ static void pub_settle(struct pub_state *s, uint64_t tag, bool multiple, bool ok
 		if (ok)
 			pub_confirmed(s, m);
 		else
-			s->retry[s->retry_len++] = m;
+			pub_retry(s, m, s->session);
 		/* mark as settled by pointing it at an impossible index */
 		s->pending[(s->pending_head + idx) % s->pending_cap] = UINT64_MAX;
 		return;
@@ -206,7 +235,7 @@ static void pub_settle(struct pub_state *s, uint64_t tag, bool multiple, bool ok
 		if (ok)
 			pub_confirmed(s, m);
 		else
-			s->retry[s->retry_len++] = m;
+			pub_retry(s, m, s->session);
 	}
 	/* settled entries at the front (out-of-order singles) can go too */
 	while (s->pending_len && s->pending[s->pending_head] == UINT64_MAX) {
@@ -223,7 +252,7 @@ static void pub_requeue_pending(struct pub_state *s)
 		uint64_t m = s->pending[(s->pending_head + i) % s->pending_cap];
 
 		if (m != UINT64_MAX)
-			s->retry[s->retry_len++] = m;
+			pub_retry(s, m, s->failed);
 	}
 	s->pending_len = 0;
 	s->pending_head = 0;
@@ -251,17 +280,20 @@ static void pub_run_confirm(struct pub_state *s)
 			last_progress = util_now_ns();
 		}
 		while (s->pending_len < window && (s->retry_len || next < p->end)) {
+			events_id cause = 0;
 			uint64_t m;
 
 			if (s->retry_len) {
 				m = s->retry[0];
+				cause = s->retry_cause[0];
 				memmove(s->retry, s->retry + 1, (s->retry_len - 1) * sizeof(*s->retry));
+				memmove(s->retry_cause, s->retry_cause + 1, (s->retry_len - 1) * sizeof(*s->retry_cause));
 				s->retry_len--;
 			} else {
 				m = next++;
 			}
 			pending_push(s, m);
-			if (pub_send(s, m) < 0)
+			if (pub_send(s, m, cause) < 0)
 				break;
 		}
 		if (!s->pending_len)
@@ -315,7 +347,8 @@ void *publisher_main(void *arg)
 	s.pending_cap = window + 1;
 	s.pending = malloc(s.pending_cap * sizeof(*s.pending));
 	s.retry = malloc((window + 1) * 2 * sizeof(*s.retry));
-	if (!s.attempts || !s.body || !s.pending || !s.retry) {
+	s.retry_cause = malloc((window + 1) * 2 * sizeof(*s.retry_cause));
+	if (!s.attempts || !s.body || !s.pending || !s.retry || !s.retry_cause) {
 		snprintf(p->error, sizeof(p->error), "out of memory");
 		goto out;
 	}
@@ -328,11 +361,16 @@ void *publisher_main(void *arg)
 		pub_run_confirm(&s);
 	if (s.conn)
 		mq_close(s.conn);
+	if (s.session) {
+		events_close(p->rc->events, s.session, EVENTS_NONE, util_now_ns());
+		atomic_store(&p->rc->open_sessions[p->rc->sc->consumers.count + p->id], 0);
+	}
 out:
 	free(s.attempts);
 	free(s.body);
 	free(s.pending);
 	free(s.retry);
+	free(s.retry_cause);
 	atomic_fetch_sub(&p->rc->publishers_running, 1);
 	return NULL;
 }

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "events.h"
+#include "evidence.h"
 #include "frame.h"
 #include "plot.h"
 #include "proxy.h"
@@ -49,6 +51,7 @@ struct run {
 	struct scenario sc;
 	struct run_ctx rc;
 	struct ledger ledger;
+	struct events events;
 	struct broker *broker; /* a private node started for this run, or NULL */
 	char broker_url[256];
 	struct mq_target target;
@@ -109,11 +112,31 @@ static void run_usage(FILE *f)
 		   "command line or scenario, 3 ledger invariant violated, 130 interrupted.\n");
 }
 
+/* What kind of fault event a rule makes of the connection it fires on. */
+static enum events_kind run_fault_kind(const struct rule *rule, enum proxy_dir d)
+{
+	if (rule->action == RULE_CUT)
+		return EVENTS_RULE;
+	switch (rule->method) {
+	case AMQP_TX_COMMIT_OK_METHOD:
+		return EVENTS_LOST_COMMIT_OK;
+	case AMQP_BASIC_ACK_METHOD:
+		return d == PROXY_TO_BROKER ? EVENTS_LOST_ACK : EVENTS_LOST_CONFIRM;
+	case AMQP_BASIC_NACK_METHOD:
+		return d == PROXY_TO_BROKER ? EVENTS_RULE : EVENTS_LOST_CONFIRM;
+	default:
+		return EVENTS_RULE;
+	}
+}
+
 static void run_on_fault(void *arg, const struct proxy_fault *f)
 {
 	struct run *r = arg;
 
 	atomic_fetch_add(&r->faults_fired, 1);
+	if (f->rule < r->rule_count)
+		events_note_rule(&r->events, f->peer_port, (int32_t)f->rule, run_fault_kind(&r->rules[f->rule], f->dir),
+				 f->time_ns);
 	pthread_mutex_lock(&r->fault_lock);
 	if (r->fault_count == r->fault_cap) {
 		size_t cap = r->fault_cap ? r->fault_cap * 2 : 1024;
@@ -161,6 +184,8 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 	}
 	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
 		broker_kill(r->broker);
+		events_note_crash(&r->events, r->rc.open_sessions, sc->consumers.count + sc->publishers.count,
+				  util_now_ns());
 		r->broker_crashes++;
 		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
 		r->restart_at_ns = util_now_ns() + sc->faults.broker_down_ns;
@@ -537,7 +562,11 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 
 struct run_report {
 	struct ledger_totals t;
-	struct stats_interval miss;
+	struct events_summary ev;      /* the fault events and what each caused */
+	struct evidence_interval miss; /* the headline: over fault events */
+	struct stats_interval miss_indep; /* secondary: duplicates as independent trials (too narrow) */
+	bool has_dup_band;
+	double dup_lo, dup_hi;	       /* band on duplicate deliveries, over fault events */
 	struct stats_model_out model;
 	struct proxy_stats px;
 	size_t violations;
@@ -548,6 +577,32 @@ struct run_report {
 	double dup_per_lost_ack; /* duplicate deliveries beyond the excess copies, per lost ack; NAN: none lost */
 };
 
+/*
+ * The fault events and every interval over them. Every duplicate delivery
+ * belongs to exactly one event, and every miss to the event of its
+ * duplicate: both are invariants, checked here beside the ledger's.
+ */
+static void run_evidence(struct run *r, struct run_report *rep)
+{
+	size_t used = strlen(rep->violation_text);
+
+	if (events_summarise(&r->events, &rep->ev) < 0 || r->events.oom) {
+		rep->violations++;
+		snprintf(rep->violation_text + used, sizeof(rep->violation_text) - used,
+			 "out of memory for the fault events: the intervals are incomplete\n");
+	} else if (!rep->t.saturated &&
+		   (rep->ev.dups != rep->t.duplicate_deliveries || rep->ev.misses != rep->t.duplicates_processed)) {
+		rep->violations++;
+		snprintf(rep->violation_text + used, sizeof(rep->violation_text) - used,
+			 "fault events hold %" PRIu64 " duplicates and %" PRIu64 " misses, the ledger %" PRIu64
+			 " and %" PRIu64 "\n",
+			 rep->ev.dups, rep->ev.misses, rep->t.duplicate_deliveries, rep->t.duplicates_processed);
+	}
+	evidence_ratio(rep->ev.ev, rep->ev.n, 0.95, &rep->miss);
+	stats_proportion(rep->t.duplicates_processed, rep->t.duplicate_deliveries, 0.95, &rep->miss_indep);
+	rep->has_dup_band = evidence_count_band(rep->ev.ev, rep->ev.n, 0.95, &rep->dup_lo, &rep->dup_hi);
+}
+
 static const char *run_status(const struct run *r, const struct run_report *rep)
 {
 	if (r->interrupted)
@@ -557,6 +612,25 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 	if (r->drain_timed_out)
 		return "drain_timeout";
 	return "ok";
+}
+
+/* An interval over fault events as JSON; ci_low/ci_high are null when there is none, and reason says why. */
+static json_t *run_json_interval(const struct evidence_interval *iv)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "estimate", json_real(iv->estimate));
+	json_object_set_new(o, "ci_low", iv->has_interval ? json_real(iv->low) : json_null());
+	json_object_set_new(o, "ci_high", iv->has_interval ? json_real(iv->high) : json_null());
+	json_object_set_new(o, "method", json_string(iv->method));
+	json_object_set_new(o, "confidence", json_real(iv->confidence));
+	json_object_set_new(o, "misses", json_integer((json_int_t)iv->misses));
+	json_object_set_new(o, "trials", json_integer((json_int_t)iv->dups));
+	json_object_set_new(o, "events", json_integer((json_int_t)iv->events));
+	json_object_set_new(o, "design_effect", isfinite(iv->deff) ? json_real(iv->deff) : json_null());
+	json_object_set_new(o, "effective_trials", isfinite(iv->n_eff) ? json_real(iv->n_eff) : json_null());
+	json_object_set_new(o, "reason", json_string(iv->reason));
+	return o;
 }
 
 static json_t *run_json(const struct run *r, const struct run_report *rep)
@@ -583,14 +657,23 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	json_object_set_new(root, "wrongly_suppressed", json_integer((json_int_t)t->wrongly_suppressed));
 	json_object_set_new(root, "duplicate_rate",
 			    json_real(committed > 0 ? (double)t->duplicate_deliveries / committed : 0));
+	json_object_set_new(root, "duplicate_rate_band",
+			    rep->has_dup_band && committed > 0
+				    ? json_pack("{s:f, s:f, s:f, s:s}", "low", rep->dup_lo / committed, "high",
+						rep->dup_hi / committed, "confidence", 0.95, "method",
+						"compound Poisson over fault events: var = sum of squared event sizes")
+				    : json_null());
+	json_object_set_new(root, "fault_events", json_integer((json_int_t)rep->ev.with_dups));
 	o = json_object();
-	json_object_set_new(o, "estimate", json_real(rep->miss.estimate));
-	json_object_set_new(o, "ci_low", json_real(rep->miss.low));
-	json_object_set_new(o, "ci_high", json_real(rep->miss.high));
-	json_object_set_new(o, "method", json_string(rep->miss.method));
-	json_object_set_new(o, "confidence", json_real(0.95));
-	json_object_set_new(o, "misses", json_integer((json_int_t)t->duplicates_processed));
-	json_object_set_new(o, "trials", json_integer((json_int_t)t->duplicate_deliveries));
+	for (int k = 1; k < EVENTS_KINDS; k++)
+		json_object_set_new(o, events_kind_name(k), json_integer((json_int_t)rep->ev.by_kind[k]));
+	json_object_set_new(root, "fault_events_by_kind", o);
+	o = run_json_interval(&rep->miss);
+	json_object_set_new(o, "independent_trials",
+			    json_pack("{s:f, s:f, s:s, s:s}", "ci_low", rep->miss_indep.low, "ci_high",
+				      rep->miss_indep.high, "method", rep->miss_indep.method, "note",
+				      "treats every duplicate delivery as an independent trial; too narrow when "
+				      "duplicates come in bursts"));
 	json_object_set_new(root, "miss_probability", o);
 	o = json_object();
 	for (int c = 0; c < LEDGER_CAUSES; c++)
@@ -685,29 +768,55 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
  * The miss-probability-vs-TTL curve predicted from the duplicate gaps: an
  * exact cache whose keys live TTL after the first accepted copy misses a
  * duplicate exactly when its gap exceeds TTL, so P(miss | TTL) = P(gap > TTL),
- * with a 95 % interval on that proportion. Log-spaced TTLs from 0.1 ms to
- * twice the longest gap.
+ * with a 95 % interval over fault events (the duplicates of one event share
+ * their gaps). Log-spaced TTLs from 0.1 ms to twice the longest gap. No
+ * interval (empty cells) with fewer than 20 events.
  */
-static int run_write_curve(const struct stats_hist *gaps, FILE *f)
+static void run_write_curve_csv(FILE *f, const struct run *r, const struct run_report *rep)
 {
-	uint64_t n = gaps->count;
-	double hi_ms, ttl_ms;
+	const struct events_summary *s = &rep->ev;
+	uint64_t *x = malloc((s->n ? s->n : 1) * sizeof(*x)), *d = malloc((s->n ? s->n : 1) * sizeof(*d));
+	uint32_t max_us = 0;
+	double hi_ms;
 
-	fprintf(f, "ttl_ms,miss_probability,ci_low,ci_high,duplicates\n");
-	if (n == 0)
-		return 0;
-	hi_ms = 2.0 * (double)gaps->max / 1e6;
+	fprintf(f, "ttl_ms,miss_probability,ci_low,ci_high,duplicates,events\n");
+	if (!s->gap_start)
+		goto out;
+	for (size_t i = 0; i < s->gap_start[s->n]; i++)
+		if (s->gaps_us[i] > max_us)
+			max_us = s->gaps_us[i];
+	if (!x || !d || s->dups == 0)
+		goto out;
+	(void)r;
+	hi_ms = 2.0 * max_us / 1e3;
 	if (hi_ms < 1)
 		hi_ms = 1;
-	for (ttl_ms = 0.1; ttl_ms <= hi_ms * 1.0001; ttl_ms *= 1.1892071150027210667) { /* 4 per octave */
-		double frac = stats_hist_frac_above(gaps, (uint64_t)(ttl_ms * 1e6));
-		uint64_t above = (uint64_t)llround(frac * (double)n);
-		struct stats_interval iv;
+	for (double ttl_ms = 0.1; ttl_ms <= hi_ms * 1.0001; ttl_ms *= 1.1892071150027210667) { /* 4 per octave */
+		struct evidence_interval iv;
 
-		stats_proportion(above, n, 0.95, &iv);
-		fprintf(f, "%.6g,%.6g,%.6g,%.6g,%llu\n", ttl_ms, frac, iv.low, iv.high, (unsigned long long)n);
+		events_summary_above(s, ttl_ms * 1e3, x, d);
+		evidence_ratio2(x, d, s->n, 0.95, &iv);
+		if (iv.has_interval)
+			fprintf(f, "%.6g,%.6g,%.6g,%.6g,%" PRIu64 ",%" PRIu64 "\n", ttl_ms, iv.estimate, iv.low, iv.high,
+				iv.dups, iv.events);
+		else
+			fprintf(f, "%.6g,%.6g,,,%" PRIu64 ",%" PRIu64 "\n", ttl_ms, iv.estimate, iv.dups, iv.events);
 	}
-	return 0;
+out:
+	free(x);
+	free(d);
+}
+
+static const char *run_rule_text(void *arg, int32_t rule)
+{
+	const struct run *r = arg;
+
+	return rule >= 0 && (size_t)rule < r->rule_count ? r->rules[rule].text : "";
+}
+
+static void run_write_events(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	events_write_csv((struct events *)&r->events, &rep->ev, f, r->start_ns, run_rule_text, (void *)r);
 }
 
 static void run_write_scenario(FILE *f, const struct run *r, const struct run_report *rep)
@@ -734,11 +843,6 @@ static void run_write_gaps(FILE *f, const struct run *r, const struct run_report
 	stats_hist_write_csv(&r->ledger.gaps, f, "ms", 1e6);
 }
 
-static void run_write_curve_csv(FILE *f, const struct run *r, const struct run_report *rep)
-{
-	(void)rep;
-	run_write_curve(&r->ledger.gaps, f);
-}
 
 static void run_write_copies(FILE *f, const struct run *r, const struct run_report *rep)
 {
@@ -784,6 +888,7 @@ static int run_write_results(struct run *r, const struct run_report *rep, char *
 		{ "scenario.ini", run_write_scenario }, { "timeseries.csv", run_write_timeseries },
 		{ "gaps.csv", run_write_gaps },		{ "curve.csv", run_write_curve_csv },
 		{ "copies.csv", run_write_copies },	{ "faults.csv", run_write_faults },
+		{ "events.csv", run_write_events },
 		{ "summary.json", run_write_summary },
 	};
 	const char *failed = NULL;
@@ -839,6 +944,29 @@ static void run_fmt_pct(char *buf, size_t len, double v)
 	snprintf(buf, len, "%.4g%%", v * 100);
 }
 
+/* The headline claim, phrased in events. */
+static void run_print_miss(const struct run_report *rep)
+{
+	const struct evidence_interval *iv = &rep->miss;
+
+	if (!iv->dups) {
+		printf("  %-28s %18s   no duplicate delivery: nothing to miss\n", "miss probability", "-");
+		return;
+	}
+	if (!iv->has_interval)
+		printf("  %-28s %18.4g   no interval: %s (%" PRIu64 ")\n", "miss probability", iv->estimate, iv->reason,
+		       iv->events);
+	else if (!iv->misses)
+		printf("  %-28s %18.4g   0 misses in %" PRIu64 " duplicate deliveries from %" PRIu64
+		       " fault events: below %.3g at 95%%\n",
+		       "miss probability", iv->estimate, iv->dups, iv->events, iv->high);
+	else
+		printf("  %-28s %18.4g   95%% [%.3g, %.3g] over %" PRIu64 " fault events (%s, design effect %.3g)\n",
+		       "miss probability", iv->estimate, iv->low, iv->high, iv->events, iv->method, iv->deff);
+	printf("  %-28s %18s   [%.3g, %.3g] %s, if duplicates were independent (they are not)\n", "", "",
+	       rep->miss_indep.low, rep->miss_indep.high, rep->miss_indep.method);
+}
+
 static void run_print_summary(const struct run *r, const struct run_report *rep)
 {
 	const struct ledger_totals *t = &rep->t;
@@ -861,8 +989,8 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 	run_fmt_pct(b, sizeof(b), rep->model.duplicate_rate);
 	printf("  %-28s %18s %18s\n", "duplicate rate", a, b);
 	printf("  %-28s %18" PRIu64 "\n", "duplicates processed", t->duplicates_processed);
-	printf("  %-28s %18.4g   95%% [%.3g, %.3g] %s, n=%" PRIu64 "\n", "miss probability", rep->miss.estimate,
-	       rep->miss.low, rep->miss.high, rep->miss.method, t->duplicate_deliveries);
+	printf("  %-28s %18" PRIu64 "\n", "fault events (with dups)", rep->ev.with_dups);
+	run_print_miss(rep);
 	for (int c = 0; c < LEDGER_CAUSES; c++)
 		if (t->misses[c])
 			printf("  %-28s %18" PRIu64 "\n", ledger_cause_name(c), t->misses[c]);
@@ -918,6 +1046,8 @@ static void run_release(struct run *r)
 	free(r->faults);
 	free(r->ticks);
 	ledger_release(&r->ledger);
+	events_release(&r->events);
+	free(r->rc.open_sessions);
 	broker_free(r->broker);
 	scenario_release(&r->sc);
 	pthread_mutex_destroy(&r->fault_lock);
@@ -1038,11 +1168,15 @@ int run_cli(int argc, char **argv)
 		.crash_wipes_cache = r.sc.faults.consumer_crash > 0 && r.sc.dedup.store == SCENARIO_STORE_MEMORY &&
 				     r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
 	};
-	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0) {
+	r.rc.open_sessions = calloc(r.sc.consumers.count + r.sc.publishers.count, sizeof(*r.rc.open_sessions));
+	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0 || events_init(&r.events) < 0 ||
+	    !r.rc.open_sessions) {
 		util_log("run: out of memory for a ledger of %" PRIu64 " messages", r.sc.run.messages);
 		code = EXIT_FAIL;
 		goto out;
 	}
+	r.ledger.events = &r.events;
+	r.rc.events = &r.events;
 	r.start_ns = r.ledger.t0_ns;
 	r.next_crash_ns = r.start_ns + r.sc.faults.broker_crash_every_ns;
 	atomic_store(&r.rc.last_delivery_ns, r.start_ns);
@@ -1062,7 +1196,7 @@ int run_cli(int argc, char **argv)
 	proxy_stats_get(r.proxy, &rep.px);
 	ledger_totals(&r.ledger, &rep.t);
 	rep.violations = ledger_check(&r.ledger, r.drained, rep.violation_text, sizeof(rep.violation_text));
-	stats_proportion(rep.t.duplicates_processed, rep.t.duplicate_deliveries, 0.95, &rep.miss);
+	run_evidence(&r, &rep);
 	{
 		struct stats_model_in mi = {
 			.confirm_mode = r.sc.publishers.mode == SCENARIO_MODE_CONFIRM,
@@ -1099,6 +1233,7 @@ int run_cli(int argc, char **argv)
 			run_link_latest(r.out_dir);
 	}
 	run_print_summary(&r, &rep);
+	events_summary_release(&rep.ev);
 	if (code == EXIT_OK)
 		code = r.interrupted ? EXIT_INTERRUPTED : rep.violations ? EXIT_INVARIANT : EXIT_OK;
 	if (!r.interrupted)

@@ -26,8 +26,8 @@ static void published(struct ledger *l, size_t m, int attempts, bool confirmed)
 /* A delivery up to the dedup decision; returns ledger_note_decision's verdict. */
 static bool arrive(struct ledger *l, size_t m, unsigned copy, uint64_t now)
 {
-	ledger_note_delivery(l, m, copy);
-	return ledger_note_decision(l, m, now);
+	ledger_note_delivery(l, m, copy, 0, 0);
+	return ledger_note_decision(l, m, now, 0);
 }
 
 /* A delivery accepted and executed at once by consumer c. */
@@ -35,7 +35,7 @@ static void process(struct ledger *l, size_t m, unsigned copy, unsigned c, uint6
 {
 	arrive(l, m, copy, accept);
 	ledger_note_accept(l, m, c, accept);
-	ledger_note_executed(l, m, c, done, 0, 0, true);
+	ledger_note_executed(l, m, c, done, 0, 0, true, 0);
 }
 
 static uint64_t misses_total(const struct ledger *l)
@@ -77,7 +77,7 @@ START_TEST(test_normal_message)
 	published(&l, 0, 1, true);
 	ck_assert(!arrive(&l, 0, 0, 10 * MS));
 	ledger_note_accept(&l, 0, 1, 10 * MS);
-	ledger_note_executed(&l, 0, 1, 15 * MS, 2 * MS, 0, true);
+	ledger_note_executed(&l, 0, 1, 15 * MS, 2 * MS, 0, true, 0);
 	ledger_totals(&l, &t);
 	ck_assert_uint_eq(t.messages, 4);
 	ck_assert_uint_eq(t.published, 1);
@@ -186,8 +186,8 @@ START_TEST(test_cause_unchecked)
 	ledger_note_accept(&l, 1, 1, 0);
 	arrive(&l, 1, 1, 0);
 	ledger_note_accept(&l, 1, 2, 0);
-	ledger_note_executed(&l, 1, 1, MS, 0, 0, true);
-	ledger_note_executed(&l, 1, 2, MS, 0, 0, true);
+	ledger_note_executed(&l, 1, 1, MS, 0, 0, true, 0);
+	ledger_note_executed(&l, 1, 2, MS, 0, 0, true, 0);
 	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_UNCHECKED], 2);
 	ck_assert_uint_eq(l.msgs[1].raced, 0); /* the race token went with the verdict */
 	assert_clean(&l);
@@ -209,8 +209,8 @@ START_TEST(test_cause_race)
 		ledger_note_accept(&l, m, 1, 10 * MS);
 		ck_assert(arrive(&l, m, 1, 500 * MS));
 		ledger_note_accept(&l, m, 2, 500 * MS);
-		ledger_note_executed(&l, m, m == 0 ? 1 : 2, 600 * MS, 0, 0, true);
-		ledger_note_executed(&l, m, m == 0 ? 2 : 1, 600 * MS, 0, 0, true);
+		ledger_note_executed(&l, m, m == 0 ? 1 : 2, 600 * MS, 0, 0, true, 0);
+		ledger_note_executed(&l, m, m == 0 ? 2 : 1, 600 * MS, 0, 0, true, 0);
 	}
 	/* rule 2 before other_cache (local scope, another consumer), expired (490 ms > 1 ms) and evicted */
 	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_RACE], 2);
@@ -221,7 +221,7 @@ START_TEST(test_cause_race)
 		ledger_note_accept(&l, 2, 1, 10 * MS); /* same consumer: only the race explains it */
 	}
 	for (unsigned c = 0; c < 3; c++)
-		ledger_note_executed(&l, 2, 1, 11 * MS, 0, 0, true);
+		ledger_note_executed(&l, 2, 1, 11 * MS, 0, 0, true, 0);
 	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_RACE], 4);
 	/* the tokens are used up: a later copy is judged by the cache rules */
 	ck_assert_int_eq(second_execution(&l, 2, 1, 12 * MS), LEDGER_CAUSE_EXPIRED);
@@ -288,7 +288,7 @@ START_TEST(test_abandoned)
 	ledger_note_abandoned(&l, 0);
 	arrive(&l, 0, 0, 20 * MS); /* the redelivery */
 	ledger_note_accept(&l, 0, 2, 20 * MS);
-	ledger_note_executed(&l, 0, 2, 21 * MS, 0, 0, true);
+	ledger_note_executed(&l, 0, 2, 21 * MS, 0, 0, true, 0);
 	/* overlapping copies, one abandoned: the survivor is the first execution */
 	published(&l, 1, 2, true);
 	arrive(&l, 1, 0, 10 * MS);
@@ -296,7 +296,7 @@ START_TEST(test_abandoned)
 	arrive(&l, 1, 0, 10 * MS);
 	ledger_note_accept(&l, 1, 2, 10 * MS);
 	ledger_note_abandoned(&l, 1);
-	ledger_note_executed(&l, 1, 2, 11 * MS, 0, 0, true);
+	ledger_note_executed(&l, 1, 2, 11 * MS, 0, 0, true, 0);
 	ledger_totals(&l, &t);
 	ck_assert_uint_eq(t.duplicate_deliveries, 2);
 	ck_assert_uint_eq(t.duplicates_processed, 0);
@@ -325,7 +325,7 @@ START_TEST(test_wrong_suppression_and_loss)
 	ledger_note_accept(&l, 1, 1, 10 * MS);
 	arrive(&l, 1, 0, 11 * MS);
 	ledger_note_rejected(&l, 1);
-	ledger_note_executed(&l, 1, 1, 12 * MS, 0, 0, true);
+	ledger_note_executed(&l, 1, 1, 12 * MS, 0, 0, true, 0);
 	/* 2: rejected after the execution: right */
 	published(&l, 2, 1, true);
 	process(&l, 2, 0, 1, 10 * MS, 11 * MS);
@@ -351,17 +351,17 @@ START_TEST(test_invariants)
 
 	open_ledger(&l, 8, NULL);
 	published(&l, 0, 1, true);
-	ledger_note_executed(&l, 0, 1, MS, 0, 0, true);	/* executed, never delivered */
-	ledger_note_delivery(&l, 1, 0);		/* delivered, never published (also 1 copy > 0 attempts) */
+	ledger_note_executed(&l, 0, 1, MS, 0, 0, true, 0);	/* executed, never delivered */
+	ledger_note_delivery(&l, 1, 0, 0, 0);		/* delivered, never published (also 1 copy > 0 attempts) */
 	ledger_note_confirm(&l, 2);		/* confirmed, never published */
 	published(&l, 3, 1, true);
-	ledger_note_delivery(&l, 3, 0);
-	ledger_note_delivery(&l, 3, 1);		/* two distinct copies of one attempt */
+	ledger_note_delivery(&l, 3, 0, 0, 0);
+	ledger_note_delivery(&l, 3, 1, 0, 0);		/* two distinct copies of one attempt */
 	published(&l, 4, 1, true);
 	arrive(&l, 4, 0, MS);
 	ledger_note_accept(&l, 4, 1, MS);	/* still in flight */
 	published(&l, 5, 1, true);
-	ledger_note_decision(&l, 5, MS);	/* decided, never delivered */
+	ledger_note_decision(&l, 5, MS, 0);	/* decided, never delivered */
 	ck_assert_uint_eq(ledger_check(&l, false, msg, sizeof(msg)), 6);
 	ck_assert_ptr_nonnull(strstr(msg, "message 0: executions 1 > decided 0\n"));
 	ck_assert_ptr_nonnull(strstr(msg, "message 1: 1 deliveries but never published\n"));
@@ -374,7 +374,7 @@ START_TEST(test_invariants)
 	ck_assert_ptr_nonnull(strstr(msg, "message 4: 1 deliveries still in flight after the drain\n"));
 	/* foreign deliveries, an index outside the run, misses that don't add up */
 	ledger_note_foreign(&l);
-	ledger_note_delivery(&l, 8, 0);
+	ledger_note_delivery(&l, 8, 0, 0, 0);
 	atomic_fetch_add(&l.misses[LEDGER_CAUSE_RACE], 1);
 	ck_assert_uint_eq(ledger_check(&l, true, msg, sizeof(msg)), 9);
 	ck_assert_ptr_nonnull(strstr(msg, "... and 1 more\n"));
@@ -402,14 +402,14 @@ START_TEST(test_saturation_and_copy_overflow)
 	open_ledger(&l, 2, NULL);
 	published(&l, 0, 1, true);
 	for (int i = 0; i < 70000; i++)
-		ledger_note_delivery(&l, 0, 0);
+		ledger_note_delivery(&l, 0, 0, 0, 0);
 	ck_assert_uint_eq(l.msgs[0].deliveries, UINT16_MAX);
 	ck_assert(l.msgs[0].flags & LEDGER_F_SATURATED);
 	published(&l, 1, 40, true);
-	ledger_note_delivery(&l, 1, 30);
+	ledger_note_delivery(&l, 1, 30, 0, 0);
 	ck_assert(!(l.msgs[1].flags & LEDGER_F_COPY_OVERFLOW));
-	ledger_note_delivery(&l, 1, 40);
-	ledger_note_delivery(&l, 1, 31);
+	ledger_note_delivery(&l, 1, 40, 0, 0);
+	ledger_note_delivery(&l, 1, 31, 0, 0);
 	ck_assert(l.msgs[1].flags & LEDGER_F_COPY_OVERFLOW);
 	ck_assert_uint_eq(l.msgs[1].copies, (1u << 30) | (1u << 31));
 	ledger_totals(&l, &t);
@@ -441,10 +441,10 @@ static void *hammer(void *p)
 		uint64_t now = util_now_ns();
 
 		ledger_note_publish(a->l, m);
-		ledger_note_delivery(a->l, m, (unsigned)(i / HAMMER_MSGS % 4));
-		ledger_note_decision(a->l, m, now);
+		ledger_note_delivery(a->l, m, (unsigned)(i / HAMMER_MSGS % 4), 0, 0);
+		ledger_note_decision(a->l, m, now, 0);
 		ledger_note_accept(a->l, m, a->id, now);
-		ledger_note_executed(a->l, m, a->id, now, 1, 0, true);
+		ledger_note_executed(a->l, m, a->id, now, 1, 0, true, 0);
 	}
 	return NULL;
 }
