@@ -31,10 +31,10 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_TIME    ?= 20
 FUZZ_TARGETS := $(patsubst tests/fuzz_%.c,%,$(wildcard tests/fuzz_*.c))
 
-.PHONY: all run test bench asan fuzz soak clean deps \
-	_all _run _test _bench _fuzz _soak
+.PHONY: all run test bench asan fuzz soak coverage clean deps \
+	_all _run _test _bench _fuzz _soak _coverage
 
-all run test bench fuzz soak: deps
+all run test bench fuzz soak coverage: deps
 	@$(MAKE) --no-print-directory _$@
 
 deps:
@@ -78,6 +78,10 @@ endif
 # ten minutes, every fault on: dupsim's memory and open files must stay flat (not in CI)
 _soak: $(BUILD)/dupsim
 	DUPSIM_BIN=$(BUILD)/dupsim tools/soak
+
+# 25 real runs of two configurations: does the miss-probability interval cover? (not in CI: real runs are random)
+_coverage: $(BUILD)/dupsim
+	DUPSIM_BIN=$(BUILD)/dupsim tools/coverage
 
 _run: $(BUILD)/dupsim
 	$(BUILD)/dupsim run scenarios/default.ini

@@ -318,7 +318,7 @@ int batch_sweep_cli(int argc, char **argv)
 		fprintf(f, ",%s", vary[k].key);
 	fprintf(f, ",committed,publish_attempts,excess_copies,deliveries,duplicate_deliveries,duplicates_processed,"
 		   "lost,wrongly_suppressed,duplicate_rate,predicted_duplicate_rate,miss_probability,miss_ci_low,"
-		   "miss_ci_high,faults_fired,status\n");
+		   "miss_ci_high,faults_fired,fault_events,duplicate_rate_low,duplicate_rate_high,status\n");
 	for (size_t p = 0; p < points && !batch_signals; p++) {
 		char sets[VARY_MAX + 1][1200];
 		const char *extra[VARY_MAX + 1];
@@ -354,7 +354,7 @@ int batch_sweep_cli(int argc, char **argv)
 			if (!j) {
 				failed++;
 				util_log("sweep: %s failed (exit %d) and wrote no summary", name, status);
-				fprintf(f, ",,,,,,,,,,,,,,,failed\n");
+				fprintf(f, ",,,,,,,,,,,,,,,,,,failed\n");
 				continue;
 			}
 			{
@@ -365,14 +365,15 @@ int batch_sweep_cli(int argc, char **argv)
 				json_array_foreach(rules, ri, rj)
 					fired += jnum(rj, "fired", NULL);
 			}
-			fprintf(f, ",%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.8g,%.8g,%.8g,%.8g,%.8g,%.0f,%s\n",
+			fprintf(f, ",%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.8g,%.8g,%.8g,%.8g,%.8g,%.0f,%.0f,%.8g,%.8g,%s\n",
 				jnum(j, "committed", NULL), jnum(j, "publish_attempts", NULL),
 				jnum(j, "excess_copies", NULL), jnum(j, "deliveries", NULL),
 				jnum(j, "duplicate_deliveries", NULL), jnum(j, "duplicates_processed", NULL),
 				jnum(j, "lost", NULL), jnum(j, "wrongly_suppressed", NULL), jnum(j, "duplicate_rate", NULL),
 				jnum(j, "predicted", "duplicate_rate"), jnum(j, "miss_probability", "estimate"),
 				jnum(j, "miss_probability", "ci_low"), jnum(j, "miss_probability", "ci_high"), fired,
-				json_string_value(json_object_get(j, "status")) ?: "?");
+				jnum(j, "fault_events", NULL), jnum(j, "duplicate_rate_band", "low"),
+				jnum(j, "duplicate_rate_band", "high"), json_string_value(json_object_get(j, "status")) ?: "?");
 			json_decref(j);
 			/* written after every run: an interrupted sweep keeps what it measured */
 			fflush(f);
@@ -503,8 +504,11 @@ static uint64_t validate_needed(const struct evidence_interval *iv, double look_
 
 	if (iv->events == 0 || rate >= target)
 		return 0;
-	if (iv->misses == 0) /* 1 - (1 - c)^(1/n) < target */
-		return (uint64_t)ceil(log(1 - look_confidence) / log1p(-target));
+	if (iv->misses == 0) { /* 1 - (1 - c)^(1/n) < target */
+		uint64_t n = (uint64_t)ceil(log(1 - look_confidence) / log1p(-target));
+
+		return n < EVIDENCE_MIN_EVENTS ? EVIDENCE_MIN_EVENTS : n;
+	}
 	per_event = isfinite(iv->n_eff) ? iv->n_eff / (double)iv->events : (double)iv->dups / (double)iv->events;
 	for (uint64_t n = iv->events; n < 1000000000ull; n += n / 8 + 1) {
 		uint64_t ne = (uint64_t)llround(per_event * (double)n);
@@ -708,13 +712,13 @@ int batch_validate_cli(int argc, char **argv)
 		printf("validate: %s: %zu fault events over %u run%s: %s\n", verdict, pool.n, pooled_runs,
 		       pooled_runs == 1 ? "" : "s", iv.reason);
 	if (code == VALIDATE_INCONCLUSIVE) {
-		uint64_t need = iv.has_interval ? validate_needed(&iv, plan.look_confidence, target) : 0;
+		uint64_t need = validate_needed(&iv, plan.look_confidence, target);
 
 		if (need)
 			printf("validate: a PASS needs about %" PRIu64 " fault events in all if misses go on as seen (%" PRIu64
 			       " so far); raise --max-runs, or make faults smaller and more frequent\n",
 			       need, iv.events);
-		else if (iv.has_interval)
+		else if (iv.events)
 			printf("validate: at the miss rate seen (%.3g) the target can't be shown; more runs won't help\n",
 			       iv.estimate);
 	}

@@ -755,7 +755,8 @@ static int plot_sweep_data(const char *dir, const struct plot_csv *t, FILE *v, b
 	int c_committed = plot_csv_col(t, "committed"), c_dup = plot_csv_col(t, "duplicate_deliveries");
 	int c_rate = plot_csv_col(t, "duplicate_rate"), c_pred = plot_csv_col(t, "predicted_duplicate_rate");
 	int c_miss = plot_csv_col(t, "miss_probability"), c_lo = plot_csv_col(t, "miss_ci_low");
-	int c_hi = plot_csv_col(t, "miss_ci_high"), c_fired = plot_csv_col(t, "faults_fired");
+	int c_hi = plot_csv_col(t, "miss_ci_high"), c_dlo = plot_csv_col(t, "duplicate_rate_low");
+	int c_dhi = plot_csv_col(t, "duplicate_rate_high");
 	int nvaried = c_committed - 1;
 	struct plot_sweep_row *r = NULL;
 	size_t *rows = NULL, n = 0, ngroups = 0, ncats = 0;
@@ -831,14 +832,9 @@ static int plot_sweep_data(const char *dir, const struct plot_csv *t, FILE *v, b
 		w->dup = plot_csv_num(t, rows[i], c_rate);
 		if (!isfinite(w->dup) && isfinite(d))
 			w->dup = d / committed;
-		/* 95 % band: the faults fired are the independent bursts of duplicates */
-		{
-			double fired = c_fired >= 0 ? plot_csv_num(t, rows[i], c_fired) : NAN;
-
-			stats_burst_band(isfinite(d) ? d : 0, isfinite(fired) ? fired : 0, &w->dup_lo, &w->dup_hi);
-			w->dup_lo /= committed;
-			w->dup_hi /= committed;
-		}
+		/* the run's own 95 % band over its fault events (none with fewer than 20) */
+		w->dup_lo = c_dlo >= 0 ? plot_csv_num(t, rows[i], c_dlo) : NAN;
+		w->dup_hi = c_dhi >= 0 ? plot_csv_num(t, rows[i], c_dhi) : NAN;
 		w->pred = plot_csv_num(t, rows[i], c_pred);
 		w->miss = w->miss_lo = w->miss_hi = NAN;
 		if (isfinite(d) && d > 0) {

@@ -163,20 +163,6 @@ static void report_scenario_value(const char *dir, const char *section, const ch
 	fclose(f);
 }
 
-/* Independent fault events of a run: rules fired, broker and consumer crashes. */
-static double report_fault_events(json_t *s)
-{
-	json_t *faults = json_object_get(s, "faults"), *rule;
-	double n = 0;
-	size_t i;
-
-	json_array_foreach(json_object_get(faults, "rules"), i, rule)
-		n += json_number_value(json_object_get(rule, "fired"));
-	n += json_number_value(json_object_get(faults, "broker_crashes"));
-	n += json_number_value(json_object_get(faults, "consumer_crashes"));
-	return n;
-}
-
 /* "What this run can claim": each number with the confidence it deserves. */
 static void report_claims(FILE *f, json_t *s)
 {
@@ -187,27 +173,38 @@ static void report_claims(FILE *f, json_t *s)
 	double lost = report_num(s, "lost", NULL), ws = report_num(s, "wrongly_suppressed", NULL);
 	double viol = report_num(s, "invariants", "violations"), dpla = report_num(s, "faults", "duplicates_per_lost_ack");
 	const char *method = report_str(s, "miss_probability", "method"), *status = report_str(s, "status", NULL);
+	double ev = report_num(s, "miss_probability", "events"), deff = report_num(s, "miss_probability", "design_effect");
+	double neff = report_num(s, "miss_probability", "effective_trials");
+	double ilo_hi = report_num(json_object_get(s, "miss_probability"), "independent_trials", "ci_high");
 
 	fputs("## What this run can claim\n\n", f);
 	if (*status && strcmp(status, "ok") != 0)
 		fprintf(f, "- The run ended with status **%s**: the numbers cover what happened until then.\n", status);
 
-	/* the dedup miss probability */
+	/* the dedup miss probability, phrased in fault events */
 	if (!isfinite(n))
 		fputs("- The summary holds no miss probability.\n", f);
 	else if (n == 0)
 		fputs("- **Miss probability: no claim.** No duplicate was delivered, so this run says nothing about "
 		      "how often the dedup would let one through.\n",
 		      f);
+	else if (!isfinite(lo) || !isfinite(hi))
+		fprintf(f,
+			"- **Miss probability %s, no interval**: %s of %s duplicate deliveries were processed again, "
+			"but they came from only %s fault events (%s). Make faults smaller and more frequent, or run "
+			"longer, to get at least 20.\n",
+			report_g(p), report_count(k), report_count(n), report_count(ev),
+			report_str(s, "miss_probability", "reason"));
 	else if (k == 0) {
 		double target = hi > 1e-6 ? 1e-6 : pow(10, floor(log10(hi)) - 1);
 
 		fprintf(f,
-			"- **Miss probability below %s at 95 %% confidence**: zero misses in %s duplicate deliveries "
-			"(%s; the rule of three gives 3/n = %s). It cannot claim less: showing a miss probability "
-			"below %g takes about %s duplicate deliveries without a miss.\n",
-			report_g(hi), report_count(n), *method ? method : "upper bound", report_g(3 / n), target,
-			report_count(ceil(3 / target)));
+			"- **0 misses in %s duplicate deliveries from %s fault events: miss probability below %s at "
+			"95 %%** (%s). The duplicates of one event share their fate, so the bound counts events, not "
+			"duplicates; treating them as independent would claim %s. Showing a miss probability below %g "
+			"takes about %s fault events without a miss.\n",
+			report_count(n), report_count(ev), report_g(hi), *method ? method : "?", report_g(ilo_hi),
+			target, report_count(ceil(-log(0.025) / -log1p(-target))));
 	} else {
 		size_t top = 0;
 		double topv = -1;
@@ -221,9 +218,14 @@ static void report_claims(FILE *f, json_t *s)
 			}
 		}
 		fprintf(f,
-			"- **Miss probability %s** (95 %% interval %s – %s, %s): %s of %s duplicate deliveries were "
-			"processed again.",
-			report_g(p), report_g(lo), report_g(hi), *method ? method : "?", report_count(k), report_count(n));
+			"- **Miss probability %s** (95 %% interval %s – %s over %s fault events, %s): %s of %s duplicate "
+			"deliveries were processed again.",
+			report_g(p), report_g(lo), report_g(hi), report_count(ev), *method ? method : "?", report_count(k),
+			report_count(n));
+		if (isfinite(deff))
+			fprintf(f, " Misses cluster within events (design effect %s): the evidence is worth about %s "
+				   "independent duplicates, not %s.",
+				report_g(deff), report_count(round(neff)), report_count(n));
 		if (p < 0.1)
 			fprintf(f, " About one duplicate in %.0f gets through this dedup.", 1 / p);
 		if (topv > 0)
@@ -234,15 +236,21 @@ static void report_claims(FILE *f, json_t *s)
 
 	/* the duplicate rate against the model */
 	if (committed > 0 && isfinite(d)) {
-		double r = d / committed, rlo, rhi;
+		double r = d / committed, rlo = report_num(s, "duplicate_rate_band", "low");
+		double rhi = report_num(s, "duplicate_rate_band", "high");
 
-		stats_burst_band(d, report_fault_events(s), &rlo, &rhi);
-		rlo /= committed;
-		rhi /= committed;
-		fprintf(f, "- **Duplicate rate %s** (95 %% band %s – %s, counting each fault's burst of duplicates as one "
-			   "event): %s duplicate deliveries for %s committed messages.",
-			report_pct(r), report_pct(rlo), report_pct(rhi), report_count(d), report_count(committed));
-		if (isfinite(pred) && pred >= rlo && pred <= rhi)
+		if (isfinite(rlo))
+			fprintf(f, "- **Duplicate rate %s** (95 %% band %s – %s over %s fault events): %s duplicate "
+				   "deliveries for %s committed messages.",
+				report_pct(r), report_pct(rlo), report_pct(rhi),
+				report_count(report_num(s, "fault_events", NULL)), report_count(d), report_count(committed));
+		else
+			fprintf(f, "- **Duplicate rate %s** (no band: fewer than 20 fault events caused duplicates): %s "
+				   "duplicate deliveries for %s committed messages.",
+				report_pct(r), report_count(d), report_count(committed));
+		if (!isfinite(rlo))
+			;
+		else if (isfinite(pred) && pred >= rlo && pred <= rhi)
 			fprintf(f, " The model's %s lies inside the band: its assumptions hold well enough here.", report_pct(pred));
 		else if (isfinite(pred) && pred > 0)
 			fprintf(f, " The model predicts %s; the measured rate is %s× that, outside the band: the model's "
@@ -299,13 +307,28 @@ static void report_table(FILE *f, json_t *s)
 		report_pct(report_num(s, "duplicate_rate", NULL)), report_pct(report_num(s, "predicted", "duplicate_rate")));
 	fprintf(f, "| duplicates processed (dedup misses) | %s | |\n",
 		report_count(report_num(s, "duplicates_processed", NULL)));
-	if (n > 0)
-		fprintf(f, "| miss probability (duplicates processed / duplicate deliveries) | %s, 95 %% [%s, %s] (%s, n = %s) | |\n",
+	if (n > 0 && isfinite(report_num(s, "miss_probability", "ci_low")))
+		fprintf(f, "| miss probability (duplicates processed / duplicate deliveries) | %s, 95 %% [%s, %s] over %s "
+			   "fault events (%s) | |\n",
 			report_g(report_num(s, "miss_probability", "estimate")),
 			report_g(report_num(s, "miss_probability", "ci_low")),
-			report_g(report_num(s, "miss_probability", "ci_high")), *method ? method : "?", report_count(n));
-	else
+			report_g(report_num(s, "miss_probability", "ci_high")),
+			report_count(report_num(s, "miss_probability", "events")), *method ? method : "?");
+	else if (n > 0)
+		fprintf(f, "| miss probability (duplicates processed / duplicate deliveries) | %s, no interval (%s fault "
+			   "events) | |\n",
+			report_g(report_num(s, "miss_probability", "estimate")),
+			report_count(report_num(s, "miss_probability", "events")));
+	if (n > 0) {
+		json_t *it = json_object_get(json_object_get(s, "miss_probability"), "independent_trials");
+
+		fprintf(f, "| *secondary:* the same if every duplicate were an independent trial (it is not) | [%s, %s] "
+			   "(%s, n = %s) | |\n",
+			report_g(report_num(it, "ci_low", NULL)), report_g(report_num(it, "ci_high", NULL)),
+			report_str(it, "method", NULL), report_count(n));
+	} else {
 		fputs("| miss probability | no duplicate delivered | |\n", f);
+	}
 	fprintf(f, "| lost (committed, never processed) | %s | 0 |\n", report_count(report_num(s, "lost", NULL)));
 	fprintf(f, "| wrongly suppressed | %s | 0 |\n\n", report_count(report_num(s, "wrongly_suppressed", NULL)));
 	if (*report_str(s, "predicted", "assumes"))
@@ -323,6 +346,33 @@ static void report_table(FILE *f, json_t *s)
 		fprintf(f, "| `%s` | %s | %s |\n", report_causes[i].key, report_causes[i].meaning, report_count(v));
 	}
 	fputs(any ? "\n" : "No duplicate was processed: every duplicate delivery was caught.\n\n", f);
+}
+
+/* The fault events by kind, and how the intervals count them. */
+static void report_events(FILE *f, json_t *s)
+{
+	json_t *kinds = json_object_get(s, "fault_events_by_kind");
+	const char *k;
+	json_t *v;
+
+	fprintf(f, "### Fault events\n\n"
+		   "Every duplicate delivery belongs to the one fault event that caused it: the end of the consumer "
+		   "connection that held it unacked (a lost ack, a cut, a crash), or the failed publisher connection "
+		   "whose batch was republished; all connections a broker crash ended are one event. "
+		   "%s events caused duplicates ([events.csv](events.csv) lists each, with its duplicates and misses).\n\n",
+		report_count(report_num(s, "fault_events", NULL)));
+	fputs("| kind | events with duplicates |\n|---|---:|\n", f);
+	json_object_foreach(kinds, k, v)
+		if (json_number_value(v) > 0)
+			fprintf(f, "| `%s` | %s |\n", k, report_count(json_number_value(v)));
+	fputs("\n**How the intervals count evidence.** The duplicates of one event share their fate (the same gap, "
+	      "consumer and cache), so the event is the sampling unit: the miss probability is the ratio of misses "
+	      "to duplicates over events, its variance the delete-one-event jackknife's, turned into an interval by "
+	      "Korn and Graubard's effective-sample-size Clopper–Pearson with a t correction (method `events-kg`). "
+	      "With zero misses the bound assumes an event's duplicates all share one fate: 1 − 0.025^(1/events) "
+	      "(`events-zero`). With fewer than 20 events no interval is given. The duplicate-rate band treats events "
+	      "as a Poisson process (variance: the sum of squared event sizes). Details: sim/evidence.c.\n\n",
+	      f);
 }
 
 static void report_faults(FILE *f, json_t *s)
@@ -351,6 +401,7 @@ static void report_faults(FILE *f, json_t *s)
 	if (isfinite(dpla))
 		fprintf(f, " Duplicate deliveries per lost consumer ack: %s (the model assumes 1).", report_g(dpla));
 	fputs("\n\n", f);
+	report_events(f, s);
 }
 
 static void report_perf(FILE *f, const char *dir, json_t *s)
@@ -492,7 +543,7 @@ int report_write_sweep(const char *dir, char *err, size_t errlen)
 			fprintf(f, "%s`%s`", c == 1 ? "" : c == nvaried ? " and " : ", ", t.head[c]);
 	}
 	fputs(". All numbers: [sweep.csv](sweep.csv); each run's folder holds its own report.md. The duplicate "
-	      "rate's band counts each fault's burst of duplicates as one Poisson event (±1.96/√faults fired, relative), the miss probability's interval the run's own.\n\n",
+	      "rate's band and the miss probability's interval are each run's own, over its fault events (fewer than 20: none).\n\n",
 	      f);
 
 	/* the table */
@@ -556,7 +607,7 @@ int report_write_sweep(const char *dir, char *err, size_t errlen)
 
 		snprintf(alt, sizeof(alt), "Duplicate rate against %s", nvaried ? t.head[1] : "the run");
 		report_image(f, dir, "sweep-duprate", alt,
-			     "Measured duplicate deliveries per committed message with a 95 % band (each fault's burst of duplicates one Poisson event), and the model's "
+			     "Measured duplicate deliveries per committed message with a 95 % band over each run's fault events, and the model's "
 			     "prediction (open circles) for the same settings.");
 		snprintf(alt, sizeof(alt), "Miss probability against %s", nvaried ? t.head[1] : "the run");
 		report_image(f, dir, "sweep-miss", alt,

@@ -527,16 +527,3 @@ void stats_model(const struct stats_model_in *in, struct stats_model_out *out)
 		out->duplicate_rate = (p + q - p * q) / ((1 - p) * (1 - q));
 }
 
-void stats_burst_band(double d, double events, double *lo, double *hi)
-{
-	double rel;
-
-	if (!(d > 0)) {
-		*lo = 0;
-		*hi = 3;
-		return;
-	}
-	rel = 1.96 / sqrt(events > 0 ? events : d);
-	*lo = d * (1 - rel) > 0 ? d * (1 - rel) : 0;
-	*hi = d * (1 + rel);
-}

@@ -27,15 +27,6 @@ void stats_rule_of_three(uint64_t n, struct stats_interval *out);
  */
 void stats_proportion(uint64_t x, uint64_t n, double confidence, struct stats_interval *out);
 
-/*
- * A 95 % band on a count d of duplicates that came in `events` independent
- * bursts (a lost CommitOk republishes a batch, a lost ack redelivers what
- * the consumer held): the bursts are the Poisson count, so the relative
- * width is 1.96 / sqrt(events), not 1.96 / sqrt(d). events <= 0 (unknown):
- * Poisson on d itself. d == 0: [0, 3] (rule of three).
- */
-void stats_burst_band(double d, double events, double *lo, double *hi);
-
 /* Inverse of the standard normal CDF (for z at a confidence level). */
 double stats_normal_quantile(double p);
 /* Regularised incomplete beta I_x(a, b) and its inverse in x. */

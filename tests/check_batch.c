@@ -51,14 +51,17 @@ START_TEST(test_sweep_against_model)
 	while (fgets(line, sizeof(line), f)) {
 		char name[32], p_text[32], status[32];
 		double committed, attempts, excess, deliveries, dups, processed, lost, ws, rate, predicted, miss, lo, hi,
-			fired;
+			fired, events, dlo, dhi;
 		double p, b = 5, batches;
 
 		ck_assert_int_eq(sscanf(line,
-					"%31[^,],%31[^,],%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%31s",
+					"%31[^,],%31[^,],%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%31s",
 					name, p_text, &committed, &attempts, &excess, &deliveries, &dups, &processed, &lost,
-					&ws, &rate, &predicted, &miss, &lo, &hi, &fired, status),
-				 17);
+					&ws, &rate, &predicted, &miss, &lo, &hi, &fired, &events, &dlo, &dhi, status),
+				 20);
+		/* each lost CommitOk is one fault event; its band is over events or absent */
+		ck_assert_double_le(events, fired);
+		ck_assert(events >= 20 ? dlo <= rate && rate <= dhi : isnan(dlo));
 		ck_assert_str_eq(status, "ok");
 		ck_assert_int_eq(util_parse_prob(p_text, &p), 0);
 		batches = committed / b;
@@ -122,6 +125,10 @@ START_TEST(test_validate_verdicts)
 		ck_assert_str_eq(json_string_value(json_object_get(j, "verdict")), "PASS");
 		ck_assert_int_eq(json_integer_value(json_object_get(j, "misses")), 0);
 		ck_assert_double_lt(json_real_value(json_object_get(j, "ci_high")), 0.1);
+		/* the bound counts fault events, at the look's share of the error */
+		ck_assert_int_ge(json_integer_value(json_object_get(j, "fault_events")), 20);
+		ck_assert_double_gt(json_real_value(json_object_get(j, "look_confidence")), 0.95);
+		ck_assert_msg(strstr(out, "validate: plan: looks after run 1 2 4 8 16 32") != NULL, "%s", out);
 		json_decref(j);
 		util_rm_rf(dir);
 	}
@@ -141,11 +148,43 @@ START_TEST(test_validate_verdicts)
 				       "run.messages=2000", "--set", "dedup.mark=before", "--out", dir, "--quiet", NULL };
 
 		tmpdir(dir, sizeof(dir));
-		ck_assert_msg(dupsim(out, sizeof(out), args) == 2, "%s", out);
+		ck_assert_msg(dupsim(out, sizeof(out), args) == 3, "%s", out); /* INCONCLUSIVE has its own code */
 		ck_assert_msg(strstr(out, "INCONCLUSIVE") != NULL, "%s", out);
 		ck_assert_msg(strstr(out, "a PASS needs about") != NULL, "%s", out);
 		util_rm_rf(dir);
 	}
+}
+END_TEST
+
+/*
+ * The interval over fault events holds in repeated real runs: 20 seeds of
+ * the local-scope configuration whose old intervals covered in 6 of 30. Only
+ * a gross error fails this (at least 14 of 20, where a correct 95 % interval
+ * covers ~19); the old independent-trials interval must do worse, so the
+ * test is known to be able to fail.
+ */
+START_TEST(test_coverage_real_runs)
+{
+	char dir[64], out[16384], path[128];
+	const char *args[] = { "coverage", "scenarios/default.ini", "--runs", "20", "--min-covered", "14", "--set",
+			       "run.messages=4000", "--set", "consumers.count=2", "--set", "dedup.scope=local", "--set",
+			       "faults.commit_ok_loss=0", "--set", "faults.ack_loss=0.01", "--out", dir, "--quiet", NULL };
+	json_t *j;
+
+	tmpdir(dir, sizeof(dir));
+	ck_assert_msg(dupsim(out, sizeof(out), args) == 0, "%s", out);
+	fprintf(stderr, "%s", out);
+	snprintf(path, sizeof(path), "%s/coverage.json", dir);
+	j = json_load_file(path, 0, NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "runs")), 20);
+	ck_assert_int_ge(json_integer_value(json_object_get(j, "covered")), 14);
+	ck_assert_int_lt(json_integer_value(json_object_get(j, "independent_covered")),
+			 json_integer_value(json_object_get(j, "covered")));
+	ck_assert_double_lt(json_real_value(json_object_get(j, "mean_half_width")),
+			    3 * json_real_value(json_object_get(j, "sd")));
+	json_decref(j);
+	util_rm_rf(dir);
 }
 END_TEST
 
@@ -244,6 +283,7 @@ Suite *batch_suite(void)
 	tcase_add_test(tc, test_sweep_against_model);
 	tcase_add_test(tc, test_sweep_bad_value_runs_nothing);
 	tcase_add_test(tc, test_validate_verdicts);
+	tcase_add_test(tc, test_coverage_real_runs);
 	tcase_add_test(tc, test_curve_predicts_real_ttl);
 	tcase_set_timeout(tc, 240);
 	suite_add_tcase(s, tc);

@@ -57,7 +57,7 @@ static void assert_clean(const struct ledger *l)
 
 START_TEST(test_layout_and_names)
 {
-	ck_assert_uint_eq(sizeof(struct ledger_msg), 32);
+	ck_assert_uint_eq(sizeof(struct ledger_msg), 40);
 	ck_assert_str_eq(ledger_cause_name(LEDGER_CAUSE_EXPIRED), "expired");
 	ck_assert_str_eq(ledger_cause_name(LEDGER_CAUSE_NOT_INSERTED), "not_inserted");
 	ck_assert_str_eq(ledger_cause_name(LEDGER_CAUSE_OTHER_CACHE), "other_cache");

@@ -86,7 +86,11 @@ static const char summary_json[] =
 	" \"publish_attempts\": 12500, \"excess_copies\": 155, \"deliveries\": 12777,\n"
 	" \"duplicate_deliveries\": 432, \"duplicates_processed\": 0, \"lost\": 0, \"wrongly_suppressed\": 0,\n"
 	" \"duplicate_rate\": 0.035, \"miss_probability\": {\"estimate\": 0.0, \"ci_low\": 0.0,\n"
-	"   \"ci_high\": 0.00851, \"method\": \"clopper-pearson\", \"misses\": 0, \"trials\": 432},\n"
+	"   \"ci_high\": 0.0851, \"method\": \"events-zero\", \"misses\": 0, \"trials\": 432, \"events\": 42,\n"
+	"   \"design_effect\": null, \"effective_trials\": null, \"reason\": \"\",\n"
+	"   \"independent_trials\": {\"ci_low\": 0.0, \"ci_high\": 0.00851, \"method\": \"clopper-pearson\"}},\n"
+	" \"duplicate_rate_band\": {\"low\": 0.027, \"high\": 0.043},\n"
+	" \"fault_events\": 42, \"fault_events_by_kind\": {\"lost_ack\": 30, \"lost_commit_ok\": 12},\n"
 	" \"misses_by_cause\": {\"expired\": 0, \"race\": 0},\n"
 	" \"predicted\": {\"duplicate_rate\": 0.0151, \"excess_copies_per_message\": 0.0101,\n"
 	"   \"excess_copies\": 124.7, \"assumes\": \"independent losses (test text)\"},\n"
@@ -192,9 +196,13 @@ START_TEST(test_run_plots_and_report)
 	ck_assert_ptr_nonnull(strstr(md, "| duplicate deliveries | 432 |"));
 	ck_assert_ptr_nonnull(strstr(md, "3.5 %"));   /* duplicate rate */
 	ck_assert_ptr_nonnull(strstr(md, "1.51 %"));  /* the model's */
-	ck_assert_ptr_nonnull(strstr(md, "below 0.00851 at 95 %")); /* the claim of zero misses */
-	ck_assert_ptr_nonnull(strstr(md, "zero misses in 432 duplicate deliveries"));
-	ck_assert_ptr_nonnull(strstr(md, "clopper-pearson"));
+	/* the claim of zero misses, in events, with what the independent-trials bound would have said */
+	ck_assert_ptr_nonnull(strstr(md, "0 misses in 432 duplicate deliveries from 42 fault events: miss probability "
+					 "below 0.0851 at 95 %"));
+	ck_assert_ptr_nonnull(strstr(md, "would claim 0.00851"));
+	ck_assert_ptr_nonnull(strstr(md, "events-zero"));
+	ck_assert_ptr_nonnull(strstr(md, "band 2.7 % – 4.3 % over 42 fault events"));
+	ck_assert_ptr_nonnull(strstr(md, "| `lost_ack` | 30 |"));
 	ck_assert_ptr_nonnull(strstr(md, "independent losses (test text)"));
 	ck_assert_ptr_nonnull(strstr(md, "`drop basic.ack from=client p=0.005` | 12700 | 6 |"));
 	ck_assert_ptr_nonnull(strstr(md, "TTL 10ms"));
@@ -243,13 +251,13 @@ END_TEST
 static const char sweep_csv[] =
 	"run,dedup.ttl,faults.ack_loss,committed,publish_attempts,excess_copies,deliveries,duplicate_deliveries,"
 	"duplicates_processed,lost,wrongly_suppressed,duplicate_rate,predicted_duplicate_rate,miss_probability,"
-	"miss_ci_low,miss_ci_high,faults_fired,status\n"
-	"r01,10ms,0.5%,20000,20190,190,20908,908,600,0,0,0.0454,0.01517,0.6608,0.63,0.69,119,ok\n"
-	"r02,1ms,0.5%,20000,20190,190,20950,950,940,0,0,0.0475,0.01517,0.9895,0.98,0.995,119,ok\n"
-	"r03,1s,0.5%,20000,20190,190,20870,870,0,0,0,0.0435,0.01517,0,0,0.0042,119,ok\n"
-	"r04,1ms,1%,20000,20300,300,21900,1900,1880,0,0,0.095,0.0301,0.989,0.983,0.993,230,ok\n"
-	"r05,10ms,1%,,,,,,,,,,,,,,,failed\n"
-	"r06,1s,1%,20000,20300,300,21850,1850,0,0,0,0.0925,0.0301,0,0,0.002,230,ok\n";
+	"miss_ci_low,miss_ci_high,faults_fired,fault_events,duplicate_rate_low,duplicate_rate_high,status\n"
+	"r01,10ms,0.5%,20000,20190,190,20908,908,600,0,0,0.0454,0.01517,0.6608,0.63,0.69,119,100,0.04,0.051,ok\n"
+	"r02,1ms,0.5%,20000,20190,190,20950,950,940,0,0,0.0475,0.01517,0.9895,0.98,0.995,119,100,0.042,0.053,ok\n"
+	"r03,1s,0.5%,20000,20190,190,20870,870,0,0,0,0.0435,0.01517,0,0,0.0042,119,100,0.039,0.048,ok\n"
+	"r04,1ms,1%,20000,20300,300,21900,1900,1880,0,0,0.095,0.0301,0.989,0.983,0.993,230,200,0.088,0.102,ok\n"
+	"r05,10ms,1%,,,,,,,,,,,,,,,,,,failed\n"
+	"r06,1s,1%,20000,20300,300,21850,1850,0,0,0,0.0925,0.0301,0,0,0.002,230,15,nan,nan,ok\n";
 
 START_TEST(test_sweep)
 {
@@ -265,7 +273,7 @@ START_TEST(test_sweep)
 	ck_assert_ptr_nonnull(dat);
 	/* durations in ms, sorted by x within the group of the other key; the failed run left out */
 	ck_assert_ptr_nonnull(strstr(dat, "# group 1: faults.ack_loss=0.5%\n1 \"1ms\" 0.0475"));
-	ck_assert_ptr_nonnull(strstr(dat, "\n10 \"10ms\" 0.0454"));
+	ck_assert_ptr_nonnull(strstr(dat, "\n10 \"10ms\" 0.0454 0.04 0.051 ")); /* the run's own band over events */
 	ck_assert_ptr_nonnull(strstr(dat, "\n1000 \"1s\" 0.0435"));
 	ck_assert_ptr_nonnull(strstr(dat, "# group 2: faults.ack_loss=1%\n1 \"1ms\""));
 	ck_assert_ptr_null(strstr(dat, "\n10 \"10ms\" nan"));

@@ -622,23 +622,6 @@ START_TEST(test_model_edges)
 END_TEST
 
 /* Duplicates in bursts: the band follows the number of bursts, not of duplicates. */
-START_TEST(test_burst_band)
-{
-	double lo, hi;
-
-	stats_burst_band(400, 40, &lo, &hi); /* 40 lost CommitOks, batch 10 */
-	ck_assert(fabs(lo - 400 * (1 - 1.96 / sqrt(40))) < 1e-9);
-	ck_assert(fabs(hi - 400 * (1 + 1.96 / sqrt(40))) < 1e-9);
-	ck_assert_double_gt(hi - lo, 2 * 1.96 * sqrt(400)); /* wider than Poisson on the duplicates */
-	stats_burst_band(400, 0, &lo, &hi); /* events unknown: Poisson on the count */
-	ck_assert(fabs(hi - (400 + 1.96 * 20)) < 1e-9);
-	stats_burst_band(4, 1, &lo, &hi); /* one burst: the band starts at 0 */
-	ck_assert_double_eq(lo, 0);
-	stats_burst_band(0, 5, &lo, &hi);
-	ck_assert_double_eq(lo, 0);
-	ck_assert_double_eq(hi, 3);
-}
-END_TEST
 
 Suite *stats_suite(void)
 {
@@ -652,7 +635,6 @@ Suite *stats_suite(void)
 	tcase_add_test(tc, test_wilson);
 	tcase_add_test(tc, test_clopper_pearson);
 	tcase_add_test(tc, test_rule_of_three_and_choice);
-	tcase_add_test(tc, test_burst_band);
 	tcase_add_test(tc, test_intervals_monotone_and_huge);
 	tcase_add_test(tc, test_hist_buckets);
 	tcase_add_test(tc, test_hist_exact_small);
