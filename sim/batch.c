@@ -746,8 +746,8 @@ int batch_validate_cli(int argc, char **argv)
 
 static void coverage_usage(FILE *f)
 {
-	fprintf(f, "usage: dupsim coverage FILE [--runs N] [--min-covered K] [--set section.key=value]...\n"
-		   "                       [--out DIR] [--quiet]\n"
+	fprintf(f, "usage: dupsim coverage FILE [--runs N] [--min-covered K] [--max-width-ratio R]\n"
+		   "                       [--set section.key=value]... [--out DIR] [--quiet]\n"
 		   "\n"
 		   "Tests the miss-probability interval on your scenario: runs it N times (default\n"
 		   "25; seeds seed, seed+1, ...), pools every run's misses and duplicates into one\n"
@@ -757,7 +757,8 @@ static void coverage_usage(FILE *f)
 		   "estimates, and writes DIR/coverage.json.\n"
 		   "\n"
 		   "Exit codes: 0 when at least K runs (default 22 of 25, scaled to N) are covered\n"
-		   "and the mean half-width is below 3x the per-run sd; 1 when not; 2 bad command\n"
+		   "and the mean half-width is below R (default 3) times the per-run sd, so that\n"
+		   "[0, 1] can't pass; 1 when not; 2 bad command\n"
 		   "line or scenario; 4 could not run; 130 interrupted.\n");
 }
 
@@ -780,12 +781,14 @@ int batch_coverage_cli(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "runs", required_argument, NULL, 'n' }, { "min-covered", required_argument, NULL, 'k' },
+		{ "max-width-ratio", required_argument, NULL, 'w' },
 		{ "set", required_argument, NULL, 's' },  { "out", required_argument, NULL, 'o' },
 		{ "quiet", no_argument, NULL, 'q' },	  { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct batch b = { 0 };
 	unsigned long nruns = 25, min_covered = 0;
+	double max_ratio = 3;
 	struct coverage_run *cr = NULL;
 	unsigned done = 0, covered = 0, icovered = 0, without = 0;
 	uint64_t misses = 0, trials = 0;
@@ -812,6 +815,13 @@ int batch_coverage_cli(int argc, char **argv)
 			if (errno || end == optarg || *end || (opt == 'n' && (nruns < 2 || nruns > 1000))) {
 				util_log("coverage: --%s '%s': a whole number%s", opt == 'n' ? "runs" : "min-covered", optarg,
 					 opt == 'n' ? " from 2 to 1000" : "");
+				return 2;
+			}
+			break;
+		case 'w':
+			max_ratio = strtod(optarg, &end);
+			if (end == optarg || *end || !(max_ratio > 0)) {
+				util_log("coverage: --max-width-ratio '%s': a positive number, e.g. 3", optarg);
 				return 2;
 			}
 			break;
@@ -910,15 +920,15 @@ int batch_coverage_cli(int argc, char **argv)
 						     c));
 	}
 	sd = sqrt(sd);
-	ok = covered >= min_covered && half < 3 * sd;
+	ok = covered >= min_covered && half < max_ratio * sd;
 	printf("coverage: %s: pooled miss probability %.4g (%" PRIu64 " misses in %" PRIu64
 	       " duplicate deliveries over %u runs)\n"
 	       "coverage: the 95%% interval over fault events covered it in %u of %u runs (%u without an interval); "
 	       "needed %lu\n"
 	       "coverage: the independent-trials interval covered it in %u of %u\n"
-	       "coverage: per-run estimates: sd %.4g; mean half-width %.4g (%.2fx the sd; must stay below 3x)\n",
+	       "coverage: per-run estimates: sd %.4g; mean half-width %.4g (%.2fx the sd; must stay below %gx)\n",
 	       ok ? "OK" : "NOT MET", pooled, misses, trials, done, covered, done, without, min_covered, icovered, done, sd,
-	       half, sd > 0 ? half / sd : INFINITY);
+	       half, sd > 0 ? half / sd : INFINITY, max_ratio);
 	out = json_pack("{s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:o}", "scenario", b.sc.run.name, "pooled",
 			pooled, "runs", (int)done, "covered", (int)covered, "independent_covered", (int)icovered,
 			"without_interval", (int)without, "min_covered", (int)min_covered, "sd", sd, "mean_half_width", half,

@@ -263,10 +263,12 @@ static void report_claims(FILE *f, json_t *s)
 	}
 
 	/* loss */
-	if (committed > 0 && lost == 0)
-		fprintf(f, "- **No committed message was lost** (0 of %s): the loss probability is below %s at 95 %% "
-			   "(rule of three).\n",
-			report_count(committed), report_g(3 / committed));
+	if (committed > 0 && lost == 0 && ev >= 20)
+		fprintf(f, "- **No committed message was lost** (0 of %s, through %s fault events): the chance that a "
+			   "fault event loses a message is below %s at 95 %%.\n",
+			report_count(committed), report_count(ev), report_g(-expm1(log(0.05) / ev)));
+	else if (committed > 0 && lost == 0)
+		fprintf(f, "- **No committed message was lost** (0 of %s).\n", report_count(committed));
 	else if (lost > 0)
 		fprintf(f, "- **%s committed message%s lost** (never processed); %s deliver%s wrongly suppressed as "
 			   "duplicates.\n",
@@ -489,7 +491,7 @@ int report_write(const char *dir, char *err, size_t errlen)
 		     "key must live at least this long to catch it.");
 	report_image(f, dir, "miss-vs-ttl", "Predicted miss probability against cache TTL",
 		     "An exact cache whose keys expire TTL after the first accepted delivery misses exactly the "
-		     "duplicates with a longer gap; the band is the 95 % interval. A red point, when present, is this "
+		     "duplicates with a longer gap; the band is the 95 % interval over fault events (absent with fewer than 20). A red point, when present, is this "
 		     "run's own TTL and its measured miss probability.");
 	report_image(f, dir, "copies", "Copies delivered per message",
 		     "How many distinct copies (publish attempts) of each message reached a consumer; more than one "

@@ -183,9 +183,10 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 		return;
 	}
 	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
-		broker_kill(r->broker);
+		/* noted first: the workers see their connections die before broker_kill returns */
 		events_note_crash(&r->events, r->rc.open_sessions, sc->consumers.count + sc->publishers.count,
 				  util_now_ns());
+		broker_kill(r->broker);
 		r->broker_crashes++;
 		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
 		r->restart_at_ns = util_now_ns() + sc->faults.broker_down_ns;

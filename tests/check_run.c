@@ -415,6 +415,88 @@ START_TEST(test_tokyocabinet_survives_crash)
 }
 END_TEST
 
+/*
+ * Every duplicate delivery is charged to one fault event: events.csv adds up
+ * to the summary, each event that caused duplicates is a lost ack or a lost
+ * CommitOk (the only rules), and the headline interval counts those events.
+ */
+START_TEST(test_fault_events_add_up)
+{
+	const char *sets[] = { "run.messages=6000", "faults.commit_ok_loss=2%", "faults.ack_loss=1%",
+			       "dedup.scope=local", NULL };
+	struct result r;
+	char path[256], line[512];
+	double dups = 0, misses = 0, rows = 0, acks = 0, commits = 0;
+	FILE *f;
+
+	run_dupsim(&r, "t-events", sets, 0);
+	assert_ok(&r);
+	snprintf(path, sizeof(path), "%s/events.csv", r.dir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_str_eq(line, "t_s,kind,rule,connection,duplicates,misses\n");
+	while (fgets(line, sizeof(line), f)) {
+		char *last = strrchr(line, ','), *prev;
+		double d, m;
+
+		ck_assert_ptr_nonnull(last);
+		*last = '\0';
+		prev = strrchr(line, ',');
+		d = strtod(prev + 1, NULL);
+		m = strtod(last + 1, NULL);
+		ck_assert_double_le(m, d);
+		dups += d;
+		misses += m;
+		if (d > 0) {
+			rows++;
+			acks += strstr(line, ",lost_ack,\"drop basic.ack from=client") != NULL;
+			commits += strstr(line, ",lost_commit_ok,\"drop tx.commit-ok from=broker") != NULL;
+		}
+	}
+	fclose(f);
+	ck_assert_double_eq(dups, num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(misses, num(&r, "duplicates_processed"));
+	ck_assert_double_eq(rows, num(&r, "fault_events"));
+	ck_assert_msg(acks + commits == rows, "%.0f events, %.0f lost acks, %.0f lost CommitOks", rows, acks, commits);
+	ck_assert_double_ge(acks, 20);
+	ck_assert_double_ge(commits, 1);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.lost_ack"), acks);
+	ck_assert_double_eq(num(&r, "miss_probability.events"), rows);
+	/* local scope misses; the interval over events is wider than the one over duplicates */
+	ck_assert_double_gt(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_gt(num(&r, "miss_probability.ci_high") - num(&r, "miss_probability.ci_low"),
+			    num(&r, "miss_probability.independent_trials.ci_high") -
+				    num(&r, "miss_probability.independent_trials.ci_low"));
+	ck_assert_double_gt(num(&r, "miss_probability.design_effect"), 1);
+	ck_assert_double_lt(num(&r, "duplicate_rate_band.low"), num(&r, "duplicate_rate"));
+	ck_assert_double_gt(num(&r, "duplicate_rate_band.high"), num(&r, "duplicate_rate"));
+	result_release(&r);
+}
+END_TEST
+
+/* Too few fault events for an honest interval: an estimate, null bounds, and the reason. */
+START_TEST(test_few_events_no_interval)
+{
+	const char *sets[] = { "run.messages=2000", "faults.commit_ok_loss=0", "faults.ack_loss=0.2%",
+			       "dedup.store=none", NULL };
+	struct result r;
+	json_t *mp;
+
+	run_dupsim(&r, "t-few-events", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_lt(num(&r, "fault_events"), 20);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	mp = json_object_get(r.summary, "miss_probability");
+	ck_assert(json_is_null(json_object_get(mp, "ci_low")));
+	ck_assert(json_is_null(json_object_get(mp, "ci_high")));
+	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(mp, "reason")), "fewer than 20 fault events"));
+	ck_assert(json_is_null(json_object_get(r.summary, "duplicate_rate_band")));
+	ck_assert_msg(strstr(r.out, "no interval: fewer than 20 fault events") != NULL, "%s", r.out);
+	result_release(&r);
+}
+END_TEST
+
 /* ---- real crashes, quorum queues, hostile set-ups ---- */
 
 START_TEST(test_broker_crash_loses_nothing)
@@ -432,8 +514,13 @@ START_TEST(test_broker_crash_loses_nothing)
 	ck_assert_double_eq(num(&r, "lost"), 0);
 	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
 	/* the duplicates a crash makes come back after the broker was down for a second */
-	if (num(&r, "duplicate_deliveries") > 0)
+	if (num(&r, "duplicate_deliveries") > 0) {
 		ck_assert_double_gt(num(&r, "gap_ms.max"), 1000);
+		/* with no rule, every duplicate is charged to a crash: all sessions it ended are one event */
+		ck_assert_double_ge(num(&r, "fault_events_by_kind.broker_crash"), 1);
+		ck_assert_double_le(num(&r, "fault_events_by_kind.broker_crash"), num(&r, "faults.broker_crashes"));
+		ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	}
 	result_release(&r);
 }
 END_TEST
@@ -546,6 +633,8 @@ Suite *run_suite(void)
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("hostile");
+	tcase_add_test(tc, test_fault_events_add_up);
+	tcase_add_test(tc, test_few_events_no_interval);
 	tcase_add_test(tc, test_broker_crash_loses_nothing);
 	tcase_add_test(tc, test_quorum_queue);
 	tcase_add_test(tc, test_refused_login);

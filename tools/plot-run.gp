@@ -146,7 +146,7 @@ if (has_curve) {
 	clamp(v) = v > miss_floor ? v : miss_floor
 	cv = dir.'/curve.csv'
 	if (exists("meas_ttl")) {
-		plot cv skip 1 using 1:(clamp($3)):(clamp($4)) with filledcurves lc rgb c_band title '95 % interval of the prediction', \
+		plot cv skip 1 using 1:(clamp($3)):(clamp($4)) with filledcurves lc rgb c_band title '95 % interval over fault events', \
 		     cv skip 1 using 1:($2 > 0 ? $2 : NaN) with lines lw 2 lc rgb c_pub title 'predicted from this run''s duplicate gaps', \
 		     '+' using (meas_ttl):(meas_miss > 0 ? meas_miss : NaN):(clamp(meas_lo)):(clamp(meas_hi)) every ::0::0 \
 		         with yerrorbars pt 7 ps 1.3 lw 2 lc rgb c_dup \
@@ -155,7 +155,7 @@ if (has_curve) {
 		         with points pt 11 ps 1.8 lc rgb c_dup \
 		         title (meas_miss > 0 ? '' : sprintf('measured at this run''s TTL %g ms: no miss, 95 %% upper bound %.3g', meas_ttl, meas_hi))
 	} else {
-		plot cv skip 1 using 1:(clamp($3)):(clamp($4)) with filledcurves lc rgb c_band title '95 % interval of the prediction', \
+		plot cv skip 1 using 1:(clamp($3)):(clamp($4)) with filledcurves lc rgb c_band title '95 % interval over fault events', \
 		     cv skip 1 using 1:($2 > 0 ? $2 : NaN) with lines lw 2 lc rgb c_pub title 'predicted from this run''s duplicate gaps (cache without TTL)'
 	}
 }
