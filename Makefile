@@ -115,4 +115,4 @@ FUZZ_SRC_scenario := sim/scenario.c sim/rule.c sim/frame.c sim/util.c
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)
 
--include $(shell find build build-asan -name '*.d' 2>/dev/null)
+-include $(shell find $(sort build build-asan $(BUILD)) -name '*.d' 2>/dev/null)

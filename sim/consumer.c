@@ -79,7 +79,7 @@ struct cons_state {
 	uint32_t sessions; /* connections opened so far */
 };
 
-enum cons_step { STEP_BEFORE_MARK, STEP_AFTER_MARK, STEP_AFTER_PROCESS };
+enum cons_step { STEP_NONE, STEP_BEFORE_MARK, STEP_AFTER_MARK, STEP_AFTER_PROCESS };
 
 /* The session ends: `kind` says how, unless a rule or a crash said so first. */
 static void cons_end_session(struct cons_state *s, enum events_kind kind)
@@ -203,19 +203,25 @@ static void cons_mark(struct cons_state *s, size_t m, bool deferred)
 		ledger_note_marked(s->rc->ledger, m);
 }
 
-/* Does this consumer die now, at this step of handling a delivery? */
-static bool cons_crash_here(struct cons_state *s, enum cons_step step, bool draw)
+/*
+ * Where this delivery kills the consumer, drawn once per delivery: one of the
+ * steps, or STEP_NONE. The step is consumer_crash_at, mapped onto this
+ * delivery's order of steps (see cons_handle).
+ */
+static enum cons_step cons_crash_draw(struct cons_state *s)
 {
 	const struct scenario *sc = s->rc->sc;
-	static const enum scenario_crash_at at_of[] = {
-		[STEP_BEFORE_MARK] = SCENARIO_CRASH_BEFORE_MARK,
-		[STEP_AFTER_MARK] = SCENARIO_CRASH_AFTER_MARK,
-		[STEP_AFTER_PROCESS] = SCENARIO_CRASH_AFTER_PROCESS,
-	};
 
-	if (!draw || sc->faults.consumer_crash <= 0 || sc->faults.consumer_crash_at != at_of[step])
-		return false;
-	return util_rng_unit(&s->crash_rng) < sc->faults.consumer_crash;
+	if (sc->faults.consumer_crash <= 0 || util_rng_unit(&s->crash_rng) >= sc->faults.consumer_crash)
+		return STEP_NONE;
+	switch (sc->faults.consumer_crash_at) {
+	case SCENARIO_CRASH_BEFORE_MARK:
+		return STEP_BEFORE_MARK;
+	case SCENARIO_CRASH_AFTER_MARK:
+		return STEP_AFTER_MARK;
+	default:
+		return STEP_AFTER_PROCESS;
+	}
 }
 
 /*
@@ -243,10 +249,56 @@ static void cons_crash(struct cons_state *s)
 }
 
 /*
+ * The dedup decision for a delivery of m: true when the store says "seen".
+ * With mark = before the decision and the mark are one check-and-put, except
+ * when this delivery is to crash before its mark: then a lookup, so that the
+ * crash can fall between the two (*marked says whether the key went in).
+ * *deferred: the policy skipped the lookup and the key is to be queued.
+ */
+static bool cons_decide(struct cons_state *s, size_t m, int64_t count, bool redelivered, enum cons_step crash,
+			bool *looked_up, bool *marked, bool *deferred)
+{
+	const struct scenario *sc = s->rc->sc;
+	uint64_t key = (uint64_t)m + 1;
+	int r;
+
+	*looked_up = *marked = *deferred = false;
+	if (!s->c->store)
+		return false;
+	if (sc->dedup.check != SCENARIO_CHECK_ALWAYS && count <= 0 && !redelivered) {
+		/* assumed first: inserted without a lookup, queued where the store
+		 * pipelines (republish-count) or at once (flagged) */
+		*deferred = sc->dedup.check == SCENARIO_CHECK_REPUBLISH_COUNT;
+		return false;
+	}
+	*looked_up = true;
+	if (sc->dedup.mark != SCENARIO_MARK_BEFORE || crash == STEP_BEFORE_MARK)
+		return cons_store_call(s, OP_LOOKUP, key) == 1;
+	r = cons_store_call(s, OP_CHECK_AND_PUT, key);
+	if (r == 0) {
+		ledger_note_marked(s->rc->ledger, m);
+		*marked = true;
+	}
+	return r == 1;
+}
+
+/* Counts the delivery for the ack; sends the (multiple-)ack when ack_every are due. 0, or -1 when it failed. */
+static int cons_ack(struct cons_state *s, uint64_t tag)
+{
+	s->last_tag = tag;
+	s->unacked++;
+	if (s->unacked >= s->rc->sc->consumers.ack_every)
+		return cons_flush_acks(s);
+	return 0;
+}
+
+/*
  * One delivery: ledger, dedup decision, side effect, mark, then the ack.
- * The order of the steps depends on dedup.mark:
+ * The order of the steps depends on dedup.mark; a crash drawn for this
+ * delivery happens exactly at its step:
  *   before: decide -> [before-mark] -> mark -> [after-mark] -> process -> [after-process] -> ack
  *   after:  decide -> process -> [after-process = before-mark] -> mark -> [after-mark] -> ack
+ * A crash before the side effect leaves it undone (abandoned); after it, done.
  * Returns 0, -1 when the ack could not be sent, 1 when the consumer crashed.
  */
 static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
@@ -256,21 +308,20 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	struct ledger *l = rc->ledger;
 	const amqp_basic_properties_t *p = &e->message.properties;
 	bool before = sc->dedup.mark == SCENARIO_MARK_BEFORE;
-	bool have_store = s->c->store != NULL;
-	bool looked_up = false, dup = false, marked = false, deferred = false, crash_draw, duplicate;
+	bool looked_up, marked, deferred, duplicate;
+	enum cons_step crash;
 	unsigned acc;
-	events_id charge;
 	size_t m;
 	int64_t count, published;
-	uint64_t key, now;
+	uint64_t now = util_now_ns();
+	events_id charge;
 
-	now = util_now_ns();
 	atomic_fetch_add(&rc->deliveries, 1);
 	atomic_store(&rc->last_delivery_ns, now);
 	if (!(p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ||
 	    run_parse_message_id(rc, p->message_id.bytes, p->message_id.len, &m) < 0) {
 		ledger_note_foreign(l);
-		goto ack;
+		return cons_ack(s, e->delivery_tag);
 	}
 	count = header_int(p, "x-republish-count", 0);
 	published = header_int(p, "x-published-ns", -1);
@@ -279,66 +330,37 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	duplicate = ledger_note_decision(l, m, now, charge);
 	if (duplicate)
 		atomic_fetch_add(&rc->duplicate_deliveries, 1);
-	crash_draw = sc->faults.consumer_crash > 0;
-	key = (uint64_t)m + 1;
-	if (have_store) {
-		bool flagged = count > 0 || e->redelivered;
-
-		if (sc->dedup.check == SCENARIO_CHECK_ALWAYS || flagged) {
-			looked_up = true;
-			if (before) {
-				int r = cons_store_call(s, OP_CHECK_AND_PUT, key);
-
-				dup = r == 1;
-				if (r == 0) {
-					ledger_note_marked(l, m);
-					marked = true;
-				}
-			} else {
-				dup = cons_store_call(s, OP_LOOKUP, key) == 1;
-			}
-		} else {
-			/* assumed first: inserted without a lookup, queued where the store
-			 * pipelines (republish-count) or at once (flagged) */
-			deferred = sc->dedup.check == SCENARIO_CHECK_REPUBLISH_COUNT;
-		}
-	}
-	if (dup) {
+	crash = cons_crash_draw(s);
+	if (cons_decide(s, m, count, e->redelivered, crash, &looked_up, &marked, &deferred)) {
 		ledger_note_rejected(l, m);
-		goto ack;
+		return cons_ack(s, e->delivery_tag);
 	}
 	acc = ledger_note_accept(l, m, s->c->id, now);
 	if (before) {
-		if (cons_crash_here(s, STEP_BEFORE_MARK, crash_draw))
-			goto crash_unprocessed;
-		if (have_store && !marked)
+		if (crash == STEP_BEFORE_MARK)
+			goto crash_undone;
+		if (s->c->store && !marked)
 			cons_mark(s, m, deferred);
-		if (cons_crash_here(s, STEP_AFTER_MARK, crash_draw))
-			goto crash_unprocessed;
+		if (crash == STEP_AFTER_MARK)
+			goto crash_undone;
 	}
 	if (sc->consumers.work_ns)
 		util_sleep_ns(sc->consumers.work_ns);
 	ledger_note_executed(l, m, s->c->id, util_now_ns(), published >= 0 ? l->t0_ns + (uint64_t)published : 0, acc,
 			     looked_up, duplicate ? charge : 0);
 	atomic_fetch_add(&rc->executions, 1);
-	if (cons_crash_here(s, STEP_AFTER_PROCESS, crash_draw) ||
-	    (!before && cons_crash_here(s, STEP_BEFORE_MARK, crash_draw)))
-		goto crash;
+	if (crash == STEP_AFTER_PROCESS || (!before && crash == STEP_BEFORE_MARK))
+		goto crash_done;
 	if (!before) {
-		if (have_store)
+		if (s->c->store)
 			cons_mark(s, m, deferred);
-		if (cons_crash_here(s, STEP_AFTER_MARK, crash_draw))
-			goto crash;
+		if (crash == STEP_AFTER_MARK)
+			goto crash_done;
 	}
-ack:
-	s->last_tag = e->delivery_tag;
-	s->unacked++;
-	if (s->unacked >= sc->consumers.ack_every)
-		return cons_flush_acks(s);
-	return 0;
-crash_unprocessed:
+	return cons_ack(s, e->delivery_tag);
+crash_undone:
 	ledger_note_abandoned(l, m);
-crash:
+crash_done:
 	cons_crash(s);
 	return 1;
 }

@@ -10,6 +10,10 @@
 
 _Static_assert(sizeof(struct ledger_msg) == 40, "struct ledger_msg must stay 40 bytes");
 
+#define STATE_K(s) ((s) & 0xffffu)
+#define STATE_CLAIMS(s) ((s) >> 16)
+#define STATE_CLAIM (1u << 16)
+
 #define RLX memory_order_relaxed
 
 static const char *const cause_names[LEDGER_CAUSES] = {
@@ -175,15 +179,53 @@ events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_co
 	return prev;
 }
 
+/* Takes a claim on m; returns the state before. */
+static uint32_t claim(struct ledger_msg *e)
+{
+	uint32_t v = atomic_load_explicit(&e->state, memory_order_acquire), n;
+
+	do {
+		if (STATE_CLAIMS(v) == 0xffffu) {
+			set_flag(e, LEDGER_F_SATURATED);
+			return v;
+		}
+		n = v + STATE_CLAIM;
+	} while (!atomic_compare_exchange_weak_explicit(&e->state, &v, n, memory_order_acq_rel, memory_order_acquire));
+	return v;
+}
+
+/* Gives a claim back, executing the side effect when `execute`; returns the state before. */
+static uint32_t unclaim(struct ledger_msg *e, bool execute)
+{
+	uint32_t v = atomic_load_explicit(&e->state, memory_order_acquire), n;
+
+	do {
+		n = v;
+		if (STATE_CLAIMS(n))
+			n -= STATE_CLAIM;
+		if (execute) {
+			if (STATE_K(n) == 0xffffu)
+				set_flag(e, LEDGER_F_SATURATED);
+			else
+				n++;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&e->state, &v, n, memory_order_acq_rel, memory_order_acquire));
+	return v;
+}
+
 bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge)
 {
 	struct ledger_msg *e = msg_at(l, m);
 	uint64_t gap = 0;
+	uint32_t before;
 
 	if (!e)
 		return false;
-	if (inc16(e, &e->decided) == 0)
+	inc16(e, &e->decided);
+	before = claim(e);
+	if (STATE_K(before) == 0 && STATE_CLAIMS(before) == 0)
 		return false;
+	inc16(e, &e->dups);
 	/* A concurrent first delivery may not have been accepted yet: then there is no gap to record. */
 	if (since_first_accept(l, e, now_ns, &gap))
 		stats_hist_add(&l->gaps, gap);
@@ -196,10 +238,16 @@ bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id
 void ledger_note_rejected(struct ledger *l, size_t m)
 {
 	struct ledger_msg *e = msg_at(l, m);
+	uint32_t before;
 
 	if (!e)
 		return;
-	if (atomic_load_explicit(&e->executions, RLX) == 0 && atomic_load_explicit(&e->inflight, RLX) == 0)
+	before = unclaim(e, false);
+	if (STATE_K(before) != 0)
+		return;
+	set_flag(e, LEDGER_F_REJECTED_K0);
+	/* nothing executed, and no claim but this one: the dedup suppressed m wrongly */
+	if (STATE_CLAIMS(before) <= 1)
 		inc16(e, &e->suppressed);
 }
 
@@ -302,7 +350,7 @@ void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_
 
 	if (!e)
 		return;
-	k = inc16(e, &e->executions);
+	k = (uint16_t)STATE_K(unclaim(e, true));
 	dec8(&e->inflight);
 	if (k == 0) {
 		if (published_ns && now_ns >= published_ns)
@@ -321,6 +369,7 @@ void ledger_note_abandoned(struct ledger *l, size_t m)
 
 	if (!e)
 		return;
+	unclaim(e, false);
 	dec8(&e->inflight);
 	take_race_token(e);
 }
@@ -333,7 +382,7 @@ void ledger_note_foreign(struct ledger *l)
 /* A plain snapshot of one entry. */
 struct snap {
 	uint32_t copies;
-	unsigned attempts, deliveries, decided, executions, suppressed, inflight, flags, ncopies;
+	unsigned attempts, deliveries, decided, dups, executions, claims, suppressed, inflight, flags, ncopies;
 };
 
 static void snap_of(const struct ledger_msg *e, struct snap *s)
@@ -345,7 +394,13 @@ static void snap_of(const struct ledger_msg *e, struct snap *s)
 	s->attempts = atomic_load_explicit(&x->attempts, RLX);
 	s->deliveries = atomic_load_explicit(&x->deliveries, RLX);
 	s->decided = atomic_load_explicit(&x->decided, RLX);
-	s->executions = atomic_load_explicit(&x->executions, RLX);
+	{
+		uint32_t st = atomic_load_explicit(&x->state, RLX);
+
+		s->executions = STATE_K(st);
+		s->claims = STATE_CLAIMS(st);
+	}
+	s->dups = atomic_load_explicit(&x->dups, RLX);
 	s->suppressed = atomic_load_explicit(&x->suppressed, RLX);
 	s->inflight = atomic_load_explicit(&x->inflight, RLX);
 	s->flags = atomic_load_explicit(&x->flags, RLX);
@@ -355,6 +410,18 @@ static void snap_of(const struct ledger_msg *e, struct snap *s)
 static uint64_t load_u64(const _Atomic uint64_t *p)
 {
 	return atomic_load_explicit((_Atomic uint64_t *)p, RLX);
+}
+
+bool ledger_all_processed(const struct ledger *l)
+{
+	for (size_t i = 0; i < l->count; i++) {
+		struct ledger_msg *e = (struct ledger_msg *)&l->msgs[i];
+
+		if ((atomic_load_explicit(&e->flags, RLX) & LEDGER_F_CONFIRMED) &&
+		    STATE_K(atomic_load_explicit(&e->state, RLX)) == 0)
+			return false;
+	}
+	return true;
 }
 
 void ledger_totals(const struct ledger *l, struct ledger_totals *t)
@@ -372,7 +439,7 @@ void ledger_totals(const struct ledger *l, struct ledger_totals *t)
 		t->deliveries += s.deliveries;
 		t->decisions += s.decided;
 		t->executions += s.executions;
-		t->duplicate_deliveries += s.decided > 1 ? s.decided - 1 : 0;
+		t->duplicate_deliveries += s.dups;
 		t->duplicates_processed += s.executions > 1 ? s.executions - 1 : 0;
 		t->lost += (s.flags & LEDGER_F_CONFIRMED) && s.executions == 0;
 		t->wrongly_suppressed += s.suppressed;
@@ -455,8 +522,19 @@ size_t ledger_check(const struct ledger *l, bool drained, char *msg, size_t msgl
 		if (s.ncopies > s.attempts)
 			violation(&r, "message %zu: %u distinct copies delivered > %u publish attempts", i, s.ncopies,
 				  s.attempts);
-		if (drained && s.inflight)
-			violation(&r, "message %zu: %u deliveries still in flight after the drain", i, s.inflight);
+		if (drained && (s.inflight || s.claims))
+			violation(&r, "message %zu: %u deliveries still in flight (%u claims) after the drain", i,
+				  s.inflight, s.claims);
+		if (s.decided && s.dups > s.decided - 1)
+			violation(&r, "message %zu: %u duplicate deliveries of %u decided", i, s.dups, s.decided);
+		if (s.executions > 1 && s.executions - 1 > s.dups && !(s.flags & LEDGER_F_SATURATED))
+			violation(&r, "message %zu: executed %u times with %u duplicate deliveries", i, s.executions,
+				  s.dups);
+		if (s.suppressed && !(s.flags & LEDGER_F_REJECTED_K0))
+			violation(&r, "message %zu: wrongly suppressed without a rejection", i);
+		if (drained && (s.flags & LEDGER_F_CONFIRMED) && s.deliveries && !s.executions &&
+		    !(s.flags & LEDGER_F_REJECTED_K0))
+			violation(&r, "message %zu: lost, but no delivery was rejected while it was unexecuted", i);
 	}
 	ledger_totals(l, &t);
 	for (int c = 0; c < LEDGER_CAUSES; c++)

@@ -27,27 +27,36 @@ const char *ledger_cause_name(enum ledger_cause c);
 /*
  * One message, 40 bytes, updated with atomics only (no lock on the hot path).
  * Counters saturate at their type's maximum (and set LEDGER_F_SATURATED).
+ *
+ * `state` holds K(m) and the claims in one word, so that a decision sees
+ * both at one instant: a delivery claims m when it reaches the decision and
+ * gives the claim back when it is rejected, executed or abandoned. A
+ * delivery is a duplicate when, at its decision, m was executed (K > 0) or
+ * another delivery held a claim (its execution in flight, or about to be).
  */
 #define LEDGER_F_CONFIRMED 0x01 /* a CommitOk / confirm reached the publisher */
 #define LEDGER_F_SATURATED 0x02 /* a counter hit its maximum (reported) */
 #define LEDGER_F_COPY_OVERFLOW 0x04 /* a republish count >= 31 was delivered (folded into bit 31) */
 #define LEDGER_F_MARKED 0x08	    /* the dedup key was inserted and visible to lookups */
+#define LEDGER_F_REJECTED_K0 0x10   /* a delivery was rejected while K(m) was 0 */
 struct ledger_msg {
 	_Atomic uint64_t first_accept_ns; /* run clock + 1 of the first accepted delivery; 0 none */
 	_Atomic uint32_t copies;	  /* bit c: a copy with x-republish-count c was delivered */
+	_Atomic uint32_t state;		  /* K(m) (low 16 bits) and claims (high 16) */
+	_Atomic events_id last_session;	  /* the consumer session of the latest delivery */
+	_Atomic events_id dup_charge;	  /* the session the latest duplicate delivery was charged to */
 	_Atomic uint16_t attempts;	  /* publishes of this message */
 	_Atomic uint16_t deliveries;	  /* D(m) */
 	_Atomic uint16_t decided;	  /* A(m): deliveries that reached the dedup decision */
-	_Atomic uint16_t executions;	  /* K(m): side effects completed */
+	_Atomic uint16_t dups;		  /* duplicate deliveries of m */
 	_Atomic uint16_t first_consumer;  /* consumer of the first accepted delivery */
-	_Atomic uint16_t suppressed;	  /* rejections while K == 0 and nothing in flight */
+	_Atomic uint16_t suppressed;	  /* rejections while K == 0 and no other claim: wrong ones */
 	_Atomic uint8_t inflight;	  /* accepted, side effect not yet completed */
 	_Atomic uint8_t flags;
 	_Atomic uint8_t raced;		  /* accepts made while another copy was in flight, not yet
 					   * matched to a duplicate execution (the `race` cause) */
-	_Atomic events_id last_session;	  /* the consumer session of the latest delivery */
-	_Atomic events_id dup_charge;	  /* the session the latest duplicate delivery was charged to */
 };
+
 
 /* What the ledger knows of the dedup set-up, to classify misses without asking the store. */
 struct ledger_policy {
@@ -94,11 +103,13 @@ void ledger_note_confirm(struct ledger *l, size_t m);
  */
 events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count, events_id session,
 			       events_id cause);
-/* The delivery reached the dedup decision. Returns true when it is a duplicate
- * delivery (A(m) was already >= 1); its gap then goes into l->gaps and it is
- * charged to `charge` (what ledger_note_delivery returned). */
+/* The delivery reached the dedup decision and claims m. Returns true when it
+ * is a duplicate delivery (m executed, or claimed by another delivery); its
+ * gap then goes into l->gaps and it is charged to `charge` (what
+ * ledger_note_delivery returned). Every decision is followed by exactly one
+ * of ledger_note_rejected, ledger_note_executed or ledger_note_abandoned. */
 bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge);
-/* The store said "seen": counts a wrong suppression when nothing was executed or in flight. */
+/* The store said "seen": the claim is given back; a wrong suppression when nothing was executed or claimed. */
 void ledger_note_rejected(struct ledger *l, size_t m);
 /* The delivery was accepted by consumer c; the side effect starts. Returns LEDGER_ACCEPT_* flags. */
 unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns);
@@ -116,10 +127,13 @@ void ledger_note_marked(struct ledger *l, size_t m);
  */
 void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, uint64_t published_ns,
 			  unsigned accept_flags, bool looked_up, events_id charge);
-/* The consumer crashed between accept and completion. */
+/* The consumer crashed between accept and completion: the claim is given back. */
 void ledger_note_abandoned(struct ledger *l, size_t m);
 /* A delivery with an id not of this run. */
 void ledger_note_foreign(struct ledger *l);
+
+/* True when every committed message was executed at least once (a scan). */
+bool ledger_all_processed(const struct ledger *l);
 
 /* Totals over all messages (a scan; call when the run is quiet). */
 struct ledger_totals {
@@ -134,9 +148,12 @@ struct ledger_totals {
 void ledger_totals(const struct ledger *l, struct ledger_totals *t);
 
 /*
- * Checks the invariants (per message: K <= A <= D, D > 0 only for published
- * messages, distinct copies <= attempts, nothing in flight after the drain;
- * misses by cause add up to duplicates processed; no foreign deliveries).
+ * Checks the invariants (per message: K <= A <= D, duplicates <= A - 1 and
+ * K - 1 <= duplicates, D > 0 only for published messages, distinct copies <=
+ * attempts, no claim or execution in flight after the drain, and a lost
+ * message, once drained, had a delivery rejected while it was unexecuted;
+ * wrongly suppressed <= rejections; misses by cause add up to duplicates
+ * processed; no foreign deliveries).
  * Returns the number of violations and writes the first few, one per line, into msg.
  */
 size_t ledger_check(const struct ledger *l, bool drained, char *msg, size_t msglen);

@@ -331,19 +331,6 @@ static int64_t run_queue_depth(amqp_connection_state_t c, const char *queue)
 	return ok ? (int64_t)ok->message_count : -1;
 }
 
-/* True when every committed message was executed at least once. */
-static bool run_all_processed(const struct ledger *l)
-{
-	for (size_t i = 0; i < l->count; i++) {
-		const struct ledger_msg *m = &l->msgs[i];
-
-		if ((atomic_load_explicit(&m->flags, memory_order_relaxed) & LEDGER_F_CONFIRMED) &&
-		    atomic_load_explicit(&m->executions, memory_order_relaxed) == 0)
-			return false;
-	}
-	return true;
-}
-
 static void run_tick(struct run *r, uint64_t now)
 {
 	struct run_ctx *rc = &r->rc;
@@ -421,7 +408,7 @@ static void run_monitor(struct run *r)
 			 */
 			uint64_t idle = now - atomic_load(&rc->last_delivery_ns);
 
-			if ((idle > 500 * NS_PER_MS && run_all_processed(&r->ledger)) || idle > 3 * NS_PER_S) {
+			if ((idle > 500 * NS_PER_MS && ledger_all_processed(&r->ledger)) || idle > 3 * NS_PER_S) {
 				if (!direct)
 					direct = run_direct(r, err, sizeof(err));
 				if (run_queue_depth(direct, sc->broker.queue) == 0) {

@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +370,46 @@ START_TEST(test_crash_mark_before_loses_after_duplicates)
 }
 END_TEST
 
+/*
+ * Every crash point happens where its name says, for both marks (a shared
+ * memory store, which outlives the consumer): what was done before the crash
+ * decides what the redelivery finds.
+ */
+static const struct crash_case {
+	const char *mark, *at;
+	bool lost, misses; /* lost > 0, duplicates processed > 0 */
+} crash_cases[] = {
+	{ "before", "before-mark", false, false },  /* no key, no effect: the redelivery does it once */
+	{ "before", "after-mark", true, false },    /* key, no effect: the redelivery is rejected, lost */
+	{ "before", "after-process", false, false }, /* key and effect: a duplicate, caught */
+	{ "after", "before-mark", false, true },     /* effect, no key: done twice */
+	{ "after", "after-mark", false, false },     /* effect and key: caught */
+	{ "after", "after-process", false, true },   /* the same step as before-mark */
+};
+
+START_TEST(test_crash_points)
+{
+	const struct crash_case *c = &crash_cases[_i];
+	char mark[32], at[64];
+	const char *sets[] = { "run.messages=4000", "faults.commit_ok_loss=0", "faults.ack_loss=0",
+			       "faults.consumer_crash=1%", at, mark, NULL };
+	struct result r;
+
+	snprintf(mark, sizeof(mark), "dedup.mark=%s", c->mark);
+	snprintf(at, sizeof(at), "faults.consumer_crash_at=%s", c->at);
+	run_dupsim(&r, "t-crash-points", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "faults.consumer_crashes"), 0);
+	ck_assert_msg((num(&r, "lost") > 0) == c->lost, "mark=%s at=%s: lost %g", c->mark, c->at, num(&r, "lost"));
+	ck_assert_msg((num(&r, "duplicates_processed") > 0) == c->misses, "mark=%s at=%s: duplicates processed %g",
+		      c->mark, c->at, num(&r, "duplicates_processed"));
+	if (!c->lost)
+		ck_assert_double_eq(num(&r, "wrongly_suppressed"), 0);
+	ck_assert_double_eq(num(&r, "misses_by_cause.unexplained"), 0);
+	result_release(&r);
+}
+END_TEST
+
 START_TEST(test_republish_count_misses_attributed)
 {
 	const char *sets[] = { "run.messages=8000", "consumers.count=4", "faults.commit_ok_loss=3%",
@@ -634,6 +675,7 @@ Suite *run_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("hostile");
 	tcase_add_test(tc, test_fault_events_add_up);
+	tcase_add_loop_test(tc, test_crash_points, 0, (int)(sizeof(crash_cases) / sizeof(crash_cases[0])));
 	tcase_add_test(tc, test_few_events_no_interval);
 	tcase_add_test(tc, test_broker_crash_loses_nothing);
 	tcase_add_test(tc, test_quorum_queue);
