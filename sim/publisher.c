@@ -30,6 +30,7 @@ struct pub_state {
 	events_id session;  /* this connection's fault event; 0 none */
 	events_id failed;   /* the session that failed last: the cause of what is republished now */
 	uint32_t sessions;
+	uint64_t down_since; /* first failed connect since the last connection; 0: connected */
 };
 
 static void pub_drop_conn(struct pub_state *s, const char *why)
@@ -59,9 +60,17 @@ static int pub_connect(struct pub_state *s)
 
 	s->conn = mq_open(&s->rc->via, 5000, err, sizeof(err));
 	if (!s->conn) {
+		uint64_t now = util_now_ns();
+
+		/* a broker that never comes back: give up after drain_timeout, the run says why */
+		if (!s->down_since)
+			s->down_since = now;
+		else if (now - s->down_since > sc->run.drain_timeout_ns)
+			s->p->gave_up = true;
 		pub_drop_conn(s, err);
 		return -1;
 	}
+	s->down_since = 0;
 	s->session = events_open(s->rc->events, EVENTS_PUBLISHER, s->p->id, ++s->sessions, mq_local_port(s->conn),
 				 util_now_ns());
 	atomic_store(&s->rc->open_sessions[sc->consumers.count + s->p->id], s->session);
@@ -145,7 +154,7 @@ static void pub_confirmed(struct pub_state *s, uint64_t m)
 
 static bool pub_interrupted(const struct pub_state *s)
 {
-	return atomic_load(&s->rc->stop_publishing);
+	return atomic_load(&s->rc->stop_publishing) || s->p->gave_up;
 }
 
 /* tx mode: publish a batch, commit; on a failed commit republish the batch on a new connection. */

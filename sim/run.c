@@ -25,6 +25,7 @@
 #include "util.h"
 
 #define SETS_MAX 64
+#define RUN_RESTART_TRIES 5 /* a killed broker that won't come back in this many tries ends the run */
 
 enum {
 	EXIT_OK = 0,
@@ -77,6 +78,8 @@ struct run {
 
 	uint64_t next_crash_ns, restart_at_ns; /* broker crashes: when the next kill, when the restart */
 	uint64_t broker_crashes;
+	int restart_failures;	/* in a row */
+	bool broker_lost;	/* the broker could not be restarted: the run ended early */
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
@@ -108,8 +111,10 @@ static void run_usage(FILE *f)
 		   "  --seed N                 same as --set run.seed=N\n"
 		   "  --quiet                  no progress line\n"
 		   "\n"
-		   "Scenario keys: scenarios/README.md. Exit codes: 0 ok, 1 could not run, 2 bad\n"
-		   "command line or scenario, 3 ledger invariant violated, 130 interrupted.\n");
+		   "Scenario keys: scenarios/README.md. Exit codes: 0 ok, 1 could not run (or the\n"
+		   "broker was lost mid-run: results are written, summary.json's status says why:\n"
+		   "broker_restart_failed, publisher_gave_up), 2 bad command line or scenario,\n"
+		   "3 ledger invariant violated, 130 interrupted.\n");
 }
 
 /* What kind of fault event a rule makes of the connection it fires on. */
@@ -175,10 +180,20 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 	if (!sc->faults.broker_crash_every_ns || !r->broker)
 		return;
 	if (r->restart_at_ns && now >= r->restart_at_ns) {
-		if (broker_restart(r->broker, err, sizeof(err)) < 0)
-			util_log("run: restarting the broker failed: %s; retrying", err);
-		else
-			r->restart_at_ns = 0;
+		if (broker_restart(r->broker, err, sizeof(err)) < 0) {
+			if (++r->restart_failures >= RUN_RESTART_TRIES) {
+				util_log("run: restarting the broker failed %d times (last: %s); ending the run", RUN_RESTART_TRIES,
+					 err);
+				r->broker_lost = true;
+				return;
+			}
+			util_log("run: restarting the broker failed: %s; trying again in 1 s (%d of %d)", err,
+				 r->restart_failures, RUN_RESTART_TRIES);
+			r->restart_at_ns = util_now_ns() + NS_PER_S;
+			return;
+		}
+		r->restart_at_ns = 0;
+		r->restart_failures = 0;
 		r->next_crash_ns = util_now_ns() + sc->faults.broker_crash_every_ns;
 		return;
 	}
@@ -320,15 +335,27 @@ static int run_setup_queue(struct run *r, char *err, size_t errlen)
 	return 0;
 }
 
-/* Messages ready in the queue (not counting unacked ones), or -1. */
-static int64_t run_queue_depth(amqp_connection_state_t c, const char *queue)
+/*
+ * Messages ready in the queue (not counting unacked ones), or -1. A failed
+ * passive declare closes the channel (and a dead broker the connection): the
+ * connection is then dropped, and the next call opens a new one.
+ */
+static int64_t run_queue_depth(struct run *r, amqp_connection_state_t *c, const char *queue)
 {
 	amqp_queue_declare_ok_t *ok;
+	char err[256];
 
-	if (!c)
+	if (!*c)
+		*c = run_direct(r, err, sizeof(err));
+	if (!*c)
 		return -1;
-	ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
-	return ok ? (int64_t)ok->message_count : -1;
+	ok = amqp_queue_declare(*c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+	if (!ok || !mq_ok(amqp_get_rpc_reply(*c))) {
+		mq_abandon(*c);
+		*c = NULL;
+		return -1;
+	}
+	return (int64_t)ok->message_count;
 }
 
 static void run_tick(struct run *r, uint64_t now)
@@ -375,7 +402,6 @@ static void run_monitor(struct run *r)
 	const struct scenario *sc = &r->sc;
 	uint64_t next_tick = r->start_ns + NS_PER_S;
 	amqp_connection_state_t direct = NULL;
-	char err[256];
 
 	run_tick(r, r->start_ns); /* a row at t = 0: the time series starts from nothing */
 	for (;;) {
@@ -390,6 +416,8 @@ static void run_monitor(struct run *r)
 			next_tick += NS_PER_S;
 		}
 		run_broker_crashes(r, now);
+		if (r->broker_lost)
+			break;
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
 			r->publish_done_ns = now;
 		if (r->publish_done_ns && !r->restart_at_ns) {
@@ -409,9 +437,7 @@ static void run_monitor(struct run *r)
 			uint64_t idle = now - atomic_load(&rc->last_delivery_ns);
 
 			if ((idle > 500 * NS_PER_MS && ledger_all_processed(&r->ledger)) || idle > 3 * NS_PER_S) {
-				if (!direct)
-					direct = run_direct(r, err, sizeof(err));
-				if (run_queue_depth(direct, sc->broker.queue) == 0) {
+				if (run_queue_depth(r, &direct, sc->broker.queue) == 0) {
 					r->drained = true;
 					break;
 				}
@@ -591,12 +617,24 @@ static void run_evidence(struct run *r, struct run_report *rep)
 	rep->has_dup_band = evidence_count_band(rep->ev.ev, rep->ev.n, 0.95, &rep->dup_lo, &rep->dup_hi);
 }
 
+static bool run_publishers_gave_up(const struct run *r)
+{
+	for (size_t i = 0; r->pubs && i < r->sc.publishers.count; i++)
+		if (r->pubs[i].gave_up)
+			return true;
+	return false;
+}
+
 static const char *run_status(const struct run *r, const struct run_report *rep)
 {
 	if (r->interrupted)
 		return "interrupted";
 	if (rep->violations)
 		return "invariant_violation";
+	if (r->broker_lost)
+		return "broker_restart_failed";
+	if (run_publishers_gave_up(r))
+		return "publisher_gave_up";
 	if (r->drain_timed_out)
 		return "drain_timeout";
 	return "ok";
@@ -1005,6 +1043,11 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 		printf("  INVARIANTS VIOLATED (%zu): %s\n", rep->violations, rep->violation_text);
 	else
 		printf("  ledger invariants hold\n");
+	if (r->broker_lost)
+		printf("  the killed broker could not be restarted (%d tries): the run ended early\n", RUN_RESTART_TRIES);
+	for (size_t i = 0; r->pubs && i < r->sc.publishers.count; i++)
+		if (r->pubs[i].gave_up)
+			printf("  publisher %zu found no broker for run.drain_timeout and gave up: %s\n", i, r->pubs[i].error);
 	if (r->drain_timed_out)
 		printf("  the queue did not drain within run.drain_timeout\n");
 	if (!isnan(rep->dup_per_lost_ack))
@@ -1223,7 +1266,10 @@ int run_cli(int argc, char **argv)
 	run_print_summary(&r, &rep);
 	events_summary_release(&rep.ev);
 	if (code == EXIT_OK)
-		code = r.interrupted ? EXIT_INTERRUPTED : rep.violations ? EXIT_INVARIANT : EXIT_OK;
+		code = r.interrupted	       ? EXIT_INTERRUPTED
+		       : rep.violations	       ? EXIT_INVARIANT
+		       : r.broker_lost || run_publishers_gave_up(&r) ? EXIT_FAIL
+							       : EXIT_OK;
 	if (!r.interrupted)
 		run_cleanup_queue(&r);
 out:

@@ -54,6 +54,7 @@ struct publisher {
 	unsigned id;
 	uint64_t first, end; /* message indices [first, end) */
 	char error[256];     /* last connection problem, for the report */
+	bool gave_up;	     /* no connection for run.drain_timeout: the publisher stopped */
 };
 void *publisher_main(void *arg);
 

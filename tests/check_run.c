@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "mq.h"
 #include "tests.h"
 #include "util.h"
@@ -566,6 +567,49 @@ START_TEST(test_broker_crash_loses_nothing)
 }
 END_TEST
 
+static void kill_broker_after_2s(pid_t pid, void *arg)
+{
+	(void)pid;
+	util_sleep_ns(2 * NS_PER_S);
+	broker_kill(arg);
+}
+
+/*
+ * A broker that dies and never comes back: the publishers give up after
+ * run.drain_timeout, the run ends (it used to retry forever) with the
+ * reason in its status, and its results are written.
+ */
+START_TEST(test_broker_gone_publishers_give_up)
+{
+	struct broker_opts o = { .quiet = true };
+	struct broker *b = NULL;
+	char err[512], url[300], path[100];
+	const char *args[] = { "run", "scenarios/default.ini", "--quiet", "--out", path, "--set", url, "--set",
+			       "run.messages=20000", "--set", "publishers.rate=300", "--set", "run.drain_timeout=3s", NULL };
+	struct result r = { 0 };
+	uint64_t t0;
+
+	ck_assert_msg(broker_start(&b, &o, err, sizeof(err)) == 0, "%s", err);
+	snprintf(url, sizeof(url), "broker.url=%s", broker_url(b));
+	snprintf(path, sizeof(path), "/tmp/dupsim-gone-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(path));
+	rmdir(path);
+	t0 = util_now_ns();
+	r.status = test_dupsim(args, r.out, sizeof(r.out), kill_broker_after_2s, b);
+	ck_assert_msg(util_now_ns() - t0 < 40 * NS_PER_S, "took %.1f s", (double)(util_now_ns() - t0) / 1e9);
+	ck_assert_msg(r.status == 1, "exit %d:\n%s", r.status, r.out);
+	ck_assert_msg(strstr(r.out, "gave up") != NULL, "%s", r.out);
+	snprintf(r.dir, sizeof(r.dir), "%s", path);
+	snprintf(err, sizeof(err), "%s/summary.json", path);
+	r.summary = json_load_file(err, 0, NULL);
+	ck_assert_ptr_nonnull(r.summary);
+	ck_assert_str_eq(json_string_value(json_object_get(r.summary, "status")), "publisher_gave_up");
+	ck_assert_double_lt(num(&r, "committed"), 20000);
+	result_release(&r);
+	broker_free(b);
+}
+END_TEST
+
 START_TEST(test_quorum_queue)
 {
 	const char *sets[] = { "run.messages=4000", "broker.queue_type=quorum", "faults.commit_ok_loss=2%",
@@ -678,6 +722,7 @@ Suite *run_suite(void)
 	tcase_add_loop_test(tc, test_crash_points, 0, (int)(sizeof(crash_cases) / sizeof(crash_cases[0])));
 	tcase_add_test(tc, test_few_events_no_interval);
 	tcase_add_test(tc, test_broker_crash_loses_nothing);
+	tcase_add_test(tc, test_broker_gone_publishers_give_up);
 	tcase_add_test(tc, test_quorum_queue);
 	tcase_add_test(tc, test_refused_login);
 	tcase_add_test(tc, test_redis_down);
