@@ -84,6 +84,12 @@ static int batch_prepare(struct batch *b, const char *kind)
 			 strerror(errno));
 		return -1;
 	}
+	/* a scenario that kills its broker: every run starts (and kills) a node of its own */
+	if (b->sc.faults.broker_crash_every_ns) {
+		if (!b->quiet)
+			util_log("%s: the scenario kills its broker: each run starts a private node of its own", kind);
+		return 0;
+	}
 	if (strcmp(b->sc.broker.url, "embedded") == 0 && broker_find_persistent(url, sizeof(url)) < 0) {
 		struct broker_opts o = { .quiet = b->quiet };
 
