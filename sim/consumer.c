@@ -87,7 +87,6 @@ static void cons_end_session(struct cons_state *s, enum events_kind kind)
 	if (!s->session)
 		return;
 	events_close(s->rc->events, s->session, kind, util_now_ns());
-	atomic_store(&s->rc->open_sessions[s->c->id], 0);
 	s->session = 0;
 }
 
@@ -118,7 +117,6 @@ static int cons_connect(struct cons_state *s)
 	}
 	s->session = events_open(s->rc->events, EVENTS_CONSUMER, s->c->id, ++s->sessions, mq_local_port(s->conn),
 				 util_now_ns());
-	atomic_store(&s->rc->open_sessions[s->c->id], s->session);
 	if (!amqp_basic_qos(s->conn, 1, 0, (uint16_t)sc->consumers.prefetch, 0)) {
 		cons_drop_conn(s, "basic.qos failed");
 		return -1;
@@ -178,14 +176,20 @@ static int cons_store_call(struct cons_state *s, int op, uint64_t key)
 	return r;
 }
 
-/* Makes queued inserts visible, and tells the ledger. */
+/* Makes queued inserts visible, and tells the ledger; a failed flush made none of them visible. */
 static void cons_flush_deferred(struct cons_state *s)
 {
+	bool ok;
+
 	if (!s->ndeferred)
 		return;
-	cons_store_call(s, OP_FLUSH, 0);
-	for (size_t i = 0; i < s->ndeferred; i++)
-		ledger_note_marked(s->rc->ledger, s->deferred[i]);
+	ok = cons_store_call(s, OP_FLUSH, 0) == 0;
+	for (size_t i = 0; i < s->ndeferred; i++) {
+		if (ok)
+			ledger_note_marked(s->rc->ledger, s->deferred[i]);
+		else
+			ledger_note_mark_failed(s->rc->ledger, s->deferred[i]);
+	}
 	s->ndeferred = 0;
 }
 
@@ -193,7 +197,10 @@ static void cons_flush_deferred(struct cons_state *s)
 static void cons_mark(struct cons_state *s, size_t m, bool deferred)
 {
 	if (deferred) {
-		cons_store_call(s, OP_PUT_DEFERRED, (uint64_t)m + 1);
+		if (cons_store_call(s, OP_PUT_DEFERRED, (uint64_t)m + 1) < 0) {
+			ledger_note_mark_failed(s->rc->ledger, m);
+			return;
+		}
 		s->deferred[s->ndeferred++] = m;
 		if (s->ndeferred == DEFERRED_MAX)
 			cons_flush_deferred(s);
@@ -201,6 +208,8 @@ static void cons_mark(struct cons_state *s, size_t m, bool deferred)
 	}
 	if (cons_store_call(s, OP_PUT, (uint64_t)m + 1) == 0)
 		ledger_note_marked(s->rc->ledger, m);
+	else
+		ledger_note_mark_failed(s->rc->ledger, m);
 }
 
 /*
@@ -256,13 +265,13 @@ static void cons_crash(struct cons_state *s)
  * *deferred: the policy skipped the lookup and the key is to be queued.
  */
 static bool cons_decide(struct cons_state *s, size_t m, int64_t count, bool redelivered, enum cons_step crash,
-			bool *looked_up, bool *marked, bool *deferred)
+			bool *looked_up, bool *marked, bool *deferred, bool *store_error)
 {
 	const struct scenario *sc = s->rc->sc;
 	uint64_t key = (uint64_t)m + 1;
 	int r;
 
-	*looked_up = *marked = *deferred = false;
+	*looked_up = *marked = *deferred = *store_error = false;
 	if (!s->c->store)
 		return false;
 	if (sc->dedup.check != SCENARIO_CHECK_ALWAYS && count <= 0 && !redelivered) {
@@ -272,12 +281,20 @@ static bool cons_decide(struct cons_state *s, size_t m, int64_t count, bool rede
 		return false;
 	}
 	*looked_up = true;
-	if (sc->dedup.mark != SCENARIO_MARK_BEFORE || crash == STEP_BEFORE_MARK)
-		return cons_store_call(s, OP_LOOKUP, key) == 1;
+	/* a failing store: go on as if the key were absent (fail-open), and say so */
+	if (sc->dedup.mark != SCENARIO_MARK_BEFORE || crash == STEP_BEFORE_MARK) {
+		r = cons_store_call(s, OP_LOOKUP, key);
+		*store_error = r < 0;
+		return r == 1;
+	}
 	r = cons_store_call(s, OP_CHECK_AND_PUT, key);
 	if (r == 0) {
 		ledger_note_marked(s->rc->ledger, m);
 		*marked = true;
+	} else if (r < 0) {
+		*store_error = true;
+		ledger_note_mark_failed(s->rc->ledger, m);
+		*marked = true; /* tried: not again */
 	}
 	return r == 1;
 }
@@ -308,9 +325,9 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	struct ledger *l = rc->ledger;
 	const amqp_basic_properties_t *p = &e->message.properties;
 	bool before = sc->dedup.mark == SCENARIO_MARK_BEFORE;
-	bool looked_up, marked, deferred, duplicate;
+	bool looked_up, marked, deferred, store_error;
 	enum cons_step crash;
-	unsigned acc;
+	unsigned acc, seen;
 	size_t m;
 	int64_t count, published;
 	uint64_t now = util_now_ns();
@@ -327,15 +344,17 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	published = header_int(p, "x-published-ns", -1);
 	charge = ledger_note_delivery(l, m, count < 0 ? 0 : (unsigned)count, s->session,
 				      (events_id)header_int(p, "x-dupsim-event", 0));
-	duplicate = ledger_note_decision(l, m, now, charge);
-	if (duplicate)
+	seen = ledger_note_decision(l, m, now, charge);
+	if (seen)
 		atomic_fetch_add(&rc->duplicate_deliveries, 1);
 	crash = cons_crash_draw(s);
-	if (cons_decide(s, m, count, e->redelivered, crash, &looked_up, &marked, &deferred)) {
+	if (cons_decide(s, m, count, e->redelivered, crash, &looked_up, &marked, &deferred, &store_error)) {
 		ledger_note_rejected(l, m);
 		return cons_ack(s, e->delivery_tag);
 	}
-	acc = ledger_note_accept(l, m, s->c->id, now);
+	acc = ledger_note_accept(l, m, s->c->id, now, seen);
+	if (store_error)
+		acc |= LEDGER_ACCEPT_STORE_ERROR;
 	if (before) {
 		if (crash == STEP_BEFORE_MARK)
 			goto crash_undone;
@@ -347,7 +366,7 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	if (sc->consumers.work_ns)
 		util_sleep_ns(sc->consumers.work_ns);
 	ledger_note_executed(l, m, s->c->id, util_now_ns(), published >= 0 ? l->t0_ns + (uint64_t)published : 0, acc,
-			     looked_up, duplicate ? charge : 0);
+			     looked_up, seen ? charge : 0);
 	atomic_fetch_add(&rc->executions, 1);
 	if (crash == STEP_AFTER_PROCESS || (!before && crash == STEP_BEFORE_MARK))
 		goto crash_done;

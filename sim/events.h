@@ -18,6 +18,11 @@
  * republished. How it ended gives the event its kind: the proxy rule that
  * fired on it (found by the client's port), the consumer's own crash, or a
  * broker crash. Sessions ended by one broker crash are one event: the crash.
+ *
+ * Memory stays flat however long the run: only open sessions are held; a
+ * closed session, every duplicate charged to a session and every miss are
+ * records appended to a spill file (unlinked, in $TMPDIR), read back once by
+ * events_summarise.
  */
 enum events_kind {
 	EVENTS_NONE,		/* the session did not end by a fault (still open at the end) */
@@ -35,46 +40,38 @@ const char *events_kind_name(enum events_kind k);
 
 enum events_role { EVENTS_CONSUMER, EVENTS_PUBLISHER, EVENTS_BROKER };
 
-/* Ids are 1-based; 0 means none. */
+/* Ids are 1-based; 0 means none. Id 1 is the entry that collects unattributed duplicates. */
 typedef uint32_t events_id;
+#define EVENTS_UNATTRIBUTED_ID 1
 
+/* What is known of a session (or a crash): while it is open, and once it has ended. */
 struct events_entry {
-	uint64_t open_ns, end_ns; /* session opened, ended (fault time for a rule); util_now_ns() */
-	int32_t rule;		  /* proxy rule index that fired on it, -1 none */
-	events_id crash;	  /* the broker-crash event that ended it, 0 none */
-	uint8_t kind;		  /* enum events_kind */
-	uint8_t role;		  /* enum events_role */
-	uint16_t worker;	  /* consumer / publisher number */
-	uint32_t session;	  /* that worker's connection number, from 1 */
-	_Atomic uint64_t dups, misses;
-};
-
-/* One duplicate delivery: the session it was charged to and its gap. */
-struct events_dup {
 	events_id id;
-	uint32_t gap_us; /* saturates at UINT32_MAX µs (71 min) */
+	uint64_t end_ns;   /* when it ended (the fault's time for a rule); util_now_ns(); 0 still open */
+	int32_t rule;	   /* proxy rule index that fired on it, -1 none */
+	events_id crash;   /* the broker-crash event that ended it, 0 none */
+	uint8_t kind;	   /* enum events_kind */
+	uint8_t role;	   /* enum events_role */
+	uint16_t worker;   /* consumer / publisher number */
+	uint32_t session;  /* that worker's connection number, from 1 */
 };
-
-#define EVENTS_CHUNK 4096
-#define EVENTS_CHUNKS 4096 /* at most 16M sessions */
 
 struct events {
 	pthread_mutex_t lock;
-	struct events_entry *chunk[EVENTS_CHUNKS];
-	_Atomic uint32_t count;
+	_Atomic uint32_t count;		  /* ids issued */
 	_Atomic events_id by_port[65536]; /* client port -> its open session */
-	events_id unattributed;		  /* the one entry that collects unattributed duplicates */
-	struct events_dup *dups;	  /* guarded by lock */
-	size_t ndups, capdups;
-	bool oom;			  /* a record could not be kept (reported by events_check) */
+	struct events_entry *open;	  /* the open sessions (few: one per worker at most) */
+	size_t nopen, capopen;
+	FILE *spill;			  /* closed sessions, duplicates, misses */
+	char *buf;			  /* records waiting to be written */
+	size_t used;
+	uint64_t dups, misses;		  /* totals, for a quick check */
+	bool failed;			  /* a record could not be kept (reported by the run) */
 };
 
-/* 0, or -1 out of memory. */
-int events_init(struct events *ev);
+/* 0, or -1 (no memory, or no spill file: $TMPDIR not writable) with one line in err. */
+int events_init(struct events *ev, char *err, size_t errlen);
 void events_release(struct events *ev);
-
-/* The entry of an id (1..count), or NULL. Lock-free. */
-struct events_entry *events_get(struct events *ev, events_id id);
 
 /*
  * A worker opened a connection: a new session. port: the client's local
@@ -86,35 +83,33 @@ events_id events_open(struct events *ev, enum events_role role, unsigned worker,
 void events_close(struct events *ev, events_id id, enum events_kind kind, uint64_t now_ns);
 /* A proxy rule fired on the connection of client port `port` (from the proxy's thread). */
 void events_note_rule(struct events *ev, uint16_t port, int32_t rule, enum events_kind kind, uint64_t now_ns);
-/*
- * The broker was killed: a new event, and every session in open[0..n) (the
- * workers' current ones, 0 = none) that no rule ended already is ended by it.
- */
-events_id events_note_crash(struct events *ev, const _Atomic events_id *open, size_t n, uint64_t now_ns);
+/* The broker was killed: a new event, and every open session no rule ended already is ended by it. */
+events_id events_note_crash(struct events *ev, uint64_t now_ns);
+/* A copy of what is known of an open session; false when it is not open. */
+bool events_peek(struct events *ev, events_id id, struct events_entry *out);
 
-/* A duplicate delivery charged to session id (0: unattributed), with its gap. */
+/* A duplicate delivery charged to session id (0 or unknown: unattributed), with its gap. */
 void events_note_dup(struct events *ev, events_id id, uint64_t gap_ns);
 /* One of the duplicates charged to id was processed again (a miss). */
 void events_note_miss(struct events *ev, events_id id);
 
-/* The event a session's duplicates count towards: the crash that ended it, or itself. */
-events_id events_unit(struct events *ev, events_id id);
-
 /*
- * The run's fault events, once quiet: every unit with a duplicate, a rule or
- * a crash. Filled by events_summarise; freed by events_summary_release.
+ * The run's fault events, once quiet (every session still open is closed
+ * first): every unit with a duplicate, a rule or a crash; a unit is a
+ * session, or a crash with all the sessions it ended.
  */
 struct events_summary {
 	size_t n;
-	events_id *unit;	       /* the unit's id */
-	struct evidence_event *ev;     /* its duplicates and misses */
-	uint64_t with_dups;	       /* units that caused at least one duplicate: "fault events" */
+	struct events_entry *unit;      /* what is known of each unit */
+	struct evidence_event *ev;      /* its duplicates and misses */
+	uint64_t with_dups;		/* units that caused at least one duplicate: "fault events" */
 	uint64_t by_kind[EVENTS_KINDS]; /* of those, by kind */
 	uint64_t dups, misses;
 	/* for the miss-vs-TTL curve: each unit's gaps, sorted, in one array */
 	uint32_t *gaps_us;
 	size_t *gap_start; /* unit i's gaps are gaps_us[gap_start[i] .. gap_start[i + 1]) */
 };
+/* 0, or -1 (out of memory, or the spill could not be read back). */
 int events_summarise(struct events *ev, struct events_summary *s);
 void events_summary_release(struct events_summary *s);
 
@@ -125,7 +120,7 @@ void events_summary_release(struct events_summary *s);
 void events_summary_above(const struct events_summary *s, double ttl_us, uint64_t *x, uint64_t *d);
 
 /* events.csv: t_s,kind,rule,connection,duplicates,misses; rule_text(i) names rule i. */
-void events_write_csv(struct events *ev, const struct events_summary *s, FILE *f, uint64_t t0_ns,
+void events_write_csv(const struct events_summary *s, FILE *f, uint64_t t0_ns,
 		      const char *(*rule_text)(void *arg, int32_t rule), void *arg);
 
 #endif

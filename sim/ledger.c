@@ -8,7 +8,7 @@
 
 #include "util.h"
 
-_Static_assert(sizeof(struct ledger_msg) == 40, "struct ledger_msg must stay 40 bytes");
+_Static_assert(sizeof(struct ledger_msg) == 48, "struct ledger_msg must stay 48 bytes");
 
 #define STATE_K(s) ((s) & 0xffffu)
 #define STATE_CLAIMS(s) ((s) >> 16)
@@ -24,6 +24,7 @@ static const char *const cause_names[LEDGER_CAUSES] = {
 	[LEDGER_CAUSE_OTHER_CACHE] = "other_cache",
 	[LEDGER_CAUSE_RACE] = "race",
 	[LEDGER_CAUSE_LOST_IN_CRASH] = "lost_in_crash",
+	[LEDGER_CAUSE_STORE_ERROR] = "store_error",
 	[LEDGER_CAUSE_UNEXPLAINED] = "unexplained",
 };
 
@@ -213,18 +214,24 @@ static uint32_t unclaim(struct ledger_msg *e, bool execute)
 	return v;
 }
 
-bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge)
+unsigned ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge)
 {
 	struct ledger_msg *e = msg_at(l, m);
 	uint64_t gap = 0;
 	uint32_t before;
+	unsigned seen = LEDGER_SEEN_DUP;
 
 	if (!e)
-		return false;
+		return 0;
 	inc16(e, &e->decided);
 	before = claim(e);
 	if (STATE_K(before) == 0 && STATE_CLAIMS(before) == 0)
-		return false;
+		return 0;
+	/* seen now, before the store is asked: what the store's answer will be judged by */
+	if (STATE_CLAIMS(before))
+		seen |= LEDGER_SEEN_INFLIGHT;
+	if (!(atomic_load_explicit(&e->flags, memory_order_acquire) & LEDGER_F_MARKED))
+		seen |= LEDGER_SEEN_UNMARKED;
 	inc16(e, &e->dups);
 	/* A concurrent first delivery may not have been accepted yet: then there is no gap to record. */
 	if (since_first_accept(l, e, now_ns, &gap))
@@ -232,7 +239,13 @@ bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id
 	atomic_store_explicit(&e->dup_charge, charge, RLX);
 	if (l->events)
 		events_note_dup(l->events, charge, gap);
-	return true;
+	return seen;
+}
+
+/* The key was inserted or found: it is the most recently used. */
+static void touch(struct ledger *l, struct ledger_msg *e)
+{
+	atomic_store_explicit(&e->touched, atomic_fetch_add_explicit(&l->touches, 1, RLX) + 1, RLX);
 }
 
 void ledger_note_rejected(struct ledger *l, size_t m)
@@ -243,6 +256,7 @@ void ledger_note_rejected(struct ledger *l, size_t m)
 	if (!e)
 		return;
 	before = unclaim(e, false);
+	touch(l, e); /* a hit refreshes the key's recency */
 	if (STATE_K(before) != 0)
 		return;
 	set_flag(e, LEDGER_F_REJECTED_K0);
@@ -261,7 +275,7 @@ void ledger_note_rejected(struct ledger *l, size_t m)
  * after the earlier one had completed (those are a cache's business: expired,
  * evicted, other_cache, ...).
  */
-unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns)
+unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, unsigned seen)
 {
 	struct ledger_msg *e = msg_at(l, m);
 	uint64_t zero = 0;
@@ -269,10 +283,10 @@ unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint6
 
 	if (!e)
 		return 0;
-	if (atomic_load_explicit(&e->first_accept_ns, RLX) &&
-	    !(atomic_load_explicit(&e->flags, RLX) & LEDGER_F_MARKED))
+	if ((seen & LEDGER_SEEN_UNMARKED) || (atomic_load_explicit(&e->first_accept_ns, RLX) &&
+					      !(atomic_load_explicit(&e->flags, RLX) & LEDGER_F_MARKED)))
 		flags |= LEDGER_ACCEPT_UNMARKED;
-	if (inc8(e, &e->inflight) > 0)
+	if (inc8(e, &e->inflight) > 0 || (seen & LEDGER_SEEN_INFLIGHT))
 		inc8(e, &e->raced);
 	if (atomic_compare_exchange_strong_explicit(&e->first_accept_ns, &zero, run_clock1(l, now_ns), RLX, RLX))
 		atomic_store_explicit(&e->first_consumer, (uint16_t)(consumer > UINT16_MAX ? UINT16_MAX : consumer),
@@ -284,8 +298,18 @@ void ledger_note_marked(struct ledger *l, size_t m)
 {
 	struct ledger_msg *e = msg_at(l, m);
 
+	if (!e)
+		return;
+	touch(l, e);
+	set_flag(e, LEDGER_F_MARKED);
+}
+
+void ledger_note_mark_failed(struct ledger *l, size_t m)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
 	if (e)
-		set_flag(e, LEDGER_F_MARKED);
+		set_flag(e, LEDGER_F_MARK_FAILED);
 }
 
 /* Takes one race token if there is one. */
@@ -295,27 +319,23 @@ static bool take_race_token(struct ledger_msg *e)
 }
 
 /*
- * Why a duplicate execution happened, from what the ledger knows. First match wins:
- *   1. unchecked    the policy has no store at all (store = none)
- *   2. race         this copy was accepted while another copy was in flight
- *                   (a race token was left at accept time, see ledger_note_accept)
- *   3. other_cache  scope = local and the first copy was accepted by another consumer
- *   4. expired      ttl > 0 and now − first accepted delivery > ttl
- *   5. evicted      capacity > 0 (nothing above explains it, so the key was pushed out)
- *   6. unexplained  a store or a policy lost a key it should have kept
- * `not_inserted` is never chosen here: the ledger is not told when a mark
- * becomes visible. Expiry is judged from the first accept, while a store's ttl
- * runs from its insert (later with mark = after): a duplicate within the
- * processing time of the ttl boundary can land on either side.
- */
-/*
- * Why a duplicate was executed, first match wins: the policy skipped this
- * copy's lookup (or there is no store) → unchecked; another copy was in
- * flight at the same time → race; an earlier copy was accepted but its key
- * was not visible when this copy came → not_inserted; local scope and the
- * first copy went elsewhere → other_cache; older than the ttl → expired;
- * a capacity bound → evicted; consumers crash with a memory store →
- * lost_in_crash; else unexplained (a store or policy bug).
+ * Why a duplicate was executed, from what the ledger saw; first match wins:
+ *   unchecked     no store, or the policy skipped this copy's lookup
+ *   store_error   this copy's lookup failed, or the first copy's mark did
+ *                 (the policy went on without the store: fail-open)
+ *   race          another copy was in flight when this one was decided or
+ *                 accepted (a race token, see ledger_note_accept)
+ *   not_inserted  another copy came first but its key was not visible yet
+ *                 when this one was decided
+ *   other_cache   scope = local and the first copy went to another consumer
+ *   expired       ttl > 0 and now − the first accepted delivery > ttl
+ *   evicted       capacity > 0 and at least `capacity` keys were inserted or
+ *                 found since this key last was (so LRU can have pushed it out)
+ *   lost_in_crash consumers crash with a local memory store (the key died with it)
+ *   unexplained   none of these: a store or a policy lost a key it should have kept
+ * Expiry is judged from the first accept, while a store's ttl runs from its
+ * insert (later with mark = after): a duplicate within the processing time of
+ * the ttl boundary can land on either side.
  */
 static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, unsigned consumer, uint64_t now_ns,
 				  unsigned accept_flags, bool looked_up)
@@ -326,6 +346,8 @@ static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, 
 
 	if (p->store_none || !looked_up)
 		return LEDGER_CAUSE_UNCHECKED;
+	if ((accept_flags & LEDGER_ACCEPT_STORE_ERROR) || (atomic_load_explicit(&e->flags, RLX) & LEDGER_F_MARK_FAILED))
+		return LEDGER_CAUSE_STORE_ERROR;
 	if (raced)
 		return LEDGER_CAUSE_RACE;
 	if (accept_flags & LEDGER_ACCEPT_UNMARKED)
@@ -335,7 +357,9 @@ static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, 
 		return LEDGER_CAUSE_OTHER_CACHE;
 	if (p->ttl_ns && since_first_accept(l, e, now_ns, &since) && since > p->ttl_ns)
 		return LEDGER_CAUSE_EXPIRED;
-	if (p->capacity)
+	if (p->capacity &&
+	    (uint32_t)(atomic_load_explicit((_Atomic uint32_t *)&l->touches, RLX) -
+		       atomic_load_explicit(&e->touched, RLX)) >= p->capacity)
 		return LEDGER_CAUSE_EVICTED;
 	if (p->crash_wipes_cache)
 		return LEDGER_CAUSE_LOST_IN_CRASH;

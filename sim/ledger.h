@@ -19,13 +19,14 @@ enum ledger_cause {
 	LEDGER_CAUSE_OTHER_CACHE,  /* local scope: another consumer's cache had it */
 	LEDGER_CAUSE_RACE,	   /* the first copy was still in flight at another consumer */
 	LEDGER_CAUSE_LOST_IN_CRASH, /* a crashed consumer's memory (local store) took the key with it */
+	LEDGER_CAUSE_STORE_ERROR,  /* the store failed (a lookup, or the first copy's mark) and the policy went on */
 	LEDGER_CAUSE_UNEXPLAINED,  /* none of the above: a bug in a store or policy */
 	LEDGER_CAUSES
 };
 const char *ledger_cause_name(enum ledger_cause c);
 
 /*
- * One message, 40 bytes, updated with atomics only (no lock on the hot path).
+ * One message, 48 bytes, updated with atomics only (no lock on the hot path).
  * Counters saturate at their type's maximum (and set LEDGER_F_SATURATED).
  *
  * `state` holds K(m) and the claims in one word, so that a decision sees
@@ -39,12 +40,14 @@ const char *ledger_cause_name(enum ledger_cause c);
 #define LEDGER_F_COPY_OVERFLOW 0x04 /* a republish count >= 31 was delivered (folded into bit 31) */
 #define LEDGER_F_MARKED 0x08	    /* the dedup key was inserted and visible to lookups */
 #define LEDGER_F_REJECTED_K0 0x10   /* a delivery was rejected while K(m) was 0 */
+#define LEDGER_F_MARK_FAILED 0x20   /* inserting the key failed (the store said so) */
 struct ledger_msg {
 	_Atomic uint64_t first_accept_ns; /* run clock + 1 of the first accepted delivery; 0 none */
 	_Atomic uint32_t copies;	  /* bit c: a copy with x-republish-count c was delivered */
 	_Atomic uint32_t state;		  /* K(m) (low 16 bits) and claims (high 16) */
 	_Atomic events_id last_session;	  /* the consumer session of the latest delivery */
 	_Atomic events_id dup_charge;	  /* the session the latest duplicate delivery was charged to */
+	_Atomic uint32_t touched;	  /* l->touches when the key was last inserted or found (for LRU) */
 	_Atomic uint16_t attempts;	  /* publishes of this message */
 	_Atomic uint16_t deliveries;	  /* D(m) */
 	_Atomic uint16_t decided;	  /* A(m): deliveries that reached the dedup decision */
@@ -68,8 +71,14 @@ struct ledger_policy {
 	bool crash_wipes_cache; /* consumers crash and their store is memory: keys die with them */
 };
 
-/* What ledger_note_accept saw, handed back to ledger_note_executed. */
-#define LEDGER_ACCEPT_UNMARKED 0x01 /* another copy was accepted before, and its key was not visible */
+/* What ledger_note_decision saw, handed to ledger_note_accept (0: not a duplicate). */
+#define LEDGER_SEEN_DUP 0x01	  /* a duplicate delivery */
+#define LEDGER_SEEN_INFLIGHT 0x02 /* another delivery of m held a claim: its execution was in flight */
+#define LEDGER_SEEN_UNMARKED 0x04 /* m was executed or claimed, but its key was not visible yet */
+
+/* What ledger_note_accept saw (and the consumer adds), handed to ledger_note_executed. */
+#define LEDGER_ACCEPT_UNMARKED 0x01    /* another copy came first, and its key was not visible */
+#define LEDGER_ACCEPT_STORE_ERROR 0x02 /* this delivery's lookup failed; the policy went on (fail-open) */
 
 struct ledger {
 	size_t count;
@@ -81,6 +90,7 @@ struct ledger {
 	struct stats_hist gaps;	      /* duplicate gaps, ns */
 	struct stats_hist latency;    /* publish -> first processed, ns */
 	struct events *events;	      /* where duplicates and misses are charged; NULL: nowhere */
+	_Atomic uint32_t touches;     /* keys inserted or found so far (wraps): evidence for `evicted` */
 };
 
 /* 0, or -1 when the table can't be allocated. */
@@ -103,18 +113,22 @@ void ledger_note_confirm(struct ledger *l, size_t m);
  */
 events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count, events_id session,
 			       events_id cause);
-/* The delivery reached the dedup decision and claims m. Returns true when it
- * is a duplicate delivery (m executed, or claimed by another delivery); its
+/* The delivery reached the dedup decision and claims m. Returns LEDGER_SEEN_*
+ * flags, nonzero exactly when it is a duplicate delivery (m executed, or
+ * claimed by another delivery); its
  * gap then goes into l->gaps and it is charged to `charge` (what
  * ledger_note_delivery returned). Every decision is followed by exactly one
  * of ledger_note_rejected, ledger_note_executed or ledger_note_abandoned. */
-bool ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge);
+unsigned ledger_note_decision(struct ledger *l, size_t m, uint64_t now_ns, events_id charge);
 /* The store said "seen": the claim is given back; a wrong suppression when nothing was executed or claimed. */
 void ledger_note_rejected(struct ledger *l, size_t m);
-/* The delivery was accepted by consumer c; the side effect starts. Returns LEDGER_ACCEPT_* flags. */
-unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns);
+/* The delivery was accepted by consumer c; the side effect starts. seen: what ledger_note_decision
+ * returned. Returns LEDGER_ACCEPT_* flags. */
+unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, unsigned seen);
 /* The message's dedup key became visible in the store (an insert completed or was flushed). */
 void ledger_note_marked(struct ledger *l, size_t m);
+/* Inserting the message's key failed (the store returned an error, or its deferred flush did). */
+void ledger_note_mark_failed(struct ledger *l, size_t m);
 /*
  * The side effect completed (published_ns: the publish time carried by the
  * copy, for end-to-end latency of the first execution). accept_flags: what

@@ -37,7 +37,6 @@ static void pub_drop_conn(struct pub_state *s, const char *why)
 {
 	if (s->session) {
 		events_close(s->rc->events, s->session, EVENTS_CONNECTION_LOST, util_now_ns());
-		atomic_store(&s->rc->open_sessions[s->rc->sc->consumers.count + s->p->id], 0);
 		s->failed = s->session;
 		s->session = 0;
 	}
@@ -73,7 +72,6 @@ static int pub_connect(struct pub_state *s)
 	s->down_since = 0;
 	s->session = events_open(s->rc->events, EVENTS_PUBLISHER, s->p->id, ++s->sessions, mq_local_port(s->conn),
 				 util_now_ns());
-	atomic_store(&s->rc->open_sessions[sc->consumers.count + s->p->id], s->session);
 	amqp_set_rpc_timeout(s->conn, &tv);
 	if (sc->publishers.mode == SCENARIO_MODE_TX) {
 		if (!amqp_tx_select(s->conn, 1)) {
@@ -372,7 +370,6 @@ void *publisher_main(void *arg)
 		mq_close(s.conn);
 	if (s.session) {
 		events_close(p->rc->events, s.session, EVENTS_NONE, util_now_ns());
-		atomic_store(&p->rc->open_sessions[p->rc->sc->consumers.count + p->id], 0);
 	}
 out:
 	free(s.attempts);

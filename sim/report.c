@@ -27,6 +27,7 @@ static const struct {
 	{ "other_cache", "another consumer's local cache had the key" },
 	{ "race", "two consumers had the message in flight at once" },
 	{ "lost_in_crash", "the store lost the key in a crash" },
+	{ "store_error", "the store failed and the policy went on without it" },
 	{ "unexplained", "no cause found (a harness bug to report)" },
 };
 

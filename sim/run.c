@@ -199,8 +199,7 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 	}
 	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
 		/* noted first: the workers see their connections die before broker_kill returns */
-		events_note_crash(&r->events, r->rc.open_sessions, sc->consumers.count + sc->publishers.count,
-				  util_now_ns());
+		events_note_crash(&r->events, util_now_ns());
 		broker_kill(r->broker);
 		r->broker_crashes++;
 		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
@@ -581,6 +580,8 @@ struct run_report {
 	struct stats_interval miss_indep; /* secondary: duplicates as independent trials (too narrow) */
 	bool has_dup_band;
 	double dup_lo, dup_hi;	       /* band on duplicate deliveries, over fault events */
+	const char *excess_source;     /* where excess_copies comes from: "deliveries" or "queue" */
+	uint64_t queue_copies;	       /* publish-only: copies found in the queue */
 	struct stats_model_out model;
 	struct proxy_stats px;
 	size_t violations;
@@ -600,10 +601,11 @@ static void run_evidence(struct run *r, struct run_report *rep)
 {
 	size_t used = strlen(rep->violation_text);
 
-	if (events_summarise(&r->events, &rep->ev) < 0 || r->events.oom) {
+	if (events_summarise(&r->events, &rep->ev) < 0) {
 		rep->violations++;
 		snprintf(rep->violation_text + used, sizeof(rep->violation_text) - used,
-			 "out of memory for the fault events: the intervals are incomplete\n");
+			 "the fault events could not be kept or read back (memory, or the spill file in $TMPDIR): "
+			 "the intervals are incomplete\n");
 	} else if (!rep->t.saturated &&
 		   (rep->ev.dups != rep->t.duplicate_deliveries || rep->ev.misses != rep->t.duplicates_processed)) {
 		rep->violations++;
@@ -623,6 +625,58 @@ static bool run_publishers_gave_up(const struct run *r)
 		if (r->pubs[i].gave_up)
 			return true;
 	return false;
+}
+
+/*
+ * Publish-only runs: nobody delivered anything, so the copies are counted in
+ * the queue itself (the truth after lost CommitOks, lost confirms and broker
+ * crashes alike). Consumes everything without acking, counts the copies of
+ * each message, then closes: unacked messages go back to the queue, so
+ * keep_queue keeps them. excess_copies = Σ (copies − 1).
+ */
+static void run_count_queue(struct run *r, struct run_report *rep)
+{
+	uint16_t *copies = calloc(r->ledger.count ? r->ledger.count : 1, sizeof(*copies));
+	amqp_connection_state_t c;
+	uint64_t seen = 0, excess = 0;
+	char err[256];
+
+	rep->excess_source = "queue: not counted";
+	c = copies ? run_direct(r, err, sizeof(err)) : NULL;
+	if (!c)
+		goto out;
+	if (!amqp_basic_qos(c, 1, 0, 0, 0)) /* no prefetch bound: nothing is acked, all must come */
+		goto out;
+	amqp_basic_consume(c, 1, amqp_cstring_bytes(r->sc.broker.queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	if (!mq_ok(amqp_get_rpc_reply(c)))
+		goto out;
+	for (;;) {
+		struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
+		amqp_envelope_t e;
+		amqp_rpc_reply_t rr;
+		size_t m;
+
+		amqp_maybe_release_buffers(c);
+		rr = amqp_consume_message(c, &e, &tv, 0);
+		if (!mq_ok(rr))
+			break; /* idle for 0.5 s: the queue is read */
+		if ((e.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
+		    run_parse_message_id(&r->rc, e.message.properties.message_id.bytes,
+					 e.message.properties.message_id.len, &m) == 0) {
+			if (copies[m] < UINT16_MAX)
+				copies[m]++;
+			seen++;
+		}
+		amqp_destroy_envelope(&e);
+	}
+	for (size_t i = 0; i < r->ledger.count; i++)
+		excess += copies[i] > 1 ? copies[i] - 1u : 0;
+	rep->t.excess_copies = excess;
+	rep->queue_copies = seen;
+	rep->excess_source = "queue";
+out:
+	mq_close(c);
+	free(copies);
 }
 
 static const char *run_status(const struct run *r, const struct run_report *rep)
@@ -676,6 +730,7 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	json_object_set_new(root, "committed", json_integer((json_int_t)t->committed));
 	json_object_set_new(root, "publish_attempts", json_integer((json_int_t)t->publish_attempts));
 	json_object_set_new(root, "excess_copies", json_integer((json_int_t)t->excess_copies));
+	json_object_set_new(root, "excess_copies_from", json_string(rep->excess_source));
 	json_object_set_new(root, "deliveries", json_integer((json_int_t)t->deliveries));
 	json_object_set_new(root, "duplicate_deliveries", json_integer((json_int_t)t->duplicate_deliveries));
 	json_object_set_new(root, "duplicates_processed", json_integer((json_int_t)t->duplicates_processed));
@@ -842,7 +897,7 @@ static const char *run_rule_text(void *arg, int32_t rule)
 
 static void run_write_events(FILE *f, const struct run *r, const struct run_report *rep)
 {
-	events_write_csv((struct events *)&r->events, &rep->ev, f, r->start_ns, run_rule_text, (void *)r);
+	events_write_csv(&rep->ev, f, r->start_ns, run_rule_text, (void *)r);
 }
 
 static void run_write_scenario(FILE *f, const struct run *r, const struct run_report *rep)
@@ -1078,7 +1133,6 @@ static void run_release(struct run *r)
 	free(r->ticks);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
-	free(r->rc.open_sessions);
 	broker_free(r->broker);
 	scenario_release(&r->sc);
 	pthread_mutex_destroy(&r->fault_lock);
@@ -1199,10 +1253,13 @@ int run_cli(int argc, char **argv)
 		.crash_wipes_cache = r.sc.faults.consumer_crash > 0 && r.sc.dedup.store == SCENARIO_STORE_MEMORY &&
 				     r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
 	};
-	r.rc.open_sessions = calloc(r.sc.consumers.count + r.sc.publishers.count, sizeof(*r.rc.open_sessions));
-	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0 || events_init(&r.events) < 0 ||
-	    !r.rc.open_sessions) {
+	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0) {
 		util_log("run: out of memory for a ledger of %" PRIu64 " messages", r.sc.run.messages);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	if (events_init(&r.events, err, sizeof(err)) < 0) {
+		util_log("run: %s", err);
 		code = EXIT_FAIL;
 		goto out;
 	}
@@ -1224,8 +1281,11 @@ int run_cli(int argc, char **argv)
 		r.publish_done_ns = r.end_ns;
 
 	memset(&rep, 0, sizeof(rep));
+	rep.excess_source = "deliveries";
 	proxy_stats_get(r.proxy, &rep.px);
 	ledger_totals(&r.ledger, &rep.t);
+	if (r.sc.consumers.count == 0 && !r.interrupted)
+		run_count_queue(&r, &rep);
 	rep.violations = ledger_check(&r.ledger, r.drained, rep.violation_text, sizeof(rep.violation_text));
 	run_evidence(&r, &rep);
 	{

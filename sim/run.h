@@ -17,7 +17,6 @@ struct run_ctx {
 	const struct scenario *sc;
 	struct ledger *ledger;
 	struct events *events;	 /* fault events: every session of every worker */
-	_Atomic events_id *open_sessions; /* each worker's open session, 0 none: consumers, then publishers */
 	struct mq_target via;	 /* the proxy, with the broker's credentials and vhost */
 	uint64_t per_publisher;	 /* messages per publisher (the last may have fewer) */
 	atomic_bool stop;	 /* everyone: finish now (interrupt, or the drain is over) */

@@ -34,7 +34,7 @@ static bool arrive(struct ledger *l, size_t m, unsigned copy, uint64_t now)
 static void process(struct ledger *l, size_t m, unsigned copy, unsigned c, uint64_t accept, uint64_t done)
 {
 	arrive(l, m, copy, accept);
-	ledger_note_accept(l, m, c, accept);
+	ledger_note_accept(l, m, c, accept, 0);
 	ledger_note_executed(l, m, c, done, 0, 0, true, 0);
 }
 
@@ -57,7 +57,7 @@ static void assert_clean(const struct ledger *l)
 
 START_TEST(test_layout_and_names)
 {
-	ck_assert_uint_eq(sizeof(struct ledger_msg), 40);
+	ck_assert_uint_eq(sizeof(struct ledger_msg), 48);
 	ck_assert_str_eq(ledger_cause_name(LEDGER_CAUSE_EXPIRED), "expired");
 	ck_assert_str_eq(ledger_cause_name(LEDGER_CAUSE_NOT_INSERTED), "not_inserted");
 	ck_assert_str_eq(ledger_cause_name(LEDGER_CAUSE_OTHER_CACHE), "other_cache");
@@ -76,7 +76,7 @@ START_TEST(test_normal_message)
 	open_ledger(&l, 4, NULL);
 	published(&l, 0, 1, true);
 	ck_assert(!arrive(&l, 0, 0, 10 * MS));
-	ledger_note_accept(&l, 0, 1, 10 * MS);
+	ledger_note_accept(&l, 0, 1, 10 * MS, 0);
 	ledger_note_executed(&l, 0, 1, 15 * MS, 2 * MS, 0, true, 0);
 	ledger_totals(&l, &t);
 	ck_assert_uint_eq(t.messages, 4);
@@ -183,9 +183,9 @@ START_TEST(test_cause_unchecked)
 	/* rule 1 before rule 2: overlapping copies without a store are still `unchecked` */
 	published(&l, 1, 2, true);
 	arrive(&l, 1, 0, 0);
-	ledger_note_accept(&l, 1, 1, 0);
+	ledger_note_accept(&l, 1, 1, 0, 0);
 	arrive(&l, 1, 1, 0);
-	ledger_note_accept(&l, 1, 2, 0);
+	ledger_note_accept(&l, 1, 2, 0, 0);
 	ledger_note_executed(&l, 1, 1, MS, 0, 0, true, 0);
 	ledger_note_executed(&l, 1, 2, MS, 0, 0, true, 0);
 	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_UNCHECKED], 2);
@@ -206,9 +206,9 @@ START_TEST(test_cause_race)
 	for (size_t m = 0; m < 2; m++) {
 		published(&l, m, 2, true);
 		ck_assert(!arrive(&l, m, 0, 10 * MS));
-		ledger_note_accept(&l, m, 1, 10 * MS);
+		ledger_note_accept(&l, m, 1, 10 * MS, 0);
 		ck_assert(arrive(&l, m, 1, 500 * MS));
-		ledger_note_accept(&l, m, 2, 500 * MS);
+		ledger_note_accept(&l, m, 2, 500 * MS, 0);
 		ledger_note_executed(&l, m, m == 0 ? 1 : 2, 600 * MS, 0, 0, true, 0);
 		ledger_note_executed(&l, m, m == 0 ? 2 : 1, 600 * MS, 0, 0, true, 0);
 	}
@@ -218,7 +218,7 @@ START_TEST(test_cause_race)
 	published(&l, 2, 3, true);
 	for (unsigned c = 0; c < 3; c++) {
 		arrive(&l, 2, c, 10 * MS);
-		ledger_note_accept(&l, 2, 1, 10 * MS); /* same consumer: only the race explains it */
+		ledger_note_accept(&l, 2, 1, 10 * MS, 0); /* same consumer: only the race explains it */
 	}
 	for (unsigned c = 0; c < 3; c++)
 		ledger_note_executed(&l, 2, 1, 11 * MS, 0, 0, true, 0);
@@ -243,10 +243,13 @@ START_TEST(test_cause_other_cache)
 	ck_assert_int_eq(second_execution(&l, 0, 2, 500 * MS), LEDGER_CAUSE_OTHER_CACHE);
 	/* the first consumer again: its own cache had it, the ttl passed */
 	ck_assert_int_eq(second_execution(&l, 0, 1, 500 * MS), LEDGER_CAUSE_EXPIRED);
-	/* shared scope: another consumer is no explanation */
+	/* shared scope: another consumer is no explanation; a capacity is, once enough keys came after */
 	p.scope_local = false;
 	l.policy = p;
 	first_execution(&l, 1);
+	ledger_note_marked(&l, 1);
+	for (int i = 0; i < 5; i++)
+		ledger_note_marked(&l, 0);
 	ck_assert_int_eq(second_execution(&l, 1, 2, 50 * MS), LEDGER_CAUSE_EVICTED);
 	assert_clean(&l);
 	ledger_release(&l);
@@ -258,9 +261,15 @@ START_TEST(test_cause_expired_evicted_unexplained)
 	struct ledger_policy p = { .ttl_ns = 100 * MS, .capacity = 1000 };
 	struct ledger l;
 
-	open_ledger(&l, 1, &p);
+	open_ledger(&l, 2, &p);
 	first_execution(&l, 0);
-	/* accepted at 10 ms: 100 ms later is still within the ttl */
+	ledger_note_marked(&l, 0);
+	/* a capacity alone explains nothing: too few keys came after this one for LRU to push it out */
+	for (int i = 0; i < 999; i++)
+		ledger_note_marked(&l, 1);
+	ck_assert_int_eq(second_execution(&l, 0, 1, 110 * MS), LEDGER_CAUSE_UNEXPLAINED);
+	ledger_note_marked(&l, 1);
+	/* accepted at 10 ms: 100 ms later is still within the ttl, but 1000 keys came after: evicted */
 	ck_assert_int_eq(second_execution(&l, 0, 1, 110 * MS), LEDGER_CAUSE_EVICTED);
 	ck_assert_int_eq(second_execution(&l, 0, 1, 110 * MS + 1), LEDGER_CAUSE_EXPIRED);
 	ck_assert_int_eq(second_execution(&l, 0, 2, 50 * MS), LEDGER_CAUSE_EVICTED);
@@ -269,7 +278,57 @@ START_TEST(test_cause_expired_evicted_unexplained)
 	ck_assert_int_eq(second_execution(&l, 0, 2, 5000 * MS), LEDGER_CAUSE_EXPIRED);
 	l.policy.ttl_ns = 0;
 	ck_assert_int_eq(second_execution(&l, 0, 2, 5000 * MS), LEDGER_CAUSE_UNEXPLAINED);
-	ck_assert_uint_eq(misses_total(&l), 6);
+	ck_assert_uint_eq(misses_total(&l), 7);
+	assert_clean(&l);
+	ledger_release(&l);
+}
+END_TEST
+
+/*
+ * Decided while another copy was in flight, accepted after it completed
+ * (mark = after): the store was asked before the first copy's key went in.
+ * That pair is a race (it used to fall through to `unexplained`); a copy
+ * decided after the execution, before the key was visible, is not_inserted;
+ * a failed lookup or a failed first mark is store_error.
+ */
+START_TEST(test_cause_seen_at_the_decision)
+{
+	struct ledger l;
+	unsigned seen, acc;
+
+	open_ledger(&l, 3, NULL);
+	published(&l, 0, 1, true);
+	ck_assert(!arrive(&l, 0, 0, MS));
+	ledger_note_accept(&l, 0, 1, MS, 0);
+	ledger_note_delivery(&l, 0, 0, 0, 0);
+	seen = ledger_note_decision(&l, 0, 2 * MS, 0); /* copy 1 in flight */
+	ck_assert(seen & LEDGER_SEEN_INFLIGHT);
+	ledger_note_executed(&l, 0, 1, 3 * MS, 0, 0, true, 0);
+	ledger_note_marked(&l, 0);
+	acc = ledger_note_accept(&l, 0, 2, 4 * MS, seen); /* accepted after the first completed and marked */
+	ledger_note_executed(&l, 0, 2, 5 * MS, 0, acc, true, 0);
+	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_RACE], 1);
+	/* decided after the execution, before the mark */
+	published(&l, 1, 1, true);
+	process(&l, 1, 0, 1, MS, 2 * MS);
+	ledger_note_delivery(&l, 1, 0, 0, 0);
+	seen = ledger_note_decision(&l, 1, 3 * MS, 0);
+	ck_assert(seen & LEDGER_SEEN_UNMARKED);
+	ck_assert(!(seen & LEDGER_SEEN_INFLIGHT));
+	ledger_note_marked(&l, 1);
+	acc = ledger_note_accept(&l, 1, 2, 4 * MS, seen);
+	ledger_note_executed(&l, 1, 2, 5 * MS, 0, acc, true, 0);
+	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_NOT_INSERTED], 1);
+	/* the first copy's mark failed: the duplicate that got through is a store error */
+	published(&l, 2, 1, true);
+	process(&l, 2, 0, 1, MS, 2 * MS);
+	ledger_note_mark_failed(&l, 2);
+	ledger_note_delivery(&l, 2, 0, 0, 0);
+	seen = ledger_note_decision(&l, 2, 10 * MS, 0);
+	acc = ledger_note_accept(&l, 2, 2, 10 * MS, seen);
+	ledger_note_executed(&l, 2, 2, 11 * MS, 0, acc & ~LEDGER_ACCEPT_UNMARKED, true, 0);
+	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_STORE_ERROR], 1);
+	ck_assert_uint_eq(l.misses[LEDGER_CAUSE_UNEXPLAINED], 0);
 	assert_clean(&l);
 	ledger_release(&l);
 }
@@ -284,17 +343,17 @@ START_TEST(test_abandoned)
 	open_ledger(&l, 2, NULL);
 	published(&l, 0, 1, true);
 	arrive(&l, 0, 0, 10 * MS);
-	ledger_note_accept(&l, 0, 1, 10 * MS);
+	ledger_note_accept(&l, 0, 1, 10 * MS, 0);
 	ledger_note_abandoned(&l, 0);
 	arrive(&l, 0, 0, 20 * MS); /* the redelivery */
-	ledger_note_accept(&l, 0, 2, 20 * MS);
+	ledger_note_accept(&l, 0, 2, 20 * MS, 0);
 	ledger_note_executed(&l, 0, 2, 21 * MS, 0, 0, true, 0);
 	/* overlapping copies, one abandoned: the survivor is the first execution */
 	published(&l, 1, 2, true);
 	arrive(&l, 1, 0, 10 * MS);
-	ledger_note_accept(&l, 1, 1, 10 * MS);
+	ledger_note_accept(&l, 1, 1, 10 * MS, 0);
 	arrive(&l, 1, 0, 10 * MS);
-	ledger_note_accept(&l, 1, 2, 10 * MS);
+	ledger_note_accept(&l, 1, 2, 10 * MS, 0);
 	ledger_note_abandoned(&l, 1);
 	ledger_note_executed(&l, 1, 2, 11 * MS, 0, 0, true, 0);
 	ledger_totals(&l, &t);
@@ -326,7 +385,7 @@ START_TEST(test_wrong_suppression_and_loss)
 	/* 1: rejected while the first copy is in flight: right */
 	published(&l, 1, 1, true);
 	arrive(&l, 1, 0, 10 * MS);
-	ledger_note_accept(&l, 1, 1, 10 * MS);
+	ledger_note_accept(&l, 1, 1, 10 * MS, 0);
 	arrive(&l, 1, 0, 11 * MS);
 	ledger_note_rejected(&l, 1);
 	ledger_note_executed(&l, 1, 1, 12 * MS, 0, 0, true, 0);
@@ -343,7 +402,7 @@ START_TEST(test_wrong_suppression_and_loss)
 	ck_assert(!arrive(&l, 4, 0, 10 * MS));
 	ck_assert(arrive(&l, 4, 0, 10 * MS));
 	ledger_note_rejected(&l, 4);
-	ledger_note_accept(&l, 4, 1, 11 * MS);
+	ledger_note_accept(&l, 4, 1, 11 * MS, 0);
 	ledger_note_executed(&l, 4, 1, 12 * MS, 0, 0, true, 0);
 	ledger_totals(&l, &t);
 	ck_assert_uint_eq(t.wrongly_suppressed, 1);
@@ -371,7 +430,7 @@ START_TEST(test_invariants)
 	ledger_note_delivery(&l, 3, 1, 0, 0);		/* two distinct copies of one attempt */
 	published(&l, 4, 1, true);
 	arrive(&l, 4, 0, MS);
-	ledger_note_accept(&l, 4, 1, MS);	/* still in flight */
+	ledger_note_accept(&l, 4, 1, MS, 0);	/* still in flight */
 	published(&l, 5, 1, true);
 	ledger_note_decision(&l, 5, MS, 0);	/* decided, never delivered */
 	ck_assert_uint_eq(ledger_check(&l, false, msg, sizeof(msg)), 6);
@@ -464,7 +523,7 @@ static void *hammer(void *p)
 		ledger_note_publish(a->l, m);
 		ledger_note_delivery(a->l, m, (unsigned)(i / HAMMER_MSGS % 4), 0, 0);
 		ledger_note_decision(a->l, m, now, 0);
-		ledger_note_accept(a->l, m, a->id, now);
+		ledger_note_accept(a->l, m, a->id, now, 0);
 		ledger_note_executed(a->l, m, a->id, now, 1, 0, true, 0);
 	}
 	return NULL;
@@ -525,6 +584,7 @@ Suite *ledger_suite(void)
 	tcase_add_test(tc, test_cause_race);
 	tcase_add_test(tc, test_cause_other_cache);
 	tcase_add_test(tc, test_cause_expired_evicted_unexplained);
+	tcase_add_test(tc, test_cause_seen_at_the_decision);
 	tcase_add_test(tc, test_abandoned);
 	tcase_add_test(tc, test_wrong_suppression_and_loss);
 	tcase_add_test(tc, test_invariants);
