@@ -1,4 +1,5 @@
 /* main.c — the dupsim command: dispatches to run, proxy and broker. */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,14 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	/*
+	 * Frame buffers (proxy, librabbitmq) are large and come and go with every
+	 * reconnection. glibc raises its mmap threshold after the first such free,
+	 * and from then on serves them from the heap, which fragments and never
+	 * shrinks: a long run's memory creeps. A fixed threshold keeps them mmapped.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
 	if (!cmd || strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		usage(cmd ? stdout : stderr);

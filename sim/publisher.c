@@ -190,6 +190,8 @@ static void pub_run_tx(struct pub_state *s)
 			}
 			for (m = next; m < b1; m++)
 				pub_confirmed(s, m);
+			/* the replies were decoded into the connection's pool: give it back, or it grows per commit */
+			amqp_maybe_release_buffers(s->conn);
 			s->backoff_ns = BACKOFF_MIN_NS;
 			done = true;
 		}
@@ -315,6 +317,7 @@ static void pub_run_confirm(struct pub_state *s)
 			wait = 100 * NS_PER_MS;
 		tv.tv_sec = 0;
 		tv.tv_usec = (suseconds_t)(wait / 1000);
+		amqp_maybe_release_buffers(s->conn); /* frames decoded so far are handled: free their pool */
 		rc = amqp_simple_wait_frame_noblock(s->conn, &f, &tv);
 		if (rc == AMQP_STATUS_TIMEOUT)
 			continue;

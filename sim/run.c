@@ -41,13 +41,6 @@ struct run_tick {
 	uint64_t published, confirmed, deliveries, duplicates, executions, faults, reconnects;
 };
 
-/* A fault the proxy injected (faults.csv, and the marks on the time-series plot). */
-struct run_fault {
-	double t;
-	size_t rule;
-	enum proxy_dir dir;
-};
-
 struct run {
 	struct scenario sc;
 	struct run_ctx rc;
@@ -69,8 +62,7 @@ struct run {
 	char tc_dir[PATH_MAX];	  /* tokyocabinet files of this run (removed at the end) */
 
 	pthread_mutex_t fault_lock;
-	struct run_fault *faults;
-	size_t fault_count, fault_cap;
+	FILE *fault_spill; /* faults.csv's rows as they happen (unlinked temp file: memory stays flat) */
 	_Atomic uint64_t faults_fired;
 
 	struct run_tick *ticks;
@@ -143,18 +135,10 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		events_note_rule(&r->events, f->peer_port, (int32_t)f->rule, run_fault_kind(&r->rules[f->rule], f->dir),
 				 f->time_ns);
 	pthread_mutex_lock(&r->fault_lock);
-	if (r->fault_count == r->fault_cap) {
-		size_t cap = r->fault_cap ? r->fault_cap * 2 : 1024;
-		struct run_fault *nf = realloc(r->faults, cap * sizeof(*nf));
-
-		if (nf) {
-			r->faults = nf;
-			r->fault_cap = cap;
-		}
-	}
-	if (r->fault_count < r->fault_cap)
-		r->faults[r->fault_count++] = (struct run_fault){
-			.t = (double)(f->time_ns - r->start_ns) / NS_PER_S, .rule = f->rule, .dir = f->dir };
+	if (r->fault_spill)
+		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S,
+			f->rule < r->rule_count ? r->rules[f->rule].text : "broker crash (kill -9)",
+			f->dir == PROXY_TO_BROKER ? "client" : "broker");
 	pthread_mutex_unlock(&r->fault_lock);
 }
 
@@ -938,10 +922,14 @@ static void run_write_faults(FILE *f, const struct run *r, const struct run_repo
 {
 	(void)rep;
 	fprintf(f, "t_s,rule,from\n");
-	for (size_t i = 0; i < r->fault_count; i++)
-		fprintf(f, "%.6f,\"%s\",%s\n", r->faults[i].t,
-			r->faults[i].rule < r->rule_count ? r->rules[r->faults[i].rule].text : "broker crash (kill -9)",
-			r->faults[i].dir == PROXY_TO_BROKER ? "client" : "broker");
+	if (r->fault_spill && fflush(r->fault_spill) == 0 && fseek(r->fault_spill, 0, SEEK_SET) == 0) {
+		char buf[8192];
+		size_t n;
+
+		while ((n = fread(buf, 1, sizeof(buf), r->fault_spill)) > 0)
+			fwrite(buf, 1, n, f);
+		fseek(r->fault_spill, 0, SEEK_END);
+	}
 }
 
 static void run_write_summary(FILE *f, const struct run *r, const struct run_report *rep)
@@ -1129,7 +1117,8 @@ static void run_release(struct run *r)
 	free(r->pub_threads);
 	free(r->cons_threads);
 	free(r->rules);
-	free(r->faults);
+	if (r->fault_spill)
+		fclose(r->fault_spill);
 	free(r->ticks);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
@@ -1255,6 +1244,12 @@ int run_cli(int argc, char **argv)
 	};
 	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0) {
 		util_log("run: out of memory for a ledger of %" PRIu64 " messages", r.sc.run.messages);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	r.fault_spill = tmpfile();
+	if (!r.fault_spill) {
+		util_log("run: cannot create a temporary file for faults.csv in $TMPDIR: %s", strerror(errno));
 		code = EXIT_FAIL;
 		goto out;
 	}
