@@ -17,12 +17,32 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <amqp.h>
+#include <amqp_framing.h>
+
 #include "frame.h"
 #include "util.h"
 
 enum { IO_OK, IO_AGAIN, IO_EOF, IO_ERR };
 
 #define CLOSING_GRACE_NS (2 * NS_PER_S) /* how long a closing connection may take to flush */
+
+/*
+ * The content (header and body frames) of a content-carrying method that a
+ * rule hit, on one channel: it shares the method's fate, so a peer never sees
+ * a header or body without its method, and a cut falls after the whole message.
+ */
+enum pcontent_fate {
+	PCONTENT_DROP, /* swallowed with its method (drop ... then=hang) */
+	PCONTENT_CUT,  /* forwarded with its method, then the connection is cut */
+};
+
+struct pcontent {
+	uint16_t channel;
+	enum pcontent_fate fate;
+	bool header_seen;
+	uint64_t remaining; /* body bytes still to come, once the header said how many */
+};
 
 /*
  * Bytes read from one side, waiting to go to the other:
@@ -33,6 +53,8 @@ struct pbuf {
 	uint8_t *data;
 	size_t cap, wr, fwd, scan, end;
 	struct frame_parser parser;
+	struct pcontent *content; /* contents in flight whose method a rule hit */
+	size_t ncontent, content_cap;
 	bool eof;  /* the source side sent FIN */
 	bool shut; /* FIN passed on to the destination */
 };
@@ -225,8 +247,10 @@ static void conn_close(struct pconn *c)
 
 static void conn_free(struct pconn *c)
 {
-	free(c->buf[0].data);
-	free(c->buf[1].data);
+	for (int d = 0; d < 2; d++) {
+		free(c->buf[d].data);
+		free(c->buf[d].content);
+	}
 	free(c);
 }
 
@@ -278,6 +302,92 @@ static void conn_update(struct pconn *c)
 	}
 }
 
+/* Takes the whole frame [fwd, scan) out of the stream; the connection goes on. */
+static void pbuf_swallow(struct pbuf *b)
+{
+	memmove(b->data + b->fwd, b->data + b->scan, b->end - b->scan);
+	b->end -= b->scan - b->fwd;
+	b->scan = b->fwd;
+}
+
+/* Remembers that the content of a method on channel ch shares its fate; 0 or -1 (out of memory). */
+static int pbuf_content_add(struct pbuf *b, uint16_t ch, enum pcontent_fate fate)
+{
+	if (b->ncontent == b->content_cap) {
+		size_t cap = b->content_cap ? 2 * b->content_cap : 4;
+		struct pcontent *n = realloc(b->content, cap * sizeof(*n));
+
+		if (!n)
+			return -1;
+		b->content = n;
+		b->content_cap = cap;
+	}
+	b->content[b->ncontent++] = (struct pcontent){ .channel = ch, .fate = fate };
+	return 0;
+}
+
+static struct pcontent *pbuf_content_find(struct pbuf *b, uint16_t ch)
+{
+	for (size_t i = 0; i < b->ncontent; i++)
+		if (b->content[i].channel == ch)
+			return &b->content[i];
+	return NULL;
+}
+
+static void pbuf_content_remove(struct pbuf *b, struct pcontent *pc)
+{
+	*pc = b->content[--b->ncontent];
+}
+
+/* An AMQP content header's body size: the 8 octets after class id and weight (frame.c checked the size). */
+static uint64_t frame_body_size(const uint8_t *frame)
+{
+	const uint8_t *p = frame + FRAME_HEADER_SIZE + 4;
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/*
+ * A frame on a channel whose content shares a hit method's fate. Returns 1
+ * when it was handled here (swallowed, or forwarded as part of the content),
+ * 0 when the content is over and the frame goes through the usual path.
+ */
+static int conn_content_frame(struct pconn *c, int d, struct pcontent *pc, const struct frame_info *fi)
+{
+	struct pbuf *b = &c->buf[d];
+	enum pcontent_fate fate = pc->fate;
+	bool done;
+
+	if (fi->type == FRAME_HEADER && !pc->header_seen) {
+		pc->header_seen = true;
+		pc->remaining = frame_body_size(b->data + b->fwd);
+	} else if (fi->type == FRAME_BODY && pc->header_seen && pc->remaining > 0) {
+		pc->remaining -= fi->payload_size < pc->remaining ? fi->payload_size : pc->remaining;
+	} else { /* a method, or a frame out of order: the content ended early */
+		pbuf_content_remove(b, pc);
+		if (fate == PCONTENT_CUT) { /* the cut falls before this frame */
+			conn_begin_closing(c);
+			return 1;
+		}
+		return 0;
+	}
+	done = pc->remaining == 0;
+	if (done)
+		pbuf_content_remove(b, pc);
+	if (fate == PCONTENT_DROP) {
+		c->px->stats.content_dropped++;
+		pbuf_swallow(b);
+		return 1;
+	}
+	b->fwd = b->scan;
+	if (done)
+		conn_begin_closing(c); /* the whole message went through: now the cut */
+	return 1;
+}
+
 /* A whole frame [fwd, scan) arrived on direction d: count it, apply the rules. */
 static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 {
@@ -286,6 +396,7 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	size_t slot;
 	int hit;
 	const struct rule *r;
+	bool content;
 
 	switch (fi->type) {
 	case FRAME_METHOD:
@@ -302,6 +413,12 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 		break;
 	default:
 		break;
+	}
+	if (b->ncontent > 0 && (fi->type == FRAME_METHOD || fi->type == FRAME_HEADER || fi->type == FRAME_BODY)) {
+		struct pcontent *pc = pbuf_content_find(b, fi->channel);
+
+		if (pc && conn_content_frame(c, d, pc, fi))
+			return;
 	}
 	if (fi->type != FRAME_METHOD) {
 		b->fwd = b->scan;
@@ -324,10 +441,13 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	}
 	if (px->cfg.log_faults)
 		conn_log(c, "rule fired: %s%s", r->text, "");
+	content = amqp_method_has_content(frame_method_number(fi));
 	if (r->action == RULE_CUT) {
 		b->fwd = b->scan;
 		px->stats.cuts++;
-		conn_begin_closing(c);
+		/* a method with content is cut after its content: the whole message went through */
+		if (!content || pbuf_content_add(b, fi->channel, PCONTENT_CUT) < 0)
+			conn_begin_closing(c);
 		return;
 	}
 	px->stats.drops++;
@@ -337,10 +457,13 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 		conn_begin_closing(c); /* drops [fwd, end): the frame and what followed */
 		return;
 	}
-	/* hang: take the frame out of the stream, keep the connection */
-	memmove(b->data + b->fwd, b->data + b->scan, b->end - b->scan);
-	b->end -= b->scan - b->fwd;
-	b->scan = b->fwd;
+	/* hang: take the frame out of the stream, and its content with it; keep the connection */
+	if (content && pbuf_content_add(b, fi->channel, PCONTENT_DROP) < 0) {
+		conn_log(c, "out of memory tracking a dropped message's content; %s%s", "connection closed", "");
+		conn_close(c);
+		return;
+	}
+	pbuf_swallow(b);
 }
 
 /* Parses what was read on direction d; 0, or -1 when the connection was closed. */
@@ -348,7 +471,7 @@ static int conn_parse(struct pconn *c, int d)
 {
 	struct pbuf *b = &c->buf[d];
 
-	while (b->scan < b->end && !c->closing) {
+	while (b->scan < b->end && !c->closing && !c->dead) {
 		struct frame_info fi;
 		int done;
 		long n = frame_parser_feed(&b->parser, b->data + b->scan, b->end - b->scan, &fi, &done);
@@ -364,7 +487,7 @@ static int conn_parse(struct pconn *c, int d)
 		if (done)
 			conn_frame(c, d, &fi);
 	}
-	return 0;
+	return c->dead ? -1 : 0;
 }
 
 static int io_read(int fd, struct pbuf *b, size_t *got)

@@ -9,6 +9,20 @@
 
 #include "rule.h"
 
+/*
+ * What a rule that fires does (DESIGN.md, "Fault semantics"). Rules decide on
+ * whole method frames:
+ *   drop ... then=close  the frame is swallowed and both sides are cut;
+ *   drop ... then=hang   the frame is swallowed and the connection stays; a
+ *                        method that carries content (basic.publish,
+ *                        basic.deliver, basic.get-ok, basic.return) takes its
+ *                        header and body frames on that channel with it, so
+ *                        the peer never sees content without its method;
+ *   cut                  the frame is forwarded, with its content if it has
+ *                        some (the whole message arrives), then both sides
+ *                        are cut.
+ */
+
 /* Directions: frames read from the client and sent to the broker, and back. */
 enum proxy_dir {
 	PROXY_TO_BROKER = 0, /* sent by the client */
@@ -24,7 +38,8 @@ struct proxy_stats {
 	uint64_t conns_refused;	     /* over max_conns */
 	uint64_t upstream_failures;  /* upstream connect failed */
 	uint64_t malformed;	     /* connections closed for malformed AMQP */
-	uint64_t drops;		     /* frames swallowed by a drop rule */
+	uint64_t drops;		     /* method frames swallowed by a drop rule */
+	uint64_t content_dropped;    /* header and body frames swallowed with their method (then=hang) */
 	uint64_t cuts;		     /* connections cut by a rule (drop+close or cut) */
 	uint64_t bytes[2];	     /* per direction, bytes forwarded */
 	uint64_t frames[2][4];	     /* per direction: method, header, body, heartbeat */

@@ -1,7 +1,11 @@
 /* check_proxy.c — the fault proxy against the run's private broker: relaying, drops, cuts, hangs, bad peers. */
 #include <amqp.h>
+#include <amqp_framing.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,10 +23,12 @@
 
 #define COMMIT_OK (90u << 16 | 21)
 #define BASIC_ACK (60u << 16 | 80)
+#define BASIC_DELIVER (60u << 16 | 60)
+#define BASIC_PUBLISH (60u << 16 | 40)
 
 static struct proxy *start_proxy(const char *const *rules, size_t n, uint16_t upstream)
 {
-	struct rule r[8];
+	struct rule r[32];
 	struct proxy_config cfg = { .listen_host = "127.0.0.1", .upstream_host = "127.0.0.1",
 				    .upstream_port = upstream ? upstream : test_broker_port(),
 				    .rules = r, .rule_count = n, .seed = 1, .quiet = true };
@@ -359,6 +365,343 @@ static int raw_connect(uint16_t port)
 	return fd;
 }
 
+/*
+ * A relay whose two peers are both the test's raw sockets: the frames each
+ * side sends and receives are exact, so the relay's own decisions show
+ * byte for byte. (The broker tests above show the same with RabbitMQ.)
+ */
+struct raw_relay {
+	struct proxy *px;
+	int listen_fd;
+	int client;   /* connected to the proxy; the protocol header is sent */
+	int upstream; /* the proxy's connection to "the broker", accepted */
+};
+
+/* sndbuf/rcvbuf > 0 set the client's send and the upstream's receive buffers before the connection exists. */
+static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_t n, int client_sndbuf,
+			   int upstream_rcvbuf)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	struct timeval tv = { .tv_sec = 5 };
+	struct pollfd pfd;
+	uint8_t hdr[8];
+	int one = 1;
+
+	rr->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(rr->listen_fd, 0);
+	setsockopt(rr->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (upstream_rcvbuf > 0)
+		setsockopt(rr->listen_fd, SOL_SOCKET, SO_RCVBUF, &upstream_rcvbuf, sizeof(upstream_rcvbuf));
+	ck_assert_int_eq(bind(rr->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(rr->listen_fd, 4), 0);
+	ck_assert_int_eq(getsockname(rr->listen_fd, (struct sockaddr *)&sa, &sl), 0);
+	rr->px = start_proxy(rules, n, ntohs(sa.sin_port));
+	sa.sin_port = htons(proxy_port(rr->px));
+	rr->client = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(rr->client, 0);
+	if (client_sndbuf > 0)
+		setsockopt(rr->client, SOL_SOCKET, SO_SNDBUF, &client_sndbuf, sizeof(client_sndbuf));
+	ck_assert_int_eq(connect(rr->client, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(rr->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(rr->client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ck_assert_int_eq(write(rr->client, "AMQP\0\0\x09\x01", 8), 8);
+	pfd = (struct pollfd){ .fd = rr->listen_fd, .events = POLLIN };
+	ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+	rr->upstream = accept(rr->listen_fd, NULL, NULL);
+	ck_assert_int_ge(rr->upstream, 0);
+	setsockopt(rr->upstream, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(rr->upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ck_assert_int_eq(recv(rr->upstream, hdr, sizeof(hdr), MSG_WAITALL), 8);
+	ck_assert(memcmp(hdr, "AMQP\0\0\x09\x01", 8) == 0);
+}
+
+static void raw_relay_close(struct raw_relay *rr)
+{
+	if (rr->client >= 0)
+		close(rr->client);
+	if (rr->upstream >= 0)
+		close(rr->upstream);
+	close(rr->listen_fd);
+	proxy_free(rr->px);
+}
+
+/* Reads until len bytes came, or EOF, or nothing for timeout_ms; the count, and -errno on an error. */
+static ssize_t read_upto(int fd, uint8_t *buf, size_t len, int timeout_ms)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, timeout_ms) != 1)
+			break;
+		n = read(fd, buf + got, len - got);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* True when fd has nothing to read for ms (no data, no EOF). */
+static int quiet_for(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 0;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		ck_assert_int_gt(n, 0);
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Frame builders: each appends one frame at out and returns its length. */
+static size_t put_frame(uint8_t *out, uint8_t type, uint16_t ch, const void *payload, uint32_t len)
+{
+	out[0] = type;
+	out[1] = (uint8_t)(ch >> 8);
+	out[2] = (uint8_t)ch;
+	for (int i = 0; i < 4; i++)
+		out[3 + i] = (uint8_t)(len >> (24 - 8 * i));
+	if (len)
+		memcpy(out + 7, payload, len);
+	out[7 + len] = FRAME_END;
+	return (size_t)len + FRAME_OVERHEAD;
+}
+
+/* A method frame, its arguments encoded by librabbitmq-c. */
+static size_t put_method(uint8_t *out, uint16_t ch, uint32_t number, void *decoded)
+{
+	uint8_t payload[512];
+	int n;
+
+	payload[0] = (uint8_t)(number >> 24);
+	payload[1] = (uint8_t)(number >> 16);
+	payload[2] = (uint8_t)(number >> 8);
+	payload[3] = (uint8_t)number;
+	n = amqp_encode_method(number, decoded, (amqp_bytes_t){ sizeof(payload) - 4, payload + 4 });
+	ck_assert_int_ge(n, 0);
+	return put_frame(out, FRAME_METHOD, ch, payload, (uint32_t)n + 4);
+}
+
+static size_t put_deliver(uint8_t *out, uint16_t ch, uint64_t tag)
+{
+	amqp_basic_deliver_t m = { .consumer_tag = amqp_cstring_bytes("ct"), .delivery_tag = tag,
+				   .exchange = amqp_empty_bytes, .routing_key = amqp_cstring_bytes("q") };
+
+	return put_method(out, ch, AMQP_BASIC_DELIVER_METHOD, &m);
+}
+
+static size_t put_ack(uint8_t *out, uint16_t ch, uint64_t tag, int multiple)
+{
+	amqp_basic_ack_t m = { .delivery_tag = tag, .multiple = multiple };
+
+	return put_method(out, ch, AMQP_BASIC_ACK_METHOD, &m);
+}
+
+static size_t put_qos_ok(uint8_t *out, uint16_t ch)
+{
+	amqp_basic_qos_ok_t m = { .dummy = 0 };
+
+	return put_method(out, ch, AMQP_BASIC_QOS_OK_METHOD, &m);
+}
+
+/* A content header of class basic with no properties. */
+static size_t put_header(uint8_t *out, uint16_t ch, uint64_t body_size)
+{
+	uint8_t p[14] = { 0, 60, 0, 0 };
+
+	for (int i = 0; i < 8; i++)
+		p[4 + i] = (uint8_t)(body_size >> (56 - 8 * i));
+	return put_frame(out, FRAME_HEADER, ch, p, sizeof(p));
+}
+
+static size_t put_body(uint8_t *out, uint16_t ch, const char *text)
+{
+	return put_frame(out, FRAME_BODY, ch, text, (uint32_t)strlen(text));
+}
+
+static size_t put_heartbeat(uint8_t *out)
+{
+	return put_frame(out, FRAME_HEARTBEAT, 0, NULL, 0);
+}
+
+/*
+ * drop basic.deliver ... then=hang: the header and body frames of the
+ * dropped deliveries go with them, on their channel only, whether the body
+ * is split, empty, or interleaved with another channel's frames.
+ */
+START_TEST(test_hang_drops_content_raw)
+{
+	const char *rules[] = { "drop basic.deliver from=broker then=hang after=2" };
+	struct raw_relay rr;
+	uint8_t in[1024], want[1024], got[1024];
+	size_t n = 0, w = 0, k;
+	struct proxy_stats st;
+
+	raw_relay_open(&rr, rules, 1, 0, 0);
+	/* the first delivery passes (after=2) */
+	k = put_deliver(in + n, 1, 1);
+	k += put_header(in + n + k, 1, 5);
+	k += put_body(in + n + k, 1, "hello");
+	memcpy(want + w, in + n, k);
+	n += k;
+	w += k;
+	/* the second is dropped: method, header, two bodies; channel 2's frame between them goes through */
+	n += put_deliver(in + n, 1, 2);
+	n += put_header(in + n, 1, 10);
+	k = put_ack(in + n, 2, 7, 0);
+	memcpy(want + w, in + n, k);
+	n += k;
+	w += k;
+	n += put_body(in + n, 1, "01234");
+	n += put_body(in + n, 1, "56789");
+	/* the third, on channel 3, has an empty body: no body frame follows its header */
+	n += put_deliver(in + n, 3, 1);
+	n += put_header(in + n, 3, 0);
+	/* what comes after the contents is not theirs */
+	k = put_heartbeat(in + n);
+	k += put_qos_ok(in + n + k, 3);
+	k += put_qos_ok(in + n + k, 1);
+	memcpy(want + w, in + n, k);
+	n += k;
+	w += k;
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, w, 2000), (ssize_t)w);
+	ck_assert(memcmp(got, want, w) == 0);
+	ck_assert(quiet_for(rr.client, 200)); /* nothing else, and the connection stays */
+	proxy_stats_get(rr.px, &st);
+	ck_assert_uint_eq(st.drops, 2);
+	ck_assert_uint_eq(st.content_dropped, 4);
+	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(BASIC_DELIVER)], 2);
+	ck_assert_uint_eq(st.cuts, 0);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* cut basic.deliver: the message goes through whole (its header and bodies), then the cut; nothing after it. */
+START_TEST(test_cut_forwards_content_raw)
+{
+	const char *rules[] = { "cut basic.deliver from=broker after=2" };
+	struct raw_relay rr;
+	uint8_t in[1024], got[1024];
+	size_t n = 0, w;
+
+	raw_relay_open(&rr, rules, 1, 0, 0);
+	n += put_deliver(in + n, 1, 1);
+	n += put_header(in + n, 1, 5);
+	n += put_body(in + n, 1, "hello");
+	n += put_deliver(in + n, 1, 2); /* cut after this message */
+	n += put_header(in + n, 1, 10);
+	n += put_ack(in + n, 2, 7, 0); /* before the cut on the wire: goes through */
+	n += put_body(in + n, 1, "01234");
+	n += put_body(in + n, 1, "56789");
+	w = n;
+	n += put_qos_ok(in + n, 1); /* after the cut: never arrives */
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, sizeof(got), 2000), (ssize_t)w); /* then EOF */
+	ck_assert(memcmp(got, in, w) == 0);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* Through the broker: a consumer whose deliveries are dropped with then=hang sees no stray header or body. */
+START_TEST(test_hang_drops_deliver_content)
+{
+	const char *rules[] = { "drop basic.deliver from=broker then=hang after=2" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t d = open_or_fail(test_broker_port()), c;
+	struct timeval tv = { .tv_sec = 1 };
+	amqp_envelope_t e;
+	amqp_rpc_reply_t r;
+	struct proxy_stats st;
+
+	declare_fresh(d, "hang-deliver");
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(publish(d, "hang-deliver", "m", "hello", 5), AMQP_STATUS_OK);
+	mq_close(d);
+	c = open_or_fail(proxy_port(px));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes("hang-deliver"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
+	ck_assert_int_eq(e.message.body.len, 5);
+	amqp_destroy_envelope(&e);
+	/* the other two are swallowed whole: the consumer waits, it does not see a header without its method */
+	r = amqp_consume_message(c, &e, &tv, 0);
+	ck_assert_int_eq(r.reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
+	ck_assert_msg(r.library_error == AMQP_STATUS_TIMEOUT, "%s", amqp_error_string2(r.library_error));
+	amqp_basic_qos(c, 1, 0, 10, 0); /* and the connection still works */
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	mq_abandon(c);
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(BASIC_DELIVER)], 2);
+	ck_assert_uint_eq(st.content_dropped, 4);
+	proxy_free(px);
+}
+END_TEST
+
+/* A publish dropped with then=hang takes its content along: the broker sees no stray header and keeps the connection. */
+START_TEST(test_hang_drops_publish_content)
+{
+	const char *rules[] = { "drop basic.publish from=client then=hang after=2" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t c = open_or_fail(proxy_port(px));
+	char id[64];
+	int redelivered;
+
+	declare_fresh(c, "hang-publish");
+	ck_assert_int_eq(publish(c, "hang-publish", "p-1", "hello", 5), AMQP_STATUS_OK);
+	ck_assert_int_eq(publish(c, "hang-publish", "p-2", "hello", 5), AMQP_STATUS_OK); /* dropped */
+	/* a stray header would make RabbitMQ close the connection (505 UNEXPECTED_FRAME) */
+	ck_assert_ptr_nonnull(amqp_queue_declare(c, 1, amqp_cstring_bytes("hang-publish"), 1, 0, 0, 0,
+						 amqp_empty_table));
+	ck_assert_int_eq(publish(c, "hang-publish", "p-3", "hello", 5), AMQP_STATUS_OK); /* dropped too */
+	amqp_queue_declare(c, 1, amqp_cstring_bytes("hang-publish"), 1, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	mq_close(c);
+	ck_assert_int_eq(direct_get("hang-publish", 1000, id, sizeof(id), &redelivered), 1);
+	ck_assert_str_eq(id, "p-1");
+	ck_assert_uint_eq(queue_depth("hang-publish"), 0);
+	proxy_free(px);
+}
+END_TEST
+
+/* cut basic.deliver through the broker: the consumer gets the whole message, then the connection closes. */
+START_TEST(test_cut_deliver)
+{
+	const char *rules[] = { "cut basic.deliver from=broker" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t c;
+	amqp_envelope_t e;
+	amqp_rpc_reply_t r;
+
+	put_one("cut-deliver", "d-1");
+	c = open_or_fail(proxy_port(px));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes("cut-deliver"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	r = amqp_consume_message(c, &e, NULL, 0);
+	ck_assert_msg(mq_ok(r), "%s", amqp_error_string2(r.library_error));
+	ck_assert_int_eq(e.message.body.len, 5);
+	ck_assert(memcmp(e.message.body.bytes, "hello", 5) == 0);
+	amqp_destroy_envelope(&e);
+	amqp_basic_qos(c, 1, 0, 10, 0);
+	ck_assert_int_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
+	mq_abandon(c);
+	proxy_free(px);
+}
+END_TEST
+
 /* Malformed AMQP closes that connection only; the others keep working. */
 START_TEST(test_malformed_peer)
 {
@@ -589,6 +932,11 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_drop_ack);
 	tcase_add_test(tc, test_cut_ack);
 	tcase_add_test(tc, test_hang_commit_ok);
+	tcase_add_test(tc, test_hang_drops_content_raw);
+	tcase_add_test(tc, test_cut_forwards_content_raw);
+	tcase_add_test(tc, test_hang_drops_deliver_content);
+	tcase_add_test(tc, test_hang_drops_publish_content);
+	tcase_add_test(tc, test_cut_deliver);
 	tcase_add_test(tc, test_malformed_peer);
 	tcase_add_test(tc, test_upstream_down);
 	tcase_add_test(tc, test_fuzzed_clients);
