@@ -158,7 +158,6 @@ int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, siz
 		util_err(err, errlen, "out of memory");
 		goto fail;
 	}
-	px->stats.rule_count = cfg->rule_count;
 	if (resolve(cfg->upstream_host, cfg->upstream_port, &px->upstream, &px->upstream_len, err, errlen) < 0)
 		goto fail;
 	snprintf(px->upstream_name, sizeof(px->upstream_name), "%s:%u", cfg->upstream_host, cfg->upstream_port);
@@ -820,15 +819,37 @@ void proxy_stop(struct proxy *px)
 	}
 }
 
-void proxy_stats_get(struct proxy *px, struct proxy_stats *out)
+int proxy_stats_get(struct proxy *px, struct proxy_stats *out)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&px->lock);
 	*out = px->stats;
-	for (size_t i = 0; i < px->rules.count && i < 16; i++) {
-		out->rule_matched[i] = px->rules.matched[i];
-		out->rule_fired[i] = px->rules.fired[i];
+	out->rule_count = px->rules.count;
+	out->rule_matched = out->rule_fired = NULL;
+	if (out->rule_count > 0) {
+		out->rule_matched = malloc(out->rule_count * sizeof(*out->rule_matched));
+		out->rule_fired = malloc(out->rule_count * sizeof(*out->rule_fired));
+		if (out->rule_matched && out->rule_fired) {
+			memcpy(out->rule_matched, px->rules.matched, out->rule_count * sizeof(*out->rule_matched));
+			memcpy(out->rule_fired, px->rules.fired, out->rule_count * sizeof(*out->rule_fired));
+		} else {
+			proxy_stats_release(out);
+			rc = -1;
+		}
 	}
 	pthread_mutex_unlock(&px->lock);
+	return rc;
+}
+
+void proxy_stats_release(struct proxy_stats *s)
+{
+	if (!s)
+		return;
+	free(s->rule_matched);
+	free(s->rule_fired);
+	s->rule_matched = s->rule_fired = NULL;
+	s->rule_count = 0;
 }
 
 void proxy_free(struct proxy *px)
@@ -887,7 +908,7 @@ void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, si
 				(unsigned long long)s->method_seen[d][m], (unsigned long long)s->method_dropped[d][m]);
 		}
 	}
-	for (size_t i = 0; i < rule_count && i < 16; i++)
+	for (size_t i = 0; i < rule_count && i < s->rule_count; i++)
 		fprintf(f, "rule %zu '%s': matched %llu, fired %llu\n", i + 1, rules[i].text,
 			(unsigned long long)s->rule_matched[i], (unsigned long long)s->rule_fired[i]);
 }
@@ -925,7 +946,8 @@ static void proxy_usage(FILE *f)
 		FRAME_DEFAULT_MAX);
 }
 
-int proxy_cli(int argc, char **argv)
+/* proxy_cli's work; rules has room for argc rules (each --rule takes at least one argument). */
+static int proxy_cli_run(int argc, char **argv, struct rule *rules)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },   { "upstream", required_argument, NULL, 'u' },
@@ -935,7 +957,6 @@ int proxy_cli(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },	      { NULL, 0, NULL, 0 },
 	};
 	struct proxy_config cfg = { 0 };
-	struct rule rules[16];
 	size_t nrules = 0;
 	char lhost[256] = "", uhost[256] = "", err[512];
 	uint64_t v;
@@ -963,10 +984,6 @@ int proxy_cli(int argc, char **argv)
 			}
 			break;
 		case 'r':
-			if (nrules == sizeof(rules) / sizeof(rules[0])) {
-				util_log("proxy: at most %zu rules", nrules);
-				return 2;
-			}
 			if (rule_parse(optarg, &rules[nrules], err, sizeof(err)) < 0) {
 				util_log("proxy: --rule: %s", err);
 				return 2;
@@ -1034,10 +1051,26 @@ int proxy_cli(int argc, char **argv)
 		printf("  rule %zu: %s\n", i + 1, rules[i].text);
 	fflush(stdout);
 	rc = proxy_run(px);
-	proxy_stats_get(px, &st);
+	if (proxy_stats_get(px, &st) < 0)
+		util_log("proxy: out of memory for the rule counters; they are left out");
 	printf("dupsim proxy: stopped\n");
 	proxy_stats_print(&st, rules, nrules, stdout);
+	proxy_stats_release(&st);
 	cli_proxy = NULL;
 	proxy_free(px);
 	return rc < 0 ? 1 : 0;
+}
+
+int proxy_cli(int argc, char **argv)
+{
+	struct rule *rules = calloc((size_t)argc, sizeof(*rules));
+	int code;
+
+	if (!rules) {
+		util_log("proxy: out of memory");
+		return 1;
+	}
+	code = proxy_cli_run(argc, argv, rules);
+	free(rules);
+	return code;
 }

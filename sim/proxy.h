@@ -45,9 +45,10 @@ struct proxy_stats {
 	uint64_t frames[2][4];	     /* per direction: method, header, body, heartbeat */
 	uint64_t method_seen[2][PROXY_METHOD_SLOTS];
 	uint64_t method_dropped[2][PROXY_METHOD_SLOTS];
+	/* per rule, every rule: rule_count entries each, owned by whoever called proxy_stats_get */
 	size_t rule_count;
-	uint64_t rule_matched[16];   /* per rule, the first 16 rules */
-	uint64_t rule_fired[16];
+	uint64_t *rule_matched;	     /* matching frames, over all connections */
+	uint64_t *rule_fired;	     /* times fired, over all connections */
 };
 
 /* A rule fired: handed to the on_fault callback from the proxy's thread. */
@@ -90,8 +91,15 @@ int proxy_start(struct proxy *px);
 void proxy_stop(struct proxy *px);
 /* Only wakes the loop to return; safe from a signal handler. */
 void proxy_stop_signal(struct proxy *px);
-/* A consistent copy of the counters; callable from any thread. */
-void proxy_stats_get(struct proxy *px, struct proxy_stats *out);
+/*
+ * A consistent copy of the counters; callable from any thread. The rule
+ * arrays are allocated for the caller: free them with proxy_stats_release.
+ * Returns 0, or -1 when they could not be allocated (then they are NULL,
+ * rule_count is 0, and every other counter is filled all the same).
+ */
+int proxy_stats_get(struct proxy *px, struct proxy_stats *out);
+/* Frees what proxy_stats_get allocated in s (not s itself). NULL ok; s is left empty. */
+void proxy_stats_release(struct proxy_stats *s);
 /* Closes every connection and frees. NULL ok. */
 void proxy_free(struct proxy *px);
 

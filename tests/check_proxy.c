@@ -202,6 +202,7 @@ START_TEST(test_relay_identical)
 	ck_assert_uint_gt(st.frames[PROXY_TO_CLIENT][2], st.method_seen[PROXY_TO_CLIENT][frame_method_index(60u << 16 | 60)]);
 	ck_assert_uint_eq(st.drops, 0);
 	ck_assert_uint_eq(st.malformed, 0);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -234,6 +235,43 @@ START_TEST(test_drop_commit_ok)
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(COMMIT_OK)], 1);
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_BROKER][frame_method_index(COMMIT_OK)], 0);
 	ck_assert_uint_eq(st.rule_fired[0], 1);
+	proxy_stats_release(&st);
+	proxy_free(px);
+}
+END_TEST
+
+/* Rule counters cover every rule, not the first 16: twenty rules, the last one fires. */
+START_TEST(test_many_rule_counters)
+{
+	const char *rules[20];
+	struct proxy *px;
+	amqp_connection_state_t c;
+	struct proxy_stats st;
+
+	for (int i = 0; i < 19; i++)
+		rules[i] = "drop basic.publish from=client p=0";
+	rules[19] = "drop tx.commit-ok from=broker then=close";
+	px = start_proxy(rules, 20, 0);
+	c = open_or_fail(proxy_port(px));
+	declare_fresh(c, "many-rules");
+	amqp_tx_select(c, 1);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(publish(c, "many-rules", "r", "x", 1), AMQP_STATUS_OK);
+	ck_assert_ptr_null(amqp_tx_commit(c, 1)); /* rule 20 cut it */
+	mq_abandon(c);
+	ck_assert_int_eq(proxy_stats_get(px, &st), 0);
+	ck_assert_uint_eq(st.rule_count, 20);
+	for (int i = 0; i < 19; i++) {
+		ck_assert_uint_eq(st.rule_matched[i], 3);
+		ck_assert_uint_eq(st.rule_fired[i], 0);
+	}
+	ck_assert_uint_eq(st.rule_matched[19], 1);
+	ck_assert_uint_eq(st.rule_fired[19], 1);
+	ck_assert_uint_eq(st.cuts, 1);
+	proxy_stats_release(&st);
+	ck_assert_ptr_null(st.rule_matched);
+	proxy_stats_release(&st); /* twice is fine */
 	proxy_free(px);
 }
 END_TEST
@@ -295,6 +333,7 @@ START_TEST(test_drop_ack)
 	ck_assert_int_eq(redelivered, 1);
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_BROKER][frame_method_index(BASIC_ACK)], 1);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -319,6 +358,7 @@ START_TEST(test_cut_ack)
 	ck_assert_uint_eq(st.cuts, 1);
 	ck_assert_uint_eq(st.drops, 0);
 	ck_assert_uint_eq(st.method_seen[PROXY_TO_BROKER][frame_method_index(BASIC_ACK)], 1);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -586,6 +626,7 @@ START_TEST(test_hang_drops_content_raw)
 	ck_assert_uint_eq(st.content_dropped, 4);
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(BASIC_DELIVER)], 2);
 	ck_assert_uint_eq(st.cuts, 0);
+	proxy_stats_release(&st);
 	raw_relay_close(&rr);
 }
 END_TEST
@@ -647,6 +688,7 @@ START_TEST(test_hang_drops_deliver_content)
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(BASIC_DELIVER)], 2);
 	ck_assert_uint_eq(st.content_dropped, 4);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -729,6 +771,7 @@ START_TEST(test_malformed_peer)
 	mq_close(good);
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.malformed, 2);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -791,6 +834,7 @@ START_TEST(test_fuzzed_clients)
 	ck_assert_uint_gt(st.malformed, 50); /* most fuzzed streams were caught by the parser */
 	ck_assert_uint_eq(st.conns_active, 0);
 	free(rec);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -827,6 +871,7 @@ START_TEST(test_connection_flood)
 	}
 	ck_assert_uint_eq(st.conns_accepted, 401);
 	ck_assert_uint_eq(st.conns_active, 0);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -844,6 +889,7 @@ START_TEST(test_upstream_down)
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.upstream_failures, 1);
 	ck_assert_uint_eq(st.conns_active, 0);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -909,10 +955,21 @@ START_TEST(test_cli)
 	ck_assert_int_eq(util_free_port(&port), 0);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
 	{
-		const char *argv[] = { "proxy", "--listen", listen, "--upstream", upstream, "--rule",
-				 "drop tx.commit-ok from=broker", "--seed", "9", NULL };
+		/* twenty rules: the first fires, the 20th matches too and is counted */
+		const char *argv[64] = { "proxy", "--listen", listen, "--upstream", upstream, "--rule",
+					 "drop tx.commit-ok from=broker", "--seed", "9" };
+		int n = 9;
 
+		for (int i = 0; i < 18; i++) {
+			argv[n++] = "--rule";
+			argv[n++] = "drop basic.qos from=client p=0";
+		}
+		argv[n++] = "--rule";
+		argv[n++] = "cut tx.commit-ok from=broker";
+		argv[n] = NULL;
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), port, 1), 0);
+		ck_assert_msg(strstr(out, "rule 20 'cut tx.commit-ok from=broker': matched 1, fired 0") != NULL, "%s",
+			      out);
 		ck_assert_msg(strstr(out, "rule 1 'drop tx.commit-ok from=broker': matched 1, fired 1") != NULL, "%s",
 			      out);
 		ck_assert_msg(strstr(out, "tx.commit-ok               broker             1          1") != NULL,
@@ -929,6 +986,7 @@ Suite *proxy_suite(void)
 
 	tcase_add_test(tc, test_relay_identical);
 	tcase_add_test(tc, test_drop_commit_ok);
+	tcase_add_test(tc, test_many_rule_counters);
 	tcase_add_test(tc, test_drop_ack);
 	tcase_add_test(tc, test_cut_ack);
 	tcase_add_test(tc, test_hang_commit_ok);
