@@ -25,7 +25,7 @@
 
 enum { IO_OK, IO_AGAIN, IO_EOF, IO_ERR };
 
-#define CLOSING_GRACE_NS (2 * NS_PER_S) /* how long a closing connection may take to flush */
+#define CLOSING_GRACE_NS (2 * NS_PER_S) /* how long a closing connection may take to drain and say goodbye */
 
 /*
  * The content (header and body frames) of a content-carrying method that a
@@ -58,6 +58,15 @@ struct pbuf {
 	bool eof;  /* the source side sent FIN */
 	bool shut; /* FIN passed on to the destination */
 };
+
+/*
+ * A connection's life: relaying; then, once a rule cuts it or one side fails,
+ * closing: nothing more is parsed or forwarded, what was decided is written,
+ * each side gets a FIN after its last byte, and what the peers still send is
+ * read and discarded until their own FIN; then the sockets are closed, or at
+ * CLOSING_GRACE_NS whatever the peers did. A side whose socket failed or
+ * finished is closed at once (its fd is -1 from then on).
+ */
 
 struct pconn;
 
@@ -253,7 +262,18 @@ static void conn_free(struct pconn *c)
 	free(c);
 }
 
-/* Stop reading; close once what was decided is written (or the grace passes). */
+/* Side i is done with (failed, or finished while closing): its socket goes now, so epoll stops reporting it. */
+static void conn_side_close(struct pconn *c, int i)
+{
+	if (c->fd[i] < 0)
+		return;
+	epoll_ctl(c->px->epoll_fd, EPOLL_CTL_DEL, c->fd[i], NULL);
+	close(c->fd[i]);
+	c->fd[i] = -1;
+	c->side[i].mask = 0;
+}
+
+/* Forward nothing more; drain what was decided, then close (see "A connection's life"). */
 static void conn_begin_closing(struct pconn *c)
 {
 	if (c->closing)
@@ -284,10 +304,13 @@ static void conn_update(struct pconn *c)
 		uint32_t mask = 0;
 		struct epoll_event ev;
 
+		if (c->fd[i] < 0)
+			continue;
 		if (i == 1 && c->connecting) {
 			mask = EPOLLOUT;
 		} else {
-			if (!c->closing && !in->eof && pbuf_room(in) > 0)
+			/* closing reads (to discard) whatever comes, until the peer's FIN */
+			if (!in->eof && (c->closing || pbuf_room(in) > 0))
 				mask |= EPOLLIN;
 			if (out->fwd > out->wr)
 				mask |= EPOLLOUT;
@@ -535,10 +558,11 @@ static int conn_flush(struct pconn *c, int d)
 	struct pbuf *b = &c->buf[d];
 	int dst = 1 - d;
 
-	if (c->dead || (dst == 1 && c->connecting))
+	if (c->dead || c->fd[dst] < 0 || (dst == 1 && c->connecting))
 		return 0;
 	if (io_write(c->fd[dst], b, &c->px->stats.bytes[d]) == IO_ERR) {
-		conn_close(c);
+		conn_side_close(c, dst);
+		conn_begin_closing(c); /* the other direction still gets what was decided for it */
 		return -1;
 	}
 	if (b->eof && !b->shut && b->wr == b->fwd) {
@@ -563,7 +587,8 @@ static void conn_pump_read(struct pconn *c, int i)
 		if (rc == IO_AGAIN)
 			break;
 		if (rc == IO_ERR) {
-			conn_close(c);
+			conn_side_close(c, i);
+			conn_begin_closing(c);
 			return;
 		}
 		if (rc == IO_EOF) {
@@ -578,15 +603,62 @@ static void conn_pump_read(struct pconn *c, int i)
 	}
 }
 
+/*
+ * Closing, side i: what was decided for it goes out, then our FIN; what it
+ * still sends is read and thrown away. Closing a socket with unread input
+ * makes the kernel send an RST instead of a FIN, and an RST throws away what
+ * the kernel still had to send: the frame a cut forwarded, say. The side is
+ * closed once both FINs went.
+ */
+static void conn_drain_side(struct pconn *c, int i)
+{
+	struct pbuf *out = &c->buf[1 - i], *in = &c->buf[i];
+
+	if (c->fd[i] < 0)
+		return;
+	if (i == 1 && c->connecting) { /* nothing reached the broker: nothing to drain */
+		conn_side_close(c, 1);
+		return;
+	}
+	if (!out->shut) {
+		if (io_write(c->fd[i], out, &c->px->stats.bytes[1 - i]) == IO_ERR) {
+			conn_side_close(c, i);
+			return;
+		}
+		if (out->wr == out->fwd) {
+			shutdown(c->fd[i], SHUT_WR);
+			out->shut = true;
+		}
+	}
+	for (int rounds = 0; rounds < 8 && !in->eof; rounds++) {
+		uint8_t junk[16384];
+		ssize_t n = read(c->fd[i], junk, sizeof(junk));
+
+		if (n > 0)
+			continue;
+		if (n == 0) {
+			in->eof = true;
+		} else if (errno == EINTR) {
+			continue;
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			conn_side_close(c, i);
+			return;
+		}
+		break;
+	}
+	if (in->eof && out->shut)
+		conn_side_close(c, i);
+}
+
+/* Closes c once both directions are finished; while closing, moves the drain on first. */
 static void conn_check_done(struct pconn *c)
 {
 	if (c->dead)
 		return;
 	if (c->closing) {
-		bool drained = c->buf[0].wr == c->buf[0].fwd &&
-			       (c->connecting || c->buf[1].wr == c->buf[1].fwd);
-
-		if (drained || util_now_ns() - c->closing_since > CLOSING_GRACE_NS)
+		conn_drain_side(c, 0);
+		conn_drain_side(c, 1);
+		if ((c->fd[0] < 0 && c->fd[1] < 0) || util_now_ns() - c->closing_since > CLOSING_GRACE_NS)
 			conn_close(c);
 		return;
 	}
@@ -715,11 +787,9 @@ static void proxy_handle(struct pside *s, uint32_t events)
 
 	if (c->dead)
 		return;
-	if (c->closing && (events & (EPOLLERR | EPOLLHUP))) {
-		conn_close(c);
-		return;
-	}
-	if (i == 1 && c->connecting) {
+	if (c->closing) {
+		/* whatever the event, the drain reads or writes side i and sees what happened */
+	} else if (i == 1 && c->connecting) {
 		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			conn_connected(c);
 	} else {
@@ -727,8 +797,10 @@ static void proxy_handle(struct pside *s, uint32_t events)
 			conn_pump_read(c, i);
 		if (!c->dead && (events & (EPOLLOUT | EPOLLERR)))
 			conn_flush(c, 1 - i);
-		if (!c->dead && (events & EPOLLERR) && !(events & EPOLLIN))
-			conn_close(c);
+		if (!c->dead && !c->closing && (events & EPOLLERR) && !(events & EPOLLIN)) {
+			conn_side_close(c, i); /* an error on a side we were not reading: it failed */
+			conn_begin_closing(c);
+		}
 	}
 	conn_check_done(c);
 	conn_update(c);
@@ -763,8 +835,10 @@ int proxy_run(struct proxy *px)
 		if (px->closing) {
 			for (struct pconn *c = px->conns, *next; c; c = next) {
 				next = c->next;
-				if (c->closing)
+				if (c->closing) {
 					conn_check_done(c);
+					conn_update(c);
+				}
 			}
 		}
 		while (px->graveyard) {

@@ -21,6 +21,11 @@
  *   cut                  the frame is forwarded, with its content if it has
  *                        some (the whole message arrives), then both sides
  *                        are cut.
+ * A cut is a FIN to each side after the last byte forwarded to it, never an
+ * RST that would throw those bytes away; what the peers send after the cut
+ * is read and discarded until they close (or CLOSING_GRACE, 2 s, passes).
+ * A side that fails (reset, write error) gets the same treatment for the
+ * other side: what was already decided for it still arrives.
  */
 
 /* Directions: frames read from the client and sent to the broker, and back. */

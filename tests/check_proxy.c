@@ -417,10 +417,14 @@ struct raw_relay {
 	int upstream; /* the proxy's connection to "the broker", accepted */
 };
 
-/* sndbuf/rcvbuf > 0 set the client's send and the upstream's receive buffers before the connection exists. */
-static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_t n, int client_sndbuf,
-			   int upstream_rcvbuf)
+/* Socket buffer sizes for the test's two ends, set before the connection exists; 0: the kernel's default. */
+struct raw_bufs {
+	int client_sndbuf, client_rcvbuf, upstream_rcvbuf;
+};
+
+static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_t n, const struct raw_bufs *bufs)
 {
+	const struct raw_bufs none = { 0 };
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	struct timeval tv = { .tv_sec = 5 };
@@ -431,8 +435,10 @@ static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_
 	rr->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
 	ck_assert_int_ge(rr->listen_fd, 0);
 	setsockopt(rr->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (upstream_rcvbuf > 0)
-		setsockopt(rr->listen_fd, SOL_SOCKET, SO_RCVBUF, &upstream_rcvbuf, sizeof(upstream_rcvbuf));
+	if (!bufs)
+		bufs = &none;
+	if (bufs->upstream_rcvbuf > 0)
+		setsockopt(rr->listen_fd, SOL_SOCKET, SO_RCVBUF, &bufs->upstream_rcvbuf, sizeof(bufs->upstream_rcvbuf));
 	ck_assert_int_eq(bind(rr->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(listen(rr->listen_fd, 4), 0);
 	ck_assert_int_eq(getsockname(rr->listen_fd, (struct sockaddr *)&sa, &sl), 0);
@@ -440,8 +446,10 @@ static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_
 	sa.sin_port = htons(proxy_port(rr->px));
 	rr->client = socket(AF_INET, SOCK_STREAM, 0);
 	ck_assert_int_ge(rr->client, 0);
-	if (client_sndbuf > 0)
-		setsockopt(rr->client, SOL_SOCKET, SO_SNDBUF, &client_sndbuf, sizeof(client_sndbuf));
+	if (bufs->client_sndbuf > 0)
+		setsockopt(rr->client, SOL_SOCKET, SO_SNDBUF, &bufs->client_sndbuf, sizeof(bufs->client_sndbuf));
+	if (bufs->client_rcvbuf > 0)
+		setsockopt(rr->client, SOL_SOCKET, SO_RCVBUF, &bufs->client_rcvbuf, sizeof(bufs->client_rcvbuf));
 	ck_assert_int_eq(connect(rr->client, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	setsockopt(rr->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(rr->client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -495,15 +503,23 @@ static int quiet_for(int fd, int ms)
 	return poll(&pfd, 1, ms) == 0;
 }
 
-static void write_all(int fd, const uint8_t *p, size_t len)
+/* Writes everything; false when the connection failed (no check assertion: threads use it too). */
+static bool send_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 
-		ck_assert_int_gt(n, 0);
+		if (n <= 0)
+			return false;
 		p += n;
 		len -= (size_t)n;
 	}
+	return true;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t len)
+{
+	ck_assert(send_all(fd, p, len));
 }
 
 /* Frame builders: each appends one frame at out and returns its length. */
@@ -590,7 +606,7 @@ START_TEST(test_hang_drops_content_raw)
 	size_t n = 0, w = 0, k;
 	struct proxy_stats st;
 
-	raw_relay_open(&rr, rules, 1, 0, 0);
+	raw_relay_open(&rr, rules, 1, NULL);
 	/* the first delivery passes (after=2) */
 	k = put_deliver(in + n, 1, 1);
 	k += put_header(in + n + k, 1, 5);
@@ -639,7 +655,7 @@ START_TEST(test_cut_forwards_content_raw)
 	uint8_t in[1024], got[1024];
 	size_t n = 0, w;
 
-	raw_relay_open(&rr, rules, 1, 0, 0);
+	raw_relay_open(&rr, rules, 1, NULL);
 	n += put_deliver(in + n, 1, 1);
 	n += put_header(in + n, 1, 5);
 	n += put_body(in + n, 1, "hello");
@@ -653,6 +669,81 @@ START_TEST(test_cut_forwards_content_raw)
 	write_all(rr.upstream, in, n);
 	ck_assert_int_eq(read_upto(rr.client, got, sizeof(got), 2000), (ssize_t)w); /* then EOF */
 	ck_assert(memcmp(got, in, w) == 0);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* Writes n body frames of 64 KiB, then a basic.qos-ok, on the upstream; then reads it until EOF. */
+struct raw_writer {
+	int fd;
+	int frames;
+};
+
+static void *raw_writer_run(void *arg)
+{
+	struct raw_writer *w = arg;
+	static uint8_t frame[65536 + FRAME_OVERHEAD];
+	static char payload[65537];
+	uint8_t end[16], junk[4096];
+	size_t n;
+
+	memset(payload, 'b', sizeof(payload) - 1);
+	n = put_body(frame, 1, payload);
+	for (int i = 0; i < w->frames; i++)
+		if (!send_all(w->fd, frame, n))
+			return NULL;
+	if (!send_all(w->fd, end, put_qos_ok(end, 1)))
+		return NULL;
+	while (read(w->fd, junk, sizeof(junk)) > 0)
+		;
+	return NULL;
+}
+
+/*
+ * cut: the frame it forwarded, and everything before it, reach the peer
+ * before the connection goes. The client here is slow and keeps talking
+ * while the proxy drains: closing a socket with unread input sends an RST,
+ * which throws away what the kernel still had to send.
+ */
+START_TEST(test_cut_drains_before_close)
+{
+	const char *rules[] = { "cut basic.qos-ok from=broker" };
+	struct raw_relay rr;
+	struct raw_writer w;
+	pthread_t t;
+	uint8_t buf[16384], tail[12], hb[8], qos_ok[16];
+	uint64_t got = 0, want;
+	uint64_t deadline = util_now_ns() + 20 * NS_PER_S;
+	ssize_t last = 0;
+
+	/* a fixed, small receive buffer and a slow reader keep the pipe full up to the cut */
+	raw_relay_open(&rr, rules, 1, &(struct raw_bufs){ .client_rcvbuf = 65536 });
+	w = (struct raw_writer){ .fd = rr.upstream, .frames = 128 }; /* 8 MiB: more than the kernel buffers hold */
+	want = (uint64_t)w.frames * (65536 + FRAME_OVERHEAD) + put_qos_ok(qos_ok, 1);
+	ck_assert_int_eq(pthread_create(&t, NULL, raw_writer_run, &w), 0);
+	util_sleep_ns(200 * NS_PER_MS); /* the pipe fills up */
+	put_heartbeat(hb);
+	while (util_now_ns() < deadline) {
+		struct pollfd pfd = { .fd = rr.client, .events = POLLIN };
+
+		send_all(rr.client, hb, sizeof(hb)); /* unread by a proxy that only waits to close */
+		if (poll(&pfd, 1, 1000) != 1)
+			continue;
+		last = read(rr.client, buf, sizeof(buf));
+		if (last <= 0)
+			break;
+		if (last >= (ssize_t)sizeof(tail))
+			memcpy(tail, buf + last - sizeof(tail), sizeof(tail));
+		got += (uint64_t)last;
+		util_sleep_ns(NS_PER_MS);
+	}
+	ck_assert_msg(last == 0, "the read ended with %s after %llu of %llu bytes", last < 0 ? strerror(errno) : "a timeout",
+		      (unsigned long long)got, (unsigned long long)want);
+	ck_assert_uint_eq(got, want);
+	ck_assert(memcmp(tail, qos_ok, sizeof(tail)) == 0);
+	close(rr.client);
+	rr.client = -1;
+	pthread_join(t, NULL);
 	raw_relay_close(&rr);
 }
 END_TEST
@@ -992,6 +1083,7 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_hang_commit_ok);
 	tcase_add_test(tc, test_hang_drops_content_raw);
 	tcase_add_test(tc, test_cut_forwards_content_raw);
+	tcase_add_test(tc, test_cut_drains_before_close);
 	tcase_add_test(tc, test_hang_drops_deliver_content);
 	tcase_add_test(tc, test_hang_drops_publish_content);
 	tcase_add_test(tc, test_cut_deliver);
