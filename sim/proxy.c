@@ -75,6 +75,8 @@ struct pside {
 	struct pconn *conn;
 	int idx; /* 0 client, 1 upstream */
 	uint32_t mask;
+	bool registered; /* in the epoll set */
+	bool hup;	 /* epoll said EPOLLHUP: the socket is shut both ways (or reset), for good */
 };
 
 struct pconn {
@@ -271,6 +273,7 @@ static void conn_side_close(struct pconn *c, int i)
 	close(c->fd[i]);
 	c->fd[i] = -1;
 	c->side[i].mask = 0;
+	c->side[i].registered = false;
 }
 
 /* Forward nothing more; drain what was decided, then close (see "A connection's life"). */
@@ -315,11 +318,26 @@ static void conn_update(struct pconn *c)
 			if (out->fwd > out->wr)
 				mask |= EPOLLOUT;
 		}
-		if (mask == c->side[i].mask)
+		if (mask == 0 && c->side[i].hup) {
+			/*
+			 * epoll reports EPOLLHUP whatever the mask, and a hung-up
+			 * socket stays hung up: with nothing to wait for on it (its
+			 * bytes wait behind a full buffer, or it said all it had),
+			 * it leaves the set, or the loop would wake for it forever.
+			 * It comes back once there is something to wait for.
+			 */
+			if (c->side[i].registered)
+				epoll_ctl(c->px->epoll_fd, EPOLL_CTL_DEL, c->fd[i], NULL);
+			c->side[i].registered = false;
+			c->side[i].mask = 0;
+			continue;
+		}
+		if (c->side[i].registered && mask == c->side[i].mask)
 			continue;
 		ev.events = mask;
 		ev.data.ptr = &c->side[i];
-		epoll_ctl(c->px->epoll_fd, EPOLL_CTL_MOD, c->fd[i], &ev);
+		epoll_ctl(c->px->epoll_fd, c->side[i].registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd[i], &ev);
+		c->side[i].registered = true;
 		c->side[i].mask = mask;
 	}
 }
@@ -764,6 +782,7 @@ static void proxy_accept(struct proxy *px)
 			c->side[i].conn = c;
 			c->side[i].idx = i;
 			c->side[i].mask = 0;
+			c->side[i].registered = true;
 			ev.events = 0;
 			ev.data.ptr = &c->side[i];
 			epoll_ctl(px->epoll_fd, EPOLL_CTL_ADD, c->fd[i], &ev);
@@ -787,6 +806,8 @@ static void proxy_handle(struct pside *s, uint32_t events)
 
 	if (c->dead)
 		return;
+	if (events & EPOLLHUP)
+		s->hup = true;
 	if (c->closing) {
 		/* whatever the event, the drain reads or writes side i and sees what happened */
 	} else if (i == 1 && c->connecting) {
@@ -822,6 +843,7 @@ int proxy_run(struct proxy *px)
 			return -1;
 		}
 		pthread_mutex_lock(&px->lock);
+		px->stats.loop_wakeups++;
 		for (int k = 0; k < n; k++) {
 			void *tag = evs[k].data.ptr;
 

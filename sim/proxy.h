@@ -50,6 +50,7 @@ struct proxy_stats {
 	uint64_t frames[2][4];	     /* per direction: method, header, body, heartbeat */
 	uint64_t method_seen[2][PROXY_METHOD_SLOTS];
 	uint64_t method_dropped[2][PROXY_METHOD_SLOTS];
+	uint64_t loop_wakeups;	     /* epoll_wait returns: a relay with nothing to do must not wake */
 	/* per rule, every rule: rule_count entries each, owned by whoever called proxy_stats_get */
 	size_t rule_count;
 	uint64_t *rule_matched;	     /* matching frames, over all connections */

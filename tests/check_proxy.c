@@ -3,6 +3,8 @@
 #include <amqp_framing.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -11,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -420,6 +424,7 @@ struct raw_relay {
 /* Socket buffer sizes for the test's two ends, set before the connection exists; 0: the kernel's default. */
 struct raw_bufs {
 	int client_sndbuf, client_rcvbuf, upstream_rcvbuf;
+	int upstream_mss; /* the MSS the upstream announces: the proxy sizes its send buffer to it */
 };
 
 static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_t n, const struct raw_bufs *bufs)
@@ -439,6 +444,8 @@ static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_
 		bufs = &none;
 	if (bufs->upstream_rcvbuf > 0)
 		setsockopt(rr->listen_fd, SOL_SOCKET, SO_RCVBUF, &bufs->upstream_rcvbuf, sizeof(bufs->upstream_rcvbuf));
+	if (bufs->upstream_mss > 0)
+		setsockopt(rr->listen_fd, IPPROTO_TCP, TCP_MAXSEG, &bufs->upstream_mss, sizeof(bufs->upstream_mss));
 	ck_assert_int_eq(bind(rr->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(listen(rr->listen_fd, 4), 0);
 	ck_assert_int_eq(getsockname(rr->listen_fd, (struct sockaddr *)&sa, &sl), 0);
@@ -744,6 +751,104 @@ START_TEST(test_cut_drains_before_close)
 	close(rr.client);
 	rr.client = -1;
 	pthread_join(t, NULL);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* CPU time of every thread of this process but the calling one, in seconds: the proxy's, here. */
+static double cpu_of_other_threads(void)
+{
+	struct rusage all, self;
+
+	getrusage(RUSAGE_SELF, &all);
+	getrusage(RUSAGE_THREAD, &self);
+	return (double)(all.ru_utime.tv_sec + all.ru_stime.tv_sec - self.ru_utime.tv_sec - self.ru_stime.tv_sec) +
+	       (double)(all.ru_utime.tv_usec + all.ru_stime.tv_usec - self.ru_utime.tv_usec - self.ru_stime.tv_usec) / 1e6;
+}
+
+/*
+ * A client that sends a lot, stops reading and half-closes, while the
+ * broker is slow: the client's socket is shut both ways (its FIN in, ours
+ * out) with bytes still waiting in the kernel behind a full buffer. epoll
+ * reports such a socket (EPOLLHUP) whatever the mask; the loop must not wake
+ * for it over and over, and what the client sent must still all arrive.
+ */
+START_TEST(test_hangup_with_full_buffer_is_quiet)
+{
+	enum { PAYLOAD = 65536 - FRAME_OVERHEAD, FRAME = PAYLOAD + FRAME_OVERHEAD, FRAMES = 256 };
+	struct raw_relay rr;
+	uint8_t *stream = malloc((size_t)FRAME * FRAMES), buf[16384];
+	char *payload = malloc(PAYLOAD + 1);
+	size_t sent = 0, whole, received = 0;
+	struct proxy_stats st0, st1;
+	double cpu0, cpu1;
+	int outq = 1;
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(stream);
+	memset(payload, 'c', PAYLOAD);
+	payload[PAYLOAD] = '\0';
+	for (int i = 0; i < FRAMES; i++)
+		put_body(stream + (size_t)i * FRAME, 1, payload);
+	/* small buffers at the test's ends, so the proxy's own buffers are what fills */
+	raw_relay_open(&rr, NULL, 0,
+		       &(struct raw_bufs){ .client_sndbuf = 16384, .upstream_rcvbuf = 4096, .upstream_mss = 1024 });
+	fcntl(rr.client, F_SETFL, O_NONBLOCK);
+	/* send until the client stays unwritable: every buffer on the way to the broker is full */
+	for (;;) {
+		struct pollfd pfd = { .fd = rr.client, .events = POLLOUT };
+
+		n = send(rr.client, stream + sent, (size_t)FRAME * FRAMES - sent, MSG_NOSIGNAL);
+		if (n > 0) {
+			sent += (size_t)n;
+			ck_assert_uint_lt(sent, (size_t)FRAME * FRAMES);
+			continue;
+		}
+		ck_assert_int_eq(errno, EAGAIN);
+		if (poll(&pfd, 1, 200) == 0)
+			break;
+	}
+	ck_assert_int_eq(shutdown(rr.client, SHUT_WR), 0);
+	/* the broker reads a little at a time until the client's last byte and FIN are in the proxy */
+	for (int i = 0; i < 2000 && outq > 0; i++) {
+		n = recv(rr.upstream, buf, sizeof(buf), 0);
+		ck_assert_int_gt(n, 0);
+		received += (size_t)n;
+		util_sleep_ns(NS_PER_MS);
+		ck_assert_int_eq(ioctl(rr.client, SIOCOUTQ, &outq), 0);
+	}
+	ck_assert_int_eq(outq, 0);
+	whole = sent / FRAME * FRAME; /* a frame cut short by the half-close is dropped */
+	proxy_stats_get(rr.px, &st0);
+	ck_assert_msg(st0.bytes[PROXY_TO_BROKER] < whole, "set-up: the proxy should still hold some of the client's bytes");
+	/* the broker half-closes: the proxy passes the FIN on, the client's socket is shut both ways */
+	ck_assert_int_eq(shutdown(rr.upstream, SHUT_WR), 0);
+	ck_assert_int_eq(read_upto(rr.client, buf, sizeof(buf), 2000), 0); /* EOF at the client */
+	util_sleep_ns(100 * NS_PER_MS);
+	proxy_stats_get(rr.px, &st0);
+	cpu0 = cpu_of_other_threads();
+	util_sleep_ns(NS_PER_S);
+	proxy_stats_get(rr.px, &st1);
+	cpu1 = cpu_of_other_threads();
+	ck_assert_msg(st1.loop_wakeups - st0.loop_wakeups < 50, "the loop woke %llu times in 1 s",
+		      (unsigned long long)(st1.loop_wakeups - st0.loop_wakeups));
+	ck_assert_msg(cpu1 - cpu0 < 0.1, "the proxy used %.3f s of CPU in 1 s", cpu1 - cpu0);
+	ck_assert_uint_eq(st1.conns_active, 1);
+	ck_assert_uint_lt(received, sent); /* the relay really was blocked on the broker */
+	/* the broker reads again: everything whole arrives, then EOF, and the connection is gone */
+	while ((n = recv(rr.upstream, buf, sizeof(buf), 0)) > 0)
+		received += (size_t)n;
+	ck_assert_int_eq(n, 0);
+	ck_assert_uint_eq(received, whole);
+	for (int i = 0; i < 100; i++) {
+		proxy_stats_get(rr.px, &st1);
+		if (st1.conns_active == 0)
+			break;
+		util_sleep_ns(20 * NS_PER_MS);
+	}
+	ck_assert_uint_eq(st1.conns_active, 0);
+	free(stream);
+	free(payload);
 	raw_relay_close(&rr);
 }
 END_TEST
@@ -1084,6 +1189,7 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_hang_drops_content_raw);
 	tcase_add_test(tc, test_cut_forwards_content_raw);
 	tcase_add_test(tc, test_cut_drains_before_close);
+	tcase_add_test(tc, test_hangup_with_full_buffer_is_quiet);
 	tcase_add_test(tc, test_hang_drops_deliver_content);
 	tcase_add_test(tc, test_hang_drops_publish_content);
 	tcase_add_test(tc, test_cut_deliver);
