@@ -85,6 +85,7 @@ struct pconn {
 	int fd[2];
 	struct pside side[2];
 	struct pbuf buf[2]; /* buf[d]: read from fd[d], written to fd[1 - d] */
+	struct rule_conn rules; /* the rules' decision state on this connection, seeded by its id */
 	bool connecting;
 	bool closing;	    /* flush what was decided, read nothing more, then close */
 	bool dead;	    /* closed; freed after the current batch of events */
@@ -257,6 +258,7 @@ static void conn_close(struct pconn *c)
 
 static void conn_free(struct pconn *c)
 {
+	rule_conn_release(&c->rules);
 	for (int d = 0; d < 2; d++) {
 		free(c->buf[d].data);
 		free(c->buf[d].content);
@@ -466,7 +468,7 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	}
 	slot = frame_method_index(frame_method_number(fi));
 	px->stats.method_seen[d][slot]++;
-	hit = rule_set_decide(&px->rules, frame_method_number(fi), dir_from[d]);
+	hit = rule_set_decide(&px->rules, &c->rules, frame_method_number(fi), dir_from[d]);
 	if (hit < 0) {
 		b->fwd = b->scan;
 		return;
@@ -736,7 +738,9 @@ static void proxy_accept(struct proxy *px)
 			c->buf[0].data = malloc(c->buf[0].cap);
 			c->buf[1].data = malloc(c->buf[1].cap);
 		}
-		if (!c || ufd < 0 || !c->buf[0].data || !c->buf[1].data) {
+		if (c)
+			c->id = ++px->next_id; /* the connection's ordinal: its rules' seeds derive from it */
+		if (!c || ufd < 0 || !c->buf[0].data || !c->buf[1].data || rule_conn_init(&c->rules, &px->rules, c->id) < 0) {
 			if (!px->cfg.quiet)
 				util_log("proxy: cannot take a connection: %s", ufd < 0 ? strerror(errno) : "out of memory");
 			if (c)
@@ -747,7 +751,6 @@ static void proxy_accept(struct proxy *px)
 			continue;
 		}
 		c->px = px;
-		c->id = ++px->next_id;
 		c->fd[0] = fd;
 		c->fd[1] = ufd;
 		if (ss.ss_family == AF_INET) {
@@ -1033,8 +1036,9 @@ static void proxy_usage(FILE *f)
 		"                          drop|cut METHOD [from=client|broker] [p=PROB] [then=close|hang] [after=N]\n"
 		"                        METHOD is an AMQP name such as tx.commit-ok, basic.ack, basic.nack\n"
 		"                        e.g. --rule 'drop tx.commit-ok from=broker p=0.01'\n"
-		"  --seed N              seeds the rules' generators (default 1): same seed, same frames,\n"
-		"                        same decisions\n"
+		"  --seed N              seeds the rules' generators (default 1), one per rule and connection:\n"
+		"                        the n-th connection's decisions depend on the seed and its own frames\n"
+		"                        only; after=N counts a connection's own matching frames\n"
 		"  --max-frame BYTES     largest frame accepted (default %u)\n"
 		"  --max-conns N         most connections at once (default 4096)\n"
 		"  --log-faults          a line on stderr each time a rule fires\n"

@@ -427,14 +427,40 @@ struct raw_bufs {
 	int upstream_mss; /* the MSS the upstream announces: the proxy sizes its send buffer to it */
 };
 
+/* One more connection through rr's proxy: the client connected, the protocol header sent, the upstream accepted. */
+static void raw_relay_connect(struct raw_relay *rr, const struct raw_bufs *bufs, int *client, int *upstream)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(proxy_port(rr->px)),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { .tv_sec = 5 };
+	struct pollfd pfd = { .fd = rr->listen_fd, .events = POLLIN };
+	uint8_t hdr[8];
+	int one = 1;
+
+	*client = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(*client, 0);
+	if (bufs->client_sndbuf > 0)
+		setsockopt(*client, SOL_SOCKET, SO_SNDBUF, &bufs->client_sndbuf, sizeof(bufs->client_sndbuf));
+	if (bufs->client_rcvbuf > 0)
+		setsockopt(*client, SOL_SOCKET, SO_RCVBUF, &bufs->client_rcvbuf, sizeof(bufs->client_rcvbuf));
+	ck_assert_int_eq(connect(*client, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(*client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(*client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ck_assert_int_eq(write(*client, "AMQP\0\0\x09\x01", 8), 8);
+	ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+	*upstream = accept(rr->listen_fd, NULL, NULL);
+	ck_assert_int_ge(*upstream, 0);
+	setsockopt(*upstream, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(*upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ck_assert_int_eq(recv(*upstream, hdr, sizeof(hdr), MSG_WAITALL), 8);
+	ck_assert(memcmp(hdr, "AMQP\0\0\x09\x01", 8) == 0);
+}
+
 static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_t n, const struct raw_bufs *bufs)
 {
 	const struct raw_bufs none = { 0 };
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
-	struct timeval tv = { .tv_sec = 5 };
-	struct pollfd pfd;
-	uint8_t hdr[8];
 	int one = 1;
 
 	rr->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -450,25 +476,7 @@ static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_
 	ck_assert_int_eq(listen(rr->listen_fd, 4), 0);
 	ck_assert_int_eq(getsockname(rr->listen_fd, (struct sockaddr *)&sa, &sl), 0);
 	rr->px = start_proxy(rules, n, ntohs(sa.sin_port));
-	sa.sin_port = htons(proxy_port(rr->px));
-	rr->client = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(rr->client, 0);
-	if (bufs->client_sndbuf > 0)
-		setsockopt(rr->client, SOL_SOCKET, SO_SNDBUF, &bufs->client_sndbuf, sizeof(bufs->client_sndbuf));
-	if (bufs->client_rcvbuf > 0)
-		setsockopt(rr->client, SOL_SOCKET, SO_RCVBUF, &bufs->client_rcvbuf, sizeof(bufs->client_rcvbuf));
-	ck_assert_int_eq(connect(rr->client, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(rr->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(rr->client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ck_assert_int_eq(write(rr->client, "AMQP\0\0\x09\x01", 8), 8);
-	pfd = (struct pollfd){ .fd = rr->listen_fd, .events = POLLIN };
-	ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
-	rr->upstream = accept(rr->listen_fd, NULL, NULL);
-	ck_assert_int_ge(rr->upstream, 0);
-	setsockopt(rr->upstream, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(rr->upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ck_assert_int_eq(recv(rr->upstream, hdr, sizeof(hdr), MSG_WAITALL), 8);
-	ck_assert(memcmp(hdr, "AMQP\0\0\x09\x01", 8) == 0);
+	raw_relay_connect(rr, bufs, &rr->client, &rr->upstream);
 }
 
 static void raw_relay_close(struct raw_relay *rr)
@@ -853,6 +861,109 @@ START_TEST(test_hangup_with_full_buffer_is_quiet)
 }
 END_TEST
 
+/*
+ * Reads acks at an upstream until the basic.qos marker: which delivery tags
+ * got through. Returns how many; tags[] gets them.
+ */
+static int acks_through(int upstream, uint64_t *tags, int max)
+{
+	uint8_t f[64];
+	int n = 0;
+
+	for (;;) {
+		uint32_t size;
+
+		ck_assert_int_eq(recv(upstream, f, FRAME_HEADER_SIZE, MSG_WAITALL), FRAME_HEADER_SIZE);
+		size = (uint32_t)f[3] << 24 | (uint32_t)f[4] << 16 | (uint32_t)f[5] << 8 | f[6];
+		ck_assert_uint_le(size + 1, sizeof(f) - FRAME_HEADER_SIZE);
+		ck_assert_int_eq(recv(upstream, f + FRAME_HEADER_SIZE, size + 1, MSG_WAITALL), (ssize_t)size + 1);
+		if (f[7] == 0 && f[8] == 60 && f[9] == 0 && f[10] == 10) /* basic.qos: the end */
+			return n;
+		ck_assert_int_lt(n, max);
+		tags[n] = 0;
+		for (int i = 0; i < 8; i++)
+			tags[n] = tags[n] << 8 | f[11 + i];
+		n++;
+	}
+}
+
+/* Sends acks first..last on channel 1 (each in its own write), and the marker after the last one when asked. */
+static void send_acks(int client, uint64_t first, uint64_t last, int marker)
+{
+	uint8_t f[64];
+
+	for (uint64_t t = first; t <= last; t++)
+		write_all(client, f, put_ack(f, 1, t, 0));
+	if (marker) {
+		amqp_basic_qos_t q = { .prefetch_count = 1 };
+
+		write_all(client, f, put_method(f, 1, AMQP_BASIC_QOS_METHOD, &q));
+	}
+}
+
+/*
+ * Through the proxy, each connection's decisions are its own: the n-th
+ * connection's acks are dropped exactly as rule_set_decide predicts for
+ * ordinal n and the seed, whether the two connections send one after the
+ * other or interleaved.
+ */
+START_TEST(test_decisions_per_connection)
+{
+	const char *text = "drop basic.ack from=client p=0.5 then=hang";
+	enum { ACKS = 200 };
+	struct rule r;
+	struct rule_set s;
+	struct rule_conn rc[2];
+	uint64_t want[2][ACKS], got[2][ACKS];
+	int nwant[2] = { 0, 0 };
+
+	ck_assert_int_eq(rule_parse(text, &r, NULL, 0), 0);
+	ck_assert_int_eq(rule_set_init(&s, &r, 1, 1), 0); /* start_proxy's seed */
+	for (int c = 0; c < 2; c++) {
+		ck_assert_int_eq(rule_conn_init(&rc[c], &s, (uint64_t)c + 1), 0);
+		for (uint64_t t = 1; t <= ACKS; t++)
+			if (rule_set_decide(&s, &rc[c], BASIC_ACK, RULE_FROM_CLIENT) < 0)
+				want[c][nwant[c]++] = t;
+		rule_conn_release(&rc[c]);
+	}
+	rule_set_release(&s);
+	ck_assert_int_gt(nwant[0], 0);
+	ck_assert_int_lt(nwant[0], ACKS);
+	for (int order = 0; order < 2; order++) {
+		struct raw_relay rr;
+		int client2, upstream2;
+
+		raw_relay_open(&rr, &text, 1, NULL);			      /* ordinal 1 */
+		raw_relay_connect(&rr, &(struct raw_bufs){ 0 }, &client2, &upstream2); /* ordinal 2 */
+		if (order == 0) { /* the second connection first, then the first */
+			send_acks(client2, 1, ACKS, 1);
+			ck_assert_int_eq(acks_through(upstream2, got[1], ACKS), nwant[1]);
+			send_acks(rr.client, 1, ACKS, 1);
+			ck_assert_int_eq(acks_through(rr.upstream, got[0], ACKS), nwant[0]);
+		} else { /* interleaved, ten at a time, each batch through before the next */
+			for (uint64_t t = 1; t <= ACKS; t += 10) {
+				send_acks(rr.client, t, t + 9, 1);
+				send_acks(client2, t, t + 9, 1);
+				util_sleep_ns(2 * NS_PER_MS);
+			}
+			for (int c = 0; c < 2; c++) {
+				int n = 0;
+
+				for (uint64_t t = 1; t <= ACKS; t += 10)
+					n += acks_through(c ? upstream2 : rr.upstream, got[c] + n, ACKS - n);
+				ck_assert_int_eq(n, nwant[c]);
+			}
+		}
+		for (int c = 0; c < 2; c++)
+			ck_assert_msg(memcmp(got[c], want[c], (size_t)nwant[c] * sizeof(want[c][0])) == 0,
+				      "order %d, connection %d: other acks dropped than its seed says", order, c + 1);
+		close(client2);
+		close(upstream2);
+		raw_relay_close(&rr);
+	}
+}
+END_TEST
+
 /* Through the broker: a consumer whose deliveries are dropped with then=hang sees no stray header or body. */
 START_TEST(test_hang_drops_deliver_content)
 {
@@ -1190,6 +1301,7 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_cut_forwards_content_raw);
 	tcase_add_test(tc, test_cut_drains_before_close);
 	tcase_add_test(tc, test_hangup_with_full_buffer_is_quiet);
+	tcase_add_test(tc, test_decisions_per_connection);
 	tcase_add_test(tc, test_hang_drops_deliver_content);
 	tcase_add_test(tc, test_hang_drops_publish_content);
 	tcase_add_test(tc, test_cut_deliver);
