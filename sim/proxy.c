@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -68,6 +69,12 @@ struct pbuf {
  * finished is closed at once (its fd is -1 from then on).
  */
 
+/* On one channel of a connection: the highest delivery tag forwarded to the client in a basic.deliver. */
+struct ptag {
+	uint16_t channel;
+	uint64_t max_tag;
+};
+
 struct pconn;
 
 /* What epoll hands back: one per socket of a connection. */
@@ -86,6 +93,8 @@ struct pconn {
 	struct pside side[2];
 	struct pbuf buf[2]; /* buf[d]: read from fd[d], written to fd[1 - d] */
 	struct rule_conn rules; /* the rules' decision state on this connection, seeded by its id */
+	struct ptag *tags;	/* per channel that had deliveries (for the acks' "ahead") */
+	size_t ntags, tags_cap;
 	bool connecting;
 	bool closing;	    /* flush what was decided, read nothing more, then close */
 	bool dead;	    /* closed; freed after the current batch of events */
@@ -108,6 +117,7 @@ struct proxy {
 	struct pconn *graveyard; /* closed during this batch */
 	size_t closing;		 /* connections in the closing state */
 	pthread_mutex_t lock;	 /* guards stats against proxy_stats_get */
+	amqp_pool_t pool;	 /* librabbitmq-c's method decoding; recycled for every frame decoded */
 	struct proxy_stats stats;
 	pthread_t thread;
 	bool threaded;
@@ -166,6 +176,7 @@ int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, siz
 	if (!px->cfg.max_conns)
 		px->cfg.max_conns = 4096;
 	pthread_mutex_init(&px->lock, NULL);
+	init_amqp_pool(&px->pool, 4096);
 	if (rule_set_init(&px->rules, cfg->rules, cfg->rule_count, cfg->seed) < 0) {
 		util_err(err, errlen, "out of memory");
 		goto fail;
@@ -259,6 +270,7 @@ static void conn_close(struct pconn *c)
 static void conn_free(struct pconn *c)
 {
 	rule_conn_release(&c->rules);
+	free(c->tags);
 	for (int d = 0; d < 2; d++) {
 		free(c->buf[d].data);
 		free(c->buf[d].content);
@@ -430,6 +442,91 @@ static int conn_content_frame(struct pconn *c, int d, struct pcontent *pc, const
 	return 1;
 }
 
+/*
+ * Decodes the arguments of the method frame [fwd, scan) with librabbitmq-c.
+ * Returns 0 and *decoded (valid until the next decode), or -1 when they do
+ * not decode (the frame is relayed all the same: the proxy is not the judge).
+ */
+static int conn_decode(struct pconn *c, int d, const struct frame_info *fi, void **decoded)
+{
+	const struct pbuf *b = &c->buf[d];
+	amqp_bytes_t args = { fi->payload_size - 4, b->data + b->fwd + FRAME_HEADER_SIZE + 4 };
+
+	recycle_amqp_pool(&c->px->pool);
+	return amqp_decode_method(frame_method_number(fi), &c->px->pool, args, decoded) == AMQP_STATUS_OK ? 0 : -1;
+}
+
+/* The channel's slot for delivery tags, made when missing; NULL only when out of memory. */
+static struct ptag *conn_tag_slot(struct pconn *c, uint16_t ch)
+{
+	for (size_t i = 0; i < c->ntags; i++)
+		if (c->tags[i].channel == ch)
+			return &c->tags[i];
+	if (c->ntags == c->tags_cap) {
+		size_t cap = c->tags_cap ? 2 * c->tags_cap : 4;
+		struct ptag *n = realloc(c->tags, cap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		c->tags = n;
+		c->tags_cap = cap;
+	}
+	c->tags[c->ntags] = (struct ptag){ .channel = ch };
+	return &c->tags[c->ntags++];
+}
+
+/*
+ * The client acks delivery tag `tag` on channel ch: how far the broker had
+ * gone beyond it. Sampled for every basic.ack the client sends, whatever a
+ * rule does with it.
+ */
+static void conn_sample_ack(struct pconn *c, uint16_t ch, const amqp_basic_ack_t *ack)
+{
+	struct proxy_stats *st = &c->px->stats;
+	uint64_t max = 0, ahead;
+
+	for (size_t i = 0; i < c->ntags; i++)
+		if (c->tags[i].channel == ch)
+			max = c->tags[i].max_tag;
+	/* multiple with tag 0 acks everything outstanding: nothing is beyond it */
+	ahead = (ack->multiple && ack->delivery_tag == 0) || max <= ack->delivery_tag ? 0 : max - ack->delivery_tag;
+	st->acks_sampled++;
+	st->ahead_sum += ahead;
+	st->ahead_sq_sum += ahead * ahead;
+}
+
+/* What the relay learns from a method frame before the rules see it; *deliver_tag: a basic.deliver's tag, else 0. */
+static void conn_observe(struct pconn *c, int d, const struct frame_info *fi, uint64_t *deliver_tag)
+{
+	uint32_t number = frame_method_number(fi);
+	void *m;
+
+	*deliver_tag = 0;
+	if (d == PROXY_TO_CLIENT && number == AMQP_BASIC_DELIVER_METHOD) {
+		if (conn_decode(c, d, fi, &m) == 0)
+			*deliver_tag = ((amqp_basic_deliver_t *)m)->delivery_tag;
+	} else if (d == PROXY_TO_BROKER && number == AMQP_BASIC_ACK_METHOD) {
+		if (conn_decode(c, d, fi, &m) == 0)
+			conn_sample_ack(c, fi->channel, m);
+	} else if (d == PROXY_TO_BROKER && number == AMQP_CHANNEL_OPEN_METHOD) {
+		/* a reopened channel numbers its deliveries from 1 again */
+		for (size_t i = 0; i < c->ntags; i++)
+			if (c->tags[i].channel == fi->channel)
+				c->tags[i].max_tag = 0;
+	}
+}
+
+/* A basic.deliver with this tag went to the client on channel ch. */
+static void conn_note_deliver(struct pconn *c, uint16_t ch, uint64_t tag)
+{
+	struct ptag *t;
+
+	if (tag == 0 || !(t = conn_tag_slot(c, ch)))
+		return; /* out of memory: this channel's acks read as ahead 0 */
+	if (tag > t->max_tag)
+		t->max_tag = tag;
+}
+
 /* A whole frame [fwd, scan) arrived on direction d: count it, apply the rules. */
 static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 {
@@ -439,6 +536,7 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	int hit;
 	const struct rule *r;
 	bool content;
+	uint64_t deliver_tag;
 
 	switch (fi->type) {
 	case FRAME_METHOD:
@@ -468,8 +566,10 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	}
 	slot = frame_method_index(frame_method_number(fi));
 	px->stats.method_seen[d][slot]++;
+	conn_observe(c, d, fi, &deliver_tag);
 	hit = rule_set_decide(&px->rules, &c->rules, frame_method_number(fi), dir_from[d]);
 	if (hit < 0) {
+		conn_note_deliver(c, fi->channel, deliver_tag);
 		b->fwd = b->scan;
 		return;
 	}
@@ -485,6 +585,7 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 		conn_log(c, "rule fired: %s%s", r->text, "");
 	content = amqp_method_has_content(frame_method_number(fi));
 	if (r->action == RULE_CUT) {
+		conn_note_deliver(c, fi->channel, deliver_tag);
 		b->fwd = b->scan;
 		px->stats.cuts++;
 		/* a method with content is cut after its content: the whole message went through */
@@ -972,6 +1073,7 @@ void proxy_free(struct proxy *px)
 	if (px->stop_fd >= 0)
 		close(px->stop_fd);
 	rule_set_release(&px->rules);
+	empty_amqp_pool(&px->pool);
 	pthread_mutex_destroy(&px->lock);
 	free(px);
 }
@@ -989,6 +1091,13 @@ void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, si
 		(unsigned long long)s->bytes[1]);
 	fprintf(f, "faults: %llu frames dropped, %llu connections cut\n", (unsigned long long)s->drops,
 		(unsigned long long)s->cuts);
+	if (s->acks_sampled) {
+		double n = (double)s->acks_sampled, mean = (double)s->ahead_sum / n;
+		double var = (double)s->ahead_sq_sum / n - mean * mean;
+
+		fprintf(f, "client acks: %llu, deliveries ahead of each: mean %.2f, sd %.2f\n",
+			(unsigned long long)s->acks_sampled, mean, sqrt(var > 0 ? var : 0));
+	}
 	for (int d = 0; d < 2; d++) {
 		fprintf(f, "frames from %s:", dir_sender[d]);
 		for (int t = 0; t < 4; t++)

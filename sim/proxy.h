@@ -51,6 +51,22 @@ struct proxy_stats {
 	uint64_t method_seen[2][PROXY_METHOD_SLOTS];
 	uint64_t method_dropped[2][PROXY_METHOD_SLOTS];
 	uint64_t loop_wakeups;	     /* epoll_wait returns: a relay with nothing to do must not wake */
+	/*
+	 * For the duplicate model: at every basic.ack a client sends (forwarded
+	 * or dropped), ahead = the highest delivery tag of a basic.deliver the
+	 * proxy forwarded to that client on that channel, minus the ack's tag,
+	 * at least 0 (0 for multiple with tag 0: "everything"). That is, the
+	 * deliveries the broker had already handed to the client beyond the one
+	 * an ack covers, sampled at every ack during normal operation: when an
+	 * ack is lost with its connection, these come back too, so the mean and
+	 * spread of ahead say how many duplicates one lost ack causes. Over all
+	 * connections; mean = ahead_sum / acks_sampled, variance from
+	 * ahead_sq_sum. (ahead is at most the prefetch window while one is set:
+	 * the squares' sum lasts 4e9 acks at a window of 65535.)
+	 */
+	uint64_t acks_sampled;
+	uint64_t ahead_sum;
+	uint64_t ahead_sq_sum;
 	/* per rule, every rule: rule_count entries each, owned by whoever called proxy_stats_get */
 	size_t rule_count;
 	uint64_t *rule_matched;	     /* matching frames, over all connections */

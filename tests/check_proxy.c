@@ -862,8 +862,8 @@ START_TEST(test_hangup_with_full_buffer_is_quiet)
 END_TEST
 
 /*
- * Reads acks at an upstream until the basic.qos marker: which delivery tags
- * got through. Returns how many; tags[] gets them.
+ * Reads frames at an upstream until the basic.qos marker: which acks' delivery
+ * tags got through. Returns how many; tags[] gets them.
  */
 static int acks_through(int upstream, uint64_t *tags, int max)
 {
@@ -879,6 +879,8 @@ static int acks_through(int upstream, uint64_t *tags, int max)
 		ck_assert_int_eq(recv(upstream, f + FRAME_HEADER_SIZE, size + 1, MSG_WAITALL), (ssize_t)size + 1);
 		if (f[7] == 0 && f[8] == 60 && f[9] == 0 && f[10] == 10) /* basic.qos: the end */
 			return n;
+		if (!(f[7] == 0 && f[8] == 60 && f[9] == 0 && f[10] == 80)) /* not an ack */
+			continue;
 		ck_assert_int_lt(n, max);
 		tags[n] = 0;
 		for (int i = 0; i < 8; i++)
@@ -961,6 +963,122 @@ START_TEST(test_decisions_per_connection)
 		close(upstream2);
 		raw_relay_close(&rr);
 	}
+}
+END_TEST
+
+static void send_qos_marker(int client)
+{
+	uint8_t f[64];
+	amqp_basic_qos_t q = { .prefetch_count = 1 };
+
+	write_all(client, f, put_method(f, 1, AMQP_BASIC_QOS_METHOD, &q));
+}
+
+/*
+ * ahead, exactly: per channel, the highest delivery tag forwarded (a dropped
+ * delivery does not count) minus the ack's tag; every ack counts, dropped or
+ * not; a reopened channel starts again.
+ */
+START_TEST(test_ahead_raw)
+{
+	const char *rules[] = { "drop basic.deliver from=broker then=hang after=9",
+				"drop basic.ack from=client then=hang after=5" };
+	struct raw_relay rr;
+	uint8_t in[1024], got[1024], out[1024];
+	size_t n = 0, k;
+	uint64_t tags[16];
+	struct proxy_stats st;
+	amqp_channel_open_t open = { .out_of_band = amqp_empty_bytes };
+
+	raw_relay_open(&rr, rules, 2, NULL);
+	for (uint64_t t = 1; t <= 5; t++)
+		n += put_deliver(in + n, 1, t);
+	n += put_deliver(in + n, 2, 1);
+	n += put_deliver(in + n, 2, 2);
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, n, 2000), (ssize_t)n);
+	n = 0;
+	n += put_ack(out + n, 1, 2, 0); /* 5 - 2 = 3 */
+	n += put_ack(out + n, 1, 5, 1); /* 0 */
+	n += put_ack(out + n, 2, 1, 0); /* 2 - 1 = 1 */
+	n += put_ack(out + n, 7, 3, 0); /* no deliveries on channel 7: 0 */
+	n += put_ack(out + n, 1, 0, 1); /* everything outstanding: 0; the 5th ack, dropped, still sampled */
+	n += put_method(out + n, 2, AMQP_CHANNEL_OPEN_METHOD, &open); /* channel 2 again: tags from 1 */
+	write_all(rr.client, out, n);
+	send_qos_marker(rr.client);
+	ck_assert_int_eq(acks_through(rr.upstream, tags, 16), 4);
+	n = put_deliver(in, 2, 1);
+	k = n;
+	n += put_deliver(in + n, 1, 6); /* the 9th delivery: dropped, so the client never had it */
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, k, 2000), (ssize_t)k);
+	ck_assert(quiet_for(rr.client, 100));
+	n = 0;
+	n += put_ack(out + n, 2, 1, 0); /* 1 - 1 = 0 on the reopened channel, not 2 - 1 */
+	n += put_ack(out + n, 1, 2, 0); /* still 5 - 2 = 3: tag 6 never went out */
+	write_all(rr.client, out, n);
+	send_qos_marker(rr.client);
+	ck_assert_int_eq(acks_through(rr.upstream, tags, 16), 0); /* dropped (p=1 from the 5th on), sampled */
+	proxy_stats_get(rr.px, &st);
+	ck_assert_uint_eq(st.acks_sampled, 7);
+	ck_assert_uint_eq(st.ahead_sum, 3 + 1 + 3);
+	ck_assert_uint_eq(st.ahead_sq_sum, 9 + 1 + 9);
+	proxy_stats_release(&st);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* Consumes `messages` through port with this prefetch, working work_ms on each and acking each. */
+static void consume_and_ack(uint16_t port, const char *q, uint16_t prefetch, int messages, int work_ms)
+{
+	amqp_connection_state_t c = open_or_fail(port);
+
+	amqp_basic_qos(c, 1, 0, prefetch, 0);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	for (int i = 0; i < messages; i++) {
+		amqp_envelope_t e;
+
+		amqp_maybe_release_buffers(c);
+		ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
+		util_sleep_ns((uint64_t)work_ms * NS_PER_MS);
+		ck_assert_int_eq(amqp_basic_ack(c, 1, e.delivery_tag, 0), AMQP_STATUS_OK);
+		amqp_destroy_envelope(&e);
+	}
+	mq_close(c);
+}
+
+/*
+ * ahead through the broker: a slow consumer with prefetch 50 has deliveries
+ * waiting beyond each ack (a lost ack brings those back too); with prefetch
+ * 1 the broker hands out nothing before the ack, so ahead is always 0.
+ */
+START_TEST(test_ahead_prefetch)
+{
+	static const uint16_t prefetch[2] = { 50, 1 };
+	enum { MESSAGES = 200 };
+	double mean[2];
+
+	for (int k = 0; k < 2; k++) {
+		struct proxy *px = start_proxy(NULL, 0, 0);
+		amqp_connection_state_t d = open_or_fail(test_broker_port());
+		struct proxy_stats st;
+
+		declare_fresh(d, "ahead");
+		for (int i = 0; i < MESSAGES; i++)
+			ck_assert_int_eq(publish(d, "ahead", "m", "x", 1), AMQP_STATUS_OK);
+		mq_close(d);
+		consume_and_ack(proxy_port(px), "ahead", prefetch[k], MESSAGES, 2);
+		proxy_stats_get(px, &st);
+		ck_assert_uint_eq(st.acks_sampled, MESSAGES);
+		mean[k] = (double)st.ahead_sum / (double)st.acks_sampled;
+		proxy_stats_release(&st);
+		proxy_free(px);
+	}
+	ck_assert_msg(mean[0] > 10, "prefetch 50: mean ahead %.2f", mean[0]);
+	ck_assert_msg(mean[0] <= 49, "prefetch 50: mean ahead %.2f beyond the window", mean[0]);
+	ck_assert_msg(mean[1] == 0, "prefetch 1: mean ahead %.2f", mean[1]);
 }
 END_TEST
 
@@ -1302,6 +1420,8 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_cut_drains_before_close);
 	tcase_add_test(tc, test_hangup_with_full_buffer_is_quiet);
 	tcase_add_test(tc, test_decisions_per_connection);
+	tcase_add_test(tc, test_ahead_raw);
+	tcase_add_test(tc, test_ahead_prefetch);
 	tcase_add_test(tc, test_hang_drops_deliver_content);
 	tcase_add_test(tc, test_hang_drops_publish_content);
 	tcase_add_test(tc, test_cut_deliver);
