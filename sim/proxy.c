@@ -60,15 +60,6 @@ struct pbuf {
 	bool shut; /* FIN passed on to the destination */
 };
 
-/*
- * A connection's life: relaying; then, once a rule cuts it or one side fails,
- * closing: nothing more is parsed or forwarded, what was decided is written,
- * each side gets a FIN after its last byte, and what the peers still send is
- * read and discarded until their own FIN; then the sockets are closed, or at
- * CLOSING_GRACE_NS whatever the peers did. A side whose socket failed or
- * finished is closed at once (its fd is -1 from then on).
- */
-
 /* On one channel of a connection: the highest delivery tag forwarded to the client in a basic.deliver. */
 struct ptag {
 	uint16_t channel;
@@ -86,6 +77,15 @@ struct pside {
 	bool hup;	 /* epoll said EPOLLHUP: the socket is shut both ways (or reset), for good */
 };
 
+/*
+ * A connection's life: relaying; then, once a rule cuts it or one side fails,
+ * closing: nothing more is parsed or forwarded, what was decided is written,
+ * each side gets a FIN after its last byte, and what the peers still send is
+ * read and discarded until their own FIN; then the sockets are closed, or at
+ * CLOSING_GRACE_NS whatever the peers did. A side whose socket failed or
+ * finished is closed at once (its fd is -1 from then on).
+ */
+
 struct pconn {
 	struct proxy *px;
 	uint64_t id;
@@ -96,7 +96,7 @@ struct pconn {
 	struct ptag *tags;	/* per channel that had deliveries (for the acks' "ahead") */
 	size_t ntags, tags_cap;
 	bool connecting;
-	bool closing;	    /* flush what was decided, read nothing more, then close */
+	bool closing;	    /* forward nothing more: drain, FIN, discard until the peers' FIN, close */
 	bool dead;	    /* closed; freed after the current batch of events */
 	uint64_t closing_since;
 	uint16_t peer_port; /* the client's port (0: not IPv4) */
@@ -393,8 +393,8 @@ static void pbuf_content_remove(struct pbuf *b, struct pcontent *pc)
 	*pc = b->content[--b->ncontent];
 }
 
-/* An AMQP content header's body size: the 8 octets after class id and weight (frame.c checked the size). */
-static uint64_t frame_body_size(const uint8_t *frame)
+/* A content header frame's body size: the 8 octets after class id and weight (frame.c checked the size). */
+static uint64_t pcontent_body_size(const uint8_t *frame)
 {
 	const uint8_t *p = frame + FRAME_HEADER_SIZE + 4;
 	uint64_t v = 0;
@@ -417,7 +417,7 @@ static int conn_content_frame(struct pconn *c, int d, struct pcontent *pc, const
 
 	if (fi->type == FRAME_HEADER && !pc->header_seen) {
 		pc->header_seen = true;
-		pc->remaining = frame_body_size(b->data + b->fwd);
+		pc->remaining = pcontent_body_size(b->data + b->fwd);
 	} else if (fi->type == FRAME_BODY && pc->header_seen && pc->remaining > 0) {
 		pc->remaining -= fi->payload_size < pc->remaining ? fi->payload_size : pc->remaining;
 	} else { /* a method, or a frame out of order: the content ended early */
@@ -476,9 +476,9 @@ static struct ptag *conn_tag_slot(struct pconn *c, uint16_t ch)
 }
 
 /*
- * The client acks delivery tag `tag` on channel ch: how far the broker had
- * gone beyond it. Sampled for every basic.ack the client sends, whatever a
- * rule does with it.
+ * The client sent this basic.ack on channel ch: how far beyond its tag the
+ * broker had already gone (proxy.h, "ahead"). Sampled for every basic.ack
+ * the client sends, whatever a rule then does with it.
  */
 static void conn_sample_ack(struct pconn *c, uint16_t ch, const amqp_basic_ack_t *ack)
 {
