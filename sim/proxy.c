@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,12 +18,32 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <amqp.h>
+#include <amqp_framing.h>
+
 #include "frame.h"
 #include "util.h"
 
 enum { IO_OK, IO_AGAIN, IO_EOF, IO_ERR };
 
-#define CLOSING_GRACE_NS (2 * NS_PER_S) /* how long a closing connection may take to flush */
+#define CLOSING_GRACE_NS (2 * NS_PER_S) /* how long a closing connection may take to drain and say goodbye */
+
+/*
+ * The content (header and body frames) of a content-carrying method that a
+ * rule hit, on one channel: it shares the method's fate, so a peer never sees
+ * a header or body without its method, and a cut falls after the whole message.
+ */
+enum pcontent_fate {
+	PCONTENT_DROP, /* swallowed with its method (drop ... then=hang) */
+	PCONTENT_CUT,  /* forwarded with its method, then the connection is cut */
+};
+
+struct pcontent {
+	uint16_t channel;
+	enum pcontent_fate fate;
+	bool header_seen;
+	uint64_t remaining; /* body bytes still to come, once the header said how many */
+};
 
 /*
  * Bytes read from one side, waiting to go to the other:
@@ -33,8 +54,16 @@ struct pbuf {
 	uint8_t *data;
 	size_t cap, wr, fwd, scan, end;
 	struct frame_parser parser;
+	struct pcontent *content; /* contents in flight whose method a rule hit */
+	size_t ncontent, content_cap;
 	bool eof;  /* the source side sent FIN */
 	bool shut; /* FIN passed on to the destination */
+};
+
+/* On one channel of a connection: the highest delivery tag forwarded to the client in a basic.deliver. */
+struct ptag {
+	uint16_t channel;
+	uint64_t max_tag;
 };
 
 struct pconn;
@@ -44,7 +73,18 @@ struct pside {
 	struct pconn *conn;
 	int idx; /* 0 client, 1 upstream */
 	uint32_t mask;
+	bool registered; /* in the epoll set */
+	bool hup;	 /* epoll said EPOLLHUP: the socket is shut both ways (or reset), for good */
 };
+
+/*
+ * A connection's life: relaying; then, once a rule cuts it or one side fails,
+ * closing: nothing more is parsed or forwarded, what was decided is written,
+ * each side gets a FIN after its last byte, and what the peers still send is
+ * read and discarded until their own FIN; then the sockets are closed, or at
+ * CLOSING_GRACE_NS whatever the peers did. A side whose socket failed or
+ * finished is closed at once (its fd is -1 from then on).
+ */
 
 struct pconn {
 	struct proxy *px;
@@ -52,8 +92,11 @@ struct pconn {
 	int fd[2];
 	struct pside side[2];
 	struct pbuf buf[2]; /* buf[d]: read from fd[d], written to fd[1 - d] */
+	struct rule_conn rules; /* the rules' decision state on this connection, seeded by its id */
+	struct ptag *tags;	/* per channel that had deliveries (for the acks' "ahead") */
+	size_t ntags, tags_cap;
 	bool connecting;
-	bool closing;	    /* flush what was decided, read nothing more, then close */
+	bool closing;	    /* forward nothing more: drain, FIN, discard until the peers' FIN, close */
 	bool dead;	    /* closed; freed after the current batch of events */
 	uint64_t closing_since;
 	uint16_t peer_port; /* the client's port (0: not IPv4) */
@@ -74,6 +117,7 @@ struct proxy {
 	struct pconn *graveyard; /* closed during this batch */
 	size_t closing;		 /* connections in the closing state */
 	pthread_mutex_t lock;	 /* guards stats against proxy_stats_get */
+	amqp_pool_t pool;	 /* librabbitmq-c's method decoding; recycled for every frame decoded */
 	struct proxy_stats stats;
 	pthread_t thread;
 	bool threaded;
@@ -132,11 +176,11 @@ int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, siz
 	if (!px->cfg.max_conns)
 		px->cfg.max_conns = 4096;
 	pthread_mutex_init(&px->lock, NULL);
+	init_amqp_pool(&px->pool, 4096);
 	if (rule_set_init(&px->rules, cfg->rules, cfg->rule_count, cfg->seed) < 0) {
 		util_err(err, errlen, "out of memory");
 		goto fail;
 	}
-	px->stats.rule_count = cfg->rule_count;
 	if (resolve(cfg->upstream_host, cfg->upstream_port, &px->upstream, &px->upstream_len, err, errlen) < 0)
 		goto fail;
 	snprintf(px->upstream_name, sizeof(px->upstream_name), "%s:%u", cfg->upstream_host, cfg->upstream_port);
@@ -225,12 +269,28 @@ static void conn_close(struct pconn *c)
 
 static void conn_free(struct pconn *c)
 {
-	free(c->buf[0].data);
-	free(c->buf[1].data);
+	rule_conn_release(&c->rules);
+	free(c->tags);
+	for (int d = 0; d < 2; d++) {
+		free(c->buf[d].data);
+		free(c->buf[d].content);
+	}
 	free(c);
 }
 
-/* Stop reading; close once what was decided is written (or the grace passes). */
+/* Side i is done with (failed, or finished while closing): its socket goes now, so epoll stops reporting it. */
+static void conn_side_close(struct pconn *c, int i)
+{
+	if (c->fd[i] < 0)
+		return;
+	epoll_ctl(c->px->epoll_fd, EPOLL_CTL_DEL, c->fd[i], NULL);
+	close(c->fd[i]);
+	c->fd[i] = -1;
+	c->side[i].mask = 0;
+	c->side[i].registered = false;
+}
+
+/* Forward nothing more; drain what was decided, then close (see "A connection's life"). */
 static void conn_begin_closing(struct pconn *c)
 {
 	if (c->closing)
@@ -261,21 +321,210 @@ static void conn_update(struct pconn *c)
 		uint32_t mask = 0;
 		struct epoll_event ev;
 
+		if (c->fd[i] < 0)
+			continue;
 		if (i == 1 && c->connecting) {
 			mask = EPOLLOUT;
 		} else {
-			if (!c->closing && !in->eof && pbuf_room(in) > 0)
+			/* closing reads (to discard) whatever comes, until the peer's FIN */
+			if (!in->eof && (c->closing || pbuf_room(in) > 0))
 				mask |= EPOLLIN;
 			if (out->fwd > out->wr)
 				mask |= EPOLLOUT;
 		}
-		if (mask == c->side[i].mask)
+		if (mask == 0 && c->side[i].hup) {
+			/*
+			 * epoll reports EPOLLHUP whatever the mask, and a hung-up
+			 * socket stays hung up: with nothing to wait for on it (its
+			 * bytes wait behind a full buffer, or it said all it had),
+			 * it leaves the set, or the loop would wake for it forever.
+			 * It comes back once there is something to wait for.
+			 */
+			if (c->side[i].registered)
+				epoll_ctl(c->px->epoll_fd, EPOLL_CTL_DEL, c->fd[i], NULL);
+			c->side[i].registered = false;
+			c->side[i].mask = 0;
+			continue;
+		}
+		if (c->side[i].registered && mask == c->side[i].mask)
 			continue;
 		ev.events = mask;
 		ev.data.ptr = &c->side[i];
-		epoll_ctl(c->px->epoll_fd, EPOLL_CTL_MOD, c->fd[i], &ev);
+		epoll_ctl(c->px->epoll_fd, c->side[i].registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd[i], &ev);
+		c->side[i].registered = true;
 		c->side[i].mask = mask;
 	}
+}
+
+/* Takes the whole frame [fwd, scan) out of the stream; the connection goes on. */
+static void pbuf_swallow(struct pbuf *b)
+{
+	memmove(b->data + b->fwd, b->data + b->scan, b->end - b->scan);
+	b->end -= b->scan - b->fwd;
+	b->scan = b->fwd;
+}
+
+/* Remembers that the content of a method on channel ch shares its fate; 0 or -1 (out of memory). */
+static int pbuf_content_add(struct pbuf *b, uint16_t ch, enum pcontent_fate fate)
+{
+	if (b->ncontent == b->content_cap) {
+		size_t cap = b->content_cap ? 2 * b->content_cap : 4;
+		struct pcontent *n = realloc(b->content, cap * sizeof(*n));
+
+		if (!n)
+			return -1;
+		b->content = n;
+		b->content_cap = cap;
+	}
+	b->content[b->ncontent++] = (struct pcontent){ .channel = ch, .fate = fate };
+	return 0;
+}
+
+static struct pcontent *pbuf_content_find(struct pbuf *b, uint16_t ch)
+{
+	for (size_t i = 0; i < b->ncontent; i++)
+		if (b->content[i].channel == ch)
+			return &b->content[i];
+	return NULL;
+}
+
+static void pbuf_content_remove(struct pbuf *b, struct pcontent *pc)
+{
+	*pc = b->content[--b->ncontent];
+}
+
+/* A content header frame's body size: the 8 octets after class id and weight (frame.c checked the size). */
+static uint64_t pcontent_body_size(const uint8_t *frame)
+{
+	const uint8_t *p = frame + FRAME_HEADER_SIZE + 4;
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/*
+ * A frame on a channel whose content shares a hit method's fate. Returns 1
+ * when it was handled here (swallowed, or forwarded as part of the content),
+ * 0 when the content is over and the frame goes through the usual path.
+ */
+static int conn_content_frame(struct pconn *c, int d, struct pcontent *pc, const struct frame_info *fi)
+{
+	struct pbuf *b = &c->buf[d];
+	enum pcontent_fate fate = pc->fate;
+	bool done;
+
+	if (fi->type == FRAME_HEADER && !pc->header_seen) {
+		pc->header_seen = true;
+		pc->remaining = pcontent_body_size(b->data + b->fwd);
+	} else if (fi->type == FRAME_BODY && pc->header_seen && pc->remaining > 0) {
+		pc->remaining -= fi->payload_size < pc->remaining ? fi->payload_size : pc->remaining;
+	} else { /* a method, or a frame out of order: the content ended early */
+		pbuf_content_remove(b, pc);
+		if (fate == PCONTENT_CUT) { /* the cut falls before this frame */
+			conn_begin_closing(c);
+			return 1;
+		}
+		return 0;
+	}
+	done = pc->remaining == 0;
+	if (done)
+		pbuf_content_remove(b, pc);
+	if (fate == PCONTENT_DROP) {
+		c->px->stats.content_dropped++;
+		pbuf_swallow(b);
+		return 1;
+	}
+	b->fwd = b->scan;
+	if (done)
+		conn_begin_closing(c); /* the whole message went through: now the cut */
+	return 1;
+}
+
+/*
+ * Decodes the arguments of the method frame [fwd, scan) with librabbitmq-c.
+ * Returns 0 and *decoded (valid until the next decode), or -1 when they do
+ * not decode (the frame is relayed all the same: the proxy is not the judge).
+ */
+static int conn_decode(struct pconn *c, int d, const struct frame_info *fi, void **decoded)
+{
+	const struct pbuf *b = &c->buf[d];
+	amqp_bytes_t args = { fi->payload_size - 4, b->data + b->fwd + FRAME_HEADER_SIZE + 4 };
+
+	recycle_amqp_pool(&c->px->pool);
+	return amqp_decode_method(frame_method_number(fi), &c->px->pool, args, decoded) == AMQP_STATUS_OK ? 0 : -1;
+}
+
+/* The channel's slot for delivery tags, made when missing; NULL only when out of memory. */
+static struct ptag *conn_tag_slot(struct pconn *c, uint16_t ch)
+{
+	for (size_t i = 0; i < c->ntags; i++)
+		if (c->tags[i].channel == ch)
+			return &c->tags[i];
+	if (c->ntags == c->tags_cap) {
+		size_t cap = c->tags_cap ? 2 * c->tags_cap : 4;
+		struct ptag *n = realloc(c->tags, cap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		c->tags = n;
+		c->tags_cap = cap;
+	}
+	c->tags[c->ntags] = (struct ptag){ .channel = ch };
+	return &c->tags[c->ntags++];
+}
+
+/*
+ * The client sent this basic.ack on channel ch: how far beyond its tag the
+ * broker had already gone (proxy.h, "ahead"). Sampled for every basic.ack
+ * the client sends, whatever a rule then does with it.
+ */
+static void conn_sample_ack(struct pconn *c, uint16_t ch, const amqp_basic_ack_t *ack)
+{
+	struct proxy_stats *st = &c->px->stats;
+	uint64_t max = 0, ahead;
+
+	for (size_t i = 0; i < c->ntags; i++)
+		if (c->tags[i].channel == ch)
+			max = c->tags[i].max_tag;
+	/* multiple with tag 0 acks everything outstanding: nothing is beyond it */
+	ahead = (ack->multiple && ack->delivery_tag == 0) || max <= ack->delivery_tag ? 0 : max - ack->delivery_tag;
+	st->acks_sampled++;
+	st->ahead_sum += ahead;
+	st->ahead_sq_sum += ahead * ahead;
+}
+
+/* What the relay learns from a method frame before the rules see it; *deliver_tag: a basic.deliver's tag, else 0. */
+static void conn_observe(struct pconn *c, int d, const struct frame_info *fi, uint64_t *deliver_tag)
+{
+	uint32_t number = frame_method_number(fi);
+	void *m;
+
+	*deliver_tag = 0;
+	if (d == PROXY_TO_CLIENT && number == AMQP_BASIC_DELIVER_METHOD) {
+		if (conn_decode(c, d, fi, &m) == 0)
+			*deliver_tag = ((amqp_basic_deliver_t *)m)->delivery_tag;
+	} else if (d == PROXY_TO_BROKER && number == AMQP_BASIC_ACK_METHOD) {
+		if (conn_decode(c, d, fi, &m) == 0)
+			conn_sample_ack(c, fi->channel, m);
+	} else if (d == PROXY_TO_BROKER && number == AMQP_CHANNEL_OPEN_METHOD) {
+		/* a reopened channel numbers its deliveries from 1 again */
+		for (size_t i = 0; i < c->ntags; i++)
+			if (c->tags[i].channel == fi->channel)
+				c->tags[i].max_tag = 0;
+	}
+}
+
+/* A basic.deliver with this tag went to the client on channel ch. */
+static void conn_note_deliver(struct pconn *c, uint16_t ch, uint64_t tag)
+{
+	struct ptag *t;
+
+	if (tag == 0 || !(t = conn_tag_slot(c, ch)))
+		return; /* out of memory: this channel's acks read as ahead 0 */
+	if (tag > t->max_tag)
+		t->max_tag = tag;
 }
 
 /* A whole frame [fwd, scan) arrived on direction d: count it, apply the rules. */
@@ -286,6 +535,8 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	size_t slot;
 	int hit;
 	const struct rule *r;
+	bool content;
+	uint64_t deliver_tag;
 
 	switch (fi->type) {
 	case FRAME_METHOD:
@@ -303,14 +554,22 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	default:
 		break;
 	}
+	if (b->ncontent > 0 && (fi->type == FRAME_METHOD || fi->type == FRAME_HEADER || fi->type == FRAME_BODY)) {
+		struct pcontent *pc = pbuf_content_find(b, fi->channel);
+
+		if (pc && conn_content_frame(c, d, pc, fi))
+			return;
+	}
 	if (fi->type != FRAME_METHOD) {
 		b->fwd = b->scan;
 		return;
 	}
 	slot = frame_method_index(frame_method_number(fi));
 	px->stats.method_seen[d][slot]++;
-	hit = rule_set_decide(&px->rules, frame_method_number(fi), dir_from[d]);
+	conn_observe(c, d, fi, &deliver_tag);
+	hit = rule_set_decide(&px->rules, &c->rules, frame_method_number(fi), dir_from[d]);
 	if (hit < 0) {
+		conn_note_deliver(c, fi->channel, deliver_tag);
 		b->fwd = b->scan;
 		return;
 	}
@@ -324,10 +583,14 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 	}
 	if (px->cfg.log_faults)
 		conn_log(c, "rule fired: %s%s", r->text, "");
+	content = amqp_method_has_content(frame_method_number(fi));
 	if (r->action == RULE_CUT) {
+		conn_note_deliver(c, fi->channel, deliver_tag);
 		b->fwd = b->scan;
 		px->stats.cuts++;
-		conn_begin_closing(c);
+		/* a method with content is cut after its content: the whole message went through */
+		if (!content || pbuf_content_add(b, fi->channel, PCONTENT_CUT) < 0)
+			conn_begin_closing(c);
 		return;
 	}
 	px->stats.drops++;
@@ -337,10 +600,13 @@ static void conn_frame(struct pconn *c, int d, const struct frame_info *fi)
 		conn_begin_closing(c); /* drops [fwd, end): the frame and what followed */
 		return;
 	}
-	/* hang: take the frame out of the stream, keep the connection */
-	memmove(b->data + b->fwd, b->data + b->scan, b->end - b->scan);
-	b->end -= b->scan - b->fwd;
-	b->scan = b->fwd;
+	/* hang: take the frame out of the stream, and its content with it; keep the connection */
+	if (content && pbuf_content_add(b, fi->channel, PCONTENT_DROP) < 0) {
+		conn_log(c, "out of memory tracking a dropped message's content; %s%s", "connection closed", "");
+		conn_close(c);
+		return;
+	}
+	pbuf_swallow(b);
 }
 
 /* Parses what was read on direction d; 0, or -1 when the connection was closed. */
@@ -348,7 +614,7 @@ static int conn_parse(struct pconn *c, int d)
 {
 	struct pbuf *b = &c->buf[d];
 
-	while (b->scan < b->end && !c->closing) {
+	while (b->scan < b->end && !c->closing && !c->dead) {
 		struct frame_info fi;
 		int done;
 		long n = frame_parser_feed(&b->parser, b->data + b->scan, b->end - b->scan, &fi, &done);
@@ -364,7 +630,7 @@ static int conn_parse(struct pconn *c, int d)
 		if (done)
 			conn_frame(c, d, &fi);
 	}
-	return 0;
+	return c->dead ? -1 : 0;
 }
 
 static int io_read(int fd, struct pbuf *b, size_t *got)
@@ -413,10 +679,11 @@ static int conn_flush(struct pconn *c, int d)
 	struct pbuf *b = &c->buf[d];
 	int dst = 1 - d;
 
-	if (c->dead || (dst == 1 && c->connecting))
+	if (c->dead || c->fd[dst] < 0 || (dst == 1 && c->connecting))
 		return 0;
 	if (io_write(c->fd[dst], b, &c->px->stats.bytes[d]) == IO_ERR) {
-		conn_close(c);
+		conn_side_close(c, dst);
+		conn_begin_closing(c); /* the other direction still gets what was decided for it */
 		return -1;
 	}
 	if (b->eof && !b->shut && b->wr == b->fwd) {
@@ -441,7 +708,8 @@ static void conn_pump_read(struct pconn *c, int i)
 		if (rc == IO_AGAIN)
 			break;
 		if (rc == IO_ERR) {
-			conn_close(c);
+			conn_side_close(c, i);
+			conn_begin_closing(c);
 			return;
 		}
 		if (rc == IO_EOF) {
@@ -456,15 +724,62 @@ static void conn_pump_read(struct pconn *c, int i)
 	}
 }
 
+/*
+ * Closing, side i: what was decided for it goes out, then our FIN; what it
+ * still sends is read and thrown away. Closing a socket with unread input
+ * makes the kernel send an RST instead of a FIN, and an RST throws away what
+ * the kernel still had to send: the frame a cut forwarded, say. The side is
+ * closed once both FINs went.
+ */
+static void conn_drain_side(struct pconn *c, int i)
+{
+	struct pbuf *out = &c->buf[1 - i], *in = &c->buf[i];
+
+	if (c->fd[i] < 0)
+		return;
+	if (i == 1 && c->connecting) { /* nothing reached the broker: nothing to drain */
+		conn_side_close(c, 1);
+		return;
+	}
+	if (!out->shut) {
+		if (io_write(c->fd[i], out, &c->px->stats.bytes[1 - i]) == IO_ERR) {
+			conn_side_close(c, i);
+			return;
+		}
+		if (out->wr == out->fwd) {
+			shutdown(c->fd[i], SHUT_WR);
+			out->shut = true;
+		}
+	}
+	for (int rounds = 0; rounds < 8 && !in->eof; rounds++) {
+		uint8_t junk[16384];
+		ssize_t n = read(c->fd[i], junk, sizeof(junk));
+
+		if (n > 0)
+			continue;
+		if (n == 0) {
+			in->eof = true;
+		} else if (errno == EINTR) {
+			continue;
+		} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			conn_side_close(c, i);
+			return;
+		}
+		break;
+	}
+	if (in->eof && out->shut)
+		conn_side_close(c, i);
+}
+
+/* Closes c once both directions are finished; while closing, moves the drain on first. */
 static void conn_check_done(struct pconn *c)
 {
 	if (c->dead)
 		return;
 	if (c->closing) {
-		bool drained = c->buf[0].wr == c->buf[0].fwd &&
-			       (c->connecting || c->buf[1].wr == c->buf[1].fwd);
-
-		if (drained || util_now_ns() - c->closing_since > CLOSING_GRACE_NS)
+		conn_drain_side(c, 0);
+		conn_drain_side(c, 1);
+		if ((c->fd[0] < 0 && c->fd[1] < 0) || util_now_ns() - c->closing_since > CLOSING_GRACE_NS)
 			conn_close(c);
 		return;
 	}
@@ -524,7 +839,9 @@ static void proxy_accept(struct proxy *px)
 			c->buf[0].data = malloc(c->buf[0].cap);
 			c->buf[1].data = malloc(c->buf[1].cap);
 		}
-		if (!c || ufd < 0 || !c->buf[0].data || !c->buf[1].data) {
+		if (c)
+			c->id = ++px->next_id; /* the connection's ordinal: its rules' seeds derive from it */
+		if (!c || ufd < 0 || !c->buf[0].data || !c->buf[1].data || rule_conn_init(&c->rules, &px->rules, c->id) < 0) {
 			if (!px->cfg.quiet)
 				util_log("proxy: cannot take a connection: %s", ufd < 0 ? strerror(errno) : "out of memory");
 			if (c)
@@ -535,7 +852,6 @@ static void proxy_accept(struct proxy *px)
 			continue;
 		}
 		c->px = px;
-		c->id = ++px->next_id;
 		c->fd[0] = fd;
 		c->fd[1] = ufd;
 		if (ss.ss_family == AF_INET) {
@@ -570,6 +886,7 @@ static void proxy_accept(struct proxy *px)
 			c->side[i].conn = c;
 			c->side[i].idx = i;
 			c->side[i].mask = 0;
+			c->side[i].registered = true;
 			ev.events = 0;
 			ev.data.ptr = &c->side[i];
 			epoll_ctl(px->epoll_fd, EPOLL_CTL_ADD, c->fd[i], &ev);
@@ -593,11 +910,11 @@ static void proxy_handle(struct pside *s, uint32_t events)
 
 	if (c->dead)
 		return;
-	if (c->closing && (events & (EPOLLERR | EPOLLHUP))) {
-		conn_close(c);
-		return;
-	}
-	if (i == 1 && c->connecting) {
+	if (events & EPOLLHUP)
+		s->hup = true;
+	if (c->closing) {
+		/* whatever the event, the drain reads or writes side i and sees what happened */
+	} else if (i == 1 && c->connecting) {
 		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			conn_connected(c);
 	} else {
@@ -605,8 +922,10 @@ static void proxy_handle(struct pside *s, uint32_t events)
 			conn_pump_read(c, i);
 		if (!c->dead && (events & (EPOLLOUT | EPOLLERR)))
 			conn_flush(c, 1 - i);
-		if (!c->dead && (events & EPOLLERR) && !(events & EPOLLIN))
-			conn_close(c);
+		if (!c->dead && !c->closing && (events & EPOLLERR) && !(events & EPOLLIN)) {
+			conn_side_close(c, i); /* an error on a side we were not reading: it failed */
+			conn_begin_closing(c);
+		}
 	}
 	conn_check_done(c);
 	conn_update(c);
@@ -628,6 +947,7 @@ int proxy_run(struct proxy *px)
 			return -1;
 		}
 		pthread_mutex_lock(&px->lock);
+		px->stats.loop_wakeups++;
 		for (int k = 0; k < n; k++) {
 			void *tag = evs[k].data.ptr;
 
@@ -641,8 +961,10 @@ int proxy_run(struct proxy *px)
 		if (px->closing) {
 			for (struct pconn *c = px->conns, *next; c; c = next) {
 				next = c->next;
-				if (c->closing)
+				if (c->closing) {
 					conn_check_done(c);
+					conn_update(c);
+				}
 			}
 		}
 		while (px->graveyard) {
@@ -697,15 +1019,37 @@ void proxy_stop(struct proxy *px)
 	}
 }
 
-void proxy_stats_get(struct proxy *px, struct proxy_stats *out)
+int proxy_stats_get(struct proxy *px, struct proxy_stats *out)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&px->lock);
 	*out = px->stats;
-	for (size_t i = 0; i < px->rules.count && i < 16; i++) {
-		out->rule_matched[i] = px->rules.matched[i];
-		out->rule_fired[i] = px->rules.fired[i];
+	out->rule_count = px->rules.count;
+	out->rule_matched = out->rule_fired = NULL;
+	if (out->rule_count > 0) {
+		out->rule_matched = malloc(out->rule_count * sizeof(*out->rule_matched));
+		out->rule_fired = malloc(out->rule_count * sizeof(*out->rule_fired));
+		if (out->rule_matched && out->rule_fired) {
+			memcpy(out->rule_matched, px->rules.matched, out->rule_count * sizeof(*out->rule_matched));
+			memcpy(out->rule_fired, px->rules.fired, out->rule_count * sizeof(*out->rule_fired));
+		} else {
+			proxy_stats_release(out);
+			rc = -1;
+		}
 	}
 	pthread_mutex_unlock(&px->lock);
+	return rc;
+}
+
+void proxy_stats_release(struct proxy_stats *s)
+{
+	if (!s)
+		return;
+	free(s->rule_matched);
+	free(s->rule_fired);
+	s->rule_matched = s->rule_fired = NULL;
+	s->rule_count = 0;
 }
 
 void proxy_free(struct proxy *px)
@@ -729,6 +1073,7 @@ void proxy_free(struct proxy *px)
 	if (px->stop_fd >= 0)
 		close(px->stop_fd);
 	rule_set_release(&px->rules);
+	empty_amqp_pool(&px->pool);
 	pthread_mutex_destroy(&px->lock);
 	free(px);
 }
@@ -746,6 +1091,13 @@ void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, si
 		(unsigned long long)s->bytes[1]);
 	fprintf(f, "faults: %llu frames dropped, %llu connections cut\n", (unsigned long long)s->drops,
 		(unsigned long long)s->cuts);
+	if (s->acks_sampled) {
+		double n = (double)s->acks_sampled, mean = (double)s->ahead_sum / n;
+		double var = (double)s->ahead_sq_sum / n - mean * mean;
+
+		fprintf(f, "client acks: %llu, deliveries ahead of each: mean %.2f, sd %.2f\n",
+			(unsigned long long)s->acks_sampled, mean, sqrt(var > 0 ? var : 0));
+	}
 	for (int d = 0; d < 2; d++) {
 		fprintf(f, "frames from %s:", dir_sender[d]);
 		for (int t = 0; t < 4; t++)
@@ -764,7 +1116,7 @@ void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, si
 				(unsigned long long)s->method_seen[d][m], (unsigned long long)s->method_dropped[d][m]);
 		}
 	}
-	for (size_t i = 0; i < rule_count && i < 16; i++)
+	for (size_t i = 0; i < rule_count && i < s->rule_count; i++)
 		fprintf(f, "rule %zu '%s': matched %llu, fired %llu\n", i + 1, rules[i].text,
 			(unsigned long long)s->rule_matched[i], (unsigned long long)s->rule_fired[i]);
 }
@@ -793,8 +1145,9 @@ static void proxy_usage(FILE *f)
 		"                          drop|cut METHOD [from=client|broker] [p=PROB] [then=close|hang] [after=N]\n"
 		"                        METHOD is an AMQP name such as tx.commit-ok, basic.ack, basic.nack\n"
 		"                        e.g. --rule 'drop tx.commit-ok from=broker p=0.01'\n"
-		"  --seed N              seeds the rules' generators (default 1): same seed, same frames,\n"
-		"                        same decisions\n"
+		"  --seed N              seeds the rules' generators (default 1), one per rule and connection:\n"
+		"                        the n-th connection's decisions depend on the seed and its own frames\n"
+		"                        only; after=N counts a connection's own matching frames\n"
 		"  --max-frame BYTES     largest frame accepted (default %u)\n"
 		"  --max-conns N         most connections at once (default 4096)\n"
 		"  --log-faults          a line on stderr each time a rule fires\n"
@@ -802,7 +1155,8 @@ static void proxy_usage(FILE *f)
 		FRAME_DEFAULT_MAX);
 }
 
-int proxy_cli(int argc, char **argv)
+/* proxy_cli's work; rules has room for argc rules (each --rule takes at least one argument). */
+static int proxy_cli_run(int argc, char **argv, struct rule *rules)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },   { "upstream", required_argument, NULL, 'u' },
@@ -812,7 +1166,6 @@ int proxy_cli(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },	      { NULL, 0, NULL, 0 },
 	};
 	struct proxy_config cfg = { 0 };
-	struct rule rules[16];
 	size_t nrules = 0;
 	char lhost[256] = "", uhost[256] = "", err[512];
 	uint64_t v;
@@ -840,10 +1193,6 @@ int proxy_cli(int argc, char **argv)
 			}
 			break;
 		case 'r':
-			if (nrules == sizeof(rules) / sizeof(rules[0])) {
-				util_log("proxy: at most %zu rules", nrules);
-				return 2;
-			}
 			if (rule_parse(optarg, &rules[nrules], err, sizeof(err)) < 0) {
 				util_log("proxy: --rule: %s", err);
 				return 2;
@@ -911,10 +1260,26 @@ int proxy_cli(int argc, char **argv)
 		printf("  rule %zu: %s\n", i + 1, rules[i].text);
 	fflush(stdout);
 	rc = proxy_run(px);
-	proxy_stats_get(px, &st);
+	if (proxy_stats_get(px, &st) < 0)
+		util_log("proxy: out of memory for the rule counters; they are left out");
 	printf("dupsim proxy: stopped\n");
 	proxy_stats_print(&st, rules, nrules, stdout);
+	proxy_stats_release(&st);
 	cli_proxy = NULL;
 	proxy_free(px);
 	return rc < 0 ? 1 : 0;
+}
+
+int proxy_cli(int argc, char **argv)
+{
+	struct rule *rules = calloc((size_t)argc, sizeof(*rules));
+	int code;
+
+	if (!rules) {
+		util_log("proxy: out of memory");
+		return 1;
+	}
+	code = proxy_cli_run(argc, argv, rules);
+	free(rules);
+	return code;
 }

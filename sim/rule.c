@@ -156,20 +156,18 @@ int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 int rule_set_init(struct rule_set *s, const struct rule *rules, size_t count, uint64_t seed)
 {
 	memset(s, 0, sizeof(*s));
+	s->seed = seed;
 	if (count == 0)
 		return 0;
 	s->rules = malloc(count * sizeof(*s->rules));
 	s->matched = calloc(count, sizeof(*s->matched));
 	s->fired = calloc(count, sizeof(*s->fired));
-	s->rng = malloc(count * sizeof(*s->rng));
-	if (!s->rules || !s->matched || !s->fired || !s->rng) {
+	if (!s->rules || !s->matched || !s->fired) {
 		rule_set_release(s);
 		return -1;
 	}
 	memcpy(s->rules, rules, count * sizeof(*s->rules));
 	s->count = count;
-	for (size_t i = 0; i < count; i++) /* distinct, reproducible stream per rule */
-		util_rng_seed(&s->rng[i], seed * 0x100000001b3ull + i + 1);
 	return 0;
 }
 
@@ -178,23 +176,66 @@ void rule_set_release(struct rule_set *s)
 	free(s->rules);
 	free(s->matched);
 	free(s->fired);
-	free(s->rng);
 	memset(s, 0, sizeof(*s));
 }
 
-int rule_set_decide(struct rule_set *s, uint32_t method, enum rule_from from)
+/* splitmix64's finaliser: every input bit moves every output bit. */
+static uint64_t rule_mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+uint64_t rule_seed(uint64_t seed, size_t rule, uint64_t conn)
+{
+	const uint64_t golden = 0x9e3779b97f4a7c15ull; /* splitmix64's increment */
+	uint64_t h = rule_mix(seed + golden);
+
+	h = rule_mix(h + golden * ((uint64_t)rule + 1));
+	return rule_mix(h + golden * (conn + 1));
+}
+
+int rule_conn_init(struct rule_conn *rc, const struct rule_set *s, uint64_t conn)
+{
+	memset(rc, 0, sizeof(*rc));
+	if (s->count == 0)
+		return 0;
+	rc->rng = malloc(s->count * sizeof(*rc->rng));
+	rc->matched = calloc(s->count, sizeof(*rc->matched));
+	if (!rc->rng || !rc->matched) {
+		rule_conn_release(rc);
+		return -1;
+	}
+	rc->count = s->count;
+	for (size_t i = 0; i < s->count; i++)
+		util_rng_seed(&rc->rng[i], rule_seed(s->seed, i, conn));
+	return 0;
+}
+
+void rule_conn_release(struct rule_conn *rc)
+{
+	if (!rc)
+		return;
+	free(rc->rng);
+	free(rc->matched);
+	memset(rc, 0, sizeof(*rc));
+}
+
+int rule_set_decide(struct rule_set *s, struct rule_conn *rc, uint32_t method, enum rule_from from)
 {
 	int hit = -1;
 
-	for (size_t i = 0; i < s->count; i++) {
+	for (size_t i = 0; i < s->count && i < rc->count; i++) {
 		const struct rule *r = &s->rules[i];
 		double u;
 
 		if (r->method != method || (r->from != RULE_FROM_ANY && r->from != from))
 			continue;
 		s->matched[i]++;
-		u = util_rng_unit(&s->rng[i]);
-		if (s->matched[i] < r->after || u >= r->p || hit >= 0)
+		rc->matched[i]++;
+		u = util_rng_unit(&rc->rng[i]);
+		if (rc->matched[i] < r->after || u >= r->p || hit >= 0)
 			continue;
 		s->fired[i]++;
 		hit = (int)i;

@@ -763,7 +763,7 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 	{
 		json_t *rules = json_array();
 
-		for (size_t i = 0; i < r->rule_count && i < 16; i++) {
+		for (size_t i = 0; i < r->rule_count && i < rep->px.rule_count; i++) {
 			json_t *rj = json_object();
 
 			json_object_set_new(rj, "rule", json_string(r->rules[i].text));
@@ -1075,7 +1075,7 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 		printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "duplicate gap",
 		       stats_hist_quantile(&r->ledger.gaps, 0.5) / 1e6, stats_hist_quantile(&r->ledger.gaps, 0.99) / 1e6,
 		       r->ledger.gaps.max / 1e6);
-	for (size_t i = 0; i < r->rule_count && i < 16; i++)
+	for (size_t i = 0; i < r->rule_count && i < rep->px.rule_count; i++)
 		printf("  fault '%s': fired %" PRIu64 " of %" PRIu64 "\n", r->rules[i].text, rep->px.rule_fired[i],
 		       rep->px.rule_matched[i]);
 	if (r->broker_crashes)
@@ -1277,7 +1277,8 @@ int run_cli(int argc, char **argv)
 
 	memset(&rep, 0, sizeof(rep));
 	rep.excess_source = "deliveries";
-	proxy_stats_get(r.proxy, &rep.px);
+	if (proxy_stats_get(r.proxy, &rep.px) < 0)
+		util_log("run: out of memory for the proxy's rule counters; summary.json leaves them out");
 	ledger_totals(&r.ledger, &rep.t);
 	if (r.sc.consumers.count == 0 && !r.interrupted)
 		run_count_queue(&r, &rep);
@@ -1320,6 +1321,7 @@ int run_cli(int argc, char **argv)
 	}
 	run_print_summary(&r, &rep);
 	events_summary_release(&rep.ev);
+	proxy_stats_release(&rep.px);
 	if (code == EXIT_OK)
 		code = r.interrupted	       ? EXIT_INTERRUPTED
 		       : rep.violations	       ? EXIT_INVARIANT

@@ -1,12 +1,20 @@
 /* check_proxy.c — the fault proxy against the run's private broker: relaying, drops, cuts, hangs, bad peers. */
 #include <amqp.h>
+#include <amqp_framing.h>
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,10 +27,12 @@
 
 #define COMMIT_OK (90u << 16 | 21)
 #define BASIC_ACK (60u << 16 | 80)
+#define BASIC_DELIVER (60u << 16 | 60)
+#define BASIC_PUBLISH (60u << 16 | 40)
 
 static struct proxy *start_proxy(const char *const *rules, size_t n, uint16_t upstream)
 {
-	struct rule r[8];
+	struct rule r[32];
 	struct proxy_config cfg = { .listen_host = "127.0.0.1", .upstream_host = "127.0.0.1",
 				    .upstream_port = upstream ? upstream : test_broker_port(),
 				    .rules = r, .rule_count = n, .seed = 1, .quiet = true };
@@ -196,6 +206,7 @@ START_TEST(test_relay_identical)
 	ck_assert_uint_gt(st.frames[PROXY_TO_CLIENT][2], st.method_seen[PROXY_TO_CLIENT][frame_method_index(60u << 16 | 60)]);
 	ck_assert_uint_eq(st.drops, 0);
 	ck_assert_uint_eq(st.malformed, 0);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -228,6 +239,43 @@ START_TEST(test_drop_commit_ok)
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(COMMIT_OK)], 1);
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_BROKER][frame_method_index(COMMIT_OK)], 0);
 	ck_assert_uint_eq(st.rule_fired[0], 1);
+	proxy_stats_release(&st);
+	proxy_free(px);
+}
+END_TEST
+
+/* Rule counters cover every rule, not the first 16: twenty rules, the last one fires. */
+START_TEST(test_many_rule_counters)
+{
+	const char *rules[20];
+	struct proxy *px;
+	amqp_connection_state_t c;
+	struct proxy_stats st;
+
+	for (int i = 0; i < 19; i++)
+		rules[i] = "drop basic.publish from=client p=0";
+	rules[19] = "drop tx.commit-ok from=broker then=close";
+	px = start_proxy(rules, 20, 0);
+	c = open_or_fail(proxy_port(px));
+	declare_fresh(c, "many-rules");
+	amqp_tx_select(c, 1);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(publish(c, "many-rules", "r", "x", 1), AMQP_STATUS_OK);
+	ck_assert_ptr_null(amqp_tx_commit(c, 1)); /* rule 20 cut it */
+	mq_abandon(c);
+	ck_assert_int_eq(proxy_stats_get(px, &st), 0);
+	ck_assert_uint_eq(st.rule_count, 20);
+	for (int i = 0; i < 19; i++) {
+		ck_assert_uint_eq(st.rule_matched[i], 3);
+		ck_assert_uint_eq(st.rule_fired[i], 0);
+	}
+	ck_assert_uint_eq(st.rule_matched[19], 1);
+	ck_assert_uint_eq(st.rule_fired[19], 1);
+	ck_assert_uint_eq(st.cuts, 1);
+	proxy_stats_release(&st);
+	ck_assert_ptr_null(st.rule_matched);
+	proxy_stats_release(&st); /* twice is fine */
 	proxy_free(px);
 }
 END_TEST
@@ -289,6 +337,7 @@ START_TEST(test_drop_ack)
 	ck_assert_int_eq(redelivered, 1);
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.method_dropped[PROXY_TO_BROKER][frame_method_index(BASIC_ACK)], 1);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -313,6 +362,7 @@ START_TEST(test_cut_ack)
 	ck_assert_uint_eq(st.cuts, 1);
 	ck_assert_uint_eq(st.drops, 0);
 	ck_assert_uint_eq(st.method_seen[PROXY_TO_BROKER][frame_method_index(BASIC_ACK)], 1);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -359,6 +409,766 @@ static int raw_connect(uint16_t port)
 	return fd;
 }
 
+/*
+ * A relay whose two peers are both the test's raw sockets: the frames each
+ * side sends and receives are exact, so the relay's own decisions show
+ * byte for byte. (The broker tests above show the same with RabbitMQ.)
+ */
+struct raw_relay {
+	struct proxy *px;
+	int listen_fd;
+	int client;   /* connected to the proxy; the protocol header is sent */
+	int upstream; /* the proxy's connection to "the broker", accepted */
+};
+
+/* Socket buffer sizes for the test's two ends, set before the connection exists; 0: the kernel's default. */
+struct raw_bufs {
+	int client_sndbuf, client_rcvbuf, upstream_rcvbuf;
+	int upstream_mss; /* the MSS the upstream announces: the proxy sizes its send buffer to it */
+};
+
+/* One more connection through rr's proxy: the client connected, the protocol header sent, the upstream accepted. */
+static void raw_relay_connect(struct raw_relay *rr, const struct raw_bufs *bufs, int *client, int *upstream)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(proxy_port(rr->px)),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { .tv_sec = 5 };
+	struct pollfd pfd = { .fd = rr->listen_fd, .events = POLLIN };
+	uint8_t hdr[8];
+	int one = 1;
+
+	*client = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(*client, 0);
+	if (bufs->client_sndbuf > 0)
+		setsockopt(*client, SOL_SOCKET, SO_SNDBUF, &bufs->client_sndbuf, sizeof(bufs->client_sndbuf));
+	if (bufs->client_rcvbuf > 0)
+		setsockopt(*client, SOL_SOCKET, SO_RCVBUF, &bufs->client_rcvbuf, sizeof(bufs->client_rcvbuf));
+	ck_assert_int_eq(connect(*client, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(*client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(*client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ck_assert_int_eq(write(*client, "AMQP\0\0\x09\x01", 8), 8);
+	ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+	*upstream = accept(rr->listen_fd, NULL, NULL);
+	ck_assert_int_ge(*upstream, 0);
+	setsockopt(*upstream, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(*upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ck_assert_int_eq(recv(*upstream, hdr, sizeof(hdr), MSG_WAITALL), 8);
+	ck_assert(memcmp(hdr, "AMQP\0\0\x09\x01", 8) == 0);
+}
+
+static void raw_relay_open(struct raw_relay *rr, const char *const *rules, size_t n, const struct raw_bufs *bufs)
+{
+	const struct raw_bufs none = { 0 };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int one = 1;
+
+	rr->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(rr->listen_fd, 0);
+	setsockopt(rr->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (!bufs)
+		bufs = &none;
+	if (bufs->upstream_rcvbuf > 0)
+		setsockopt(rr->listen_fd, SOL_SOCKET, SO_RCVBUF, &bufs->upstream_rcvbuf, sizeof(bufs->upstream_rcvbuf));
+	if (bufs->upstream_mss > 0)
+		setsockopt(rr->listen_fd, IPPROTO_TCP, TCP_MAXSEG, &bufs->upstream_mss, sizeof(bufs->upstream_mss));
+	ck_assert_int_eq(bind(rr->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(rr->listen_fd, 4), 0);
+	ck_assert_int_eq(getsockname(rr->listen_fd, (struct sockaddr *)&sa, &sl), 0);
+	rr->px = start_proxy(rules, n, ntohs(sa.sin_port));
+	raw_relay_connect(rr, bufs, &rr->client, &rr->upstream);
+}
+
+static void raw_relay_close(struct raw_relay *rr)
+{
+	if (rr->client >= 0)
+		close(rr->client);
+	if (rr->upstream >= 0)
+		close(rr->upstream);
+	close(rr->listen_fd);
+	proxy_free(rr->px);
+}
+
+/* Reads until len bytes came, or EOF, or nothing for timeout_ms; the count, and -errno on an error. */
+static ssize_t read_upto(int fd, uint8_t *buf, size_t len, int timeout_ms)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, timeout_ms) != 1)
+			break;
+		n = read(fd, buf + got, len - got);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* True when fd has nothing to read for ms (no data, no EOF). */
+static int quiet_for(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 0;
+}
+
+/* Writes everything; false when the connection failed (no check assertion: threads use it too). */
+static bool send_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t len)
+{
+	ck_assert(send_all(fd, p, len));
+}
+
+/* Frame builders: each appends one frame at out and returns its length. */
+static size_t put_frame(uint8_t *out, uint8_t type, uint16_t ch, const void *payload, uint32_t len)
+{
+	out[0] = type;
+	out[1] = (uint8_t)(ch >> 8);
+	out[2] = (uint8_t)ch;
+	for (int i = 0; i < 4; i++)
+		out[3 + i] = (uint8_t)(len >> (24 - 8 * i));
+	if (len)
+		memcpy(out + 7, payload, len);
+	out[7 + len] = FRAME_END;
+	return (size_t)len + FRAME_OVERHEAD;
+}
+
+/* A method frame, its arguments encoded by librabbitmq-c. */
+static size_t put_method(uint8_t *out, uint16_t ch, uint32_t number, void *decoded)
+{
+	uint8_t payload[512];
+	int n;
+
+	payload[0] = (uint8_t)(number >> 24);
+	payload[1] = (uint8_t)(number >> 16);
+	payload[2] = (uint8_t)(number >> 8);
+	payload[3] = (uint8_t)number;
+	n = amqp_encode_method(number, decoded, (amqp_bytes_t){ sizeof(payload) - 4, payload + 4 });
+	ck_assert_int_ge(n, 0);
+	return put_frame(out, FRAME_METHOD, ch, payload, (uint32_t)n + 4);
+}
+
+static size_t put_deliver(uint8_t *out, uint16_t ch, uint64_t tag)
+{
+	amqp_basic_deliver_t m = { .consumer_tag = amqp_cstring_bytes("ct"), .delivery_tag = tag,
+				   .exchange = amqp_empty_bytes, .routing_key = amqp_cstring_bytes("q") };
+
+	return put_method(out, ch, AMQP_BASIC_DELIVER_METHOD, &m);
+}
+
+static size_t put_ack(uint8_t *out, uint16_t ch, uint64_t tag, int multiple)
+{
+	amqp_basic_ack_t m = { .delivery_tag = tag, .multiple = multiple };
+
+	return put_method(out, ch, AMQP_BASIC_ACK_METHOD, &m);
+}
+
+static size_t put_qos_ok(uint8_t *out, uint16_t ch)
+{
+	amqp_basic_qos_ok_t m = { .dummy = 0 };
+
+	return put_method(out, ch, AMQP_BASIC_QOS_OK_METHOD, &m);
+}
+
+/* A content header of class basic with no properties. */
+static size_t put_header(uint8_t *out, uint16_t ch, uint64_t body_size)
+{
+	uint8_t p[14] = { 0, 60, 0, 0 };
+
+	for (int i = 0; i < 8; i++)
+		p[4 + i] = (uint8_t)(body_size >> (56 - 8 * i));
+	return put_frame(out, FRAME_HEADER, ch, p, sizeof(p));
+}
+
+static size_t put_body(uint8_t *out, uint16_t ch, const char *text)
+{
+	return put_frame(out, FRAME_BODY, ch, text, (uint32_t)strlen(text));
+}
+
+static size_t put_heartbeat(uint8_t *out)
+{
+	return put_frame(out, FRAME_HEARTBEAT, 0, NULL, 0);
+}
+
+/*
+ * drop basic.deliver ... then=hang: the header and body frames of the
+ * dropped deliveries go with them, on their channel only, whether the body
+ * is split, empty, or interleaved with another channel's frames.
+ */
+START_TEST(test_hang_drops_content_raw)
+{
+	const char *rules[] = { "drop basic.deliver from=broker then=hang after=2" };
+	struct raw_relay rr;
+	uint8_t in[1024], want[1024], got[1024];
+	size_t n = 0, w = 0, k;
+	struct proxy_stats st;
+
+	raw_relay_open(&rr, rules, 1, NULL);
+	/* the first delivery passes (after=2) */
+	k = put_deliver(in + n, 1, 1);
+	k += put_header(in + n + k, 1, 5);
+	k += put_body(in + n + k, 1, "hello");
+	memcpy(want + w, in + n, k);
+	n += k;
+	w += k;
+	/* the second is dropped: method, header, two bodies; channel 2's frame between them goes through */
+	n += put_deliver(in + n, 1, 2);
+	n += put_header(in + n, 1, 10);
+	k = put_ack(in + n, 2, 7, 0);
+	memcpy(want + w, in + n, k);
+	n += k;
+	w += k;
+	n += put_body(in + n, 1, "01234");
+	n += put_body(in + n, 1, "56789");
+	/* the third, on channel 3, has an empty body: no body frame follows its header */
+	n += put_deliver(in + n, 3, 1);
+	n += put_header(in + n, 3, 0);
+	/* what comes after the contents is not theirs */
+	k = put_heartbeat(in + n);
+	k += put_qos_ok(in + n + k, 3);
+	k += put_qos_ok(in + n + k, 1);
+	memcpy(want + w, in + n, k);
+	n += k;
+	w += k;
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, w, 2000), (ssize_t)w);
+	ck_assert(memcmp(got, want, w) == 0);
+	ck_assert(quiet_for(rr.client, 200)); /* nothing else, and the connection stays */
+	proxy_stats_get(rr.px, &st);
+	ck_assert_uint_eq(st.drops, 2);
+	ck_assert_uint_eq(st.content_dropped, 4);
+	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(BASIC_DELIVER)], 2);
+	ck_assert_uint_eq(st.cuts, 0);
+	proxy_stats_release(&st);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* cut basic.deliver: the message goes through whole (its header and bodies), then the cut; nothing after it. */
+START_TEST(test_cut_forwards_content_raw)
+{
+	const char *rules[] = { "cut basic.deliver from=broker after=2" };
+	struct raw_relay rr;
+	uint8_t in[1024], got[1024];
+	size_t n = 0, w;
+
+	raw_relay_open(&rr, rules, 1, NULL);
+	n += put_deliver(in + n, 1, 1);
+	n += put_header(in + n, 1, 5);
+	n += put_body(in + n, 1, "hello");
+	n += put_deliver(in + n, 1, 2); /* cut after this message */
+	n += put_header(in + n, 1, 10);
+	n += put_ack(in + n, 2, 7, 0); /* before the cut on the wire: goes through */
+	n += put_body(in + n, 1, "01234");
+	n += put_body(in + n, 1, "56789");
+	w = n;
+	n += put_qos_ok(in + n, 1); /* after the cut: never arrives */
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, sizeof(got), 2000), (ssize_t)w); /* then EOF */
+	ck_assert(memcmp(got, in, w) == 0);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* Writes n body frames of 64 KiB, then a basic.qos-ok, on the upstream; then reads it until EOF. */
+struct raw_writer {
+	int fd;
+	int frames;
+};
+
+static void *raw_writer_run(void *arg)
+{
+	struct raw_writer *w = arg;
+	static uint8_t frame[65536 + FRAME_OVERHEAD];
+	static char payload[65537];
+	uint8_t end[16], junk[4096];
+	size_t n;
+
+	memset(payload, 'b', sizeof(payload) - 1);
+	n = put_body(frame, 1, payload);
+	for (int i = 0; i < w->frames; i++)
+		if (!send_all(w->fd, frame, n))
+			return NULL;
+	if (!send_all(w->fd, end, put_qos_ok(end, 1)))
+		return NULL;
+	while (read(w->fd, junk, sizeof(junk)) > 0)
+		;
+	return NULL;
+}
+
+/*
+ * cut: the frame it forwarded, and everything before it, reach the peer
+ * before the connection goes. The client here is slow and keeps talking
+ * while the proxy drains: closing a socket with unread input sends an RST,
+ * which throws away what the kernel still had to send.
+ */
+START_TEST(test_cut_drains_before_close)
+{
+	const char *rules[] = { "cut basic.qos-ok from=broker" };
+	struct raw_relay rr;
+	struct raw_writer w;
+	pthread_t t;
+	uint8_t buf[16384], tail[12], hb[8], qos_ok[16];
+	uint64_t got = 0, want;
+	uint64_t deadline = util_now_ns() + 20 * NS_PER_S;
+	ssize_t last = 0;
+
+	/* a fixed, small receive buffer and a slow reader keep the pipe full up to the cut */
+	raw_relay_open(&rr, rules, 1, &(struct raw_bufs){ .client_rcvbuf = 65536 });
+	w = (struct raw_writer){ .fd = rr.upstream, .frames = 128 }; /* 8 MiB: more than the kernel buffers hold */
+	want = (uint64_t)w.frames * (65536 + FRAME_OVERHEAD) + put_qos_ok(qos_ok, 1);
+	ck_assert_int_eq(pthread_create(&t, NULL, raw_writer_run, &w), 0);
+	util_sleep_ns(200 * NS_PER_MS); /* the pipe fills up */
+	put_heartbeat(hb);
+	while (util_now_ns() < deadline) {
+		struct pollfd pfd = { .fd = rr.client, .events = POLLIN };
+
+		send_all(rr.client, hb, sizeof(hb)); /* unread by a proxy that only waits to close */
+		if (poll(&pfd, 1, 1000) != 1)
+			continue;
+		last = read(rr.client, buf, sizeof(buf));
+		if (last <= 0)
+			break;
+		if (last >= (ssize_t)sizeof(tail))
+			memcpy(tail, buf + last - sizeof(tail), sizeof(tail));
+		got += (uint64_t)last;
+		util_sleep_ns(NS_PER_MS);
+	}
+	ck_assert_msg(last == 0, "the read ended with %s after %llu of %llu bytes", last < 0 ? strerror(errno) : "a timeout",
+		      (unsigned long long)got, (unsigned long long)want);
+	ck_assert_uint_eq(got, want);
+	ck_assert(memcmp(tail, qos_ok, sizeof(tail)) == 0);
+	close(rr.client);
+	rr.client = -1;
+	pthread_join(t, NULL);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* CPU time of every thread of this process but the calling one, in seconds: the proxy's, here. */
+static double cpu_of_other_threads(void)
+{
+	struct rusage all, self;
+
+	getrusage(RUSAGE_SELF, &all);
+	getrusage(RUSAGE_THREAD, &self);
+	return (double)(all.ru_utime.tv_sec + all.ru_stime.tv_sec - self.ru_utime.tv_sec - self.ru_stime.tv_sec) +
+	       (double)(all.ru_utime.tv_usec + all.ru_stime.tv_usec - self.ru_utime.tv_usec - self.ru_stime.tv_usec) / 1e6;
+}
+
+/*
+ * A client that sends a lot, stops reading and half-closes, while the
+ * broker is slow: the client's socket is shut both ways (its FIN in, ours
+ * out) with bytes still waiting in the kernel behind a full buffer. epoll
+ * reports such a socket (EPOLLHUP) whatever the mask; the loop must not wake
+ * for it over and over, and what the client sent must still all arrive.
+ */
+START_TEST(test_hangup_with_full_buffer_is_quiet)
+{
+	enum { PAYLOAD = 65536 - FRAME_OVERHEAD, FRAME = PAYLOAD + FRAME_OVERHEAD, FRAMES = 256 };
+	struct raw_relay rr;
+	uint8_t *stream = malloc((size_t)FRAME * FRAMES), buf[16384];
+	char *payload = malloc(PAYLOAD + 1);
+	size_t sent = 0, whole, received = 0;
+	struct proxy_stats st0, st1;
+	double cpu0, cpu1;
+	int outq = 1;
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(stream);
+	memset(payload, 'c', PAYLOAD);
+	payload[PAYLOAD] = '\0';
+	for (int i = 0; i < FRAMES; i++)
+		put_body(stream + (size_t)i * FRAME, 1, payload);
+	/* small buffers at the test's ends, so the proxy's own buffers are what fills */
+	raw_relay_open(&rr, NULL, 0,
+		       &(struct raw_bufs){ .client_sndbuf = 16384, .upstream_rcvbuf = 4096, .upstream_mss = 1024 });
+	fcntl(rr.client, F_SETFL, O_NONBLOCK);
+	/* send until the client stays unwritable: every buffer on the way to the broker is full */
+	for (;;) {
+		struct pollfd pfd = { .fd = rr.client, .events = POLLOUT };
+
+		n = send(rr.client, stream + sent, (size_t)FRAME * FRAMES - sent, MSG_NOSIGNAL);
+		if (n > 0) {
+			sent += (size_t)n;
+			ck_assert_uint_lt(sent, (size_t)FRAME * FRAMES);
+			continue;
+		}
+		ck_assert_int_eq(errno, EAGAIN);
+		if (poll(&pfd, 1, 200) == 0)
+			break;
+	}
+	ck_assert_int_eq(shutdown(rr.client, SHUT_WR), 0);
+	/* the broker reads a little at a time until the client's last byte and FIN are in the proxy */
+	for (int i = 0; i < 2000 && outq > 0; i++) {
+		n = recv(rr.upstream, buf, sizeof(buf), 0);
+		ck_assert_int_gt(n, 0);
+		received += (size_t)n;
+		util_sleep_ns(NS_PER_MS);
+		ck_assert_int_eq(ioctl(rr.client, SIOCOUTQ, &outq), 0);
+	}
+	ck_assert_int_eq(outq, 0);
+	whole = sent / FRAME * FRAME; /* a frame cut short by the half-close is dropped */
+	proxy_stats_get(rr.px, &st0);
+	ck_assert_msg(st0.bytes[PROXY_TO_BROKER] < whole, "set-up: the proxy should still hold some of the client's bytes");
+	/* the broker half-closes: the proxy passes the FIN on, the client's socket is shut both ways */
+	ck_assert_int_eq(shutdown(rr.upstream, SHUT_WR), 0);
+	ck_assert_int_eq(read_upto(rr.client, buf, sizeof(buf), 2000), 0); /* EOF at the client */
+	util_sleep_ns(100 * NS_PER_MS);
+	proxy_stats_get(rr.px, &st0);
+	cpu0 = cpu_of_other_threads();
+	util_sleep_ns(NS_PER_S);
+	proxy_stats_get(rr.px, &st1);
+	cpu1 = cpu_of_other_threads();
+	ck_assert_msg(st1.loop_wakeups - st0.loop_wakeups < 50, "the loop woke %llu times in 1 s",
+		      (unsigned long long)(st1.loop_wakeups - st0.loop_wakeups));
+	ck_assert_msg(cpu1 - cpu0 < 0.1, "the proxy used %.3f s of CPU in 1 s", cpu1 - cpu0);
+	ck_assert_uint_eq(st1.conns_active, 1);
+	ck_assert_uint_lt(received, sent); /* the relay really was blocked on the broker */
+	/* the broker reads again: everything whole arrives, then EOF, and the connection is gone */
+	while ((n = recv(rr.upstream, buf, sizeof(buf), 0)) > 0)
+		received += (size_t)n;
+	ck_assert_int_eq(n, 0);
+	ck_assert_uint_eq(received, whole);
+	for (int i = 0; i < 100; i++) {
+		proxy_stats_get(rr.px, &st1);
+		if (st1.conns_active == 0)
+			break;
+		util_sleep_ns(20 * NS_PER_MS);
+	}
+	ck_assert_uint_eq(st1.conns_active, 0);
+	free(stream);
+	free(payload);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/*
+ * Reads frames at an upstream until the basic.qos marker: which acks' delivery
+ * tags got through. Returns how many; tags[] gets them.
+ */
+static int acks_through(int upstream, uint64_t *tags, int max)
+{
+	uint8_t f[64];
+	int n = 0;
+
+	for (;;) {
+		uint32_t size;
+
+		ck_assert_int_eq(recv(upstream, f, FRAME_HEADER_SIZE, MSG_WAITALL), FRAME_HEADER_SIZE);
+		size = (uint32_t)f[3] << 24 | (uint32_t)f[4] << 16 | (uint32_t)f[5] << 8 | f[6];
+		ck_assert_uint_le(size + 1, sizeof(f) - FRAME_HEADER_SIZE);
+		ck_assert_int_eq(recv(upstream, f + FRAME_HEADER_SIZE, size + 1, MSG_WAITALL), (ssize_t)size + 1);
+		if (f[7] == 0 && f[8] == 60 && f[9] == 0 && f[10] == 10) /* basic.qos: the end */
+			return n;
+		if (!(f[7] == 0 && f[8] == 60 && f[9] == 0 && f[10] == 80)) /* not an ack */
+			continue;
+		ck_assert_int_lt(n, max);
+		tags[n] = 0;
+		for (int i = 0; i < 8; i++)
+			tags[n] = tags[n] << 8 | f[11 + i];
+		n++;
+	}
+}
+
+/* Sends acks first..last on channel 1 (each in its own write), and the marker after the last one when asked. */
+static void send_acks(int client, uint64_t first, uint64_t last, int marker)
+{
+	uint8_t f[64];
+
+	for (uint64_t t = first; t <= last; t++)
+		write_all(client, f, put_ack(f, 1, t, 0));
+	if (marker) {
+		amqp_basic_qos_t q = { .prefetch_count = 1 };
+
+		write_all(client, f, put_method(f, 1, AMQP_BASIC_QOS_METHOD, &q));
+	}
+}
+
+/*
+ * Through the proxy, each connection's decisions are its own: the n-th
+ * connection's acks are dropped exactly as rule_set_decide predicts for
+ * ordinal n and the seed, whether the two connections send one after the
+ * other or interleaved.
+ */
+START_TEST(test_decisions_per_connection)
+{
+	const char *text = "drop basic.ack from=client p=0.5 then=hang";
+	enum { ACKS = 200 };
+	struct rule r;
+	struct rule_set s;
+	struct rule_conn rc[2];
+	uint64_t want[2][ACKS], got[2][ACKS];
+	int nwant[2] = { 0, 0 };
+
+	ck_assert_int_eq(rule_parse(text, &r, NULL, 0), 0);
+	ck_assert_int_eq(rule_set_init(&s, &r, 1, 1), 0); /* start_proxy's seed */
+	for (int c = 0; c < 2; c++) {
+		ck_assert_int_eq(rule_conn_init(&rc[c], &s, (uint64_t)c + 1), 0);
+		for (uint64_t t = 1; t <= ACKS; t++)
+			if (rule_set_decide(&s, &rc[c], BASIC_ACK, RULE_FROM_CLIENT) < 0)
+				want[c][nwant[c]++] = t;
+		rule_conn_release(&rc[c]);
+	}
+	rule_set_release(&s);
+	ck_assert_int_gt(nwant[0], 0);
+	ck_assert_int_lt(nwant[0], ACKS);
+	for (int order = 0; order < 2; order++) {
+		struct raw_relay rr;
+		int client2, upstream2;
+
+		raw_relay_open(&rr, &text, 1, NULL);			      /* ordinal 1 */
+		raw_relay_connect(&rr, &(struct raw_bufs){ 0 }, &client2, &upstream2); /* ordinal 2 */
+		if (order == 0) { /* the second connection first, then the first */
+			send_acks(client2, 1, ACKS, 1);
+			ck_assert_int_eq(acks_through(upstream2, got[1], ACKS), nwant[1]);
+			send_acks(rr.client, 1, ACKS, 1);
+			ck_assert_int_eq(acks_through(rr.upstream, got[0], ACKS), nwant[0]);
+		} else { /* interleaved, ten at a time, each batch through before the next */
+			for (uint64_t t = 1; t <= ACKS; t += 10) {
+				send_acks(rr.client, t, t + 9, 1);
+				send_acks(client2, t, t + 9, 1);
+				util_sleep_ns(2 * NS_PER_MS);
+			}
+			for (int c = 0; c < 2; c++) {
+				int n = 0;
+
+				for (uint64_t t = 1; t <= ACKS; t += 10)
+					n += acks_through(c ? upstream2 : rr.upstream, got[c] + n, ACKS - n);
+				ck_assert_int_eq(n, nwant[c]);
+			}
+		}
+		for (int c = 0; c < 2; c++)
+			ck_assert_msg(memcmp(got[c], want[c], (size_t)nwant[c] * sizeof(want[c][0])) == 0,
+				      "order %d, connection %d: other acks dropped than its seed says", order, c + 1);
+		close(client2);
+		close(upstream2);
+		raw_relay_close(&rr);
+	}
+}
+END_TEST
+
+static void send_qos_marker(int client)
+{
+	uint8_t f[64];
+	amqp_basic_qos_t q = { .prefetch_count = 1 };
+
+	write_all(client, f, put_method(f, 1, AMQP_BASIC_QOS_METHOD, &q));
+}
+
+/*
+ * ahead, exactly: per channel, the highest delivery tag forwarded (a dropped
+ * delivery does not count) minus the ack's tag; every ack counts, dropped or
+ * not; a reopened channel starts again.
+ */
+START_TEST(test_ahead_raw)
+{
+	const char *rules[] = { "drop basic.deliver from=broker then=hang after=9",
+				"drop basic.ack from=client then=hang after=5" };
+	struct raw_relay rr;
+	uint8_t in[1024], got[1024], out[1024];
+	size_t n = 0, k;
+	uint64_t tags[16];
+	struct proxy_stats st;
+	amqp_channel_open_t open = { .out_of_band = amqp_empty_bytes };
+
+	raw_relay_open(&rr, rules, 2, NULL);
+	for (uint64_t t = 1; t <= 5; t++)
+		n += put_deliver(in + n, 1, t);
+	n += put_deliver(in + n, 2, 1);
+	n += put_deliver(in + n, 2, 2);
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, n, 2000), (ssize_t)n);
+	n = 0;
+	n += put_ack(out + n, 1, 2, 0); /* 5 - 2 = 3 */
+	n += put_ack(out + n, 1, 5, 1); /* 0 */
+	n += put_ack(out + n, 2, 1, 0); /* 2 - 1 = 1 */
+	n += put_ack(out + n, 7, 3, 0); /* no deliveries on channel 7: 0 */
+	n += put_ack(out + n, 1, 0, 1); /* everything outstanding: 0; the 5th ack, dropped, still sampled */
+	n += put_method(out + n, 2, AMQP_CHANNEL_OPEN_METHOD, &open); /* channel 2 again: tags from 1 */
+	write_all(rr.client, out, n);
+	send_qos_marker(rr.client);
+	ck_assert_int_eq(acks_through(rr.upstream, tags, 16), 4);
+	n = put_deliver(in, 2, 1);
+	k = n;
+	n += put_deliver(in + n, 1, 6); /* the 9th delivery: dropped, so the client never had it */
+	write_all(rr.upstream, in, n);
+	ck_assert_int_eq(read_upto(rr.client, got, k, 2000), (ssize_t)k);
+	ck_assert(quiet_for(rr.client, 100));
+	n = 0;
+	n += put_ack(out + n, 2, 1, 0); /* 1 - 1 = 0 on the reopened channel, not 2 - 1 */
+	n += put_ack(out + n, 1, 2, 0); /* still 5 - 2 = 3: tag 6 never went out */
+	write_all(rr.client, out, n);
+	send_qos_marker(rr.client);
+	ck_assert_int_eq(acks_through(rr.upstream, tags, 16), 0); /* dropped (p=1 from the 5th on), sampled */
+	proxy_stats_get(rr.px, &st);
+	ck_assert_uint_eq(st.acks_sampled, 7);
+	ck_assert_uint_eq(st.ahead_sum, 3 + 1 + 3);
+	ck_assert_uint_eq(st.ahead_sq_sum, 9 + 1 + 9);
+	proxy_stats_release(&st);
+	raw_relay_close(&rr);
+}
+END_TEST
+
+/* Consumes `messages` through port with this prefetch, working work_ms on each and acking each. */
+static void consume_and_ack(uint16_t port, const char *q, uint16_t prefetch, int messages, int work_ms)
+{
+	amqp_connection_state_t c = open_or_fail(port);
+
+	amqp_basic_qos(c, 1, 0, prefetch, 0);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	for (int i = 0; i < messages; i++) {
+		amqp_envelope_t e;
+
+		amqp_maybe_release_buffers(c);
+		ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
+		util_sleep_ns((uint64_t)work_ms * NS_PER_MS);
+		ck_assert_int_eq(amqp_basic_ack(c, 1, e.delivery_tag, 0), AMQP_STATUS_OK);
+		amqp_destroy_envelope(&e);
+	}
+	mq_close(c);
+}
+
+/*
+ * ahead through the broker: a slow consumer with prefetch 50 has deliveries
+ * waiting beyond each ack (a lost ack brings those back too); with prefetch
+ * 1 the broker hands out nothing before the ack, so ahead is always 0.
+ */
+START_TEST(test_ahead_prefetch)
+{
+	static const uint16_t prefetch[2] = { 50, 1 };
+	enum { MESSAGES = 200 };
+	double mean[2];
+
+	for (int k = 0; k < 2; k++) {
+		struct proxy *px = start_proxy(NULL, 0, 0);
+		amqp_connection_state_t d = open_or_fail(test_broker_port());
+		struct proxy_stats st;
+
+		declare_fresh(d, "ahead");
+		for (int i = 0; i < MESSAGES; i++)
+			ck_assert_int_eq(publish(d, "ahead", "m", "x", 1), AMQP_STATUS_OK);
+		mq_close(d);
+		consume_and_ack(proxy_port(px), "ahead", prefetch[k], MESSAGES, 2);
+		proxy_stats_get(px, &st);
+		ck_assert_uint_eq(st.acks_sampled, MESSAGES);
+		mean[k] = (double)st.ahead_sum / (double)st.acks_sampled;
+		proxy_stats_release(&st);
+		proxy_free(px);
+	}
+	ck_assert_msg(mean[0] > 10, "prefetch 50: mean ahead %.2f", mean[0]);
+	ck_assert_msg(mean[0] <= 49, "prefetch 50: mean ahead %.2f beyond the window", mean[0]);
+	ck_assert_msg(mean[1] == 0, "prefetch 1: mean ahead %.2f", mean[1]);
+}
+END_TEST
+
+/* Through the broker: a consumer whose deliveries are dropped with then=hang sees no stray header or body. */
+START_TEST(test_hang_drops_deliver_content)
+{
+	const char *rules[] = { "drop basic.deliver from=broker then=hang after=2" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t d = open_or_fail(test_broker_port()), c;
+	struct timeval tv = { .tv_sec = 1 };
+	amqp_envelope_t e;
+	amqp_rpc_reply_t r;
+	struct proxy_stats st;
+
+	declare_fresh(d, "hang-deliver");
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(publish(d, "hang-deliver", "m", "hello", 5), AMQP_STATUS_OK);
+	mq_close(d);
+	c = open_or_fail(proxy_port(px));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes("hang-deliver"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
+	ck_assert_int_eq(e.message.body.len, 5);
+	amqp_destroy_envelope(&e);
+	/* the other two are swallowed whole: the consumer waits, it does not see a header without its method */
+	r = amqp_consume_message(c, &e, &tv, 0);
+	ck_assert_int_eq(r.reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
+	ck_assert_msg(r.library_error == AMQP_STATUS_TIMEOUT, "%s", amqp_error_string2(r.library_error));
+	amqp_basic_qos(c, 1, 0, 10, 0); /* and the connection still works */
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	mq_abandon(c);
+	proxy_stats_get(px, &st);
+	ck_assert_uint_eq(st.method_dropped[PROXY_TO_CLIENT][frame_method_index(BASIC_DELIVER)], 2);
+	ck_assert_uint_eq(st.content_dropped, 4);
+	proxy_stats_release(&st);
+	proxy_free(px);
+}
+END_TEST
+
+/* A publish dropped with then=hang takes its content along: the broker sees no stray header and keeps the connection. */
+START_TEST(test_hang_drops_publish_content)
+{
+	const char *rules[] = { "drop basic.publish from=client then=hang after=2" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t c = open_or_fail(proxy_port(px));
+	char id[64];
+	int redelivered;
+
+	declare_fresh(c, "hang-publish");
+	ck_assert_int_eq(publish(c, "hang-publish", "p-1", "hello", 5), AMQP_STATUS_OK);
+	ck_assert_int_eq(publish(c, "hang-publish", "p-2", "hello", 5), AMQP_STATUS_OK); /* dropped */
+	/* a stray header would make RabbitMQ close the connection (505 UNEXPECTED_FRAME) */
+	ck_assert_ptr_nonnull(amqp_queue_declare(c, 1, amqp_cstring_bytes("hang-publish"), 1, 0, 0, 0,
+						 amqp_empty_table));
+	ck_assert_int_eq(publish(c, "hang-publish", "p-3", "hello", 5), AMQP_STATUS_OK); /* dropped too */
+	amqp_queue_declare(c, 1, amqp_cstring_bytes("hang-publish"), 1, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	mq_close(c);
+	ck_assert_int_eq(direct_get("hang-publish", 1000, id, sizeof(id), &redelivered), 1);
+	ck_assert_str_eq(id, "p-1");
+	ck_assert_uint_eq(queue_depth("hang-publish"), 0);
+	proxy_free(px);
+}
+END_TEST
+
+/* cut basic.deliver through the broker: the consumer gets the whole message, then the connection closes. */
+START_TEST(test_cut_deliver)
+{
+	const char *rules[] = { "cut basic.deliver from=broker" };
+	struct proxy *px = start_proxy(rules, 1, 0);
+	amqp_connection_state_t c;
+	amqp_envelope_t e;
+	amqp_rpc_reply_t r;
+
+	put_one("cut-deliver", "d-1");
+	c = open_or_fail(proxy_port(px));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes("cut-deliver"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	r = amqp_consume_message(c, &e, NULL, 0);
+	ck_assert_msg(mq_ok(r), "%s", amqp_error_string2(r.library_error));
+	ck_assert_int_eq(e.message.body.len, 5);
+	ck_assert(memcmp(e.message.body.bytes, "hello", 5) == 0);
+	amqp_destroy_envelope(&e);
+	amqp_basic_qos(c, 1, 0, 10, 0);
+	ck_assert_int_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_LIBRARY_EXCEPTION);
+	mq_abandon(c);
+	proxy_free(px);
+}
+END_TEST
+
 /* Malformed AMQP closes that connection only; the others keep working. */
 START_TEST(test_malformed_peer)
 {
@@ -386,6 +1196,7 @@ START_TEST(test_malformed_peer)
 	mq_close(good);
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.malformed, 2);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -448,6 +1259,7 @@ START_TEST(test_fuzzed_clients)
 	ck_assert_uint_gt(st.malformed, 50); /* most fuzzed streams were caught by the parser */
 	ck_assert_uint_eq(st.conns_active, 0);
 	free(rec);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -484,6 +1296,7 @@ START_TEST(test_connection_flood)
 	}
 	ck_assert_uint_eq(st.conns_accepted, 401);
 	ck_assert_uint_eq(st.conns_active, 0);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -501,6 +1314,7 @@ START_TEST(test_upstream_down)
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.upstream_failures, 1);
 	ck_assert_uint_eq(st.conns_active, 0);
+	proxy_stats_release(&st);
 	proxy_free(px);
 }
 END_TEST
@@ -566,10 +1380,21 @@ START_TEST(test_cli)
 	ck_assert_int_eq(util_free_port(&port), 0);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
 	{
-		const char *argv[] = { "proxy", "--listen", listen, "--upstream", upstream, "--rule",
-				 "drop tx.commit-ok from=broker", "--seed", "9", NULL };
+		/* twenty rules: the first fires, the 20th matches too and is counted */
+		const char *argv[64] = { "proxy", "--listen", listen, "--upstream", upstream, "--rule",
+					 "drop tx.commit-ok from=broker", "--seed", "9" };
+		int n = 9;
 
+		for (int i = 0; i < 18; i++) {
+			argv[n++] = "--rule";
+			argv[n++] = "drop basic.qos from=client p=0";
+		}
+		argv[n++] = "--rule";
+		argv[n++] = "cut tx.commit-ok from=broker";
+		argv[n] = NULL;
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), port, 1), 0);
+		ck_assert_msg(strstr(out, "rule 20 'cut tx.commit-ok from=broker': matched 1, fired 0") != NULL, "%s",
+			      out);
 		ck_assert_msg(strstr(out, "rule 1 'drop tx.commit-ok from=broker': matched 1, fired 1") != NULL, "%s",
 			      out);
 		ck_assert_msg(strstr(out, "tx.commit-ok               broker             1          1") != NULL,
@@ -586,9 +1411,20 @@ Suite *proxy_suite(void)
 
 	tcase_add_test(tc, test_relay_identical);
 	tcase_add_test(tc, test_drop_commit_ok);
+	tcase_add_test(tc, test_many_rule_counters);
 	tcase_add_test(tc, test_drop_ack);
 	tcase_add_test(tc, test_cut_ack);
 	tcase_add_test(tc, test_hang_commit_ok);
+	tcase_add_test(tc, test_hang_drops_content_raw);
+	tcase_add_test(tc, test_cut_forwards_content_raw);
+	tcase_add_test(tc, test_cut_drains_before_close);
+	tcase_add_test(tc, test_hangup_with_full_buffer_is_quiet);
+	tcase_add_test(tc, test_decisions_per_connection);
+	tcase_add_test(tc, test_ahead_raw);
+	tcase_add_test(tc, test_ahead_prefetch);
+	tcase_add_test(tc, test_hang_drops_deliver_content);
+	tcase_add_test(tc, test_hang_drops_publish_content);
+	tcase_add_test(tc, test_cut_deliver);
 	tcase_add_test(tc, test_malformed_peer);
 	tcase_add_test(tc, test_upstream_down);
 	tcase_add_test(tc, test_fuzzed_clients);

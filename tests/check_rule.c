@@ -89,11 +89,14 @@ static void decide_seq(uint64_t seed, const char *text, int *out, int n)
 {
 	struct rule r;
 	struct rule_set s;
+	struct rule_conn rc;
 
 	ck_assert_int_eq(rule_parse(text, &r, NULL, 0), 0);
 	ck_assert_int_eq(rule_set_init(&s, &r, 1, seed), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 1), 0);
 	for (int i = 0; i < n; i++)
-		out[i] = rule_set_decide(&s, i % 3 == 0 ? BASIC_ACK : COMMIT_OK, RULE_FROM_BROKER);
+		out[i] = rule_set_decide(&s, &rc, i % 3 == 0 ? BASIC_ACK : COMMIT_OK, RULE_FROM_BROKER);
+	rule_conn_release(&rc);
 	rule_set_release(&s);
 }
 
@@ -115,17 +118,20 @@ START_TEST(test_probability)
 {
 	struct rule r;
 	struct rule_set s;
+	struct rule_conn rc;
 	const int n = 200000;
 	int fired = 0;
 	double p = 0.01, sd = sqrt(n * p * (1 - p));
 
 	ck_assert_int_eq(rule_parse("drop tx.commit-ok from=broker p=1%", &r, NULL, 0), 0);
 	ck_assert_int_eq(rule_set_init(&s, &r, 1, 1), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 1), 0);
 	for (int i = 0; i < n; i++)
-		fired += rule_set_decide(&s, COMMIT_OK, RULE_FROM_BROKER) == 0;
+		fired += rule_set_decide(&s, &rc, COMMIT_OK, RULE_FROM_BROKER) == 0;
 	ck_assert_uint_eq(s.matched[0], (uint64_t)n);
 	ck_assert_uint_eq(s.fired[0], (uint64_t)fired);
 	ck_assert_msg(fabs(fired - n * p) < 5 * sd, "fired %d of %d", fired, n);
+	rule_conn_release(&rc);
 	rule_set_release(&s);
 }
 END_TEST
@@ -134,22 +140,25 @@ START_TEST(test_direction_after_and_order)
 {
 	struct rule r[2];
 	struct rule_set s;
+	struct rule_conn rc;
 
 	ck_assert_int_eq(rule_parse("drop basic.ack from=client after=3", &r[0], NULL, 0), 0);
 	ck_assert_int_eq(rule_parse("cut basic.ack", &r[1], NULL, 0), 0);
 	ck_assert_int_eq(rule_set_init(&s, r, 2, 1), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 1), 0);
 	/* from the broker (a confirm): only the second rule matches */
-	ck_assert_int_eq(rule_set_decide(&s, BASIC_ACK, RULE_FROM_BROKER), 1);
+	ck_assert_int_eq(rule_set_decide(&s, &rc, BASIC_ACK, RULE_FROM_BROKER), 1);
 	/* from the client: the first rule waits for its 3rd match, the second fires meanwhile */
-	ck_assert_int_eq(rule_set_decide(&s, BASIC_ACK, RULE_FROM_CLIENT), 1);
-	ck_assert_int_eq(rule_set_decide(&s, BASIC_ACK, RULE_FROM_CLIENT), 1);
-	ck_assert_int_eq(rule_set_decide(&s, BASIC_ACK, RULE_FROM_CLIENT), 0);
-	ck_assert_int_eq(rule_set_decide(&s, BASIC_ACK, RULE_FROM_CLIENT), 0);
-	ck_assert_int_eq(rule_set_decide(&s, COMMIT_OK, RULE_FROM_CLIENT), -1);
+	ck_assert_int_eq(rule_set_decide(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT), 1);
+	ck_assert_int_eq(rule_set_decide(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT), 1);
+	ck_assert_int_eq(rule_set_decide(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT), 0);
+	ck_assert_int_eq(rule_set_decide(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT), 0);
+	ck_assert_int_eq(rule_set_decide(&s, &rc, COMMIT_OK, RULE_FROM_CLIENT), -1);
 	ck_assert_uint_eq(s.matched[0], 4);
 	ck_assert_uint_eq(s.fired[0], 2);
 	ck_assert_uint_eq(s.matched[1], 5);
 	ck_assert_uint_eq(s.fired[1], 3);
+	rule_conn_release(&rc);
 	rule_set_release(&s);
 }
 END_TEST
@@ -158,12 +167,129 @@ START_TEST(test_p_zero_never)
 {
 	struct rule r;
 	struct rule_set s;
+	struct rule_conn rc;
 
 	ck_assert_int_eq(rule_parse("drop tx.commit-ok p=0", &r, NULL, 0), 0);
 	ck_assert_int_eq(rule_set_init(&s, &r, 1, 3), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 1), 0);
 	for (int i = 0; i < 10000; i++)
-		ck_assert_int_eq(rule_set_decide(&s, COMMIT_OK, RULE_FROM_BROKER), -1);
+		ck_assert_int_eq(rule_set_decide(&s, &rc, COMMIT_OK, RULE_FROM_BROKER), -1);
+	rule_conn_release(&rc);
 	rule_set_release(&s);
+}
+END_TEST
+
+/*
+ * Per-connection decisions: three connections, each with its own frames,
+ * decided in three interleavings (one after the other, round robin, random).
+ * Each connection's decisions, after=N included, are the same every time;
+ * the set's counters are the sums over connections.
+ */
+enum { IL_CONNS = 3, IL_FRAMES = 2000 };
+
+struct il_frame {
+	uint32_t method;
+	enum rule_from from;
+};
+
+static void il_run(const struct rule *r, size_t nr, const struct il_frame fr[IL_CONNS][IL_FRAMES], int order,
+		   int out[IL_CONNS][IL_FRAMES], uint64_t *matched, uint64_t *fired)
+{
+	struct rule_set s;
+	struct rule_conn rc[IL_CONNS];
+	size_t next[IL_CONNS] = { 0 };
+	struct util_rng pick;
+
+	ck_assert_int_eq(rule_set_init(&s, r, nr, 42), 0);
+	for (int c = 0; c < IL_CONNS; c++) /* ordinals 1..3, as the proxy numbers its connections */
+		ck_assert_int_eq(rule_conn_init(&rc[c], &s, (uint64_t)c + 1), 0);
+	util_rng_seed(&pick, 7);
+	for (int k = 0; k < IL_CONNS * IL_FRAMES; k++) {
+		int c;
+
+		if (order == 0) /* one connection after the other */
+			c = k / IL_FRAMES;
+		else if (order == 1) /* round robin */
+			c = k % IL_CONNS;
+		else /* random */
+			do
+				c = (int)(util_rng_next(&pick) % IL_CONNS);
+			while (next[c] == IL_FRAMES);
+		out[c][next[c]] = rule_set_decide(&s, &rc[c], fr[c][next[c]].method, fr[c][next[c]].from);
+		next[c]++;
+	}
+	memcpy(matched, s.matched, nr * sizeof(*matched));
+	memcpy(fired, s.fired, nr * sizeof(*fired));
+	for (int c = 0; c < IL_CONNS; c++)
+		rule_conn_release(&rc[c]);
+	rule_set_release(&s);
+}
+
+START_TEST(test_per_connection_interleaving)
+{
+	static const char *const texts[] = { "drop basic.ack from=client p=0.3", "cut tx.commit-ok p=0.5 after=3",
+					     "drop basic.ack p=0.5" };
+	static struct il_frame fr[IL_CONNS][IL_FRAMES];
+	static int out[3][IL_CONNS][IL_FRAMES];
+	struct rule r[3];
+	uint64_t matched[3][3], fired[3][3];
+	struct util_rng g;
+	int diff = 0;
+
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(rule_parse(texts[i], &r[i], NULL, 0), 0);
+	util_rng_seed(&g, 99);
+	for (int c = 0; c < IL_CONNS; c++)
+		for (int i = 0; i < IL_FRAMES; i++) {
+			uint64_t x = util_rng_next(&g);
+
+			fr[c][i].method = x % 3 == 0 ? COMMIT_OK : BASIC_ACK;
+			fr[c][i].from = (x >> 8) % 2 ? RULE_FROM_CLIENT : RULE_FROM_BROKER;
+		}
+	for (int order = 0; order < 3; order++)
+		il_run(r, 3, fr, order, out[order], matched[order], fired[order]);
+	for (int order = 1; order < 3; order++) {
+		ck_assert_msg(memcmp(out[order], out[0], sizeof(out[0])) == 0, "interleaving %d changed decisions", order);
+		ck_assert(memcmp(matched[order], matched[0], sizeof(matched[0])) == 0);
+		ck_assert(memcmp(fired[order], fired[0], sizeof(fired[0])) == 0);
+	}
+	/* the set counts over all connections */
+	for (int i = 0; i < 3; i++) {
+		uint64_t f = 0;
+
+		for (int c = 0; c < IL_CONNS; c++)
+			for (int k = 0; k < IL_FRAMES; k++)
+				f += out[0][c][k] == i;
+		ck_assert_uint_eq(fired[0][i], f);
+		ck_assert_uint_gt(f, 0);
+	}
+	/* after=3 counts each connection's own commit-oks: the first two on every connection pass */
+	for (int c = 0; c < IL_CONNS; c++) {
+		int seen = 0;
+
+		for (int k = 0; k < IL_FRAMES && seen < 2; k++)
+			if (fr[c][k].method == COMMIT_OK) {
+				ck_assert_int_eq(out[0][c][k], -1);
+				seen++;
+			}
+	}
+	/* and connections differ from each other: the same frames would not get the same decisions */
+	for (int k = 0; k < IL_FRAMES; k++)
+		diff += fr[0][k].method == fr[1][k].method && fr[0][k].from == fr[1][k].from &&
+			out[0][0][k] != out[0][1][k];
+	ck_assert_int_gt(diff, 0);
+}
+END_TEST
+
+/* rule_seed: a distinct seed for each seed, rule and connection. */
+START_TEST(test_rule_seed)
+{
+	ck_assert_uint_eq(rule_seed(1, 0, 1), rule_seed(1, 0, 1));
+	ck_assert_uint_ne(rule_seed(1, 0, 1), rule_seed(2, 0, 1));
+	ck_assert_uint_ne(rule_seed(1, 0, 1), rule_seed(1, 1, 1));
+	ck_assert_uint_ne(rule_seed(1, 0, 1), rule_seed(1, 0, 2));
+	ck_assert_uint_ne(rule_seed(1, 1, 2), rule_seed(1, 2, 1)); /* not a sum of rule and connection */
+	ck_assert_uint_ne(rule_seed(0, 0, 0), 0);
 }
 END_TEST
 
@@ -179,6 +305,8 @@ Suite *rule_suite(void)
 	tcase_add_test(tc, test_probability);
 	tcase_add_test(tc, test_direction_after_and_order);
 	tcase_add_test(tc, test_p_zero_never);
+	tcase_add_test(tc, test_per_connection_interleaving);
+	tcase_add_test(tc, test_rule_seed);
 	suite_add_tcase(s, tc);
 	return s;
 }
