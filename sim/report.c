@@ -257,9 +257,11 @@ static void report_claims(FILE *f, json_t *s)
 			fprintf(f, " The model predicts %s; the measured rate is %s× that, outside the band: the model's "
 				   "assumptions (below) do not hold for this run.",
 				report_pct(pred), report_g(r / pred));
-		if (isfinite(dpla) && dpla > 1.5)
-			fprintf(f, " Each lost consumer ack caused %s duplicate deliveries on average; the model counts one.",
-				report_g(dpla));
+		if (!isfinite(pred) && *report_str(s, "predicted", "why_not"))
+			fprintf(f, " No prediction: %s.", report_str(s, "predicted", "why_not"));
+		if (isfinite(dpla))
+			fprintf(f, " Each lost consumer ack caused %s duplicate deliveries on average (the model: %s).",
+				report_g(dpla), report_g(report_num(s, "predicted", "duplicates_per_lost_ack")));
 		fputc('\n', f);
 	}
 
@@ -335,7 +337,25 @@ static void report_table(FILE *f, json_t *s)
 	fprintf(f, "| lost (committed, never processed) | %s | 0 |\n", report_count(report_num(s, "lost", NULL)));
 	fprintf(f, "| wrongly suppressed | %s | 0 |\n\n", report_count(report_num(s, "wrongly_suppressed", NULL)));
 	if (*report_str(s, "predicted", "assumes"))
-		fprintf(f, "**The model assumes** %s.\n\n", report_str(s, "predicted", "assumes"));
+		fprintf(f, "**The model assumes** %s. Its derivation: sim/model.c.\n\n", report_str(s, "predicted", "assumes"));
+	{
+		json_t *mi = json_object_get(json_object_get(s, "predicted"), "measured_inputs");
+		double ahead = report_num(mi, "deliveries_ahead_of_an_ack", NULL);
+		double cpp = report_num(mi, "confirms_per_publish", NULL);
+
+		if (isfinite(ahead) || isfinite(cpp)) {
+			fputs("**Inputs measured during normal operation** (timing decides them, so the model takes them "
+			      "from the proxy rather than from the scenario):",
+			      f);
+			if (isfinite(ahead))
+				fprintf(f, " %s deliveries the broker had handed the client beyond each ack (mean over %s "
+					   "acks);",
+					report_g(ahead), report_count(report_num(mi, "acks_sampled", NULL)));
+			if (isfinite(cpp))
+				fprintf(f, " %s confirm frames per publish;", report_g(cpp));
+			fputs(" everything else comes from the scenario's keys and the rules applied.\n\n", f);
+		}
+	}
 
 	fputs("### Misses by cause\n\n", f);
 	for (size_t i = 0; i < sizeof(report_causes) / sizeof(report_causes[0]); i++) {
@@ -402,7 +422,8 @@ static void report_faults(FILE *f, json_t *s)
 		report_count(report_num(fl, "frames_dropped", NULL)), report_count(report_num(fl, "connections_cut", NULL)),
 		report_count(report_num(fl, "reconnects", NULL)), report_count(report_num(fl, "consumer_crashes", NULL)));
 	if (isfinite(dpla))
-		fprintf(f, " Duplicate deliveries per lost consumer ack: %s (the model assumes 1).", report_g(dpla));
+		fprintf(f, " Duplicate deliveries per lost consumer ack: %s (the model: %s).", report_g(dpla),
+			report_g(report_num(s, "predicted", "duplicates_per_lost_ack")));
 	fputs("\n\n", f);
 	report_events(f, s);
 }

@@ -19,6 +19,7 @@
 #include "broker.h"
 #include "events.h"
 #include "evidence.h"
+#include "model.h"
 #include "frame.h"
 #include "plot.h"
 #include "proxy.h"
@@ -566,7 +567,8 @@ struct run_report {
 	double dup_lo, dup_hi;	       /* band on duplicate deliveries, over fault events */
 	const char *excess_source;     /* where excess_copies comes from: "deliveries" or "queue" */
 	uint64_t queue_copies;	       /* publish-only: copies found in the queue */
-	struct stats_model_out model;
+	struct model_in model_in;
+	struct model_out model;
 	struct proxy_stats px;
 	size_t violations;
 	char violation_text[1024];
@@ -663,6 +665,53 @@ out:
 	free(copies);
 }
 
+/*
+ * The model's prediction for this run (sim/model.c): the scenario's keys, the
+ * rules the proxy applied, and two figures the proxy measured during normal
+ * operation (deliveries ahead of each ack, confirm frames per publish).
+ */
+static void run_model(const struct run *r, struct run_report *rep)
+{
+	const struct scenario *sc = &r->sc;
+	struct model_in *mi = &rep->model_in;
+	uint64_t confirms = rep->px.method_seen[PROXY_TO_CLIENT][frame_method_index(AMQP_BASIC_ACK_METHOD)] +
+			    rep->px.method_seen[PROXY_TO_CLIENT][frame_method_index(AMQP_BASIC_NACK_METHOD)];
+
+	*mi = (struct model_in){
+		.confirm_mode = sc->publishers.mode == SCENARIO_MODE_CONFIRM,
+		.batch = (unsigned)sc->publishers.batch,
+		.ack_every = (unsigned)sc->consumers.ack_every,
+		.consumers = (unsigned)sc->consumers.count,
+		.ahead = rep->px.acks_sampled ? (double)rep->px.ahead_sum / (double)rep->px.acks_sampled : NAN,
+		.confirms_per_msg = confirms && rep->t.publish_attempts
+					    ? (double)confirms / (double)rep->t.publish_attempts
+					    : NAN,
+	};
+	model_in_from_rules(mi, r->rules, r->rule_count);
+	if (sc->broker.queue_type == SCENARIO_QUEUE_QUORUM && mi->consumers && (mi->ack_dropped > 0 || mi->ack_cut > 0))
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled),
+			 "ack loss on a quorum queue (its settles go through its log: acks in flight at a cut are "
+			 "redelivered too)");
+	if (sc->faults.consumer_crash > 0)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
+	if (sc->faults.broker_crash_every_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
+	model_predict(mi, &rep->model);
+}
+
+/* Measured: the mean duplicates of the fault events a dropped consumer ack made; NAN: none. */
+static double run_dups_per_lost_ack(const struct run_report *rep)
+{
+	uint64_t n = 0, d = 0;
+
+	for (size_t i = 0; i < rep->ev.n; i++)
+		if (rep->ev.unit[i].kind == EVENTS_LOST_ACK) {
+			n++;
+			d += rep->ev.ev[i].dups;
+		}
+	return n ? (double)d / (double)n : NAN;
+}
+
 static const char *run_status(const struct run *r, const struct run_report *rep)
 {
 	if (r->interrupted)
@@ -676,6 +725,12 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 	if (r->drain_timed_out)
 		return "drain_timeout";
 	return "ok";
+}
+
+/* A number, or null when there is none (not predicted, not measured, not finite). */
+static json_t *run_json_num(bool have, double v)
+{
+	return have && isfinite(v) ? json_real(v) : json_null();
 }
 
 /* An interval over fault events as JSON; ci_low/ci_high are null when there is none, and reason says why. */
@@ -745,13 +800,21 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
 		json_object_set_new(o, ledger_cause_name(c), json_integer((json_int_t)t->misses[c]));
 	json_object_set_new(root, "misses_by_cause", o);
 	o = json_object();
-	json_object_set_new(o, "duplicate_rate", json_real(rep->model.duplicate_rate));
-	json_object_set_new(o, "excess_copies_per_message", json_real(rep->model.excess_copies_per_msg));
-	json_object_set_new(o, "excess_copies", json_real(rep->model.excess_copies_per_msg * committed));
-	json_object_set_new(o, "assumes",
-			    json_string("independent losses; a lost CommitOk/confirm means the broker committed and "
-					"the batch is republished; a lost ack redelivers only that delivery (a lower "
-					"bound: a cut consumer also handles what it had already received)"));
+	json_object_set_new(o, "duplicate_rate", run_json_num(rep->model.predicted, rep->model.duplicate_rate));
+	json_object_set_new(o, "excess_copies_per_message",
+			    run_json_num(rep->model.predicted, rep->model.excess_copies_per_msg));
+	json_object_set_new(o, "excess_copies",
+			    run_json_num(rep->model.predicted, rep->model.excess_copies_per_msg * committed));
+	json_object_set_new(o, "duplicates_per_lost_ack",
+			    run_json_num(rep->model.predicted && rep->model_in.ack_dropped > 0,
+					 rep->model.dups_per_lost_ack));
+	json_object_set_new(o, "why_not", json_string(rep->model.why));
+	json_object_set_new(o, "assumes", json_string(model_assumptions));
+	json_object_set_new(o, "measured_inputs",
+			    json_pack("{s:o, s:I, s:o}", "deliveries_ahead_of_an_ack",
+				      run_json_num(isfinite(rep->model_in.ahead), rep->model_in.ahead), "acks_sampled",
+				      (json_int_t)rep->px.acks_sampled, "confirms_per_publish",
+				      run_json_num(isfinite(rep->model_in.confirms_per_msg), rep->model_in.confirms_per_msg)));
 	json_object_set_new(root, "predicted", o);
 	o = json_object();
 	json_object_set_new(o, "frames_dropped", json_integer((json_int_t)rep->px.drops));
@@ -1051,12 +1114,21 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 	printf("  %-28s %18" PRIu64 "\n", "publish attempts", t->publish_attempts);
 	run_fmt_pct(a, sizeof(a), excess);
 	run_fmt_pct(b, sizeof(b), rep->model.excess_copies_per_msg);
-	printf("  %-28s %11" PRIu64 " %6s %18s\n", "excess copies (per msg)", t->excess_copies, a, b);
+	printf("  %-28s %11" PRIu64 " %6s %18s\n", "excess copies (per msg)", t->excess_copies, a,
+	       rep->model.predicted ? b : "-");
 	printf("  %-28s %18" PRIu64 "\n", "deliveries", t->deliveries);
 	printf("  %-28s %18" PRIu64 "\n", "duplicate deliveries", t->duplicate_deliveries);
 	run_fmt_pct(a, sizeof(a), rate);
 	run_fmt_pct(b, sizeof(b), rep->model.duplicate_rate);
-	printf("  %-28s %18s %18s\n", "duplicate rate", a, b);
+	printf("  %-28s %18s %18s\n", "duplicate rate", a, rep->model.predicted ? b : "-");
+	if (rep->has_dup_band && committed > 0)
+		printf("  %-28s %18s   95%% band %.4g%% - %.4g%% over %" PRIu64 " fault events%s\n", "", "",
+		       rep->dup_lo / committed * 100, rep->dup_hi / committed * 100, rep->ev.with_dups,
+		       !rep->model.predicted ? ""
+		       : rep->model.duplicate_rate * committed >= rep->dup_lo &&
+				       rep->model.duplicate_rate * committed <= rep->dup_hi
+			       ? ": the prediction is inside"
+			       : ": the prediction is OUTSIDE");
 	printf("  %-28s %18" PRIu64 "\n", "duplicates processed", t->duplicates_processed);
 	printf("  %-28s %18" PRIu64 "\n", "fault events (with dups)", rep->ev.with_dups);
 	run_print_miss(rep);
@@ -1094,10 +1166,14 @@ static void run_print_summary(const struct run *r, const struct run_report *rep)
 	if (r->drain_timed_out)
 		printf("  the queue did not drain within run.drain_timeout\n");
 	if (!isnan(rep->dup_per_lost_ack))
-		printf("  %-28s %18.2f   (the model assumes 1: a cut consumer still handles\n"
-		       "  %-28s %18s    what it had received, and the broker redelivers it all)\n",
-		       "duplicates per lost ack", rep->dup_per_lost_ack, "", "");
-	printf("  model: republish ~ geometric(p), redelivery ~ geometric(q); assumptions in sim/stats.c\n");
+		printf("  %-28s %18.2f %18.2f\n", "duplicates per lost ack", rep->dup_per_lost_ack,
+		       rep->model.dups_per_lost_ack);
+	if (isfinite(rep->model_in.ahead))
+		printf("  measured for the model: %.2f deliveries ahead of an ack (mean of %" PRIu64 " acks)\n",
+		       rep->model_in.ahead, rep->px.acks_sampled);
+	if (!rep->model.predicted)
+		printf("  no prediction: %s\n", rep->model.why);
+	printf("  the model and its assumptions: sim/model.c\n");
 	fflush(stdout);
 }
 
@@ -1284,29 +1360,12 @@ int run_cli(int argc, char **argv)
 		run_count_queue(&r, &rep);
 	rep.violations = ledger_check(&r.ledger, r.drained, rep.violation_text, sizeof(rep.violation_text));
 	run_evidence(&r, &rep);
-	{
-		struct stats_model_in mi = {
-			.confirm_mode = r.sc.publishers.mode == SCENARIO_MODE_CONFIRM,
-			.commit_ok_loss = r.sc.faults.commit_ok_loss,
-			.confirm_loss = r.sc.faults.confirm_loss,
-			.ack_loss = r.sc.faults.ack_loss,
-			.batch = (unsigned)r.sc.publishers.batch,
-			.ack_every = (unsigned)r.sc.consumers.ack_every,
-			.consumers = (int)r.sc.consumers.count,
-		};
-
-		stats_model(&mi, &rep.model);
-	}
+	run_model(&r, &rep);
 	rep.duration_s = (double)(r.end_ns - r.start_ns) / NS_PER_S;
 	rep.publish_s = (double)(r.publish_done_ns - r.start_ns) / NS_PER_S;
 	rep.process_s = (double)(atomic_load(&r.rc.last_delivery_ns) - r.start_ns) / NS_PER_S;
 	rep.acks_dropped = rep.px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
-	rep.dup_per_lost_ack = rep.acks_dropped
-				       ? (double)(rep.t.duplicate_deliveries > rep.t.excess_copies
-							  ? rep.t.duplicate_deliveries - rep.t.excess_copies
-							  : 0) /
-						 (double)rep.acks_dropped
-				       : NAN;
+	rep.dup_per_lost_ack = run_dups_per_lost_ack(&rep);
 	if (run_write_results(&r, &rep, err, sizeof(err)) < 0) {
 		util_log("run: %s", err);
 		code = EXIT_FAIL;

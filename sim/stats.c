@@ -1,4 +1,4 @@
-/* stats.c — binomial intervals, the special functions under them, lock-free log histograms, the duplicate model. */
+/* stats.c — binomial intervals, the special functions under them, lock-free log histograms. */
 #include "stats.h"
 
 #include <errno.h>
@@ -461,69 +461,4 @@ int stats_hist_write_csv(const struct stats_hist *h, FILE *f, const char *unit, 
 	return fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }
 
-/* ---------- the analytic duplicate model ---------- */
-
-/*
- * Expected duplicates per committed message, from the fault rates alone.
- *
- * Assumptions: frame losses are independent of each other and of everything
- * else; a dropped CommitOk / confirm is dropped after the broker has
- * committed / enqueued (that is where the proxy sits); no broker crashes and
- * no consumer crashes; every copy in the queue is eventually delivered and
- * reaches the dedup decision (consumers see every copy); when an ack frame is
- * lost the connection is cut at once (then=close), so deliveries prefetched
- * behind it go back to the queue without having reached the decision and
- * are not duplicates; publishing continues until every message is committed.
- *
- * Publisher side, tx mode, CommitOk loss p. A batch commits; with probability
- * p its CommitOk is lost, the publisher republishes the whole batch, which
- * commits again and can lose its CommitOk again. The commits of a batch N are
- * geometric, P(N = k) = p^(k−1)·(1 − p), and every message of the batch has
- * N copies, whatever the batch size:
- *     E[copies] = 1 / (1 − p),   E[excess copies] = p / (1 − p).
- *
- * Publisher side, confirm mode, confirm-frame loss p. Each message is covered
- * by a confirm frame lost with probability p, after which it is republished:
- * the same geometric law, E[excess] = p / (1 − p). This is a lower bound: a
- * lost frame cuts the connection, and the publisher also republishes the
- * other unconfirmed messages of its window (up to `batch`), some already
- * enqueued; a multiple-confirm covers several messages with one frame. As
- * each lost frame republishes at most `batch` copies, the excess stays below
- * batch·p / (1 − batch·p) (for batch·p < 1). Where it lands between the two
- * depends on the pipeline depth at the cut, which the rates do not give.
- *
- * Consumer side, ack loss q per ack frame. A delivery whose ack frame is lost
- * is redelivered, and its next ack can be lost again: each copy is delivered
- * G times, G geometric with E[G] = 1 / (1 − q), every delivery reaching the
- * decision. With multiple-acks of k messages (ack_every = k) one lost frame
- * redelivers k processed messages, but there are 1/k as many frames; each
- * delivery is still covered by a frame lost with probability q, so the mean
- * is unchanged (only the variance grows). ack_every therefore does not enter.
- *
- * Deliveries per committed message = E[copies]·E[G] (copies and their
- * deliveries are independent), and a perfect dedup rejects all but one:
- *     duplicate_rate = 1 / ((1 − p)(1 − q)) − 1 = (p + q − p·q) / ((1 − p)(1 − q)),
- * written in the second form so small rates do not cancel. With no consumers
- * nothing is delivered: duplicate_rate 0, excess copies as above. A rate >= 1
- * means no message ever gets through: both outputs are +inf. Negative or NaN
- * rates count as 0.
- */
-static double model_rate(double r)
-{
-	return r > 0 ? fmin(r, 1) : 0;
-}
-
-void stats_model(const struct stats_model_in *in, struct stats_model_out *out)
-{
-	double p = model_rate(in->confirm_mode ? in->confirm_loss : in->commit_ok_loss);
-	double q = model_rate(in->ack_loss);
-
-	out->excess_copies_per_msg = p >= 1 ? INFINITY : p / (1 - p);
-	if (in->consumers <= 0)
-		out->duplicate_rate = 0;
-	else if (p >= 1 || q >= 1)
-		out->duplicate_rate = INFINITY;
-	else
-		out->duplicate_rate = (p + q - p * q) / ((1 - p) * (1 - q));
-}
 

@@ -1,4 +1,4 @@
-/* stats.h — statistics for the report: binomial intervals, log-bucket histograms, the analytic duplicate model. */
+/* stats.h — statistics for the report: binomial intervals, log-bucket histograms. */
 #ifndef DUPSIM_STATS_H
 #define DUPSIM_STATS_H
 
@@ -56,24 +56,5 @@ void stats_hist_bucket_range(size_t b, uint64_t *low, uint64_t *high);
  * naming the unit (scale divides values, e.g. 1e6 for ms). */
 int stats_hist_write_csv(const struct stats_hist *h, FILE *f, const char *unit, double scale);
 
-/*
- * The analytic duplicate model (see stats.c for its derivation and assumptions).
- * Inputs are the scenario's fault rates; the result is the expected number of
- * duplicate deliveries per committed message.
- */
-struct stats_model_in {
-	int confirm_mode;    /* 0 tx, 1 confirm */
-	double commit_ok_loss; /* p per CommitOk (tx) */
-	double confirm_loss; /* p per confirm frame (confirm) */
-	double ack_loss;     /* q per consumer ack frame */
-	unsigned batch;	     /* tx: messages per commit; confirm: most unconfirmed */
-	unsigned ack_every;  /* messages per multiple-ack */
-	int consumers;	     /* 0: nothing is delivered */
-};
-struct stats_model_out {
-	double excess_copies_per_msg; /* enqueued copies beyond the first, per committed message */
-	double duplicate_rate;	      /* duplicate deliveries / committed */
-};
-void stats_model(const struct stats_model_in *in, struct stats_model_out *out);
 
 #endif

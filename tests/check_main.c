@@ -22,6 +22,7 @@
 #pragma weak stats_suite
 #pragma weak evidence_suite
 #pragma weak events_suite
+#pragma weak model_suite
 #pragma weak run_suite
 #pragma weak batch_suite
 #pragma weak plot_suite
@@ -106,7 +107,7 @@ int main(void)
 {
 	Suite *(*const all[])(void) = {
 		util_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
-		ledger_suite, dedup_suite, stats_suite, evidence_suite, events_suite, run_suite, batch_suite, plot_suite,
+		ledger_suite, dedup_suite, stats_suite, evidence_suite, events_suite, model_suite, run_suite, batch_suite, plot_suite,
 	};
 	struct broker *b = NULL;
 	struct redis_node *rn = NULL;

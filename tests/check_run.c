@@ -571,6 +571,51 @@ START_TEST(test_few_events_no_interval)
 }
 END_TEST
 
+/*
+ * Every shipped scenario the model covers: its prediction against the
+ * measured duplicate rate. The summary's band is 95 %; with eight scenarios
+ * a correct model would fail one of them in a third of the runs, so this test
+ * allows 3.5 band-sds (the 95 % figures are in the closing notes). The old
+ * model (one duplicate per lost ack) is 4-6x off in the ack-loss ones.
+ */
+static const char *const predicted_scenarios[] = {
+	"ack-loss", "commit-ok-loss", "competing-consumers", "confirm-loss", "republish-count-race",
+	"shared-redis", "ttl-too-short", "default",
+};
+
+START_TEST(test_shipped_scenarios_predicted)
+{
+	const char *name = predicted_scenarios[_i];
+	char file[128], url[300], queue[128], out[16384], dir[64];
+	const char *args[] = { "run", file, "--quiet", "--out", dir, "--set", url, "--set", queue, "--set",
+			       strcmp(name, "default") == 0 ? "run.messages=50000" : "run.name=shipped", NULL };
+	struct result r = { 0 };
+	double rate, pred, lo, hi, sd;
+
+	snprintf(file, sizeof(file), "scenarios/%s.ini", name);
+	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
+	snprintf(queue, sizeof(queue), "broker.queue=t-shipped-%s", name);
+	snprintf(dir, sizeof(dir), "/tmp/dupsim-shipped-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	rmdir(dir);
+	r.status = test_dupsim(args, out, sizeof(out), NULL, NULL);
+	snprintf(r.dir, sizeof(r.dir), "%s", dir);
+	snprintf(out, sizeof(out), "%s/summary.json", dir);
+	r.summary = json_load_file(out, 0, NULL);
+	assert_ok(&r);
+	rate = num(&r, "duplicate_rate");
+	pred = num(&r, "predicted.duplicate_rate");
+	lo = num(&r, "duplicate_rate_band.low");
+	hi = num(&r, "duplicate_rate_band.high");
+	sd = (hi - lo) / (2 * 1.959964);
+	fprintf(stderr, "shipped %s: measured %.4g%% [%.4g%%, %.4g%%], predicted %.4g%%%s\n", name, rate * 100, lo * 100,
+		hi * 100, pred * 100, pred >= lo && pred <= hi ? " (inside)" : " (outside the 95 % band)");
+	ck_assert_msg(fabs(pred - rate) <= 3.5 * sd, "%s: measured %g (band %g - %g), predicted %g", name, rate, lo, hi,
+		      pred);
+	result_release(&r);
+}
+END_TEST
+
 /* ---- real crashes, quorum queues, hostile set-ups ---- */
 
 START_TEST(test_broker_crash_loses_nothing)
@@ -752,6 +797,8 @@ Suite *run_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("hostile");
 	tcase_add_test(tc, test_fault_events_add_up);
+	tcase_add_loop_test(tc, test_shipped_scenarios_predicted, 0,
+			    (int)(sizeof(predicted_scenarios) / sizeof(predicted_scenarios[0])));
 	tcase_add_loop_test(tc, test_crash_points, 0, (int)(sizeof(crash_cases) / sizeof(crash_cases[0])));
 	tcase_add_test(tc, test_few_events_no_interval);
 	tcase_add_test(tc, test_broker_crash_loses_nothing);
