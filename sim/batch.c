@@ -558,7 +558,37 @@ static void validate_print_plan(const struct evidence_plan *plan, double target)
 	fflush(stdout);
 }
 
-int batch_validate_cli(int argc, char **argv)
+/* Writes a JSON verdict file into the batch folder (named in a message when it can't). Consumes j. */
+static void batch_write_json(const struct batch *b, const char *name, json_t *j)
+{
+	char path[PATH_MAX + 32], *txt;
+
+	if (!j)
+		return;
+	snprintf(path, sizeof(path), "%s/%s", b->dir, name);
+	txt = json_dumps(j, JSON_INDENT(2));
+	if (!txt || util_write_file_atomic(path, txt, strlen(txt)) < 0)
+		util_log("cannot write %s: %s", path, strerror(errno));
+	free(txt);
+	json_decref(j);
+}
+
+/* One validation: its options, the pooled events, where the plan stands. */
+struct validate {
+	struct batch b;
+	struct pool pool;
+	struct evidence_plan plan;
+	struct evidence_interval iv; /* at the last look */
+	double target, confidence;
+	uint64_t max_ns;
+	unsigned long max_runs;
+	unsigned runs, pooled_runs;
+	const char *verdict;
+	int code;
+};
+
+/* The command line into v; -1 to go on, else the exit code. */
+static int validate_parse(struct validate *v, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "target", required_argument, NULL, 't' },   { "confidence", required_argument, NULL, 'c' },
@@ -567,23 +597,12 @@ int batch_validate_cli(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },	      { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct batch b = { 0 };
-	struct pool pool = { 0 };
-	struct evidence_plan plan;
-	struct evidence_interval iv = { .method = "none", .reason = "no look yet", .low = NAN, .high = NAN };
-	double target = -1, confidence = 0.95;
-	uint64_t max_ns = 600 * NS_PER_S, start;
-	unsigned long max_runs = 32;
-	unsigned runs = 0, pooled_runs = 0;
-	const char *verdict = "INCONCLUSIVE";
-	struct sigaction sa = { .sa_handler = batch_on_signal };
-	json_t *out;
-	char path[PATH_MAX + 32], *end;
-	int opt, code = VALIDATE_INCONCLUSIVE;
+	char *end;
+	int opt;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
-		int rc = batch_parse_common(&b, opt, optarg);
+		int rc = batch_parse_common(&v->b, opt, optarg);
 
 		if (rc < 0)
 			return VALIDATE_USAGE;
@@ -591,7 +610,7 @@ int batch_validate_cli(int argc, char **argv)
 			continue;
 		switch (opt) {
 		case 't':
-			if (util_parse_prob(optarg, &target) < 0 || target <= 0 || target >= 1) {
+			if (util_parse_prob(optarg, &v->target) < 0 || v->target <= 0 || v->target >= 1) {
 				util_log("validate: --target '%s': a miss probability strictly between 0 and 1, e.g. 1e-3 "
 					 "or 0.1%%",
 					 optarg);
@@ -599,21 +618,21 @@ int batch_validate_cli(int argc, char **argv)
 			}
 			break;
 		case 'c':
-			if (util_parse_prob(optarg, &confidence) < 0 || confidence < 0.5 || confidence >= 1) {
+			if (util_parse_prob(optarg, &v->confidence) < 0 || v->confidence < 0.5 || v->confidence >= 1) {
 				util_log("validate: --confidence '%s': expected 0.5 <= C < 1, e.g. 0.95 or 99%%", optarg);
 				return VALIDATE_USAGE;
 			}
 			break;
 		case 'm':
-			if (util_parse_duration(optarg, &max_ns) < 0 || max_ns == 0) {
+			if (util_parse_duration(optarg, &v->max_ns) < 0 || v->max_ns == 0) {
 				util_log("validate: --max-time '%s': a duration with a unit, e.g. 90s or 10m", optarg);
 				return VALIDATE_USAGE;
 			}
 			break;
 		case 'n':
 			errno = 0;
-			max_runs = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || max_runs < 1 || max_runs > 4096) {
+			v->max_runs = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || v->max_runs < 1 || v->max_runs > 4096) {
 				util_log("validate: --max-runs '%s': a whole number from 1 to 4096", optarg);
 				return VALIDATE_USAGE;
 			}
@@ -626,126 +645,150 @@ int batch_validate_cli(int argc, char **argv)
 			return VALIDATE_USAGE;
 		}
 	}
-	if (optind != argc - 1 || target < 0) {
+	if (optind != argc - 1 || v->target < 0) {
 		util_log("validate: expected one scenario FILE and --target P; see dupsim validate --help");
 		return VALIDATE_USAGE;
 	}
-	b.file = argv[optind];
-	if (batch_load(&b, NULL, 0) < 0) {
-		batch_release(&b);
-		return VALIDATE_USAGE;
-	}
-	if (batch_prepare(&b, "validate") < 0) {
-		batch_release(&b);
-		return VALIDATE_COULD_NOT_RUN;
-	}
-	evidence_plan_init(&plan, (unsigned)max_runs, confidence);
-	validate_print_plan(&plan, target);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	start = util_now_ns();
-	while (!batch_signals && runs < plan.max_runs) {
-		char name[64], seed[64], dir[PATH_MAX + 80];
-		const char *extra[1] = { seed };
-		enum evidence_verdict v;
-		int status = -1;
-		json_t *j;
+	v->b.file = argv[optind];
+	return -1;
+}
 
-		snprintf(name, sizeof(name), "run-%03u", runs + 1);
-		snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, b.sc.run.seed + runs);
-		j = batch_run(&b, name, extra, 1, &status);
-		runs++;
-		snprintf(dir, sizeof(dir), "%s/%s", b.dir, name);
-		if (!j || status != 0 || pool_add_run(&pool, dir) < 0) {
-			/* a run that did not finish can't be pooled; the plan's looks stay where they were */
-			util_log("validate: %s failed (exit %d); its events are not pooled", name, status);
-			json_decref(j);
-			if (!j) {
-				code = VALIDATE_COULD_NOT_RUN;
-				verdict = "INCONCLUSIVE";
+/* The look after this run, if the plan makes one: sets the verdict; false when it is given. */
+static bool validate_look(struct validate *v)
+{
+	enum evidence_verdict verdict;
+
+	if (!evidence_plan_is_look(&v->plan, v->runs)) {
+		if (!v->b.quiet)
+			printf("validate: run %u done, %zu fault events pooled; next look after run", v->runs, v->pool.n);
+		for (unsigned r = v->runs + 1; !v->b.quiet && r <= v->plan.max_runs; r++)
+			if (evidence_plan_is_look(&v->plan, r)) {
+				printf(" %u\n", r);
 				break;
 			}
-		} else {
-			pooled_runs++;
-			json_decref(j);
-		}
-		if (!evidence_plan_is_look(&plan, runs)) {
-			if (!b.quiet)
-				printf("validate: run %u done, %zu fault events pooled; next look after run", runs, pool.n);
-			for (unsigned r = runs + 1; !b.quiet && r <= plan.max_runs; r++)
-				if (evidence_plan_is_look(&plan, r)) {
-					printf(" %u\n", r);
-					break;
-				}
-			fflush(stdout);
-		} else {
-			v = evidence_look(&plan, pool.x, pool.d, pool.n, target, &iv);
-			if (iv.has_interval)
-				printf("validate: look after run %u: %" PRIu64 " misses in %" PRIu64
-				       " duplicate deliveries from %" PRIu64 " fault events; miss probability in [%.3g, %.3g] "
-				       "at %.4g%% per side, target %.3g\n",
-				       runs, iv.misses, iv.dups, iv.events, iv.low, iv.high, plan.look_confidence * 100,
-				       target);
-			else
-				printf("validate: look after run %u: %" PRIu64 " fault events; no interval yet: %s\n", runs,
-				       iv.events, iv.reason);
-			fflush(stdout);
-			if (v == EVIDENCE_PASS) {
-				verdict = "PASS";
-				code = VALIDATE_PASS;
-				break;
-			}
-			if (v == EVIDENCE_FAIL) {
-				verdict = "FAIL";
-				code = VALIDATE_FAIL;
-				break;
-			}
-		}
-		if (util_now_ns() - start > max_ns) {
-			printf("validate: --max-time used up after run %u\n", runs);
-			break;
-		}
+		fflush(stdout);
+		return true;
 	}
-	if (!iv.has_interval && pool.n)
-		evidence_ratio2(pool.x, pool.d, pool.n, 2 * plan.look_confidence - 1, &iv);
-	if (iv.has_interval)
+	verdict = evidence_look(&v->plan, v->pool.x, v->pool.d, v->pool.n, v->target, &v->iv);
+	if (v->iv.has_interval)
+		printf("validate: look after run %u: %" PRIu64 " misses in %" PRIu64 " duplicate deliveries from %" PRIu64
+		       " fault events; miss probability in [%.3g, %.3g] at %.4g%% per side, target %.3g\n",
+		       v->runs, v->iv.misses, v->iv.dups, v->iv.events, v->iv.low, v->iv.high,
+		       v->plan.look_confidence * 100, v->target);
+	else
+		printf("validate: look after run %u: %" PRIu64 " fault events; no interval yet: %s\n", v->runs,
+		       v->iv.events, v->iv.reason);
+	fflush(stdout);
+	if (verdict == EVIDENCE_CONTINUE)
+		return true;
+	v->verdict = verdict == EVIDENCE_PASS ? "PASS" : "FAIL";
+	v->code = verdict == EVIDENCE_PASS ? VALIDATE_PASS : VALIDATE_FAIL;
+	return false;
+}
+
+/* One more run, pooled, then the plan's look; false when the validation is over. */
+static bool validate_step(struct validate *v)
+{
+	char name[64], seed[64], dir[PATH_MAX + 80];
+	const char *extra[1] = { seed };
+	int status = -1;
+	json_t *j;
+
+	snprintf(name, sizeof(name), "run-%03u", v->runs + 1);
+	snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, v->b.sc.run.seed + v->runs);
+	j = batch_run(&v->b, name, extra, 1, &status);
+	v->runs++;
+	snprintf(dir, sizeof(dir), "%s/%s", v->b.dir, name);
+	if (!j || status != 0 || pool_add_run(&v->pool, dir) < 0) {
+		/* a run that did not finish can't be pooled; the plan's looks stay where they were */
+		util_log("validate: %s failed (exit %d); its events are not pooled", name, status);
+		if (!j) {
+			v->code = VALIDATE_COULD_NOT_RUN;
+			return false;
+		}
+	} else {
+		v->pooled_runs++;
+	}
+	json_decref(j);
+	return validate_look(v);
+}
+
+/* The verdict's last lines and validate.json. */
+static void validate_report(struct validate *v)
+{
+	struct evidence_interval *iv = &v->iv;
+	unsigned n = v->pooled_runs;
+
+	if (!iv->has_interval && v->pool.n)
+		evidence_ratio2(v->pool.x, v->pool.d, v->pool.n, 2 * v->plan.look_confidence - 1, iv);
+	if (iv->has_interval)
 		printf("validate: %s: %" PRIu64 " misses in %" PRIu64 " duplicate deliveries from %" PRIu64
 		       " fault events over %u run%s; miss probability in [%.3g, %.3g] at %.4g%% per side (%s), "
 		       "%.3g%% overall; target %.3g\n",
-		       verdict, iv.misses, iv.dups, iv.events, pooled_runs, pooled_runs == 1 ? "" : "s", iv.low, iv.high,
-		       plan.look_confidence * 100, iv.method, confidence * 100, target);
+		       v->verdict, iv->misses, iv->dups, iv->events, n, n == 1 ? "" : "s", iv->low, iv->high,
+		       v->plan.look_confidence * 100, iv->method, v->confidence * 100, v->target);
 	else
-		printf("validate: %s: %zu fault events over %u run%s: %s\n", verdict, pool.n, pooled_runs,
-		       pooled_runs == 1 ? "" : "s", iv.reason);
-	if (code == VALIDATE_INCONCLUSIVE) {
-		uint64_t need = validate_needed(&iv, plan.look_confidence, target);
+		printf("validate: %s: %zu fault events over %u run%s: %s\n", v->verdict, v->pool.n, n, n == 1 ? "" : "s",
+		       iv->reason);
+	if (v->code == VALIDATE_INCONCLUSIVE) {
+		uint64_t need = validate_needed(iv, v->plan.look_confidence, v->target);
 
 		if (need)
 			printf("validate: a PASS needs about %" PRIu64 " fault events in all if misses go on as seen (%" PRIu64
 			       " so far); raise --max-runs, or make faults smaller and more frequent\n",
-			       need, iv.events);
-		else if (iv.events)
+			       need, iv->events);
+		else if (iv->events)
 			printf("validate: at the miss rate seen (%.3g) the target can't be shown; more runs won't help\n",
-			       iv.estimate);
+			       iv->estimate);
 	}
-	out = json_pack("{s:s, s:f, s:f, s:i, s:i, s:f, s:I, s:I, s:I, s:o, s:o, s:s, s:s}", "verdict", verdict,
-			"target", target, "confidence", confidence, "runs", (int)runs, "looks", (int)plan.looks,
-			"look_confidence", plan.look_confidence, "misses", (json_int_t)iv.misses, "duplicate_deliveries",
-			(json_int_t)iv.dups, "fault_events", (json_int_t)iv.events, "ci_low",
-			iv.has_interval ? json_real(iv.low) : json_null(), "ci_high",
-			iv.has_interval ? json_real(iv.high) : json_null(), "method", iv.method, "scenario", b.sc.run.name);
-	snprintf(path, sizeof(path), "%s/validate.json", b.dir);
-	if (out) {
-		char *txt = json_dumps(out, JSON_INDENT(2));
+	batch_write_json(&v->b, "validate.json",
+			 json_pack("{s:s, s:f, s:f, s:i, s:i, s:f, s:I, s:I, s:I, s:o, s:o, s:s, s:s}", "verdict",
+				   v->verdict, "target", v->target, "confidence", v->confidence, "runs", (int)v->runs,
+				   "looks", (int)v->plan.looks, "look_confidence", v->plan.look_confidence, "misses",
+				   (json_int_t)iv->misses, "duplicate_deliveries", (json_int_t)iv->dups, "fault_events",
+				   (json_int_t)iv->events, "ci_low", iv->has_interval ? json_real(iv->low) : json_null(),
+				   "ci_high", iv->has_interval ? json_real(iv->high) : json_null(), "method", iv->method,
+				   "scenario", v->b.sc.run.name));
+}
 
-		if (!txt || util_write_file_atomic(path, txt, strlen(txt)) < 0)
-			util_log("validate: cannot write %s: %s", path, strerror(errno));
-		free(txt);
-		json_decref(out);
+int batch_validate_cli(int argc, char **argv)
+{
+	static struct validate v; /* large (the scenario); one per process */
+	struct sigaction sa = { .sa_handler = batch_on_signal };
+	uint64_t start;
+	int rc;
+
+	memset(&v, 0, sizeof(v));
+	v.target = -1;
+	v.confidence = 0.95;
+	v.max_ns = 600 * NS_PER_S;
+	v.max_runs = 32;
+	v.verdict = "INCONCLUSIVE";
+	v.code = VALIDATE_INCONCLUSIVE;
+	v.iv = (struct evidence_interval){ .method = "none", .reason = "no look yet", .low = NAN, .high = NAN };
+	rc = validate_parse(&v, argc, argv);
+	if (rc >= 0)
+		return rc;
+	if (batch_load(&v.b, NULL, 0) < 0 || batch_prepare(&v.b, "validate") < 0) {
+		rc = v.b.dir[0] ? VALIDATE_COULD_NOT_RUN : VALIDATE_USAGE;
+		batch_release(&v.b);
+		return rc;
 	}
-	pool_release(&pool);
-	batch_release(&b);
-	return batch_signals ? VALIDATE_INTERRUPTED : code;
+	evidence_plan_init(&v.plan, (unsigned)v.max_runs, v.confidence);
+	validate_print_plan(&v.plan, v.target);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	start = util_now_ns();
+	while (!batch_signals && v.runs < v.plan.max_runs && validate_step(&v)) {
+		if (util_now_ns() - start > v.max_ns) {
+			printf("validate: --max-time used up after run %u\n", v.runs);
+			break;
+		}
+	}
+	validate_report(&v);
+	pool_release(&v.pool);
+	batch_release(&v.b);
+	return batch_signals ? VALIDATE_INTERRUPTED : v.code;
 }
 
 /* ---- coverage ---- */
@@ -783,7 +826,16 @@ static double jnum_or_nan(json_t *j, const char *a, const char *b, const char *c
 	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-int batch_coverage_cli(int argc, char **argv)
+struct coverage {
+	struct batch b;
+	unsigned long nruns, min_covered;
+	double max_ratio;
+	struct coverage_run *cr;
+	unsigned done;
+};
+
+/* The command line into c; -1 to go on, else the exit code. */
+static int coverage_parse(struct coverage *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "runs", required_argument, NULL, 'n' }, { "min-covered", required_argument, NULL, 'k' },
@@ -792,22 +844,12 @@ int batch_coverage_cli(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },	  { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct batch b = { 0 };
-	unsigned long nruns = 25, min_covered = 0;
-	double max_ratio = 3;
-	struct coverage_run *cr = NULL;
-	unsigned done = 0, covered = 0, icovered = 0, without = 0;
-	uint64_t misses = 0, trials = 0;
-	double pooled, mean = 0, sd = 0, half = 0;
-	char path[PATH_MAX + 32], *end;
-	struct sigaction sa = { .sa_handler = batch_on_signal };
-	json_t *out, *arr;
-	int opt, code;
-	bool ok;
+	char *end;
+	int opt;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
-		int rc = batch_parse_common(&b, opt, optarg);
+		int rc = batch_parse_common(&c->b, opt, optarg);
 
 		if (rc < 0)
 			return 2;
@@ -817,16 +859,16 @@ int batch_coverage_cli(int argc, char **argv)
 		case 'n':
 		case 'k':
 			errno = 0;
-			(opt == 'n' ? &nruns : &min_covered)[0] = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || (opt == 'n' && (nruns < 2 || nruns > 1000))) {
+			(opt == 'n' ? &c->nruns : &c->min_covered)[0] = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || (opt == 'n' && (c->nruns < 2 || c->nruns > 1000))) {
 				util_log("coverage: --%s '%s': a whole number%s", opt == 'n' ? "runs" : "min-covered", optarg,
 					 opt == 'n' ? " from 2 to 1000" : "");
 				return 2;
 			}
 			break;
 		case 'w':
-			max_ratio = strtod(optarg, &end);
-			if (end == optarg || *end || !(max_ratio > 0)) {
+			c->max_ratio = strtod(optarg, &end);
+			if (end == optarg || *end || !(c->max_ratio > 0)) {
 				util_log("coverage: --max-width-ratio '%s': a positive number, e.g. 3", optarg);
 				return 2;
 			}
@@ -843,46 +885,35 @@ int batch_coverage_cli(int argc, char **argv)
 		util_log("coverage: expected one scenario FILE; see dupsim coverage --help");
 		return 2;
 	}
-	if (!min_covered)
-		min_covered = (unsigned long)ceil(22.0 / 25.0 * (double)nruns);
-	if (min_covered > nruns) {
-		util_log("coverage: --min-covered %lu is more than --runs %lu", min_covered, nruns);
+	if (!c->min_covered)
+		c->min_covered = (unsigned long)ceil(22.0 / 25.0 * (double)c->nruns);
+	if (c->min_covered > c->nruns) {
+		util_log("coverage: --min-covered %lu is more than --runs %lu", c->min_covered, c->nruns);
 		return 2;
 	}
-	b.file = argv[optind];
-	if (batch_load(&b, NULL, 0) < 0) {
-		batch_release(&b);
-		return 2;
-	}
-	if (batch_prepare(&b, "coverage") < 0) {
-		batch_release(&b);
-		return 4;
-	}
-	cr = calloc(nruns, sizeof(*cr));
-	if (!cr) {
-		util_log("coverage: out of memory");
-		batch_release(&b);
-		return 4;
-	}
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	for (unsigned i = 0; i < nruns && !batch_signals; i++) {
+	c->b.file = argv[optind];
+	return -1;
+}
+
+/* The runs, each one's headline and independent-trials intervals; 0, or 4 when a run failed. */
+static int coverage_collect(struct coverage *c)
+{
+	for (unsigned i = 0; i < c->nruns && !batch_signals; i++) {
 		char name[64], seed[64];
 		const char *extra[1] = { seed };
+		struct coverage_run *r = &c->cr[c->done];
 		int status = -1;
 		json_t *j;
 
 		snprintf(name, sizeof(name), "run-%03u", i + 1);
-		snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, b.sc.run.seed + i);
-		j = batch_run(&b, name, extra, 1, &status);
+		snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, c->b.sc.run.seed + i);
+		j = batch_run(&c->b, name, extra, 1, &status);
 		if (!j || status != 0) {
-			util_log("coverage: %s failed (exit %d); see %s/%s", name, status, b.dir, name);
+			util_log("coverage: %s failed (exit %d); see %s/%s", name, status, c->b.dir, name);
 			json_decref(j);
-			free(cr);
-			batch_release(&b);
 			return 4;
 		}
-		cr[done] = (struct coverage_run){
+		*r = (struct coverage_run){
 			.estimate = jnum_or_nan(j, "miss_probability", "estimate", NULL),
 			.low = jnum_or_nan(j, "miss_probability", "ci_low", NULL),
 			.high = jnum_or_nan(j, "miss_probability", "ci_high", NULL),
@@ -891,65 +922,91 @@ int batch_coverage_cli(int argc, char **argv)
 			.misses = (uint64_t)jnum_or_nan(j, "miss_probability", "misses", NULL),
 			.trials = (uint64_t)jnum_or_nan(j, "miss_probability", "trials", NULL),
 		};
-		cr[done].has_interval = isfinite(cr[done].low) && isfinite(cr[done].high);
-		misses += cr[done].misses;
-		trials += cr[done].trials;
-		done++;
+		r->has_interval = isfinite(r->low) && isfinite(r->high);
+		c->done++;
 		json_decref(j);
-		if (!b.quiet) {
-			printf("coverage: run %u of %lu: miss probability %.4g [%.4g, %.4g]\n", done, nruns,
-			       cr[done - 1].estimate, cr[done - 1].low, cr[done - 1].high);
+		if (!c->b.quiet) {
+			printf("coverage: run %u of %lu: miss probability %.4g [%.4g, %.4g]\n", c->done, c->nruns, r->estimate,
+			       r->low, r->high);
 			fflush(stdout);
 		}
 	}
-	if (batch_signals || done < 2) {
-		free(cr);
-		batch_release(&b);
-		return 130;
+	return 0;
+}
+
+/* Pools the runs, counts the covering intervals, prints the verdict, writes coverage.json; 0 met, 1 not. */
+static int coverage_report(struct coverage *c)
+{
+	unsigned covered = 0, icovered = 0, without = 0, n = c->done;
+	uint64_t misses = 0, trials = 0;
+	double pooled, mean = 0, sd = 0, half = 0;
+	json_t *arr = json_array();
+	bool ok;
+
+	for (unsigned i = 0; i < n; i++) {
+		misses += c->cr[i].misses;
+		trials += c->cr[i].trials;
+		mean += c->cr[i].estimate / n;
 	}
 	pooled = trials ? (double)misses / (double)trials : 0;
-	for (unsigned i = 0; i < done; i++)
-		mean += cr[i].estimate / done;
-	arr = json_array();
-	for (unsigned i = 0; i < done; i++) {
-		bool c = cr[i].has_interval && cr[i].low <= pooled && pooled <= cr[i].high;
+	for (unsigned i = 0; i < n; i++) {
+		const struct coverage_run *r = &c->cr[i];
+		bool in = r->has_interval && r->low <= pooled && pooled <= r->high;
 
-		sd += (cr[i].estimate - mean) * (cr[i].estimate - mean) / (done - 1);
-		covered += c;
-		icovered += cr[i].ilow <= pooled && pooled <= cr[i].ihigh;
-		without += !cr[i].has_interval;
-		half += cr[i].has_interval ? (cr[i].high - cr[i].low) / 2 / done : 0.5 / done;
-		json_array_append_new(arr, json_pack("{s:f, s:o, s:o, s:f, s:f, s:b}", "estimate", cr[i].estimate, "ci_low",
-						     cr[i].has_interval ? json_real(cr[i].low) : json_null(), "ci_high",
-						     cr[i].has_interval ? json_real(cr[i].high) : json_null(),
-						     "independent_low", cr[i].ilow, "independent_high", cr[i].ihigh, "covered",
-						     c));
+		sd += (r->estimate - mean) * (r->estimate - mean) / (n - 1);
+		covered += in;
+		icovered += r->ilow <= pooled && pooled <= r->ihigh;
+		without += !r->has_interval;
+		half += r->has_interval ? (r->high - r->low) / 2 / n : 0.5 / n; /* no interval: as wide as [0, 1] */
+		json_array_append_new(arr, json_pack("{s:f, s:o, s:o, s:f, s:f, s:b}", "estimate", r->estimate, "ci_low",
+						     r->has_interval ? json_real(r->low) : json_null(), "ci_high",
+						     r->has_interval ? json_real(r->high) : json_null(), "independent_low",
+						     r->ilow, "independent_high", r->ihigh, "covered", in));
 	}
 	sd = sqrt(sd);
-	ok = covered >= min_covered && half < max_ratio * sd;
+	ok = covered >= c->min_covered && half < c->max_ratio * sd;
 	printf("coverage: %s: pooled miss probability %.4g (%" PRIu64 " misses in %" PRIu64
 	       " duplicate deliveries over %u runs)\n"
 	       "coverage: the 95%% interval over fault events covered it in %u of %u runs (%u without an interval); "
 	       "needed %lu\n"
 	       "coverage: the independent-trials interval covered it in %u of %u\n"
 	       "coverage: per-run estimates: sd %.4g; mean half-width %.4g (%.2fx the sd; must stay below %gx)\n",
-	       ok ? "OK" : "NOT MET", pooled, misses, trials, done, covered, done, without, min_covered, icovered, done, sd,
-	       half, sd > 0 ? half / sd : INFINITY, max_ratio);
-	out = json_pack("{s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:o}", "scenario", b.sc.run.name, "pooled",
-			pooled, "runs", (int)done, "covered", (int)covered, "independent_covered", (int)icovered,
-			"without_interval", (int)without, "min_covered", (int)min_covered, "sd", sd, "mean_half_width", half,
-			"ok", ok, "per_run", arr);
-	snprintf(path, sizeof(path), "%s/coverage.json", b.dir);
-	if (out) {
-		char *txt = json_dumps(out, JSON_INDENT(2));
+	       ok ? "OK" : "NOT MET", pooled, misses, trials, n, covered, n, without, c->min_covered, icovered, n, sd, half,
+	       sd > 0 ? half / sd : INFINITY, c->max_ratio);
+	batch_write_json(&c->b, "coverage.json",
+			 json_pack("{s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:o}", "scenario", c->b.sc.run.name,
+				   "pooled", pooled, "runs", (int)n, "covered", (int)covered, "independent_covered",
+				   (int)icovered, "without_interval", (int)without, "min_covered", (int)c->min_covered, "sd",
+				   sd, "mean_half_width", half, "ok", ok, "per_run", arr));
+	return ok ? 0 : 1;
+}
 
-		if (!txt || util_write_file_atomic(path, txt, strlen(txt)) < 0)
-			util_log("coverage: cannot write %s: %s", path, strerror(errno));
-		free(txt);
-		json_decref(out);
+int batch_coverage_cli(int argc, char **argv)
+{
+	static struct coverage c; /* large (the scenario); one per process */
+	struct sigaction sa = { .sa_handler = batch_on_signal };
+	int code;
+
+	memset(&c, 0, sizeof(c));
+	c.nruns = 25;
+	c.max_ratio = 3;
+	code = coverage_parse(&c, argc, argv);
+	if (code >= 0)
+		return code;
+	if (batch_load(&c.b, NULL, 0) < 0) {
+		batch_release(&c.b);
+		return 2;
 	}
-	code = ok ? 0 : 1;
-	free(cr);
-	batch_release(&b);
+	if (batch_prepare(&c.b, "coverage") < 0 || !(c.cr = calloc(c.nruns, sizeof(*c.cr)))) {
+		batch_release(&c.b);
+		return 4;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	code = coverage_collect(&c);
+	if (code == 0)
+		code = batch_signals || c.done < 2 ? 130 : coverage_report(&c);
+	free(c.cr);
+	batch_release(&c.b);
 	return code;
 }
