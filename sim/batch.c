@@ -817,15 +817,6 @@ struct coverage_run {
 	uint64_t misses, trials;
 };
 
-static double jnum_or_nan(json_t *j, const char *a, const char *b, const char *c)
-{
-	json_t *v = json_object_get(json_object_get(j, a), b);
-
-	if (c)
-		v = json_object_get(v, c);
-	return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 struct coverage {
 	struct batch b;
 	unsigned long nruns, min_covered;
@@ -914,13 +905,13 @@ static int coverage_collect(struct coverage *c)
 			return 4;
 		}
 		*r = (struct coverage_run){
-			.estimate = jnum_or_nan(j, "miss_probability", "estimate", NULL),
-			.low = jnum_or_nan(j, "miss_probability", "ci_low", NULL),
-			.high = jnum_or_nan(j, "miss_probability", "ci_high", NULL),
-			.ilow = jnum_or_nan(j, "miss_probability", "independent_trials", "ci_low"),
-			.ihigh = jnum_or_nan(j, "miss_probability", "independent_trials", "ci_high"),
-			.misses = (uint64_t)jnum_or_nan(j, "miss_probability", "misses", NULL),
-			.trials = (uint64_t)jnum_or_nan(j, "miss_probability", "trials", NULL),
+			.estimate = jnum(j, "miss_probability", "estimate"),
+			.low = jnum(j, "miss_probability", "ci_low"),
+			.high = jnum(j, "miss_probability", "ci_high"),
+			.ilow = jnum(json_object_get(j, "miss_probability"), "independent_trials", "ci_low"),
+			.ihigh = jnum(json_object_get(j, "miss_probability"), "independent_trials", "ci_high"),
+			.misses = (uint64_t)jnum(j, "miss_probability", "misses"),
+			.trials = (uint64_t)jnum(j, "miss_probability", "trials"),
 		};
 		r->has_interval = isfinite(r->low) && isfinite(r->high);
 		c->done++;

@@ -115,8 +115,7 @@ static int cons_connect(struct cons_state *s)
 		cons_drop_conn(s, err);
 		return -1;
 	}
-	s->session = events_open(s->rc->events, EVENTS_CONSUMER, s->c->id, ++s->sessions, mq_local_port(s->conn),
-				 util_now_ns());
+	s->session = events_open(s->rc->events, EVENTS_CONSUMER, s->c->id, ++s->sessions, mq_local_port(s->conn));
 	if (!amqp_basic_qos(s->conn, 1, 0, (uint16_t)sc->consumers.prefetch, 0)) {
 		cons_drop_conn(s, "basic.qos failed");
 		return -1;

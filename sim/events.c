@@ -109,12 +109,10 @@ static struct events_entry *find_open(struct events *ev, events_id id)
 	return NULL;
 }
 
-events_id events_open(struct events *ev, enum events_role role, unsigned worker, uint32_t session, uint16_t port,
-		      uint64_t now_ns)
+events_id events_open(struct events *ev, enum events_role role, unsigned worker, uint32_t session, uint16_t port)
 {
 	events_id id = 0;
 
-	(void)now_ns;
 	pthread_mutex_lock(&ev->lock);
 	if (ev->nopen == ev->capopen) {
 		size_t cap = ev->capopen ? ev->capopen * 2 : 16;

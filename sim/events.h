@@ -77,8 +77,7 @@ void events_release(struct events *ev);
  * A worker opened a connection: a new session. port: the client's local
  * port (0 unknown), for the proxy's faults. Returns its id, 0 when out of memory.
  */
-events_id events_open(struct events *ev, enum events_role role, unsigned worker, uint32_t session, uint16_t port,
-		      uint64_t now_ns);
+events_id events_open(struct events *ev, enum events_role role, unsigned worker, uint32_t session, uint16_t port);
 /* The session ended; kind is how, when nothing else (a rule, a crash) said so first. */
 void events_close(struct events *ev, events_id id, enum events_kind kind, uint64_t now_ns);
 /* A proxy rule fired on the connection of client port `port` (from the proxy's thread). */

@@ -70,8 +70,7 @@ static int pub_connect(struct pub_state *s)
 		return -1;
 	}
 	s->down_since = 0;
-	s->session = events_open(s->rc->events, EVENTS_PUBLISHER, s->p->id, ++s->sessions, mq_local_port(s->conn),
-				 util_now_ns());
+	s->session = events_open(s->rc->events, EVENTS_PUBLISHER, s->p->id, ++s->sessions, mq_local_port(s->conn));
 	amqp_set_rpc_timeout(s->conn, &tv);
 	if (sc->publishers.mode == SCENARIO_MODE_TX) {
 		if (!amqp_tx_select(s->conn, 1)) {

@@ -41,8 +41,8 @@ static void free_events(struct events *ev)
 START_TEST(test_rule_by_port_and_close)
 {
 	struct events *ev = new_events();
-	events_id a = events_open(ev, EVENTS_CONSUMER, 0, 1, 40001, 10 * MS);
-	events_id b = events_open(ev, EVENTS_CONSUMER, 1, 1, 40002, 11 * MS);
+	events_id a = events_open(ev, EVENTS_CONSUMER, 0, 1, 40001);
+	events_id b = events_open(ev, EVENTS_CONSUMER, 1, 1, 40002);
 	struct events_entry e;
 	struct events_summary s;
 	events_id c;
@@ -65,7 +65,7 @@ START_TEST(test_rule_by_port_and_close)
 	events_note_rule(ev, 40002, 1, EVENTS_RULE, 30 * MS);
 	/* a port reused by a later session points at the new one */
 	events_close(ev, a, EVENTS_CONSUMER_CRASH, 31 * MS);
-	c = events_open(ev, EVENTS_CONSUMER, 0, 2, 40001, 32 * MS);
+	c = events_open(ev, EVENTS_CONSUMER, 0, 2, 40001);
 	events_note_rule(ev, 40001, 0, EVENTS_RULE, 33 * MS);
 	ck_assert_int_eq(events_summarise(ev, &s), 0);
 	ck_assert_int_eq(unit_of(&s, b, NULL)->kind, EVENTS_LOST_ACK);
@@ -83,8 +83,8 @@ END_TEST
 START_TEST(test_crash_folds_sessions)
 {
 	struct events *ev = new_events();
-	events_id a = events_open(ev, EVENTS_CONSUMER, 0, 1, 0, 0), b = events_open(ev, EVENTS_PUBLISHER, 0, 1, 0, 0);
-	events_id c = events_open(ev, EVENTS_CONSUMER, 1, 1, 41000, 0), crash;
+	events_id a = events_open(ev, EVENTS_CONSUMER, 0, 1, 0), b = events_open(ev, EVENTS_PUBLISHER, 0, 1, 0);
+	events_id c = events_open(ev, EVENTS_CONSUMER, 1, 1, 41000), crash;
 	struct events_summary s;
 	size_t ic = 0, ir = 0;
 
@@ -147,8 +147,8 @@ START_TEST(test_ledger_charges)
 {
 	struct events *ev = new_events();
 	struct ledger l;
-	events_id c1 = events_open(ev, EVENTS_CONSUMER, 0, 1, 0, 0), c2 = events_open(ev, EVENTS_CONSUMER, 1, 1, 0, 0);
-	events_id p1 = events_open(ev, EVENTS_PUBLISHER, 0, 1, 0, 0);
+	events_id c1 = events_open(ev, EVENTS_CONSUMER, 0, 1, 0), c2 = events_open(ev, EVENTS_CONSUMER, 1, 1, 0);
+	events_id p1 = events_open(ev, EVENTS_PUBLISHER, 0, 1, 0);
 	events_id ch;
 	struct events_summary s;
 
