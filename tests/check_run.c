@@ -605,9 +605,17 @@ START_TEST(test_shipped_scenarios_predicted)
 	assert_ok(&r);
 	rate = num(&r, "duplicate_rate");
 	pred = num(&r, "predicted.duplicate_rate");
-	lo = num(&r, "duplicate_rate_band.low");
-	hi = num(&r, "duplicate_rate_band.high");
-	sd = (hi - lo) / (2 * 1.959964);
+	if (json_is_null(json_object_get(r.summary, "duplicate_rate_band"))) {
+		/* fewer than 20 fault events (ttl-too-short has about 20): the Poisson sd of equal-sized bursts */
+		ck_assert_double_gt(num(&r, "fault_events"), 0);
+		sd = rate / sqrt(num(&r, "fault_events"));
+		lo = rate - 1.959964 * sd;
+		hi = rate + 1.959964 * sd;
+	} else {
+		lo = num(&r, "duplicate_rate_band.low");
+		hi = num(&r, "duplicate_rate_band.high");
+		sd = (hi - lo) / (2 * 1.959964);
+	}
 	fprintf(stderr, "shipped %s: measured %.4g%% [%.4g%%, %.4g%%], predicted %.4g%%%s\n", name, rate * 100, lo * 100,
 		hi * 100, pred * 100, pred >= lo && pred <= hi ? " (inside)" : " (outside the 95 % band)");
 	ck_assert_msg(fabs(pred - rate) <= 3.5 * sd, "%s: measured %g (band %g - %g), predicted %g", name, rate, lo, hi,
