@@ -20,7 +20,7 @@ DUPSIM_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-fram
 DUPSIM_LIBS   += -fsanitize=$(SANITIZE)
 endif
 
-SIM_SRC  := $(filter-out sim/main.c,$(wildcard sim/*.c))
+SIM_SRC  := $(filter-out sim/cmd/main.c,$(wildcard sim/*/*.c))
 SIM_OBJ  := $(SIM_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/check_*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -60,7 +60,7 @@ $(BUILD)/libdupsim.a: $(SIM_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/dupsim: $(BUILD)/sim/main.o $(BUILD)/libdupsim.a
+$(BUILD)/dupsim: $(BUILD)/sim/cmd/main.o $(BUILD)/libdupsim.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(_PKG_LIBS) $(DUPSIM_LIBS)
 
 $(BUILD)/check_dupsim: $(TEST_OBJ) $(BUILD)/libdupsim.a
@@ -107,8 +107,8 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz_%.c $(SIM_SRC)
 		-o $@ $< $(filter $(FUZZ_SRC_$*),$(SIM_SRC)) $(_PKG_LIBS) -lm -pthread
 
 # Which sim/ sources each fuzz target links (keep them I/O-free).
-FUZZ_SRC_frame := sim/frame.c
-FUZZ_SRC_scenario := sim/scenario.c sim/rule.c sim/frame.c sim/util.c
+FUZZ_SRC_frame := sim/wire/frame.c
+FUZZ_SRC_scenario := sim/core/scenario.c sim/wire/rule.c sim/wire/frame.c sim/core/clock.c sim/core/parse.c sim/core/files.c sim/core/log.c sim/core/rng.c sim/core/net.c
 
 .SECONDARY:
 

@@ -4,8 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dedup.h"
-#include "util.h"
+#include "dedup/dedup.h"
+#include "core/clock.h"
 
 /* Resident memory of this process in bytes. */
 static uint64_t rss_bytes(void)
@@ -41,14 +41,14 @@ static void bench(const struct shape *sh, uint64_t n)
 		fprintf(stderr, "bench_dedup: out of memory\n");
 		exit(1);
 	}
-	t0 = util_now_ns();
+	t0 = clock_now_ns();
 	for (uint64_t i = 0; i < n; i++)
 		dups += dedup_check_and_put(s, (i + 1) * 0x9e3779b97f4a7c15ull, t0 + i) == 1;
-	t1 = util_now_ns();
+	t1 = clock_now_ns();
 	rss1 = rss_bytes();
 	for (uint64_t i = 0; i < n; i++)
 		dups += dedup_check_and_put(s, (i + 1) * 0x9e3779b97f4a7c15ull, t0 + n + i) == 1;
-	t2 = util_now_ns();
+	t2 = clock_now_ns();
 	printf("%-18s %5lluM keys  insert %6.1f ns/op   hit %6.1f ns/op   %5.1f bytes/key%s\n", sh->name,
 	       (unsigned long long)(n / 1000000), (double)(t1 - t0) / (double)n, (double)(t2 - t1) / (double)n,
 	       (double)(rss1 - rss0) / (double)n, dups == n ? "" : "   (WRONG: not every re-check hit)");

@@ -11,9 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "mq.h"
-#include "util.h"
+#include "nodes/broker.h"
+#include "workload/mq.h"
+#include "core/clock.h"
+#include "core/net.h"
 
 #define MESSAGES 20000
 #define ROUNDS 5
@@ -50,9 +51,9 @@ static pid_t spawn(char *const argv[])
 static void wait_port(uint16_t port)
 {
 	for (int i = 0; i < 200; i++) {
-		if (util_port_open(port))
+		if (net_port_open(port))
 			return;
-		util_sleep_ns(25 * NS_PER_MS);
+		clock_sleep_ns(25 * NS_PER_MS);
 	}
 	die("relay", "did not start listening");
 }
@@ -91,7 +92,7 @@ static void *consumer(void *arg)
 		amqp_destroy_envelope(&e);
 		r->received++;
 	}
-	r->end_ns = util_now_ns();
+	r->end_ns = clock_now_ns();
 	mq_close(c);
 	return NULL;
 }
@@ -112,8 +113,8 @@ static double throughput(uint16_t port, int round, int mode)
 		die(mode_name[mode], "queue.declare failed");
 	memset(body, 'b', sizeof(body));
 	pthread_create(&t, NULL, consumer, &r);
-	util_sleep_ns(100 * NS_PER_MS); /* consumer attached */
-	r.start_ns = util_now_ns();
+	clock_sleep_ns(100 * NS_PER_MS); /* consumer attached */
+	r.start_ns = clock_now_ns();
 	for (int i = 0; i < MESSAGES; i++) {
 		if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(r.queue), 0, 0, NULL,
 				       (amqp_bytes_t){ sizeof(body), body }) != AMQP_STATUS_OK)
@@ -150,11 +151,11 @@ static void rtts(uint16_t port, uint64_t *out, int n)
 	if (!c)
 		die("latency", err);
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = util_now_ns();
+		uint64_t t0 = clock_now_ns();
 
 		if (!amqp_basic_qos(c, 1, 0, 10, 0))
 			die("latency", "basic.qos failed");
-		out[i] = util_now_ns() - t0;
+		out[i] = clock_now_ns() - t0;
 	}
 	mq_close(c);
 }
@@ -202,7 +203,7 @@ int main(void)
 			die("broker", err);
 		bport = broker_amqp_port(b);
 	}
-	if (util_free_port(&pport) < 0 || util_free_port(&sport) < 0 || pport == sport)
+	if (net_free_port(&pport) < 0 || net_free_port(&sport) < 0 || pport == sport)
 		die("ports", "no free port");
 	snprintf(up, sizeof(up), "127.0.0.1:%u", bport);
 	snprintf(lis, sizeof(lis), "127.0.0.1:%u", pport);

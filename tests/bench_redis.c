@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "dedup.h"
-#include "util.h"
+#include "nodes/broker.h"
+#include "dedup/dedup.h"
+#include "core/clock.h"
 
 #define KEYS 50000
 #define ROUNDS 3 /* every figure is the median of ROUNDS, measured interleaved: a busy machine hits all alike */
@@ -47,7 +47,7 @@ static uint64_t key_of(uint64_t i)
 
 static double per_s(uint64_t t0)
 {
-	return (double)KEYS * 1e9 / (double)(util_now_ns() - t0);
+	return (double)KEYS * 1e9 / (double)(clock_now_ns() - t0);
 }
 
 static void check(uint64_t bad, const char *what)
@@ -63,7 +63,7 @@ static double store_new_keys(int round)
 
 	dedup_destroy(hits);
 	hits = store_open("sync", round);
-	t0 = util_now_ns();
+	t0 = clock_now_ns();
 	for (uint64_t i = 0; i < KEYS; i++)
 		bad += dedup_check_and_put(hits, key_of(i), 0) != 0;
 	r = per_s(t0);
@@ -73,7 +73,7 @@ static double store_new_keys(int round)
 
 static double store_hits(int round)
 {
-	uint64_t t0 = util_now_ns(), bad = 0;
+	uint64_t t0 = clock_now_ns(), bad = 0;
 	double r;
 
 	(void)round;
@@ -86,7 +86,7 @@ static double store_hits(int round)
 
 static double store_lookups(int round)
 {
-	uint64_t t0 = util_now_ns(), bad = 0;
+	uint64_t t0 = clock_now_ns(), bad = 0;
 	double r;
 
 	(void)round;
@@ -100,7 +100,7 @@ static double store_lookups(int round)
 static double store_deferred(int round)
 {
 	struct dedup_store *s = store_open("deferred", round);
-	uint64_t t0 = util_now_ns(), bad = 0;
+	uint64_t t0 = clock_now_ns(), bad = 0;
 	double r;
 
 	for (uint64_t i = 0; i < KEYS; i++) {
@@ -126,7 +126,7 @@ static double hiredis_sets(int round, int depth)
 
 	if (!c || c->err)
 		die("hiredis connect", c ? c->errstr : "out of memory");
-	t0 = util_now_ns();
+	t0 = clock_now_ns();
 	for (uint64_t i = 0; i < KEYS; i += (uint64_t)depth) {
 		uint64_t n = KEYS - i < (uint64_t)depth ? KEYS - i : (uint64_t)depth;
 

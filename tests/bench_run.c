@@ -11,10 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "ledger.h"
-#include "mq.h"
-#include "util.h"
+#include "nodes/broker.h"
+#include "truth/ledger.h"
+#include "workload/mq.h"
+#include "core/clock.h"
+#include "core/files.h"
 
 #define MESSAGES 40000
 #define PUBLISHERS 2
@@ -92,7 +93,7 @@ static void *bare_consumer(void *arg)
 		amqp_basic_ack(c, 1, e.delivery_tag, 0);
 		amqp_destroy_envelope(&e);
 		if (atomic_fetch_add(&consumed, 1) + 1 == MESSAGES)
-			atomic_store(&last_ns, util_now_ns());
+			atomic_store(&last_ns, clock_now_ns());
 	}
 	mq_close(c);
 	return NULL;
@@ -114,14 +115,14 @@ static double bare_round(void)
 	atomic_store(&bare_stop, false);
 	for (int i = 0; i < CONSUMERS; i++)
 		pthread_create(&c[i], NULL, bare_consumer, NULL);
-	util_sleep_ns(200 * NS_PER_MS);
-	t0 = util_now_ns();
+	clock_sleep_ns(200 * NS_PER_MS);
+	t0 = clock_now_ns();
 	for (int i = 0; i < PUBLISHERS; i++)
 		pthread_create(&p[i], NULL, bare_publisher, (void *)(intptr_t)i);
 	for (int i = 0; i < PUBLISHERS; i++)
 		pthread_join(p[i], NULL);
 	while (atomic_load(&consumed) < MESSAGES)
-		util_sleep_ns(10 * NS_PER_MS);
+		clock_sleep_ns(10 * NS_PER_MS);
 	atomic_store(&bare_stop, true);
 	for (int i = 0; i < CONSUMERS; i++)
 		pthread_join(c[i], NULL);
@@ -164,7 +165,7 @@ static double dupsim_round(const char *bin, const char *url, int r)
 		die("dupsim run", "no summary.json");
 	v = json_number_value(json_object_get(json_object_get(j, "throughput"), "processed_per_s"));
 	json_decref(j);
-	util_rm_rf(dir);
+	files_rm_rf(dir);
 	return v;
 }
 

@@ -4,8 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dedup.h"
-#include "util.h"
+#include "dedup/dedup.h"
+#include "core/clock.h"
+#include "core/files.h"
 
 #define KEYS 200000	 /* inserts without sync, then lookups of them */
 #define SYNC_KEYS 2000	 /* inserts with an fsync each */
@@ -17,7 +18,7 @@ static void die(const char *what, const char *err)
 {
 	fprintf(stderr, "bench_tc: %s: %s\n", what, err);
 	if (dir[0])
-		util_rm_rf(dir);
+		files_rm_rf(dir);
 	exit(1);
 }
 
@@ -42,17 +43,17 @@ static uint64_t key_of(uint64_t i)
 /* op 0: check_and_put of new keys (each must be absent); 1: lookup (each must be present). */
 static double ops_per_s(struct dedup_store *s, int op, uint64_t n)
 {
-	uint64_t t0 = util_now_ns(), bad = 0, dt;
+	uint64_t t0 = clock_now_ns(), bad = 0, dt;
 
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t now = util_now_ns();
+		uint64_t now = clock_now_ns();
 
 		if (op == 0)
 			bad += dedup_check_and_put(s, key_of(i), now) != 0;
 		else
 			bad += dedup_lookup(s, key_of(i), now) != 1;
 	}
-	dt = util_now_ns() - t0;
+	dt = clock_now_ns() - t0;
 	if (bad)
 		die(op == 0 ? "check_and_put" : "lookup", "wrong answers");
 	return (double)n * NS_PER_S / (double)(dt ? dt : 1);
@@ -99,7 +100,7 @@ int main(void)
 	row("lookup after reopen", KEYS, look);
 	dedup_destroy(s);
 
-	if (util_rm_rf(dir) < 0)
+	if (files_rm_rf(dir) < 0)
 		fprintf(stderr, "bench_tc: could not remove %s\n", dir);
 	return 0;
 }

@@ -7,7 +7,8 @@
 #include <unistd.h>
 
 #include "tests.h"
-#include "util.h"
+#include "core/files.h"
+#include "core/parse.h"
 
 /* Runs `dupsim ARGS... --set broker.url=<test broker>`; output into out. Returns the exit status. */
 static int dupsim(char *out, size_t outlen, const char *const *args)
@@ -63,7 +64,7 @@ START_TEST(test_sweep_against_model)
 		ck_assert_double_le(events, fired);
 		ck_assert(events >= 20 ? dlo <= rate && rate <= dhi : isnan(dlo));
 		ck_assert_str_eq(status, "ok");
-		ck_assert_int_eq(util_parse_prob(p_text, &p), 0);
+		ck_assert_int_eq(parse_prob(p_text, &p), 0);
 		batches = committed / b;
 		ck_assert(fabs(predicted - p / (1 - p)) < 1e-6);
 		if (p == 0) {
@@ -81,7 +82,7 @@ START_TEST(test_sweep_against_model)
 	}
 	fclose(f);
 	ck_assert_int_eq(rows, 3);
-	util_rm_rf(dir);
+	files_rm_rf(dir);
 }
 END_TEST
 
@@ -108,7 +109,7 @@ START_TEST(test_sweep_broker_crash)
 	ck_assert_int_ge(json_integer_value(json_object_get(json_object_get(j, "faults"), "broker_crashes")), 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(j, "lost")), 0);
 	json_decref(j);
-	util_rm_rf(dir);
+	files_rm_rf(dir);
 }
 END_TEST
 
@@ -123,7 +124,7 @@ START_TEST(test_sweep_bad_value_runs_nothing)
 	ck_assert_msg(strstr(out, "commit_ok_loss") != NULL, "%s", out);
 	snprintf(path, sizeof(path), "%s/sweep.csv", dir);
 	ck_assert_int_ne(access(path, F_OK), 0);
-	util_rm_rf(dir);
+	files_rm_rf(dir);
 }
 END_TEST
 
@@ -157,7 +158,7 @@ START_TEST(test_validate_verdicts)
 		ck_assert_double_gt(json_real_value(json_object_get(j, "look_confidence")), 0.95);
 		ck_assert_msg(strstr(out, "validate: plan: looks after run 1 2 4 8 16 32") != NULL, "%s", out);
 		json_decref(j);
-		util_rm_rf(dir);
+		files_rm_rf(dir);
 	}
 	/* no store: every duplicate is a miss, 50 % is out of reach */
 	{
@@ -167,7 +168,7 @@ START_TEST(test_validate_verdicts)
 		tmpdir(dir, sizeof(dir));
 		ck_assert_msg(dupsim(out, sizeof(out), args) == 1, "%s", out);
 		ck_assert_msg(strstr(out, "validate: FAIL") != NULL, "%s", out);
-		util_rm_rf(dir);
+		files_rm_rf(dir);
 	}
 	/* one in a million can't be shown in a few seconds */
 	{
@@ -178,7 +179,7 @@ START_TEST(test_validate_verdicts)
 		ck_assert_msg(dupsim(out, sizeof(out), args) == 3, "%s", out); /* INCONCLUSIVE has its own code */
 		ck_assert_msg(strstr(out, "INCONCLUSIVE") != NULL, "%s", out);
 		ck_assert_msg(strstr(out, "a PASS needs about") != NULL, "%s", out);
-		util_rm_rf(dir);
+		files_rm_rf(dir);
 	}
 }
 END_TEST
@@ -214,7 +215,7 @@ START_TEST(test_coverage_real_runs)
 	ck_assert_double_lt(json_real_value(json_object_get(j, "mean_half_width")),
 			    5 * json_real_value(json_object_get(j, "sd")));
 	json_decref(j);
-	util_rm_rf(dir);
+	files_rm_rf(dir);
 }
 END_TEST
 
@@ -301,7 +302,7 @@ START_TEST(test_curve_predicts_real_ttl)
 		else
 			ck_assert_double_lt(miss, 0.5);
 	}
-	util_rm_rf(dir);
+	files_rm_rf(dir);
 }
 END_TEST
 

@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "nodes/broker.h"
 #include "tests.h"
-#include "util.h"
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/net.h"
 
 #define QUEUE "dupsim-check-persist"
 
@@ -117,7 +119,7 @@ static bool get_one(uint16_t port, char *buf, size_t len)
 	for (int i = 0; i < 50; i++) {
 		if (get_one_now(port, buf, len))
 			return true;
-		util_sleep_ns(200 * NS_PER_MS);
+		clock_sleep_ns(200 * NS_PER_MS);
 	}
 	return false;
 }
@@ -161,7 +163,7 @@ static int procs_after(const char *name)
 	int n = broker_procs_alive(name);
 
 	for (int i = 0; i < 100 && n != 0; i++) {
-		util_sleep_ns(50 * NS_PER_MS);
+		clock_sleep_ns(50 * NS_PER_MS);
 		n = broker_procs_alive(name);
 	}
 	return n;
@@ -202,7 +204,7 @@ START_TEST(test_node_lifecycle)
 	ck_assert_int_eq(broker_kill(b), 0);
 	ck_assert(!broker_running(b));
 	ck_assert_int_eq(broker_pid(b), 0);
-	ck_assert(!util_port_open(port));
+	ck_assert(!net_port_open(port));
 	ck_assert_int_eq(procs_after(name), 1); /* only the private epmd, kept for the restart */
 	ck_assert_int_eq(kill(-pid, 0), -1);
 	ck_assert_int_eq(errno, ESRCH);
@@ -251,7 +253,7 @@ START_TEST(test_start_failure_names_log)
 	chmod(script, 0755);
 	setenv("DUPSIM_RABBITMQ_SERVER", script, 1);
 	setenv("TMPDIR", tmp, 1);
-	t0 = util_now_ns();
+	t0 = clock_now_ns();
 	rc = broker_start(&b, &quiet_opts, err, sizeof(err));
 	unsetenv("DUPSIM_RABBITMQ_SERVER");
 	if (saved)
@@ -261,7 +263,7 @@ START_TEST(test_start_failure_names_log)
 	free(saved);
 	ck_assert_int_eq(rc, -1);
 	ck_assert_ptr_null(b);
-	ck_assert_msg(util_now_ns() - t0 < 5 * NS_PER_S, "a dead node must fail at once");
+	ck_assert_msg(clock_now_ns() - t0 < 5 * NS_PER_S, "a dead node must fail at once");
 	ck_assert_msg(strstr(err, "boom-marker") && strstr(err, "console.log") && strstr(err, "status 3"), "%s",
 		      err);
 	ck_assert_ptr_null(strchr(err, '\n'));
@@ -406,7 +408,7 @@ START_TEST(test_redis_lifecycle)
 
 	ck_assert_int_eq(redis_node_kill(r), 0);
 	ck_assert(!redis_node_running(r));
-	ck_assert(!util_port_open(port));
+	ck_assert(!net_port_open(port));
 	ck_assert_int_eq(procs_after(name), 0);
 	ck_assert_msg(redis_node_restart(r, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(redis_node_port(r), port);
@@ -452,7 +454,7 @@ static void cli_cleanup(void)
 
 	if (cli_state[0]) {
 		dupsim_broker("stop 2>/dev/null", out, sizeof(out));
-		util_rm_rf(cli_state);
+		files_rm_rf(cli_state);
 		cli_state[0] = '\0';
 	}
 }
@@ -463,7 +465,7 @@ static void state_value(const char *key, char *out, size_t len)
 	size_t kl = strlen(key);
 
 	snprintf(path, sizeof(path), "%s/broker.state", cli_state);
-	text = util_read_file(path, NULL);
+	text = files_read(path, NULL);
 	ck_assert_msg(text != NULL, "no %s", path);
 	out[0] = '\0';
 	for (p = strtok(text, "\n"); p; p = strtok(NULL, "\n"))
@@ -526,7 +528,7 @@ START_TEST(test_cli_start_status_stop)
 	else
 		unsetenv("DUPSIM_STATE_DIR");
 	free(saved);
-	util_rm_rf(tmpl);
+	files_rm_rf(tmpl);
 	cli_state[0] = '\0';
 }
 END_TEST

@@ -8,10 +8,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "dedup.h"
+#include "nodes/broker.h"
+#include "dedup/dedup.h"
 #include "tests.h"
-#include "util.h"
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/net.h"
+#include "core/rng.h"
 
 /* The redis store on the test run's redis-server: a fresh prefix per store, so tests never see each other's keys. */
 static char redis_prefix[64];
@@ -351,12 +354,12 @@ START_TEST(test_against_model)
 		uint64_t ttl, cap;
 	} configs[] = { { 0, 0 }, { 50, 0 }, { 0, 64 }, { 50, 64 }, { 200, 1 }, { 0, 2 } };
 	uint64_t keys[MODEL_KEYS];
-	struct util_rng rng;
+	struct rng rng;
 
-	util_rng_seed(&rng, 42);
+	rng_seed(&rng, 42);
 	keys[0] = 0;
 	for (int i = 1; i < MODEL_KEYS; i++)
-		keys[i] = util_rng_next(&rng) | 1;
+		keys[i] = rng_next(&rng) | 1;
 	for (size_t c = 0; c < sizeof(configs) / sizeof(configs[0]); c++) {
 		struct dedup_store *s;
 		struct model m = { .ttl = configs[c].ttl, .cap = configs[c].cap };
@@ -368,7 +371,7 @@ START_TEST(test_against_model)
 			continue;
 		s = make(_i, configs[c].ttl, configs[c].cap, 0);
 		for (int n = 0; n < steps; n++) {
-			uint64_t r = util_rng_next(&rng);
+			uint64_t r = rng_next(&rng);
 			int i = (int)(r % MODEL_KEYS), op = (int)(r >> 32) % 10;
 			int want, got;
 
@@ -489,7 +492,7 @@ START_TEST(test_redis_expiry)
 	ck_assert_int_eq(dedup_check_and_put(s, 1, UINT64_MAX), 1);
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
 	ck_assert_uint_eq(size_of(s), 1);
-	util_sleep_ns(300 * NS_PER_MS);
+	clock_sleep_ns(300 * NS_PER_MS);
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
 	ck_assert_uint_eq(size_of(s), 0);
 	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0); /* expired: inserted again */
@@ -498,17 +501,17 @@ START_TEST(test_redis_expiry)
 	s = redis_make(400 * NS_PER_MS, 0, 0); /* a put refreshes the ttl, a check_and_put hit doesn't */
 	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
 	ck_assert_int_eq(dedup_check_and_put(s, 2, 0), 0);
-	util_sleep_ns(250 * NS_PER_MS);
+	clock_sleep_ns(250 * NS_PER_MS);
 	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
 	ck_assert_int_eq(dedup_check_and_put(s, 2, 0), 1);
-	util_sleep_ns(250 * NS_PER_MS);
+	clock_sleep_ns(250 * NS_PER_MS);
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
 	ck_assert_int_eq(dedup_lookup(s, 2, 0), 0);
 	dedup_destroy(s);
 
 	s = redis_make(1, 0, 0); /* 1 ns rounds up to 1 ms, not down to "forever" */
 	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
-	util_sleep_ns(20 * NS_PER_MS);
+	clock_sleep_ns(20 * NS_PER_MS);
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
 	dedup_destroy(s);
 }
@@ -612,7 +615,7 @@ START_TEST(test_redis_bad_url)
 	ck_assert_ptr_nonnull(strstr(err, "expected redis://host:port"));
 
 	/* a port nobody listens on */
-	ck_assert_int_eq(util_free_port(&port), 0);
+	ck_assert_int_eq(net_free_port(&port), 0);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%u", port);
 	ck_assert_ptr_null(dedup_redis_new(url, "p", 0, err, sizeof(err)));
 	snprintf(want, sizeof(want), "cannot reach redis at 127.0.0.1:%u: ", port);
@@ -678,7 +681,7 @@ START_TEST(test_tc_reopen)
 	ck_assert_int_eq(dedup_lookup(s, 2, UINT64_MAX), 1);
 	ck_assert_uint_eq(size_of(s), 1001);
 	dedup_destroy(s);
-	ck_assert_int_eq(util_rm_rf(dir), 0);
+	ck_assert_int_eq(files_rm_rf(dir), 0);
 }
 END_TEST
 
@@ -740,7 +743,7 @@ START_TEST(test_tc_abandoned)
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
 	ck_assert_int_eq(dedup_lookup(s, TC_CRASH_KEYS + 1, 0), 1);
 	dedup_destroy(s);
-	ck_assert_int_eq(util_rm_rf(dir), 0);
+	ck_assert_int_eq(files_rm_rf(dir), 0);
 }
 END_TEST
 
@@ -774,7 +777,7 @@ START_TEST(test_tc_sync)
 	ck_assert_int_eq(dedup_lookup(s, 9, 550), 1);
 	ck_assert_int_eq(dedup_lookup(s, 10, 550), 0);
 	dedup_destroy(s);
-	ck_assert_int_eq(util_rm_rf(dir), 0);
+	ck_assert_int_eq(files_rm_rf(dir), 0);
 }
 END_TEST
 
@@ -827,7 +830,7 @@ START_TEST(test_tc_errors)
 	tc_expect_open_error(file, "not a Tokyo Cabinet hash database");
 	snprintf(path, sizeof(path), "%s/keys.tch", file); /* under a regular file */
 	tc_expect_open_error(path, "is not a folder)");
-	ck_assert_int_eq(util_rm_rf(dir), 0);
+	ck_assert_int_eq(files_rm_rf(dir), 0);
 }
 END_TEST
 

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
-#include "ledger.h"
+#include "truth/events.h"
+#include "truth/ledger.h"
 #include "tests.h"
 
 #define MS 1000000ull
@@ -36,7 +36,6 @@ static void free_events(struct events *ev)
 	events_release(ev);
 	free(ev);
 }
-
 
 START_TEST(test_rule_by_port_and_close)
 {

@@ -4,26 +4,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evidence.h"
-#include "stats.h"
+#include "analysis/evidence.h"
+#include "analysis/stats.h"
 #include "tests.h"
-#include "util.h"
+#include "core/rng.h"
 
 /* ---- a synthetic run: events of geometric size (mean 10), each with its own miss probability ---- */
 
-static double rng_gamma(struct util_rng *r, double shape)
+static double rng_gamma(struct rng *r, double shape)
 {
 	/* Marsaglia–Tsang; shape < 1 through the boost u^(1/shape) */
 	double d, c, x, v, u;
 
 	if (shape < 1) {
-		u = util_rng_unit(r);
+		u = rng_unit(r);
 		return rng_gamma(r, shape + 1) * pow(u > 0 ? u : 1e-300, 1 / shape);
 	}
 	d = shape - 1.0 / 3;
 	c = 1 / sqrt(9 * d);
 	for (;;) {
-		double u1 = util_rng_unit(r), u2 = util_rng_unit(r);
+		double u1 = rng_unit(r), u2 = rng_unit(r);
 
 		/* Box–Muller for the normal draw */
 		x = sqrt(-2 * log(u1 > 0 ? u1 : 1e-300)) * cos(2 * M_PI * u2);
@@ -31,13 +31,13 @@ static double rng_gamma(struct util_rng *r, double shape)
 		if (v <= 0)
 			continue;
 		v = v * v * v;
-		u = util_rng_unit(r);
+		u = rng_unit(r);
 		if (u < 1 - 0.0331 * x * x * x * x || log(u > 0 ? u : 1e-300) < 0.5 * x * x + d * (1 - v + log(v)))
 			return d * v;
 	}
 }
 
-static double rng_beta(struct util_rng *r, double a, double b)
+static double rng_beta(struct rng *r, double a, double b)
 {
 	double x = rng_gamma(r, a), y = rng_gamma(r, b);
 
@@ -54,7 +54,7 @@ struct synth {
 	size_t events;
 };
 
-static void synth_run(const struct synth *s, struct util_rng *r, uint64_t *x, uint64_t *d)
+static void synth_run(const struct synth *s, struct rng *r, uint64_t *x, uint64_t *d)
 {
 	double q = 1 / s->mean;
 
@@ -62,10 +62,10 @@ static void synth_run(const struct synth *s, struct util_rng *r, uint64_t *x, ui
 		uint64_t k = 1;
 		double pi;
 
-		while (util_rng_unit(r) >= q)
+		while (rng_unit(r) >= q)
 			k++;
 		if (s->rho >= 1)
-			pi = util_rng_unit(r) < s->p ? 1 : 0;
+			pi = rng_unit(r) < s->p ? 1 : 0;
 		else if (s->rho <= 0)
 			pi = s->p;
 		else
@@ -73,7 +73,7 @@ static void synth_run(const struct synth *s, struct util_rng *r, uint64_t *x, ui
 		d[i] = k;
 		x[i] = 0;
 		for (uint64_t j = 0; j < k; j++)
-			x[i] += util_rng_unit(r) < pi;
+			x[i] += rng_unit(r) < pi;
 	}
 }
 
@@ -82,12 +82,12 @@ static void coverage(const struct synth *s, unsigned runs, uint64_t seed, double
 		     double *no_interval)
 {
 	uint64_t *x = malloc(s->events * sizeof(*x)), *d = malloc(s->events * sizeof(*d));
-	struct util_rng r;
+	struct rng r;
 	unsigned ok_e = 0, ok_i = 0, none = 0;
 
 	ck_assert_ptr_nonnull(x);
 	ck_assert_ptr_nonnull(d);
-	util_rng_seed(&r, seed);
+	rng_seed(&r, seed);
 	for (unsigned k = 0; k < runs; k++) {
 		struct evidence_interval iv;
 		struct stats_interval bi;
@@ -151,9 +151,9 @@ START_TEST(test_zero_miss_bound)
 	struct synth s = { .p = 0.012, .rho = 1, .mean = 10, .events = 300 };
 	uint64_t *x = malloc(s.events * sizeof(*x)), *d = malloc(s.events * sizeof(*d));
 	unsigned zero = 0, wrong_events = 0, wrong_dups = 0, covered = 0;
-	struct util_rng r;
+	struct rng r;
 
-	util_rng_seed(&r, 77);
+	rng_seed(&r, 77);
 	for (unsigned k = 0; k < MC_RUNS; k++) {
 		struct evidence_interval iv;
 		struct stats_interval bi;
@@ -269,12 +269,12 @@ static double validate_pass_rate(double p, double target, unsigned trials, uint6
 	struct evidence_plan plan;
 	size_t cap = 32 * s.events;
 	uint64_t *x = malloc(cap * sizeof(*x)), *d = malloc(cap * sizeof(*d));
-	struct util_rng r;
+	struct rng r;
 	unsigned pass = 0;
 	double runs_sum = 0;
 
 	evidence_plan_init(&plan, 32, 0.95);
-	util_rng_seed(&r, seed);
+	rng_seed(&r, seed);
 	for (unsigned t = 0; t < trials; t++) {
 		unsigned runs;
 

@@ -3,9 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 #include "tests.h"
-#include "util.h"
+#include "core/files.h"
+#include "core/rng.h"
 
 #define MAX_FRAMES 512
 
@@ -54,7 +55,7 @@ static void put_method(struct stream *s, uint16_t ch, uint16_t cls, uint16_t met
 static const uint8_t proto[8] = { 'A', 'M', 'Q', 'P', 0, 0, 9, 1 };
 
 /* A client-side stream: protocol header, then a publish (method, header, body in pieces), heartbeats. */
-static void make_stream(struct stream *s, struct util_rng *rng, int messages)
+static void make_stream(struct stream *s, struct rng *rng, int messages)
 {
 	uint8_t payload[2048];
 
@@ -65,14 +66,14 @@ static void make_stream(struct stream *s, struct util_rng *rng, int messages)
 	put_method(s, 1, 20, 10, 1);   /* channel.open */
 	put_method(s, 1, 90, 10, 0);   /* tx.select */
 	for (int m = 0; m < messages; m++) {
-		uint32_t body = (uint32_t)(util_rng_next(rng) % sizeof(payload));
+		uint32_t body = (uint32_t)(rng_next(rng) % sizeof(payload));
 
 		for (size_t i = 0; i < sizeof(payload); i++)
-			payload[i] = (uint8_t)util_rng_next(rng);
+			payload[i] = (uint8_t)rng_next(rng);
 		put_method(s, 1, 60, 40, 10); /* basic.publish */
 		payload[0] = 0;
 		payload[1] = 60;
-		put_frame(s, FRAME_HEADER, 1, payload, 14 + (uint32_t)(util_rng_next(rng) % 64), FRAME_END);
+		put_frame(s, FRAME_HEADER, 1, payload, 14 + (uint32_t)(rng_next(rng) % 64), FRAME_END);
 		put_frame(s, FRAME_BODY, 1, payload, body / 2, FRAME_END);
 		put_frame(s, FRAME_BODY, 1, payload, body - body / 2, FRAME_END);
 		if (m % 3 == 0)
@@ -131,7 +132,7 @@ static size_t chunk_one(size_t i, void *arg)
 static size_t chunk_random(size_t i, void *arg)
 {
 	(void)i;
-	return 1 + util_rng_next(arg) % 300;
+	return 1 + rng_next(arg) % 300;
 }
 
 static void assert_same(const struct parsed *a, const struct parsed *b)
@@ -145,11 +146,11 @@ static void assert_same(const struct parsed *a, const struct parsed *b)
 START_TEST(test_every_split)
 {
 	struct stream s = { 0 };
-	struct util_rng rng;
+	struct rng rng;
 	struct parsed whole, bytes, rnd;
 	uint64_t total = 0;
 
-	util_rng_seed(&rng, 42);
+	rng_seed(&rng, 42);
 	make_stream(&s, &rng, 40);
 	parse_chunks(s.data, s.len, 1, chunk_all, NULL, &whole);
 	ck_assert_int_eq(whole.err, 0);
@@ -171,7 +172,7 @@ START_TEST(test_every_split)
 	parse_chunks(s.data, s.len, 1, chunk_one, NULL, &bytes);
 	assert_same(&whole, &bytes);
 	for (uint64_t seed = 1; seed <= 50; seed++) {
-		util_rng_seed(&rng, seed);
+		rng_seed(&rng, seed);
 		parse_chunks(s.data, s.len, 1, chunk_random, &rng, &rnd);
 		assert_same(&whole, &rnd);
 	}
@@ -183,10 +184,10 @@ END_TEST
 START_TEST(test_two_piece_splits)
 {
 	struct stream s = { 0 };
-	struct util_rng rng;
+	struct rng rng;
 	struct parsed whole;
 
-	util_rng_seed(&rng, 7);
+	rng_seed(&rng, 7);
 	make_stream(&s, &rng, 3);
 	parse_chunks(s.data, s.len, 1, chunk_all, NULL, &whole);
 	for (size_t cut = 1; cut < s.len; cut++) {
@@ -377,9 +378,9 @@ START_TEST(test_recorded)
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		size_t len;
-		uint8_t *d = (uint8_t *)util_read_file(files[i].path, &len);
+		uint8_t *d = (uint8_t *)files_read(files[i].path, &len);
 		struct parsed whole, bytes, rnd;
-		struct util_rng rng;
+		struct rng rng;
 		uint64_t total = 0;
 
 		ck_assert_msg(d != NULL, "missing %s", files[i].path);
@@ -391,7 +392,7 @@ START_TEST(test_recorded)
 		ck_assert_uint_eq(total, len);
 		parse_chunks(d, len, files[i].client, chunk_one, NULL, &bytes);
 		assert_same(&whole, &bytes);
-		util_rng_seed(&rng, 99);
+		rng_seed(&rng, 99);
 		parse_chunks(d, len, files[i].client, chunk_random, &rng, &rnd);
 		assert_same(&whole, &rnd);
 		free(d);

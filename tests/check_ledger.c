@@ -2,9 +2,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "ledger.h"
+#include "truth/ledger.h"
 #include "tests.h"
-#include "util.h"
+#include "core/clock.h"
 
 #define MS NS_PER_MS
 
@@ -518,7 +518,7 @@ static void *hammer(void *p)
 	for (size_t i = 0; i < HAMMER_ITERS; i++) {
 		/* every thread walks the same messages in the same order: they collide on purpose */
 		size_t m = (i * 7) % HAMMER_MSGS;
-		uint64_t now = util_now_ns();
+		uint64_t now = clock_now_ns();
 
 		ledger_note_publish(a->l, m);
 		ledger_note_delivery(a->l, m, (unsigned)(i / HAMMER_MSGS % 4), 0, 0);

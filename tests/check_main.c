@@ -7,11 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "nodes/broker.h"
 #include "tests.h"
 
 /* Weak so a module's suite can be added without touching this file first. */
-#pragma weak util_suite
+#pragma weak core_suite
 #pragma weak frame_suite
 #pragma weak rule_suite
 #pragma weak proxy_suite
@@ -106,7 +106,7 @@ static int port_of(const char *url)
 int main(void)
 {
 	Suite *(*const all[])(void) = {
-		util_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
+		core_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
 		ledger_suite, dedup_suite, stats_suite, evidence_suite, events_suite, model_suite, run_suite, batch_suite, plot_suite,
 	};
 	struct broker *b = NULL;

@@ -4,9 +4,9 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "model.h"
+#include "analysis/model.h"
 #include "tests.h"
-#include "util.h"
+#include "core/rng.h"
 
 #define close_to(got, want, rel) ck_assert_msg(fabs((got) - (want)) <= (rel) * fabs(want) + 1e-15, \
 					       "%s = %.12g, want %.12g", #got, (double)(got), (double)(want))
@@ -24,14 +24,14 @@
 static double mc_duplicates(double p, double q, double qc, unsigned k, unsigned ahead, unsigned batch,
 			    unsigned batches, uint64_t seed, double *excess)
 {
-	struct util_rng r;
+	struct rng r;
 	uint64_t copies = 0, todo, deliveries = 0, silent = 0;
 	unsigned since_ack = 0;
 
-	util_rng_seed(&r, seed);
+	rng_seed(&r, seed);
 	for (unsigned b = 0; b < batches; b++) {
 		copies += batch;
-		while (util_rng_unit(&r) < p)
+		while (rng_unit(&r) < p)
 			copies += batch;
 	}
 	for (todo = copies; todo > 0; todo--) {
@@ -43,10 +43,10 @@ static double mc_duplicates(double p, double q, double qc, unsigned k, unsigned 
 		if (++since_ack < k)
 			continue;
 		since_ack = 0;
-		if (util_rng_unit(&r) < q) {
+		if (rng_unit(&r) < q) {
 			todo += k + ahead;
 			silent = ahead;
-		} else if (util_rng_unit(&r) < qc) {
+		} else if (rng_unit(&r) < qc) {
 			todo += ahead;
 			silent = ahead;
 		}

@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "plot.h"
-#include "report.h"
+#include "results/plot.h"
+#include "results/report.h"
 #include "tests.h"
-#include "util.h"
+#include "core/files.h"
 
 static char tmp_dir[PATH_MAX];
 
@@ -26,7 +26,7 @@ static void plot_setup(void)
 
 static void plot_teardown(void)
 {
-	util_rm_rf(tmp_dir);
+	files_rm_rf(tmp_dir);
 	unsetenv("DUPSIM_TOOLS");
 }
 
@@ -36,9 +36,9 @@ static void put(const char *sub, const char *name, const char *text)
 	char path[PATH_MAX * 2];
 
 	snprintf(path, sizeof(path), "%s/%s", tmp_dir, sub);
-	ck_assert_int_eq(util_mkdir_p(path, 0755), 0);
+	ck_assert_int_eq(files_mkdir_p(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/%s/%s", tmp_dir, sub, name);
-	ck_assert_int_eq(util_write_file_atomic(path, text, strlen(text)), 0);
+	ck_assert_int_eq(files_write_atomic(path, text, strlen(text)), 0);
 }
 
 static char *path_of(const char *sub, const char *name)
@@ -58,13 +58,13 @@ static void assert_image(const char *sub, const char *name)
 	char *data;
 
 	snprintf(file, sizeof(file), "plots/%s.png", name);
-	data = util_read_file(path_of(sub, file), &len);
+	data = files_read(path_of(sub, file), &len);
 	ck_assert_msg(data != NULL, "%s missing", file);
 	ck_assert_uint_gt(len, 1000);
 	ck_assert_mem_eq(data, png_sig, sizeof(png_sig));
 	free(data);
 	snprintf(file, sizeof(file), "plots/%s.svg", name);
-	data = util_read_file(path_of(sub, file), &len);
+	data = files_read(path_of(sub, file), &len);
 	ck_assert_msg(data != NULL, "%s missing", file);
 	ck_assert_uint_gt(len, 1000);
 	ck_assert_ptr_nonnull(strstr(data, "<svg"));
@@ -189,7 +189,7 @@ START_TEST(test_run_plots_and_report)
 	assert_image("run", "miss-vs-ttl");
 	assert_image("run", "copies");
 	ck_assert_msg(report_write(path_of("run", ""), err, sizeof(err)) == 0, "report_write: %s", err);
-	md = util_read_file(path_of("run", "report.md"), NULL);
+	md = files_read(path_of("run", "report.md"), NULL);
 	ck_assert_ptr_nonnull(md);
 	ck_assert_ptr_nonnull(strstr(md, "# dupsim run `hand-made`, seed 7"));
 	ck_assert_ptr_nonnull(strstr(md, "| committed messages | 12345 |"));
@@ -234,7 +234,7 @@ START_TEST(test_run_without_gaps)
 	assert_no_image("nogaps", "gaps-cdf");
 	assert_no_image("nogaps", "miss-vs-ttl");
 	ck_assert_int_eq(report_write(path_of("nogaps", ""), err, sizeof(err)), 0);
-	md = util_read_file(path_of("nogaps", "report.md"), NULL);
+	md = files_read(path_of("nogaps", "report.md"), NULL);
 	ck_assert_ptr_nonnull(md);
 	ck_assert_ptr_null(strstr(md, "gaps-cdf.png"));
 	ck_assert_ptr_nonnull(strstr(md, "timeseries.png"));
@@ -269,7 +269,7 @@ START_TEST(test_sweep)
 	ck_assert_msg(plot_sweep(path_of("sweep", ""), err, sizeof(err)) == 0, "plot_sweep: %s", err);
 	assert_image("sweep", "sweep-duprate");
 	assert_image("sweep", "sweep-miss");
-	dat = util_read_file(path_of("sweep", "plots/sweep.dat"), NULL);
+	dat = files_read(path_of("sweep", "plots/sweep.dat"), NULL);
 	ck_assert_ptr_nonnull(dat);
 	/* durations in ms, sorted by x within the group of the other key; the failed run left out */
 	ck_assert_ptr_nonnull(strstr(dat, "# group 1: faults.ack_loss=0.5%\n1 \"1ms\" 0.0475"));
@@ -279,7 +279,7 @@ START_TEST(test_sweep)
 	ck_assert_ptr_null(strstr(dat, "\n10 \"10ms\" nan"));
 	free(dat);
 	ck_assert_msg(report_write_sweep(path_of("sweep", ""), err, sizeof(err)) == 0, "report: %s", err);
-	md = util_read_file(path_of("sweep", "report.md"), NULL);
+	md = files_read(path_of("sweep", "report.md"), NULL);
 	ck_assert_ptr_nonnull(md);
 	ck_assert_ptr_nonnull(strstr(md, "6 runs (1 failed), varying `dedup.ttl` and `faults.ack_loss`"));
 	ck_assert_ptr_nonnull(strstr(md, "| [r01](r01/report.md) | 10ms | 0.5% | 20000 | 908 | 4.54 % | 1.517 % |"));
@@ -373,7 +373,7 @@ START_TEST(test_cli)
 	argv[1] = path_of("run", "");
 	ck_assert_int_eq(plot_cli(2, argv), 0);
 	assert_image("run", "copies");
-	md = util_read_file(path_of("run", "report.md"), NULL);
+	md = files_read(path_of("run", "report.md"), NULL);
 	ck_assert_ptr_nonnull(md);
 	free(md);
 

@@ -19,11 +19,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "frame.h"
-#include "mq.h"
-#include "proxy.h"
+#include "wire/frame.h"
+#include "workload/mq.h"
+#include "proxy/proxy.h"
 #include "tests.h"
-#include "util.h"
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/net.h"
+#include "core/rng.h"
 
 #define COMMIT_OK (90u << 16 | 21)
 #define BASIC_ACK (60u << 16 | 80)
@@ -80,7 +83,7 @@ static int publish(amqp_connection_state_t c, const char *q, const char *id, con
 static int direct_get(const char *q, int wait_ms, char *id, size_t idlen, int *redelivered)
 {
 	amqp_connection_state_t c = open_or_fail(test_broker_port());
-	uint64_t deadline = util_now_ns() + (uint64_t)wait_ms * NS_PER_MS;
+	uint64_t deadline = clock_now_ns() + (uint64_t)wait_ms * NS_PER_MS;
 	int found = 0;
 
 	for (;;) {
@@ -99,9 +102,9 @@ static int direct_get(const char *q, int wait_ms, char *id, size_t idlen, int *r
 			found = 1;
 			break;
 		}
-		if (util_now_ns() > deadline)
+		if (clock_now_ns() > deadline)
 			break;
-		util_sleep_ns(50 * NS_PER_MS);
+		clock_sleep_ns(50 * NS_PER_MS);
 	}
 	mq_close(c);
 	return found;
@@ -131,7 +134,7 @@ static void *relay_worker(void *arg)
 {
 	struct relay_job *j = arg;
 	char q[32], id[32];
-	struct util_rng rng;
+	struct rng rng;
 	amqp_connection_state_t c = open_or_fail(j->port);
 	uint8_t *body = malloc(j->max_body + 1);
 	uint64_t *sums = calloc((size_t)j->messages, sizeof(*sums));
@@ -139,13 +142,13 @@ static void *relay_worker(void *arg)
 
 	snprintf(q, sizeof(q), "relay-%d", j->idx);
 	declare_fresh(c, q);
-	util_rng_seed(&rng, (uint64_t)j->idx + 100);
+	rng_seed(&rng, (uint64_t)j->idx + 100);
 	for (int i = 0; i < j->messages; i++) {
-		size_t len = util_rng_next(&rng) % (j->max_body + 1);
+		size_t len = rng_next(&rng) % (j->max_body + 1);
 		uint64_t h = 1469598103934665603ull;
 
 		for (size_t k = 0; k < len; k++) {
-			body[k] = (uint8_t)util_rng_next(&rng);
+			body[k] = (uint8_t)rng_next(&rng);
 			h = (h ^ body[k]) * 1099511628211ull;
 		}
 		sums[i] = h;
@@ -302,12 +305,12 @@ static void consume_one_and_ack(uint16_t port, const char *q, int *ack_status, i
 	ck_assert_int_eq(e.redelivered, 0);
 	*ack_status = amqp_basic_ack(c, 1, e.delivery_tag, 0);
 	amqp_destroy_envelope(&e);
-	t0 = util_now_ns();
+	t0 = clock_now_ns();
 	amqp_basic_qos(c, 1, 0, 10, 0);
 	r = amqp_get_rpc_reply(c);
 	*after = r.reply_type == AMQP_RESPONSE_NORMAL ? 0 : r.library_error;
 	/* a cut is seen at once, not after the 5 s RPC timeout */
-	ck_assert_uint_lt(util_now_ns() - t0, 2 * NS_PER_S);
+	ck_assert_uint_lt(clock_now_ns() - t0, 2 * NS_PER_S);
 	mq_abandon(c);
 }
 
@@ -728,7 +731,7 @@ START_TEST(test_cut_drains_before_close)
 	pthread_t t;
 	uint8_t buf[16384], tail[12], hb[8], qos_ok[16];
 	uint64_t got = 0, want;
-	uint64_t deadline = util_now_ns() + 20 * NS_PER_S;
+	uint64_t deadline = clock_now_ns() + 20 * NS_PER_S;
 	ssize_t last = 0;
 
 	/* a fixed, small receive buffer and a slow reader keep the pipe full up to the cut */
@@ -736,9 +739,9 @@ START_TEST(test_cut_drains_before_close)
 	w = (struct raw_writer){ .fd = rr.upstream, .frames = 128 }; /* 8 MiB: more than the kernel buffers hold */
 	want = (uint64_t)w.frames * (65536 + FRAME_OVERHEAD) + put_qos_ok(qos_ok, 1);
 	ck_assert_int_eq(pthread_create(&t, NULL, raw_writer_run, &w), 0);
-	util_sleep_ns(200 * NS_PER_MS); /* the pipe fills up */
+	clock_sleep_ns(200 * NS_PER_MS); /* the pipe fills up */
 	put_heartbeat(hb);
-	while (util_now_ns() < deadline) {
+	while (clock_now_ns() < deadline) {
 		struct pollfd pfd = { .fd = rr.client, .events = POLLIN };
 
 		send_all(rr.client, hb, sizeof(hb)); /* unread by a proxy that only waits to close */
@@ -750,7 +753,7 @@ START_TEST(test_cut_drains_before_close)
 		if (last >= (ssize_t)sizeof(tail))
 			memcpy(tail, buf + last - sizeof(tail), sizeof(tail));
 		got += (uint64_t)last;
-		util_sleep_ns(NS_PER_MS);
+		clock_sleep_ns(NS_PER_MS);
 	}
 	ck_assert_msg(last == 0, "the read ended with %s after %llu of %llu bytes", last < 0 ? strerror(errno) : "a timeout",
 		      (unsigned long long)got, (unsigned long long)want);
@@ -822,7 +825,7 @@ START_TEST(test_hangup_with_full_buffer_is_quiet)
 		n = recv(rr.upstream, buf, sizeof(buf), 0);
 		ck_assert_int_gt(n, 0);
 		received += (size_t)n;
-		util_sleep_ns(NS_PER_MS);
+		clock_sleep_ns(NS_PER_MS);
 		ck_assert_int_eq(ioctl(rr.client, SIOCOUTQ, &outq), 0);
 	}
 	ck_assert_int_eq(outq, 0);
@@ -832,10 +835,10 @@ START_TEST(test_hangup_with_full_buffer_is_quiet)
 	/* the broker half-closes: the proxy passes the FIN on, the client's socket is shut both ways */
 	ck_assert_int_eq(shutdown(rr.upstream, SHUT_WR), 0);
 	ck_assert_int_eq(read_upto(rr.client, buf, sizeof(buf), 2000), 0); /* EOF at the client */
-	util_sleep_ns(100 * NS_PER_MS);
+	clock_sleep_ns(100 * NS_PER_MS);
 	proxy_stats_get(rr.px, &st0);
 	cpu0 = cpu_of_other_threads();
-	util_sleep_ns(NS_PER_S);
+	clock_sleep_ns(NS_PER_S);
 	proxy_stats_get(rr.px, &st1);
 	cpu1 = cpu_of_other_threads();
 	ck_assert_msg(st1.loop_wakeups - st0.loop_wakeups < 50, "the loop woke %llu times in 1 s",
@@ -852,7 +855,7 @@ START_TEST(test_hangup_with_full_buffer_is_quiet)
 		proxy_stats_get(rr.px, &st1);
 		if (st1.conns_active == 0)
 			break;
-		util_sleep_ns(20 * NS_PER_MS);
+		clock_sleep_ns(20 * NS_PER_MS);
 	}
 	ck_assert_uint_eq(st1.conns_active, 0);
 	free(stream);
@@ -946,7 +949,7 @@ START_TEST(test_decisions_per_connection)
 			for (uint64_t t = 1; t <= ACKS; t += 10) {
 				send_acks(rr.client, t, t + 9, 1);
 				send_acks(client2, t, t + 9, 1);
-				util_sleep_ns(2 * NS_PER_MS);
+				clock_sleep_ns(2 * NS_PER_MS);
 			}
 			for (int c = 0; c < 2; c++) {
 				int n = 0;
@@ -1042,7 +1045,7 @@ static void consume_and_ack(uint16_t port, const char *q, uint16_t prefetch, int
 
 		amqp_maybe_release_buffers(c);
 		ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
-		util_sleep_ns((uint64_t)work_ms * NS_PER_MS);
+		clock_sleep_ns((uint64_t)work_ms * NS_PER_MS);
 		ck_assert_int_eq(amqp_basic_ack(c, 1, e.delivery_tag, 0), AMQP_STATUS_OK);
 		amqp_destroy_envelope(&e);
 	}
@@ -1210,13 +1213,13 @@ START_TEST(test_fuzzed_clients)
 {
 	struct proxy *px = start_proxy(NULL, 0, 0);
 	amqp_connection_state_t good = open_or_fail(proxy_port(px));
-	struct util_rng rng;
+	struct rng rng;
 	size_t len;
-	uint8_t *rec = (uint8_t *)util_read_file("tests/corpus/frame/session-client.bin", &len);
+	uint8_t *rec = (uint8_t *)files_read("tests/corpus/frame/session-client.bin", &len);
 	struct proxy_stats st;
 
 	ck_assert_ptr_nonnull(rec);
-	util_rng_seed(&rng, 2024);
+	rng_seed(&rng, 2024);
 	declare_fresh(good, "fuzz-good");
 	for (int i = 0; i < 200; i++) {
 		uint8_t buf[4096];
@@ -1224,16 +1227,16 @@ START_TEST(test_fuzzed_clients)
 		int fd = raw_connect(proxy_port(px));
 
 		if (i % 2 == 0) { /* random bytes, sometimes after a valid protocol header */
-			n = 1 + util_rng_next(&rng) % sizeof(buf);
+			n = 1 + rng_next(&rng) % sizeof(buf);
 			for (size_t k = 0; k < n; k++)
-				buf[k] = (uint8_t)util_rng_next(&rng);
+				buf[k] = (uint8_t)rng_next(&rng);
 			if (i % 4 == 0)
 				memcpy(buf, "AMQP\0\0\x09\x01", n < 8 ? n : 8);
 		} else { /* the recorded session with a few bytes flipped */
 			n = len < sizeof(buf) ? len : sizeof(buf);
 			memcpy(buf, rec, n);
 			for (int k = 0; k < 3; k++)
-				buf[util_rng_next(&rng) % n] ^= (uint8_t)(1 + util_rng_next(&rng) % 255);
+				buf[rng_next(&rng) % n] ^= (uint8_t)(1 + rng_next(&rng) % 255);
 		}
 		if (write(fd, buf, n) < 0) {
 			/* the proxy may have closed already: fine */
@@ -1254,7 +1257,7 @@ START_TEST(test_fuzzed_clients)
 		proxy_stats_get(px, &st);
 		if (st.conns_active == 0)
 			break;
-		util_sleep_ns(50 * NS_PER_MS);
+		clock_sleep_ns(50 * NS_PER_MS);
 	}
 	ck_assert_uint_gt(st.malformed, 50); /* most fuzzed streams were caught by the parser */
 	ck_assert_uint_eq(st.conns_active, 0);
@@ -1269,10 +1272,10 @@ START_TEST(test_connection_flood)
 {
 	struct proxy *px = start_proxy(NULL, 0, 0);
 	struct proxy_stats st;
-	uint64_t deadline = util_now_ns() + 20 * NS_PER_S;
+	uint64_t deadline = clock_now_ns() + 20 * NS_PER_S;
 	amqp_connection_state_t c;
 
-	for (int burst = 0; burst < 4 && util_now_ns() < deadline; burst++) {
+	for (int burst = 0; burst < 4 && clock_now_ns() < deadline; burst++) {
 		int fds[100];
 
 		for (int i = 0; i < 100; i++) {
@@ -1292,7 +1295,7 @@ START_TEST(test_connection_flood)
 		proxy_stats_get(px, &st);
 		if (st.conns_active == 0)
 			break;
-		util_sleep_ns(50 * NS_PER_MS);
+		clock_sleep_ns(50 * NS_PER_MS);
 	}
 	ck_assert_uint_eq(st.conns_accepted, 401);
 	ck_assert_uint_eq(st.conns_active, 0);
@@ -1308,7 +1311,7 @@ START_TEST(test_upstream_down)
 	struct proxy_stats st;
 	char err[256];
 
-	ck_assert_int_eq(util_free_port(&dead), 0);
+	ck_assert_int_eq(net_free_port(&dead), 0);
 	px = start_proxy(NULL, 0, dead);
 	ck_assert_ptr_null(mq_open_local(proxy_port(px), 2000, err, sizeof(err)));
 	proxy_stats_get(px, &st);
@@ -1329,7 +1332,7 @@ static void use_then_stop(pid_t pid, void *arg)
 	for (int i = 0; i < 100 && !c; i++) {
 		c = mq_open_local(port, 1000, err, sizeof(err));
 		if (!c)
-			util_sleep_ns(50 * NS_PER_MS);
+			clock_sleep_ns(50 * NS_PER_MS);
 	}
 	ck_assert_msg(c != NULL, "%s", err);
 	amqp_tx_select(c, 1);
@@ -1377,7 +1380,7 @@ START_TEST(test_cli)
 		ck_assert_int_eq(run_cli(argv, out, sizeof(out), 0, 0), 0);
 		ck_assert_ptr_nonnull(strstr(out, "drop|cut METHOD"));
 	}
-	ck_assert_int_eq(util_free_port(&port), 0);
+	ck_assert_int_eq(net_free_port(&port), 0);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
 	{
 		/* twenty rules: the first fires, the 20th matches too and is counted */

@@ -2,9 +2,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "frame.h"
-#include "rule.h"
+#include "wire/frame.h"
+#include "wire/rule.h"
 #include "tests.h"
+#include "core/rng.h"
 
 #define COMMIT_OK (90u << 16 | 21)
 #define BASIC_ACK (60u << 16 | 80)
@@ -198,12 +199,12 @@ static void il_run(const struct rule *r, size_t nr, const struct il_frame fr[IL_
 	struct rule_set s;
 	struct rule_conn rc[IL_CONNS];
 	size_t next[IL_CONNS] = { 0 };
-	struct util_rng pick;
+	struct rng pick;
 
 	ck_assert_int_eq(rule_set_init(&s, r, nr, 42), 0);
 	for (int c = 0; c < IL_CONNS; c++) /* ordinals 1..3, as the proxy numbers its connections */
 		ck_assert_int_eq(rule_conn_init(&rc[c], &s, (uint64_t)c + 1), 0);
-	util_rng_seed(&pick, 7);
+	rng_seed(&pick, 7);
 	for (int k = 0; k < IL_CONNS * IL_FRAMES; k++) {
 		int c;
 
@@ -213,7 +214,7 @@ static void il_run(const struct rule *r, size_t nr, const struct il_frame fr[IL_
 			c = k % IL_CONNS;
 		else /* random */
 			do
-				c = (int)(util_rng_next(&pick) % IL_CONNS);
+				c = (int)(rng_next(&pick) % IL_CONNS);
 			while (next[c] == IL_FRAMES);
 		out[c][next[c]] = rule_set_decide(&s, &rc[c], fr[c][next[c]].method, fr[c][next[c]].from);
 		next[c]++;
@@ -233,15 +234,15 @@ START_TEST(test_per_connection_interleaving)
 	static int out[3][IL_CONNS][IL_FRAMES];
 	struct rule r[3];
 	uint64_t matched[3][3], fired[3][3];
-	struct util_rng g;
+	struct rng g;
 	int diff = 0;
 
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(rule_parse(texts[i], &r[i], NULL, 0), 0);
-	util_rng_seed(&g, 99);
+	rng_seed(&g, 99);
 	for (int c = 0; c < IL_CONNS; c++)
 		for (int i = 0; i < IL_FRAMES; i++) {
-			uint64_t x = util_rng_next(&g);
+			uint64_t x = rng_next(&g);
 
 			fr[c][i].method = x % 3 == 0 ? COMMIT_OK : BASIC_ACK;
 			fr[c][i].from = (x >> 8) % 2 ? RULE_FROM_CLIENT : RULE_FROM_BROKER;

@@ -14,10 +14,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "mq.h"
+#include "nodes/broker.h"
+#include "workload/mq.h"
 #include "tests.h"
-#include "util.h"
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/net.h"
 
 struct result {
 	int status;
@@ -28,7 +30,7 @@ struct result {
 
 static void interrupt_after(pid_t pid, void *arg)
 {
-	util_sleep_ns((uint64_t)*(int *)arg * NS_PER_MS);
+	clock_sleep_ns((uint64_t)*(int *)arg * NS_PER_MS);
 	kill(pid, SIGINT);
 }
 
@@ -71,7 +73,7 @@ static void run_dupsim(struct result *r, const char *queue, const char *const *s
 static void result_release(struct result *r)
 {
 	json_decref(r->summary);
-	util_rm_rf(r->dir);
+	files_rm_rf(r->dir);
 }
 
 static double num(const struct result *r, const char *key)
@@ -279,7 +281,7 @@ START_TEST(test_unreachable_broker)
 	struct stat st;
 
 	/* broker.url comes later on the command line than the runner's and wins */
-	ck_assert_int_eq(util_free_port(&port), 0);
+	ck_assert_int_eq(net_free_port(&port), 0);
 	snprintf(set, sizeof(set), "broker.url=amqp://guest:guest@127.0.0.1:%u/", port);
 	run_dupsim(&r, "t-unreachable", sets, 0);
 	ck_assert_int_eq(r.status, 1);
@@ -655,7 +657,7 @@ END_TEST
 static void kill_broker_after_2s(pid_t pid, void *arg)
 {
 	(void)pid;
-	util_sleep_ns(2 * NS_PER_S);
+	clock_sleep_ns(2 * NS_PER_S);
 	broker_kill(arg);
 }
 
@@ -679,9 +681,9 @@ START_TEST(test_broker_gone_publishers_give_up)
 	snprintf(path, sizeof(path), "/tmp/dupsim-gone-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(path));
 	rmdir(path);
-	t0 = util_now_ns();
+	t0 = clock_now_ns();
 	r.status = test_dupsim(args, r.out, sizeof(r.out), kill_broker_after_2s, b);
-	ck_assert_msg(util_now_ns() - t0 < 40 * NS_PER_S, "took %.1f s", (double)(util_now_ns() - t0) / 1e9);
+	ck_assert_msg(clock_now_ns() - t0 < 40 * NS_PER_S, "took %.1f s", (double)(clock_now_ns() - t0) / 1e9);
 	ck_assert_msg(r.status == 1, "exit %d:\n%s", r.status, r.out);
 	ck_assert_msg(strstr(r.out, "gave up") != NULL, "%s", r.out);
 	snprintf(r.dir, sizeof(r.dir), "%s", path);
@@ -734,7 +736,7 @@ START_TEST(test_redis_down)
 	const char *sets[] = { "dedup.store=redis", set, NULL };
 	struct result r;
 
-	ck_assert_int_eq(util_free_port(&port), 0);
+	ck_assert_int_eq(net_free_port(&port), 0);
 	snprintf(set, sizeof(set), "dedup.url=redis://127.0.0.1:%u", port);
 	run_dupsim(&r, "t-redis-down", sets, 0);
 	ck_assert_int_eq(r.status, 1);
@@ -774,7 +776,7 @@ START_TEST(test_results_disk_full)
 	ck_assert_int_eq(access(out, F_OK), 0); /* what fits is kept */
 	snprintf(out, sizeof(out), "%s/run/summary.json.tmp", dir);
 	ck_assert_int_ne(access(out, F_OK), 0); /* no half-written temp file left */
-	util_rm_rf(dir);
+	files_rm_rf(dir);
 }
 END_TEST
 

@@ -7,8 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "scenario.h"
+#include "core/scenario.h"
 #include "tests.h"
+#include "core/clock.h"
 
 #define MS NS_PER_MS
 #define SEC NS_PER_S

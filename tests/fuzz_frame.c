@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 
 /*
  * Byte 0 picks the side and a frame limit, byte 1 seeds the split sizes; the

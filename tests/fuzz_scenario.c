@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scenario.h"
+#include "core/scenario.h"
 
 /*
  * Whatever the bytes, scenario_load either fails with exactly one line, or

@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 /* One suite per module, each in tests/check_<module>.c. */
-Suite *util_suite(void);
+Suite *core_suite(void);
 Suite *frame_suite(void);
 Suite *rule_suite(void);
 Suite *proxy_suite(void);

@@ -1,0 +1,1400 @@
+/* run.c — `dupsim run`: broker, proxy, publishers, consumers, drain, invariants, results/. */
+#include "cmd/run.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nodes/broker.h"
+#include "truth/events.h"
+#include "analysis/evidence.h"
+#include "analysis/model.h"
+#include "wire/frame.h"
+#include "results/plot.h"
+#include "proxy/proxy.h"
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/log.h"
+
+#define SETS_MAX 64
+#define RUN_RESTART_TRIES 5 /* a killed broker that won't come back in this many tries ends the run */
+
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,	     /* could not run: broker, proxy, results folder */
+	EXIT_USAGE = 2,	     /* command line or scenario file */
+	EXIT_INVARIANT = 3,  /* the ledger's invariants do not hold */
+	EXIT_INTERRUPTED = 130,
+};
+
+/* One row of timeseries.csv. */
+struct run_tick {
+	double t;
+	uint64_t published, confirmed, deliveries, duplicates, executions, faults, reconnects;
+};
+
+struct run {
+	struct scenario sc;
+	struct run_ctx rc;
+	struct ledger ledger;
+	struct events events;
+	struct broker *broker; /* a private node started for this run, or NULL */
+	char broker_url[256];
+	struct mq_target target;
+	struct proxy *proxy;
+	struct rule *rules;
+	size_t rule_count;
+	struct publisher *pubs;
+	struct consumer *cons;
+	pthread_t *pub_threads, *cons_threads;
+	size_t pubs_started, cons_started;
+	struct redis_node *redis; /* a private redis-server started for this run, or NULL */
+	char redis_url[256];
+	char store_prefix[128];	  /* redis keys of this run */
+	char tc_dir[PATH_MAX];	  /* tokyocabinet files of this run (removed at the end) */
+
+	pthread_mutex_t fault_lock;
+	FILE *fault_spill; /* faults.csv's rows as they happen (unlinked temp file: memory stays flat) */
+	_Atomic uint64_t faults_fired;
+
+	struct run_tick *ticks;
+	size_t tick_count, tick_cap;
+
+	uint64_t next_crash_ns, restart_at_ns; /* broker crashes: when the next kill, when the restart */
+	uint64_t broker_crashes;
+	int restart_failures;	/* in a row */
+	bool broker_lost;	/* the broker could not be restarted: the run ended early */
+	uint64_t start_ns, publish_done_ns, end_ns;
+	bool drained, interrupted, drain_timed_out;
+	char out_dir[PATH_MAX];
+	bool quiet, progress;
+};
+
+static volatile sig_atomic_t run_signals;
+
+static void run_on_signal(int sig)
+{
+	(void)sig;
+	if (++run_signals >= 2) {
+		/* a second Ctrl-C: no more waiting; at least leave no broker behind */
+		broker_cleanup_signal();
+		_exit(EXIT_INTERRUPTED);
+	}
+}
+
+static void run_usage(FILE *f)
+{
+	fprintf(f, "usage: dupsim run FILE [--set section.key=value]... [--out DIR] [--seed N] [--quiet]\n"
+		   "\n"
+		   "Runs a scenario against a real RabbitMQ broker through the fault proxy and\n"
+		   "writes results/<name>-<UTC time>/ (summary.json, timeseries.csv, gaps.csv,\n"
+		   "copies.csv, faults.csv, scenario.ini); results/latest points at the newest.\n"
+		   "\n"
+		   "  --set section.key=value  override a scenario key (repeatable), e.g. --set faults.ack_loss=1%%\n"
+		   "  --out DIR                write the results into DIR instead\n"
+		   "  --seed N                 same as --set run.seed=N\n"
+		   "  --quiet                  no progress line\n"
+		   "\n"
+		   "Scenario keys: scenarios/README.md. Exit codes: 0 ok, 1 could not run (or the\n"
+		   "broker was lost mid-run: results are written, summary.json's status says why:\n"
+		   "broker_restart_failed, publisher_gave_up), 2 bad command line or scenario,\n"
+		   "3 ledger invariant violated, 130 interrupted.\n");
+}
+
+/* What kind of fault event a rule makes of the connection it fires on. */
+static enum events_kind run_fault_kind(const struct rule *rule, enum proxy_dir d)
+{
+	if (rule->action == RULE_CUT)
+		return EVENTS_RULE;
+	switch (rule->method) {
+	case AMQP_TX_COMMIT_OK_METHOD:
+		return EVENTS_LOST_COMMIT_OK;
+	case AMQP_BASIC_ACK_METHOD:
+		return d == PROXY_TO_BROKER ? EVENTS_LOST_ACK : EVENTS_LOST_CONFIRM;
+	case AMQP_BASIC_NACK_METHOD:
+		return d == PROXY_TO_BROKER ? EVENTS_RULE : EVENTS_LOST_CONFIRM;
+	default:
+		return EVENTS_RULE;
+	}
+}
+
+static void run_on_fault(void *arg, const struct proxy_fault *f)
+{
+	struct run *r = arg;
+
+	atomic_fetch_add(&r->faults_fired, 1);
+	if (f->rule < r->rule_count)
+		events_note_rule(&r->events, f->peer_port, (int32_t)f->rule, run_fault_kind(&r->rules[f->rule], f->dir),
+				 f->time_ns);
+	pthread_mutex_lock(&r->fault_lock);
+	if (r->fault_spill)
+		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S,
+			f->rule < r->rule_count ? r->rules[f->rule].text : "broker crash (kill -9)",
+			f->dir == PROXY_TO_BROKER ? "client" : "broker");
+	pthread_mutex_unlock(&r->fault_lock);
+}
+
+/* A fault the run itself injected (a broker crash), beside the proxy's. */
+static void run_note_fault(struct run *r, size_t rule_index)
+{
+	struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = rule_index, .dir = PROXY_TO_CLIENT };
+
+	run_on_fault(r, &f);
+}
+
+/*
+ * Broker crashes, from the main thread (the node's death signal follows the
+ * thread that started it): kill -9 every broker_crash_every, restart on the
+ * same data broker_down later. Publishers and consumers see cut connections
+ * and reconnect with backoff.
+ */
+static void run_broker_crashes(struct run *r, uint64_t now)
+{
+	const struct scenario *sc = &r->sc;
+	char err[512];
+
+	if (!sc->faults.broker_crash_every_ns || !r->broker)
+		return;
+	if (r->restart_at_ns && now >= r->restart_at_ns) {
+		if (broker_restart(r->broker, err, sizeof(err)) < 0) {
+			if (++r->restart_failures >= RUN_RESTART_TRIES) {
+				log_line("run: restarting the broker failed %d times (last: %s); ending the run", RUN_RESTART_TRIES,
+					 err);
+				r->broker_lost = true;
+				return;
+			}
+			log_line("run: restarting the broker failed: %s; trying again in 1 s (%d of %d)", err,
+				 r->restart_failures, RUN_RESTART_TRIES);
+			r->restart_at_ns = clock_now_ns() + NS_PER_S;
+			return;
+		}
+		r->restart_at_ns = 0;
+		r->restart_failures = 0;
+		r->next_crash_ns = clock_now_ns() + sc->faults.broker_crash_every_ns;
+		return;
+	}
+	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
+		/* noted first: the workers see their connections die before broker_kill returns */
+		events_note_crash(&r->events, clock_now_ns());
+		broker_kill(r->broker);
+		r->broker_crashes++;
+		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
+		r->restart_at_ns = clock_now_ns() + sc->faults.broker_down_ns;
+	}
+}
+
+/* A consumer's own store: a local memory table, or its connection/file of a redis or tokyocabinet store. */
+static struct dedup_store *run_make_store(struct run_ctx *rc, unsigned consumer, char *err, size_t errlen)
+{
+	struct run *r = rc->make_store_arg;
+	const struct scenario *sc = &r->sc;
+	bool shared = sc->dedup.scope == SCENARIO_SCOPE_SHARED;
+	char name[PATH_MAX + 64];
+	struct dedup_store *s = NULL;
+
+	switch (sc->dedup.store) {
+	case SCENARIO_STORE_MEMORY:
+		s = dedup_mem_new(sc->dedup.ttl_ns, sc->dedup.capacity, sc->run.messages);
+		if (!s)
+			log_seterr(err, errlen, "out of memory for the dedup store");
+		break;
+	case SCENARIO_STORE_REDIS:
+		if (shared)
+			snprintf(name, sizeof(name), "%s:shared", r->store_prefix);
+		else
+			snprintf(name, sizeof(name), "%s:c%u", r->store_prefix, consumer);
+		s = dedup_redis_new(r->redis_url, name, sc->dedup.ttl_ns, err, errlen);
+		break;
+	case SCENARIO_STORE_TOKYOCABINET:
+		if (shared)
+			snprintf(name, sizeof(name), "%s/shared.tch", r->tc_dir);
+		else
+			snprintf(name, sizeof(name), "%s/consumer-%u.tch", r->tc_dir, consumer);
+		s = dedup_tc_new(name, sc->dedup.sync, sc->dedup.ttl_ns, err, errlen);
+		break;
+	default:
+		break;
+	}
+	return s;
+}
+
+/* Sets up the dedup store(s): a private redis when asked, the shared store, the file folder. */
+static int run_stores(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	char why[512];
+
+	r->rc.make_store = run_make_store;
+	r->rc.make_store_arg = r;
+	snprintf(r->store_prefix, sizeof(r->store_prefix), "dupsim:%s:%d:%llu", sc->run.name, (int)getpid(),
+		 (unsigned long long)(clock_wall_ns() / NS_PER_MS));
+	if (sc->dedup.store == SCENARIO_STORE_REDIS) {
+		if (strcmp(sc->dedup.url, "embedded") == 0) {
+			struct broker_opts o = { .quiet = r->quiet };
+
+			if (redis_node_start(&r->redis, &o, why, sizeof(why)) < 0)
+				return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
+			snprintf(r->redis_url, sizeof(r->redis_url), "%s", redis_node_url(r->redis));
+		} else {
+			snprintf(r->redis_url, sizeof(r->redis_url), "%s", sc->dedup.url);
+		}
+	}
+	if (sc->dedup.store == SCENARIO_STORE_TOKYOCABINET) {
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(r->tc_dir, sizeof(r->tc_dir), "%s/dupsim-tc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if (!mkdtemp(r->tc_dir)) {
+			r->tc_dir[0] = '\0';
+			return log_seterr(err, errlen, "cannot create a folder for the tokyocabinet files: %s",
+					strerror(errno));
+		}
+	}
+	/* one object all consumers call: memory and tokyocabinet are thread-safe */
+	if (sc->dedup.scope == SCENARIO_SCOPE_SHARED &&
+	    (sc->dedup.store == SCENARIO_STORE_MEMORY || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)) {
+		r->rc.shared_store = run_make_store(&r->rc, 0, why, sizeof(why));
+		if (!r->rc.shared_store)
+			return log_seterr(err, errlen, "dedup store: %s", why);
+	} else if (sc->dedup.store == SCENARIO_STORE_REDIS) {
+		/* fail before the run if redis can't be reached */
+		struct dedup_store *probe = run_make_store(&r->rc, 0, why, sizeof(why));
+
+		if (!probe)
+			return log_seterr(err, errlen, "dedup store: %s; check dedup.url", why);
+		dedup_destroy(probe);
+	}
+	return 0;
+}
+
+/* A direct (not proxied) connection to the broker, for set-up, depth checks and clean-up. */
+static amqp_connection_state_t run_direct(struct run *r, char *err, size_t errlen)
+{
+	return mq_open(&r->target, 5000, err, errlen);
+}
+
+static int run_setup_queue(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	amqp_connection_state_t c = run_direct(r, err, errlen);
+	amqp_table_entry_t arg;
+	amqp_table_t args = amqp_empty_table;
+	char why[256];
+
+	if (!c)
+		return -1;
+	if (sc->broker.queue_type == SCENARIO_QUEUE_QUORUM) {
+		arg.key = amqp_cstring_bytes("x-queue-type");
+		arg.value.kind = AMQP_FIELD_KIND_UTF8;
+		arg.value.value.bytes = amqp_cstring_bytes("quorum");
+		args.num_entries = 1;
+		args.entries = &arg;
+	}
+	amqp_queue_declare(c, 1, amqp_cstring_bytes(sc->broker.queue), 0, 1, 0, 0, args);
+	if (!mq_ok(amqp_get_rpc_reply(c))) {
+		log_seterr(err, errlen,
+			 "declaring queue '%s' at %s failed: %s (a queue of that name with other arguments? "
+			 "delete it or set broker.queue)",
+			 sc->broker.queue, r->broker_url, mq_reply_str(amqp_get_rpc_reply(c), why, sizeof(why)));
+		mq_abandon(c);
+		return -1;
+	}
+	amqp_queue_purge(c, 1, amqp_cstring_bytes(sc->broker.queue));
+	if (!mq_ok(amqp_get_rpc_reply(c))) {
+		log_seterr(err, errlen, "purging queue '%s' failed: %s", sc->broker.queue,
+			 mq_reply_str(amqp_get_rpc_reply(c), why, sizeof(why)));
+		mq_abandon(c);
+		return -1;
+	}
+	mq_close(c);
+	return 0;
+}
+
+/*
+ * Messages ready in the queue (not counting unacked ones), or -1. A failed
+ * passive declare closes the channel (and a dead broker the connection): the
+ * connection is then dropped, and the next call opens a new one.
+ */
+static int64_t run_queue_depth(struct run *r, amqp_connection_state_t *c, const char *queue)
+{
+	amqp_queue_declare_ok_t *ok;
+	char err[256];
+
+	if (!*c)
+		*c = run_direct(r, err, sizeof(err));
+	if (!*c)
+		return -1;
+	ok = amqp_queue_declare(*c, 1, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+	if (!ok || !mq_ok(amqp_get_rpc_reply(*c))) {
+		mq_abandon(*c);
+		*c = NULL;
+		return -1;
+	}
+	return (int64_t)ok->message_count;
+}
+
+static void run_tick(struct run *r, uint64_t now)
+{
+	struct run_ctx *rc = &r->rc;
+	struct run_tick t = {
+		.t = (double)(now - r->start_ns) / NS_PER_S,
+		.published = atomic_load(&rc->published),
+		.confirmed = atomic_load(&rc->confirmed),
+		.deliveries = atomic_load(&rc->deliveries),
+		.duplicates = atomic_load(&rc->duplicate_deliveries),
+		.executions = atomic_load(&rc->executions),
+		.faults = atomic_load(&r->faults_fired),
+		.reconnects = atomic_load(&rc->reconnects),
+	};
+
+	if (r->tick_count == r->tick_cap) {
+		size_t cap = r->tick_cap ? r->tick_cap * 2 : 256;
+		struct run_tick *nt = realloc(r->ticks, cap * sizeof(*nt));
+
+		if (!nt)
+			return;
+		r->ticks = nt;
+		r->tick_cap = cap;
+	}
+	r->ticks[r->tick_count++] = t;
+	if (r->progress) {
+		const struct run_tick *prev = r->tick_count > 1 ? &r->ticks[r->tick_count - 2] : NULL;
+		double dt = t.t - (prev ? prev->t : 0);
+		double rate = dt > 0 ? (double)(t.executions - (prev ? prev->executions : 0)) / dt : 0;
+
+		fprintf(stderr,
+			"\r[%5.0fs] published %" PRIu64 "/%" PRIu64 " (committed %" PRIu64 ")  processed %" PRIu64
+			"  duplicates %" PRIu64 "  faults %" PRIu64 "  %.0f msg/s   ",
+			t.t, t.published, r->sc.run.messages, t.confirmed, t.executions, t.duplicates, t.faults, rate);
+		fflush(stderr);
+	}
+}
+
+/* Publishing, then draining, with a tick a second; returns when done or interrupted. */
+static void run_monitor(struct run *r)
+{
+	struct run_ctx *rc = &r->rc;
+	const struct scenario *sc = &r->sc;
+	uint64_t next_tick = r->start_ns + NS_PER_S;
+	amqp_connection_state_t direct = NULL;
+
+	run_tick(r, r->start_ns); /* a row at t = 0: the time series starts from nothing */
+	for (;;) {
+		uint64_t now = clock_now_ns();
+
+		if (run_signals) {
+			r->interrupted = true;
+			break;
+		}
+		if (now >= next_tick) {
+			run_tick(r, now);
+			next_tick += NS_PER_S;
+		}
+		run_broker_crashes(r, now);
+		if (r->broker_lost)
+			break;
+		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
+			r->publish_done_ns = now;
+		if (r->publish_done_ns && !r->restart_at_ns) {
+			if (sc->consumers.count == 0) {
+				r->drained = true;
+				break;
+			}
+			if (now - r->publish_done_ns > sc->run.drain_timeout_ns) {
+				r->drain_timed_out = true;
+				break;
+			}
+			/*
+			 * Quiet for a moment, nothing left ready, and every committed
+			 * message done; or quiet for long, since a wrongly suppressed
+			 * message (lost) is never done and waiting for it is pointless.
+			 */
+			uint64_t idle = now - atomic_load(&rc->last_delivery_ns);
+
+			if ((idle > 500 * NS_PER_MS && ledger_all_processed(&r->ledger)) || idle > 3 * NS_PER_S) {
+				if (run_queue_depth(r, &direct, sc->broker.queue) == 0) {
+					r->drained = true;
+					break;
+				}
+			}
+		}
+		clock_sleep_ns(50 * NS_PER_MS);
+	}
+	mq_close(direct);
+	run_tick(r, clock_now_ns());
+	if (r->progress)
+		fputc('\n', stderr);
+}
+
+static void run_stop_threads(struct run *r)
+{
+	atomic_store(&r->rc.stop_publishing, true);
+	atomic_store(&r->rc.stop, true);
+	for (size_t i = 0; i < r->pubs_started; i++)
+		pthread_join(r->pub_threads[i], NULL);
+	for (size_t i = 0; i < r->cons_started; i++)
+		pthread_join(r->cons_threads[i], NULL);
+	r->pubs_started = r->cons_started = 0;
+}
+
+static int run_start_threads(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	struct run_ctx *rc = &r->rc;
+	size_t np = sc->publishers.count, nc = sc->consumers.count;
+
+	r->pubs = calloc(np, sizeof(*r->pubs));
+	r->pub_threads = calloc(np, sizeof(*r->pub_threads));
+	r->cons = calloc(nc ? nc : 1, sizeof(*r->cons));
+	r->cons_threads = calloc(nc ? nc : 1, sizeof(*r->cons_threads));
+	if (!r->pubs || !r->pub_threads || !r->cons || !r->cons_threads)
+		return log_seterr(err, errlen, "out of memory");
+	for (size_t i = 0; i < nc; i++) {
+		struct consumer *c = &r->cons[i];
+
+		c->rc = rc;
+		c->id = (unsigned)i;
+		if (rc->shared_store) {
+			c->store = rc->shared_store;
+		} else if (sc->dedup.store != SCENARIO_STORE_NONE) {
+			char why[512];
+
+			c->store = rc->make_store(rc, (unsigned)i, why, sizeof(why));
+			if (!c->store)
+				return log_seterr(err, errlen, "dedup store for consumer %zu: %s", i, why);
+			c->own_store = true;
+		}
+		if (pthread_create(&r->cons_threads[i], NULL, consumer_main, c) != 0)
+			return log_seterr(err, errlen, "cannot start consumer thread: %s", strerror(errno));
+		r->cons_started++;
+	}
+	atomic_store(&rc->publishers_running, (int)np);
+	for (size_t i = 0; i < np; i++) {
+		struct publisher *p = &r->pubs[i];
+
+		p->rc = rc;
+		p->id = (unsigned)i;
+		p->first = i * rc->per_publisher;
+		p->end = p->first + rc->per_publisher < sc->run.messages ? p->first + rc->per_publisher
+									  : sc->run.messages;
+		if (p->first > p->end)
+			p->first = p->end;
+		if (pthread_create(&r->pub_threads[i], NULL, publisher_main, p) != 0) {
+			atomic_store(&rc->publishers_running, (int)i);
+			return log_seterr(err, errlen, "cannot start publisher thread: %s", strerror(errno));
+		}
+		r->pubs_started++;
+	}
+	return 0;
+}
+
+static int run_broker(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	amqp_connection_state_t c;
+	char why[512];
+
+	if (strcmp(sc->broker.url, "embedded") == 0) {
+		/* a run that kills its broker gets a node of its own, never the shared one */
+		if (!sc->faults.broker_crash_every_ns && broker_find_persistent(r->broker_url, sizeof(r->broker_url)) == 0) {
+			if (!r->quiet)
+				log_line("using the node of `dupsim broker start` at %s", r->broker_url);
+		} else {
+			struct broker_opts o = { .quiet = r->quiet };
+
+			if (!r->quiet)
+				log_line("starting a private RabbitMQ node (dupsim broker start keeps one up between runs)");
+			if (broker_start(&r->broker, &o, why, sizeof(why)) < 0)
+				return log_seterr(err, errlen, "could not start a private RabbitMQ node: %s", why);
+			snprintf(r->broker_url, sizeof(r->broker_url), "%s", broker_url(r->broker));
+		}
+	} else {
+		snprintf(r->broker_url, sizeof(r->broker_url), "%s", sc->broker.url);
+	}
+	if (mq_parse_url(r->broker_url, &r->target, why, sizeof(why)) < 0)
+		return log_seterr(err, errlen, "%s: broker.url: %s", sc->path, why);
+	c = mq_open(&r->target, 5000, why, sizeof(why));
+	if (!c)
+		return log_seterr(err, errlen,
+				"broker %s: %s; check broker.url, or use broker.url = embedded for a private node",
+				r->broker_url, why);
+	mq_close(c);
+	return 0;
+}
+
+static int run_proxy(struct run *r, char *err, size_t errlen)
+{
+	struct proxy_config cfg = {
+		.listen_host = "127.0.0.1",
+		.upstream_host = r->target.host,
+		.upstream_port = r->target.port,
+		.seed = r->sc.run.seed,
+		.quiet = true,
+		.on_fault = run_on_fault,
+		.on_fault_arg = r,
+	};
+	char why[256];
+
+	if (scenario_rules(&r->sc, &r->rules, &r->rule_count, why, sizeof(why)) < 0)
+		return log_seterr(err, errlen, "%s", why);
+	cfg.rules = r->rules;
+	cfg.rule_count = r->rule_count;
+	if (proxy_new(&r->proxy, &cfg, why, sizeof(why)) < 0 || proxy_start(r->proxy) < 0)
+		return log_seterr(err, errlen, "fault proxy: %s", why);
+	r->rc.via = r->target;
+	snprintf(r->rc.via.host, sizeof(r->rc.via.host), "127.0.0.1");
+	r->rc.via.port = proxy_port(r->proxy);
+	return 0;
+}
+
+/* ---- results ---- */
+
+struct run_report {
+	struct ledger_totals t;
+	struct events_summary ev;      /* the fault events and what each caused */
+	struct evidence_interval miss; /* the headline: over fault events */
+	struct stats_interval miss_indep; /* secondary: duplicates as independent trials (too narrow) */
+	bool has_dup_band;
+	double dup_lo, dup_hi;	       /* band on duplicate deliveries, over fault events */
+	const char *excess_source;     /* where excess_copies comes from: "deliveries" or "queue" */
+	uint64_t queue_copies;	       /* publish-only: copies found in the queue */
+	struct model_in model_in;
+	struct model_out model;
+	struct proxy_stats px;
+	size_t violations;
+	char violation_text[1024];
+	double duration_s, publish_s;
+	double process_s; /* start to the last delivery: the active time of the consumers */
+	uint64_t acks_dropped;	/* consumer Basic.Acks the proxy swallowed */
+	double dup_per_lost_ack; /* duplicate deliveries beyond the excess copies, per lost ack; NAN: none lost */
+};
+
+/*
+ * The fault events and every interval over them. Every duplicate delivery
+ * belongs to exactly one event, and every miss to the event of its
+ * duplicate: both are invariants, checked here beside the ledger's.
+ */
+static void run_evidence(struct run *r, struct run_report *rep)
+{
+	size_t used = strlen(rep->violation_text);
+
+	if (events_summarise(&r->events, &rep->ev) < 0) {
+		rep->violations++;
+		snprintf(rep->violation_text + used, sizeof(rep->violation_text) - used,
+			 "the fault events could not be kept or read back (memory, or the spill file in $TMPDIR): "
+			 "the intervals are incomplete\n");
+	} else if (!rep->t.saturated &&
+		   (rep->ev.dups != rep->t.duplicate_deliveries || rep->ev.misses != rep->t.duplicates_processed)) {
+		rep->violations++;
+		snprintf(rep->violation_text + used, sizeof(rep->violation_text) - used,
+			 "fault events hold %" PRIu64 " duplicates and %" PRIu64 " misses, the ledger %" PRIu64
+			 " and %" PRIu64 "\n",
+			 rep->ev.dups, rep->ev.misses, rep->t.duplicate_deliveries, rep->t.duplicates_processed);
+	}
+	evidence_ratio(rep->ev.ev, rep->ev.n, 0.95, &rep->miss);
+	stats_proportion(rep->t.duplicates_processed, rep->t.duplicate_deliveries, 0.95, &rep->miss_indep);
+	rep->has_dup_band = evidence_count_band(rep->ev.ev, rep->ev.n, 0.95, &rep->dup_lo, &rep->dup_hi);
+}
+
+static bool run_publishers_gave_up(const struct run *r)
+{
+	for (size_t i = 0; r->pubs && i < r->sc.publishers.count; i++)
+		if (r->pubs[i].gave_up)
+			return true;
+	return false;
+}
+
+/*
+ * Publish-only runs: nobody delivered anything, so the copies are counted in
+ * the queue itself (the truth after lost CommitOks, lost confirms and broker
+ * crashes alike). Consumes everything without acking, counts the copies of
+ * each message, then closes: unacked messages go back to the queue, so
+ * keep_queue keeps them. excess_copies = Σ (copies − 1).
+ */
+static void run_count_queue(struct run *r, struct run_report *rep)
+{
+	uint16_t *copies = calloc(r->ledger.count ? r->ledger.count : 1, sizeof(*copies));
+	amqp_connection_state_t c;
+	uint64_t seen = 0, excess = 0;
+	char err[256];
+
+	rep->excess_source = "queue: not counted";
+	c = copies ? run_direct(r, err, sizeof(err)) : NULL;
+	if (!c)
+		goto out;
+	if (!amqp_basic_qos(c, 1, 0, 0, 0)) /* no prefetch bound: nothing is acked, all must come */
+		goto out;
+	amqp_basic_consume(c, 1, amqp_cstring_bytes(r->sc.broker.queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	if (!mq_ok(amqp_get_rpc_reply(c)))
+		goto out;
+	for (;;) {
+		struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
+		amqp_envelope_t e;
+		amqp_rpc_reply_t rr;
+		size_t m;
+
+		amqp_maybe_release_buffers(c);
+		rr = amqp_consume_message(c, &e, &tv, 0);
+		if (!mq_ok(rr))
+			break; /* idle for 0.5 s: the queue is read */
+		if ((e.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
+		    run_parse_message_id(&r->rc, e.message.properties.message_id.bytes,
+					 e.message.properties.message_id.len, &m) == 0) {
+			if (copies[m] < UINT16_MAX)
+				copies[m]++;
+			seen++;
+		}
+		amqp_destroy_envelope(&e);
+	}
+	for (size_t i = 0; i < r->ledger.count; i++)
+		excess += copies[i] > 1 ? copies[i] - 1u : 0;
+	rep->t.excess_copies = excess;
+	rep->queue_copies = seen;
+	rep->excess_source = "queue";
+out:
+	mq_close(c);
+	free(copies);
+}
+
+/*
+ * The model's prediction for this run (sim/model.c): the scenario's keys, the
+ * rules the proxy applied, and two figures the proxy measured during normal
+ * operation (deliveries ahead of each ack, confirm frames per publish).
+ */
+static void run_model(const struct run *r, struct run_report *rep)
+{
+	const struct scenario *sc = &r->sc;
+	struct model_in *mi = &rep->model_in;
+	uint64_t confirms = rep->px.method_seen[PROXY_TO_CLIENT][frame_method_index(AMQP_BASIC_ACK_METHOD)] +
+			    rep->px.method_seen[PROXY_TO_CLIENT][frame_method_index(AMQP_BASIC_NACK_METHOD)];
+
+	*mi = (struct model_in){
+		.confirm_mode = sc->publishers.mode == SCENARIO_MODE_CONFIRM,
+		.batch = (unsigned)sc->publishers.batch,
+		.ack_every = (unsigned)sc->consumers.ack_every,
+		.consumers = (unsigned)sc->consumers.count,
+		.ahead = rep->px.acks_sampled ? (double)rep->px.ahead_sum / (double)rep->px.acks_sampled : NAN,
+		.confirms_per_msg = confirms && rep->t.publish_attempts
+					    ? (double)confirms / (double)rep->t.publish_attempts
+					    : NAN,
+	};
+	model_in_from_rules(mi, r->rules, r->rule_count);
+	if (sc->broker.queue_type == SCENARIO_QUEUE_QUORUM && mi->consumers && (mi->ack_dropped > 0 || mi->ack_cut > 0))
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled),
+			 "ack loss on a quorum queue (its settles go through its log: acks in flight at a cut are "
+			 "redelivered too)");
+	if (sc->faults.consumer_crash > 0)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
+	if (sc->faults.broker_crash_every_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
+	model_predict(mi, &rep->model);
+}
+
+/* Measured: the mean duplicates of the fault events a dropped consumer ack made; NAN: none. */
+static double run_dups_per_lost_ack(const struct run_report *rep)
+{
+	uint64_t n = 0, d = 0;
+
+	for (size_t i = 0; i < rep->ev.n; i++)
+		if (rep->ev.unit[i].kind == EVENTS_LOST_ACK) {
+			n++;
+			d += rep->ev.ev[i].dups;
+		}
+	return n ? (double)d / (double)n : NAN;
+}
+
+static const char *run_status(const struct run *r, const struct run_report *rep)
+{
+	if (r->interrupted)
+		return "interrupted";
+	if (rep->violations)
+		return "invariant_violation";
+	if (r->broker_lost)
+		return "broker_restart_failed";
+	if (run_publishers_gave_up(r))
+		return "publisher_gave_up";
+	if (r->drain_timed_out)
+		return "drain_timeout";
+	return "ok";
+}
+
+/* A number, or null when there is none (not predicted, not measured, not finite). */
+static json_t *run_json_num(bool have, double v)
+{
+	return have && isfinite(v) ? json_real(v) : json_null();
+}
+
+/* An interval over fault events as JSON; ci_low/ci_high are null when there is none, and reason says why. */
+static json_t *run_json_interval(const struct evidence_interval *iv)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "estimate", json_real(iv->estimate));
+	json_object_set_new(o, "ci_low", iv->has_interval ? json_real(iv->low) : json_null());
+	json_object_set_new(o, "ci_high", iv->has_interval ? json_real(iv->high) : json_null());
+	json_object_set_new(o, "method", json_string(iv->method));
+	json_object_set_new(o, "confidence", json_real(iv->confidence));
+	json_object_set_new(o, "misses", json_integer((json_int_t)iv->misses));
+	json_object_set_new(o, "trials", json_integer((json_int_t)iv->dups));
+	json_object_set_new(o, "events", json_integer((json_int_t)iv->events));
+	json_object_set_new(o, "design_effect", isfinite(iv->deff) ? json_real(iv->deff) : json_null());
+	json_object_set_new(o, "effective_trials", isfinite(iv->n_eff) ? json_real(iv->n_eff) : json_null());
+	json_object_set_new(o, "reason", json_string(iv->reason));
+	return o;
+}
+
+static json_t *run_json(const struct run *r, const struct run_report *rep)
+{
+	const struct ledger_totals *t = &rep->t;
+	const struct scenario *sc = &r->sc;
+	json_t *root = json_object(), *o;
+	double committed = (double)t->committed;
+
+	json_object_set_new(root, "scenario", json_string(sc->run.name));
+	json_object_set_new(root, "seed", json_integer((json_int_t)sc->run.seed));
+	json_object_set_new(root, "status", json_string(run_status(r, rep)));
+	json_object_set_new(root, "interrupted", json_boolean(r->interrupted));
+	json_object_set_new(root, "drained", json_boolean(r->drained));
+	json_object_set_new(root, "messages", json_integer((json_int_t)t->messages));
+	json_object_set_new(root, "published", json_integer((json_int_t)t->published));
+	json_object_set_new(root, "committed", json_integer((json_int_t)t->committed));
+	json_object_set_new(root, "publish_attempts", json_integer((json_int_t)t->publish_attempts));
+	json_object_set_new(root, "excess_copies", json_integer((json_int_t)t->excess_copies));
+	json_object_set_new(root, "excess_copies_from", json_string(rep->excess_source));
+	json_object_set_new(root, "deliveries", json_integer((json_int_t)t->deliveries));
+	json_object_set_new(root, "duplicate_deliveries", json_integer((json_int_t)t->duplicate_deliveries));
+	json_object_set_new(root, "duplicates_processed", json_integer((json_int_t)t->duplicates_processed));
+	json_object_set_new(root, "lost", json_integer((json_int_t)t->lost));
+	json_object_set_new(root, "wrongly_suppressed", json_integer((json_int_t)t->wrongly_suppressed));
+	json_object_set_new(root, "duplicate_rate",
+			    json_real(committed > 0 ? (double)t->duplicate_deliveries / committed : 0));
+	json_object_set_new(root, "duplicate_rate_band",
+			    rep->has_dup_band && committed > 0
+				    ? json_pack("{s:f, s:f, s:f, s:s}", "low", rep->dup_lo / committed, "high",
+						rep->dup_hi / committed, "confidence", 0.95, "method",
+						"compound Poisson over fault events: var = sum of squared event sizes")
+				    : json_null());
+	json_object_set_new(root, "fault_events", json_integer((json_int_t)rep->ev.with_dups));
+	o = json_object();
+	for (int k = 1; k < EVENTS_KINDS; k++)
+		json_object_set_new(o, events_kind_name(k), json_integer((json_int_t)rep->ev.by_kind[k]));
+	json_object_set_new(root, "fault_events_by_kind", o);
+	o = run_json_interval(&rep->miss);
+	json_object_set_new(o, "independent_trials",
+			    json_pack("{s:f, s:f, s:s, s:s}", "ci_low", rep->miss_indep.low, "ci_high",
+				      rep->miss_indep.high, "method", rep->miss_indep.method, "note",
+				      "treats every duplicate delivery as an independent trial; too narrow when "
+				      "duplicates come in bursts"));
+	json_object_set_new(root, "miss_probability", o);
+	o = json_object();
+	for (int c = 0; c < LEDGER_CAUSES; c++)
+		json_object_set_new(o, ledger_cause_name(c), json_integer((json_int_t)t->misses[c]));
+	json_object_set_new(root, "misses_by_cause", o);
+	o = json_object();
+	json_object_set_new(o, "duplicate_rate", run_json_num(rep->model.predicted, rep->model.duplicate_rate));
+	json_object_set_new(o, "excess_copies_per_message",
+			    run_json_num(rep->model.predicted, rep->model.excess_copies_per_msg));
+	json_object_set_new(o, "excess_copies",
+			    run_json_num(rep->model.predicted, rep->model.excess_copies_per_msg * committed));
+	json_object_set_new(o, "duplicates_per_lost_ack",
+			    run_json_num(rep->model.predicted && rep->model_in.ack_dropped > 0,
+					 rep->model.dups_per_lost_ack));
+	json_object_set_new(o, "why_not", json_string(rep->model.why));
+	json_object_set_new(o, "assumes", json_string(model_assumptions));
+	json_object_set_new(o, "measured_inputs",
+			    json_pack("{s:o, s:I, s:o}", "deliveries_ahead_of_an_ack",
+				      run_json_num(isfinite(rep->model_in.ahead), rep->model_in.ahead), "acks_sampled",
+				      (json_int_t)rep->px.acks_sampled, "confirms_per_publish",
+				      run_json_num(isfinite(rep->model_in.confirms_per_msg), rep->model_in.confirms_per_msg)));
+	json_object_set_new(root, "predicted", o);
+	o = json_object();
+	json_object_set_new(o, "frames_dropped", json_integer((json_int_t)rep->px.drops));
+	json_object_set_new(o, "connections_cut", json_integer((json_int_t)rep->px.cuts));
+	json_object_set_new(o, "proxy_connections", json_integer((json_int_t)rep->px.conns_accepted));
+	json_object_set_new(o, "reconnects", json_integer((json_int_t)atomic_load(&r->rc.reconnects)));
+	json_object_set_new(o, "consumer_crashes", json_integer((json_int_t)atomic_load(&r->rc.consumer_crashes)));
+	json_object_set_new(o, "broker_crashes", json_integer((json_int_t)r->broker_crashes));
+	{
+		json_t *rules = json_array();
+
+		for (size_t i = 0; i < r->rule_count && i < rep->px.rule_count; i++) {
+			json_t *rj = json_object();
+
+			json_object_set_new(rj, "rule", json_string(r->rules[i].text));
+			json_object_set_new(rj, "matched", json_integer((json_int_t)rep->px.rule_matched[i]));
+			json_object_set_new(rj, "fired", json_integer((json_int_t)rep->px.rule_fired[i]));
+			json_array_append_new(rules, rj);
+		}
+		json_object_set_new(o, "rules", rules);
+	}
+	json_object_set_new(o, "commit_ok_dropped",
+			    json_integer((json_int_t)rep->px.method_dropped[PROXY_TO_CLIENT]
+									  [frame_method_index(AMQP_TX_COMMIT_OK_METHOD)]));
+	json_object_set_new(o, "confirms_dropped",
+			    json_integer((json_int_t)(rep->px.method_dropped[PROXY_TO_CLIENT]
+									   [frame_method_index(AMQP_BASIC_ACK_METHOD)] +
+						      rep->px.method_dropped[PROXY_TO_CLIENT]
+									   [frame_method_index(AMQP_BASIC_NACK_METHOD)])));
+	json_object_set_new(o, "acks_dropped", json_integer((json_int_t)rep->acks_dropped));
+	json_object_set_new(o, "duplicates_per_lost_ack",
+			    isnan(rep->dup_per_lost_ack) ? json_null() : json_real(rep->dup_per_lost_ack));
+	json_object_set_new(root, "faults", o);
+	o = json_object();
+	json_object_set_new(o, "duration_s", json_real(rep->duration_s));
+	json_object_set_new(o, "publish_s", json_real(rep->publish_s));
+	json_object_set_new(o, "published_per_s",
+			    json_real(rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0));
+	json_object_set_new(o, "process_s", json_real(rep->process_s));
+	json_object_set_new(o, "processed_per_s",
+			    json_real(rep->process_s > 0 ? (double)t->executions / rep->process_s : 0));
+	json_object_set_new(root, "throughput", o);
+	o = json_object();
+	json_object_set_new(o, "p50", json_real(stats_hist_quantile(&r->ledger.latency, 0.50) / 1e6));
+	json_object_set_new(o, "p90", json_real(stats_hist_quantile(&r->ledger.latency, 0.90) / 1e6));
+	json_object_set_new(o, "p99", json_real(stats_hist_quantile(&r->ledger.latency, 0.99) / 1e6));
+	json_object_set_new(o, "p999", json_real(stats_hist_quantile(&r->ledger.latency, 0.999) / 1e6));
+	json_object_set_new(o, "max", json_real(r->ledger.latency.max / 1e6));
+	json_object_set_new(root, "latency_ms", o);
+	o = json_object();
+	json_object_set_new(o, "count", json_integer((json_int_t)r->ledger.gaps.count));
+	json_object_set_new(o, "p50", json_real(stats_hist_quantile(&r->ledger.gaps, 0.50) / 1e6));
+	json_object_set_new(o, "p99", json_real(stats_hist_quantile(&r->ledger.gaps, 0.99) / 1e6));
+	json_object_set_new(o, "max", json_real(r->ledger.gaps.max / 1e6));
+	json_object_set_new(root, "gap_ms", o);
+	o = json_object();
+	{
+		static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet" };
+
+		json_object_set_new(o, "store", json_string(stores[sc->dedup.store]));
+	}
+	json_object_set_new(o, "scope", json_string(sc->dedup.scope == SCENARIO_SCOPE_SHARED ? "shared" : "local"));
+	json_object_set_new(o, "mark", json_string(sc->dedup.mark == SCENARIO_MARK_BEFORE ? "before" : "after"));
+	json_object_set_new(o, "lookups", json_integer((json_int_t)atomic_load(&r->rc.lookups)));
+	json_object_set_new(o, "inserts", json_integer((json_int_t)atomic_load(&r->rc.inserts)));
+	json_object_set_new(o, "errors", json_integer((json_int_t)atomic_load(&r->rc.store_errors)));
+	json_object_set_new(o, "store_latency_us_p50", json_real(stats_hist_quantile(&r->rc.store_latency, 0.5) / 1e3));
+	json_object_set_new(o, "store_latency_us_p99", json_real(stats_hist_quantile(&r->rc.store_latency, 0.99) / 1e3));
+	json_object_set_new(root, "dedup", o);
+	o = json_object();
+	json_object_set_new(o, "violations", json_integer((json_int_t)rep->violations));
+	json_object_set_new(o, "detail", json_string(rep->violation_text));
+	json_object_set_new(o, "foreign_deliveries", json_integer((json_int_t)t->foreign));
+	json_object_set_new(root, "invariants", o);
+	return root;
+}
+
+/*
+ * The miss-probability-vs-TTL curve predicted from the duplicate gaps: an
+ * exact cache whose keys live TTL after the first accepted copy misses a
+ * duplicate exactly when its gap exceeds TTL, so P(miss | TTL) = P(gap > TTL),
+ * with a 95 % interval over fault events (the duplicates of one event share
+ * their gaps). Log-spaced TTLs from 0.1 ms to twice the longest gap. No
+ * interval (empty cells) with fewer than 20 events.
+ */
+static void run_write_curve_csv(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	const struct events_summary *s = &rep->ev;
+	uint64_t *x = malloc((s->n ? s->n : 1) * sizeof(*x)), *d = malloc((s->n ? s->n : 1) * sizeof(*d));
+	uint32_t max_us = 0;
+	double hi_ms;
+
+	fprintf(f, "ttl_ms,miss_probability,ci_low,ci_high,duplicates,events\n");
+	if (!s->gap_start)
+		goto out;
+	for (size_t i = 0; i < s->gap_start[s->n]; i++)
+		if (s->gaps_us[i] > max_us)
+			max_us = s->gaps_us[i];
+	if (!x || !d || s->dups == 0)
+		goto out;
+	(void)r;
+	hi_ms = 2.0 * max_us / 1e3;
+	if (hi_ms < 1)
+		hi_ms = 1;
+	for (double ttl_ms = 0.1; ttl_ms <= hi_ms * 1.0001; ttl_ms *= 1.1892071150027210667) { /* 4 per octave */
+		struct evidence_interval iv;
+
+		events_summary_above(s, ttl_ms * 1e3, x, d);
+		evidence_ratio2(x, d, s->n, 0.95, &iv);
+		if (iv.has_interval)
+			fprintf(f, "%.6g,%.6g,%.6g,%.6g,%" PRIu64 ",%" PRIu64 "\n", ttl_ms, iv.estimate, iv.low, iv.high,
+				iv.dups, iv.events);
+		else
+			fprintf(f, "%.6g,%.6g,,,%" PRIu64 ",%" PRIu64 "\n", ttl_ms, iv.estimate, iv.dups, iv.events);
+	}
+out:
+	free(x);
+	free(d);
+}
+
+static const char *run_rule_text(void *arg, int32_t rule)
+{
+	const struct run *r = arg;
+
+	return rule >= 0 && (size_t)rule < r->rule_count ? r->rules[rule].text : "";
+}
+
+static void run_write_events(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	events_write_csv(&rep->ev, f, r->start_ns, run_rule_text, (void *)r);
+}
+
+static void run_write_scenario(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	scenario_write(&r->sc, f);
+}
+
+static void run_write_timeseries(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	fprintf(f, "t_s,published,committed,deliveries,duplicate_deliveries,processed,faults,reconnects\n");
+	for (size_t i = 0; i < r->tick_count; i++) {
+		const struct run_tick *t = &r->ticks[i];
+
+		fprintf(f, "%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", t->t,
+			t->published, t->confirmed, t->deliveries, t->duplicates, t->executions, t->faults, t->reconnects);
+	}
+}
+
+static void run_write_gaps(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	stats_hist_write_csv(&r->ledger.gaps, f, "ms", 1e6);
+}
+
+static void run_write_copies(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)r;
+	fprintf(f, "copies,messages\n");
+	for (int c = 0; c < 34; c++)
+		if (rep->t.copies_hist[c])
+			fprintf(f, "%s%d,%" PRIu64 "\n", c == 33 ? ">" : "", c == 33 ? 32 : c, rep->t.copies_hist[c]);
+}
+
+static void run_write_faults(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	(void)rep;
+	fprintf(f, "t_s,rule,from\n");
+	if (r->fault_spill && fflush(r->fault_spill) == 0 && fseek(r->fault_spill, 0, SEEK_SET) == 0) {
+		char buf[8192];
+		size_t n;
+
+		while ((n = fread(buf, 1, sizeof(buf), r->fault_spill)) > 0)
+			fwrite(buf, 1, n, f);
+		fseek(r->fault_spill, 0, SEEK_END);
+	}
+}
+
+static void run_write_summary(FILE *f, const struct run *r, const struct run_report *rep)
+{
+	json_t *j = run_json(r, rep);
+
+	json_dumpf(j, f, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+	fputc('\n', f);
+	json_decref(j);
+}
+
+/*
+ * Writes every results file, each through a memory stream and then
+ * atomically (temp + rename). A file that can't be written (a full disk)
+ * does not stop the others: what fits is kept. summary.json goes last, so
+ * its presence means the rest was attempted. 0, or -1 naming the first
+ * file that failed.
+ */
+static int run_write_results(struct run *r, const struct run_report *rep, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		void (*write)(FILE *f, const struct run *r, const struct run_report *rep);
+	} files[] = {
+		{ "scenario.ini", run_write_scenario }, { "timeseries.csv", run_write_timeseries },
+		{ "gaps.csv", run_write_gaps },		{ "curve.csv", run_write_curve_csv },
+		{ "copies.csv", run_write_copies },	{ "faults.csv", run_write_faults },
+		{ "events.csv", run_write_events },
+		{ "summary.json", run_write_summary },
+	};
+	const char *failed = NULL;
+	int failed_errno = 0;
+
+	if (files_mkdir_p(r->out_dir, 0755) < 0)
+		return log_seterr(err, errlen, "cannot create %s: %s", r->out_dir, strerror(errno));
+	pthread_mutex_lock(&r->fault_lock);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *buf = NULL, path[PATH_MAX + 64];
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		int ok = 0;
+
+		if (f) {
+			files[i].write(f, r, rep);
+			if (fclose(f) == 0) {
+				snprintf(path, sizeof(path), "%s/%s", r->out_dir, files[i].name);
+				ok = files_write_atomic(path, buf, len) == 0;
+			}
+		}
+		if (!ok && !failed) {
+			failed = files[i].name;
+			failed_errno = errno;
+		}
+		free(buf);
+	}
+	pthread_mutex_unlock(&r->fault_lock);
+	if (failed)
+		return log_seterr(err, errlen, "writing %s/%s failed: %s (disk full?); the files before it are kept",
+				r->out_dir, failed, strerror(failed_errno));
+	return 0;
+}
+
+/* results/latest -> the newest run folder, replaced atomically. */
+static void run_link_latest(const char *dir)
+{
+	const char *slash = strrchr(dir, '/');
+	char parent[PATH_MAX], tmp[PATH_MAX + 32], link[PATH_MAX + 16];
+
+	if (!slash)
+		return;
+	snprintf(parent, sizeof(parent), "%.*s", (int)(slash - dir), dir);
+	snprintf(tmp, sizeof(tmp), "%s/.latest.%d", parent, (int)getpid());
+	snprintf(link, sizeof(link), "%s/latest", parent);
+	unlink(tmp);
+	if (symlink(slash + 1, tmp) == 0 && rename(tmp, link) < 0)
+		unlink(tmp);
+}
+
+static void run_fmt_pct(char *buf, size_t len, double v)
+{
+	snprintf(buf, len, "%.4g%%", v * 100);
+}
+
+/* The headline claim, phrased in events. */
+static void run_print_miss(const struct run_report *rep)
+{
+	const struct evidence_interval *iv = &rep->miss;
+
+	if (!iv->dups) {
+		printf("  %-28s %18s   no duplicate delivery: nothing to miss\n", "miss probability", "-");
+		return;
+	}
+	if (!iv->has_interval)
+		printf("  %-28s %18.4g   no interval: %s (%" PRIu64 ")\n", "miss probability", iv->estimate, iv->reason,
+		       iv->events);
+	else if (!iv->misses)
+		printf("  %-28s %18.4g   0 misses in %" PRIu64 " duplicate deliveries from %" PRIu64
+		       " fault events: below %.3g at 95%%\n",
+		       "miss probability", iv->estimate, iv->dups, iv->events, iv->high);
+	else
+		printf("  %-28s %18.4g   95%% [%.3g, %.3g] over %" PRIu64 " fault events (%s, design effect %.3g)\n",
+		       "miss probability", iv->estimate, iv->low, iv->high, iv->events, iv->method, iv->deff);
+	printf("  %-28s %18s   [%.3g, %.3g] %s, if duplicates were independent (they are not)\n", "", "",
+	       rep->miss_indep.low, rep->miss_indep.high, rep->miss_indep.method);
+}
+
+static void run_print_summary(const struct run *r, const struct run_report *rep)
+{
+	const struct ledger_totals *t = &rep->t;
+	double committed = (double)t->committed;
+	double rate = committed > 0 ? (double)t->duplicate_deliveries / committed : 0;
+	double excess = committed > 0 ? (double)t->excess_copies / committed : 0;
+	char a[64], b[64];
+
+	printf("\ndupsim run '%s' (seed %" PRIu64 "): %s in %.1f s -> %s\n", r->sc.run.name, r->sc.run.seed,
+	       run_status(r, rep), rep->duration_s, r->out_dir);
+	printf("  %-28s %18s %18s\n", "", "measured", "predicted");
+	printf("  %-28s %18" PRIu64 "\n", "committed messages", t->committed);
+	printf("  %-28s %18" PRIu64 "\n", "publish attempts", t->publish_attempts);
+	run_fmt_pct(a, sizeof(a), excess);
+	run_fmt_pct(b, sizeof(b), rep->model.excess_copies_per_msg);
+	printf("  %-28s %11" PRIu64 " %6s %18s\n", "excess copies (per msg)", t->excess_copies, a,
+	       rep->model.predicted ? b : "-");
+	printf("  %-28s %18" PRIu64 "\n", "deliveries", t->deliveries);
+	printf("  %-28s %18" PRIu64 "\n", "duplicate deliveries", t->duplicate_deliveries);
+	run_fmt_pct(a, sizeof(a), rate);
+	run_fmt_pct(b, sizeof(b), rep->model.duplicate_rate);
+	printf("  %-28s %18s %18s\n", "duplicate rate", a, rep->model.predicted ? b : "-");
+	if (rep->has_dup_band && committed > 0)
+		printf("  %-28s %18s   95%% band %.4g%% - %.4g%% over %" PRIu64 " fault events%s\n", "", "",
+		       rep->dup_lo / committed * 100, rep->dup_hi / committed * 100, rep->ev.with_dups,
+		       !rep->model.predicted ? ""
+		       : rep->model.duplicate_rate * committed >= rep->dup_lo &&
+				       rep->model.duplicate_rate * committed <= rep->dup_hi
+			       ? ": the prediction is inside"
+			       : ": the prediction is OUTSIDE");
+	printf("  %-28s %18" PRIu64 "\n", "duplicates processed", t->duplicates_processed);
+	printf("  %-28s %18" PRIu64 "\n", "fault events (with dups)", rep->ev.with_dups);
+	run_print_miss(rep);
+	for (int c = 0; c < LEDGER_CAUSES; c++)
+		if (t->misses[c])
+			printf("  %-28s %18" PRIu64 "\n", ledger_cause_name(c), t->misses[c]);
+	printf("  %-28s %18" PRIu64 "\n", "lost", t->lost);
+	printf("  %-28s %18" PRIu64 "\n", "wrongly suppressed", t->wrongly_suppressed);
+	printf("  %-28s %18.0f msg/s published, %.0f processed\n", "throughput",
+	       rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0,
+	       rep->process_s > 0 ? (double)t->executions / rep->process_s : 0);
+	printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "latency publish->processed",
+	       stats_hist_quantile(&r->ledger.latency, 0.5) / 1e6, stats_hist_quantile(&r->ledger.latency, 0.99) / 1e6,
+	       r->ledger.latency.max / 1e6);
+	if (r->ledger.gaps.count)
+		printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "duplicate gap",
+		       stats_hist_quantile(&r->ledger.gaps, 0.5) / 1e6, stats_hist_quantile(&r->ledger.gaps, 0.99) / 1e6,
+		       r->ledger.gaps.max / 1e6);
+	for (size_t i = 0; i < r->rule_count && i < rep->px.rule_count; i++)
+		printf("  fault '%s': fired %" PRIu64 " of %" PRIu64 "\n", r->rules[i].text, rep->px.rule_fired[i],
+		       rep->px.rule_matched[i]);
+	if (r->broker_crashes)
+		printf("  broker crashes (kill -9)     %18" PRIu64 "\n", r->broker_crashes);
+	if (atomic_load(&r->rc.consumer_crashes))
+		printf("  consumer crashes             %18" PRIu64 "\n", (uint64_t)atomic_load(&r->rc.consumer_crashes));
+	if (rep->violations)
+		printf("  INVARIANTS VIOLATED (%zu): %s\n", rep->violations, rep->violation_text);
+	else
+		printf("  ledger invariants hold\n");
+	if (r->broker_lost)
+		printf("  the killed broker could not be restarted (%d tries): the run ended early\n", RUN_RESTART_TRIES);
+	for (size_t i = 0; r->pubs && i < r->sc.publishers.count; i++)
+		if (r->pubs[i].gave_up)
+			printf("  publisher %zu found no broker for run.drain_timeout and gave up: %s\n", i, r->pubs[i].error);
+	if (r->drain_timed_out)
+		printf("  the queue did not drain within run.drain_timeout\n");
+	if (!isnan(rep->dup_per_lost_ack))
+		printf("  %-28s %18.2f %18.2f\n", "duplicates per lost ack", rep->dup_per_lost_ack,
+		       rep->model.dups_per_lost_ack);
+	if (isfinite(rep->model_in.ahead))
+		printf("  measured for the model: %.2f deliveries ahead of an ack (mean of %" PRIu64 " acks)\n",
+		       rep->model_in.ahead, rep->px.acks_sampled);
+	if (!rep->model.predicted)
+		printf("  no prediction: %s\n", rep->model.why);
+	printf("  the model and its assumptions: sim/model.c\n");
+	fflush(stdout);
+}
+
+static void run_release(struct run *r)
+{
+	if (r->proxy)
+		proxy_free(r->proxy);
+	for (size_t i = 0; r->cons && i < r->sc.consumers.count; i++)
+		if (r->cons[i].own_store)
+			dedup_destroy(r->cons[i].store);
+	dedup_destroy(r->rc.shared_store);
+	redis_node_free(r->redis);
+	if (r->tc_dir[0])
+		files_rm_rf(r->tc_dir);
+	free(r->pubs);
+	free(r->cons);
+	free(r->pub_threads);
+	free(r->cons_threads);
+	free(r->rules);
+	if (r->fault_spill)
+		fclose(r->fault_spill);
+	free(r->ticks);
+	ledger_release(&r->ledger);
+	events_release(&r->events);
+	broker_free(r->broker);
+	scenario_release(&r->sc);
+	pthread_mutex_destroy(&r->fault_lock);
+}
+
+static void run_cleanup_queue(struct run *r)
+{
+	char err[256];
+	amqp_connection_state_t c;
+
+	if (r->sc.broker.keep_queue || r->broker)
+		return; /* a private node goes away with its queue */
+	c = run_direct(r, err, sizeof(err));
+	if (!c)
+		return;
+	amqp_queue_delete(c, 1, amqp_cstring_bytes(r->sc.broker.queue), 0, 0);
+	mq_close(c);
+}
+
+int run_cli(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "set", required_argument, NULL, 's' }, { "out", required_argument, NULL, 'o' },
+		{ "seed", required_argument, NULL, 'S' }, { "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },	  { NULL, 0, NULL, 0 },
+	};
+	static struct run r; /* large; one per process */
+	const char *sets[SETS_MAX], *out = NULL, *seed = NULL;
+	size_t nsets = 0;
+	char err[1024], seedset[64];
+	struct sigaction sa = { .sa_handler = run_on_signal };
+	struct ledger_policy pol;
+	struct run_report rep;
+	int opt, code = EXIT_OK;
+
+	memset(&r, 0, sizeof(r));
+	pthread_mutex_init(&r.fault_lock, NULL);
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			if (nsets == SETS_MAX) {
+				log_line("run: at most %d --set options", SETS_MAX);
+				return EXIT_USAGE;
+			}
+			sets[nsets++] = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'S':
+			seed = optarg;
+			break;
+		case 'q':
+			r.quiet = true;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return EXIT_OK;
+		default:
+			run_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		log_line("run: expected one scenario FILE (e.g. scenarios/default.ini); see dupsim run --help");
+		return EXIT_USAGE;
+	}
+	scenario_init_defaults(&r.sc, argv[optind]);
+	if (scenario_load(&r.sc, argv[optind], err, sizeof(err)) < 0)
+		goto usage_error;
+	for (size_t i = 0; i < nsets; i++)
+		if (scenario_set(&r.sc, sets[i], err, sizeof(err)) < 0)
+			goto usage_error;
+	if (seed) {
+		snprintf(seedset, sizeof(seedset), "run.seed=%s", seed);
+		if (scenario_set(&r.sc, seedset, err, sizeof(err)) < 0)
+			goto usage_error;
+	}
+	if (scenario_check(&r.sc, err, sizeof(err)) < 0)
+		goto usage_error;
+
+	/* fail early, before minutes of work, if the results can't be written */
+	if (files_results_dir(r.out_dir, sizeof(r.out_dir), out, r.sc.run.name, NULL) < 0) {
+		log_line("run: cannot write results into %s: %s; choose another folder with --out", r.out_dir,
+			 strerror(errno));
+		code = EXIT_FAIL;
+		goto out;
+	}
+	r.progress = !r.quiet && isatty(STDERR_FILENO);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN); /* a file size limit: writes fail with EFBIG, reported, instead of a kill */
+
+	r.rc.sc = &r.sc;
+	r.rc.ledger = &r.ledger;
+	r.rc.per_publisher = (r.sc.run.messages + r.sc.publishers.count - 1) / r.sc.publishers.count;
+	stats_hist_init(&r.rc.store_latency);
+	if (run_stores(&r, err, sizeof(err)) < 0 || run_broker(&r, err, sizeof(err)) < 0 ||
+	    run_setup_queue(&r, err, sizeof(err)) < 0 || run_proxy(&r, err, sizeof(err)) < 0) {
+		log_line("run: %s", err);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	if (!r.quiet)
+		log_line("run '%s': %" PRIu64 " messages, %" PRIu64 " publishers (%s), %" PRIu64
+			 " consumers, %zu fault rule%s, broker %s, proxy 127.0.0.1:%u",
+			 r.sc.run.name, r.sc.run.messages, r.sc.publishers.count,
+			 r.sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", r.sc.consumers.count,
+			 r.rule_count, r.rule_count == 1 ? "" : "s", r.broker_url, proxy_port(r.proxy));
+	pol = (struct ledger_policy){
+		.store_none = r.sc.dedup.store == SCENARIO_STORE_NONE,
+		.scope_local = r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
+		.mark_after = r.sc.dedup.mark == SCENARIO_MARK_AFTER,
+		.ttl_ns = r.sc.dedup.ttl_ns,
+		.capacity = r.sc.dedup.capacity,
+		.crash_wipes_cache = r.sc.faults.consumer_crash > 0 && r.sc.dedup.store == SCENARIO_STORE_MEMORY &&
+				     r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
+	};
+	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0) {
+		log_line("run: out of memory for a ledger of %" PRIu64 " messages", r.sc.run.messages);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	r.fault_spill = tmpfile();
+	if (!r.fault_spill) {
+		log_line("run: cannot create a temporary file for faults.csv in $TMPDIR: %s", strerror(errno));
+		code = EXIT_FAIL;
+		goto out;
+	}
+	if (events_init(&r.events, err, sizeof(err)) < 0) {
+		log_line("run: %s", err);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	r.ledger.events = &r.events;
+	r.rc.events = &r.events;
+	r.start_ns = r.ledger.t0_ns;
+	r.next_crash_ns = r.start_ns + r.sc.faults.broker_crash_every_ns;
+	atomic_store(&r.rc.last_delivery_ns, r.start_ns);
+	if (run_start_threads(&r, err, sizeof(err)) < 0) {
+		log_line("run: %s", err);
+		run_stop_threads(&r);
+		code = EXIT_FAIL;
+		goto out;
+	}
+	run_monitor(&r);
+	run_stop_threads(&r);
+	r.end_ns = clock_now_ns();
+	if (!r.publish_done_ns)
+		r.publish_done_ns = r.end_ns;
+
+	memset(&rep, 0, sizeof(rep));
+	rep.excess_source = "deliveries";
+	if (proxy_stats_get(r.proxy, &rep.px) < 0)
+		log_line("run: out of memory for the proxy's rule counters; summary.json leaves them out");
+	ledger_totals(&r.ledger, &rep.t);
+	if (r.sc.consumers.count == 0 && !r.interrupted)
+		run_count_queue(&r, &rep);
+	rep.violations = ledger_check(&r.ledger, r.drained, rep.violation_text, sizeof(rep.violation_text));
+	run_evidence(&r, &rep);
+	run_model(&r, &rep);
+	rep.duration_s = (double)(r.end_ns - r.start_ns) / NS_PER_S;
+	rep.publish_s = (double)(r.publish_done_ns - r.start_ns) / NS_PER_S;
+	rep.process_s = (double)(atomic_load(&r.rc.last_delivery_ns) - r.start_ns) / NS_PER_S;
+	rep.acks_dropped = rep.px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
+	rep.dup_per_lost_ack = run_dups_per_lost_ack(&rep);
+	if (run_write_results(&r, &rep, err, sizeof(err)) < 0) {
+		log_line("run: %s", err);
+		code = EXIT_FAIL;
+	} else {
+		/* plots and the report are a reading aid: a failure is reported, the run stands */
+		if (plot_run(r.out_dir, err, sizeof(err)) < 0)
+			log_line("run: plots: %s", err);
+		if (report_write(r.out_dir, err, sizeof(err)) < 0)
+			log_line("run: report: %s", err);
+		if (!out)
+			run_link_latest(r.out_dir);
+	}
+	run_print_summary(&r, &rep);
+	events_summary_release(&rep.ev);
+	proxy_stats_release(&rep.px);
+	if (code == EXIT_OK)
+		code = r.interrupted	       ? EXIT_INTERRUPTED
+		       : rep.violations	       ? EXIT_INVARIANT
+		       : r.broker_lost || run_publishers_gave_up(&r) ? EXIT_FAIL
+							       : EXIT_OK;
+	if (!r.interrupted)
+		run_cleanup_queue(&r);
+out:
+	if (code == EXIT_FAIL && r.out_dir[0])
+		rmdir(r.out_dir); /* only if nothing was written into it */
+	run_release(&r);
+	return code;
+usage_error:
+	log_line("%s", err);
+	scenario_release(&r.sc);
+	return EXIT_USAGE;
+}

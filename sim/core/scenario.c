@@ -1,0 +1,1152 @@
+/* scenario.c — scenario files for `dupsim run`: INI keys, defaults, --set, validation, the effective file. */
+#include "core/scenario.h"
+
+#include <amqp.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/parse.h"
+
+/* The keys, in the order of DESIGN.md's table; the index is the origin slot. */
+enum scenario_key_id {
+	K_RUN_NAME,
+	K_RUN_MESSAGES,
+	K_RUN_SEED,
+	K_RUN_DRAIN_TIMEOUT,
+	K_BROKER_URL,
+	K_BROKER_QUEUE,
+	K_BROKER_QUEUE_TYPE,
+	K_BROKER_KEEP_QUEUE,
+	K_PUB_COUNT,
+	K_PUB_MODE,
+	K_PUB_BATCH,
+	K_PUB_RATE,
+	K_PUB_SIZE,
+	K_PUB_TIMEOUT,
+	K_CONS_COUNT,
+	K_CONS_PREFETCH,
+	K_CONS_ACK_EVERY,
+	K_CONS_WORK,
+	K_FAULT_COMMIT_OK_LOSS,
+	K_FAULT_CONFIRM_LOSS,
+	K_FAULT_ACK_LOSS,
+	K_FAULT_ON_LOSS,
+	K_FAULT_RULE,
+	K_FAULT_BROKER_CRASH_EVERY,
+	K_FAULT_BROKER_DOWN,
+	K_FAULT_CONSUMER_CRASH,
+	K_FAULT_CONSUMER_CRASH_AT,
+	K_DEDUP_STORE,
+	K_DEDUP_SCOPE,
+	K_DEDUP_TTL,
+	K_DEDUP_CAPACITY,
+	K_DEDUP_CHECK,
+	K_DEDUP_MARK,
+	K_DEDUP_URL,
+	K_DEDUP_SYNC,
+	K_COUNT
+};
+
+_Static_assert(K_COUNT == SCENARIO_KEY_COUNT, "SCENARIO_KEY_COUNT must match the key table");
+
+enum scenario_kind {
+	KIND_U64,
+	KIND_DURATION,
+	KIND_PROB,
+	KIND_BOOL,
+	KIND_ENUM,
+	KIND_NAME,
+	KIND_QUEUE,
+	KIND_AMQP_URL,
+	KIND_REDIS_URL,
+	KIND_RULE,
+};
+
+/* Enum fields are written through an int lvalue (their compatible type's
+ * signed variant); make sure no enum of the struct is narrower. */
+_Static_assert(sizeof(enum scenario_mode) == sizeof(int), "enums must be int-sized");
+_Static_assert(sizeof(enum rule_then) == sizeof(int), "enums must be int-sized");
+
+struct scenario_key {
+	const char *section;
+	const char *name;
+	enum scenario_kind kind;
+	size_t off;		    /* offset of the field in struct scenario */
+	size_t len;		    /* string fields: size of the array */
+	uint64_t min, max;	    /* KIND_U64 and KIND_DURATION (ns) */
+	bool zero_ok;		    /* 0 is allowed below min ("0 = never") */
+	bool below_one;		    /* KIND_PROB: 1 itself is refused */
+	const char *const *choices; /* KIND_ENUM: names in enum order, NULL-terminated */
+	const char *allowed;	    /* range as shown in messages and in scenarios/README.md */
+};
+
+static const char *const queue_types[] = { "classic", "quorum", NULL };
+static const char *const modes[] = { "tx", "confirm", NULL };
+static const char *const on_loss_names[] = { "close", "hang", NULL };
+static const char *const crash_points[] = { "before-mark", "after-mark", "after-process", NULL };
+static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet", NULL };
+static const char *const scopes[] = { "local", "shared", NULL };
+static const char *const checks[] = { "always", "republish-count", "flagged", NULL };
+static const char *const marks[] = { "before", "after", NULL };
+
+#define S(f) offsetof(struct scenario, f)
+#define SLEN(f) sizeof(((struct scenario *)0)->f)
+#define MS NS_PER_MS
+#define SEC NS_PER_S
+#define MIN (60 * NS_PER_S)
+#define HOUR (3600 * NS_PER_S)
+
+static const struct scenario_key scenario_keys[K_COUNT] = {
+	[K_RUN_NAME] = { "run", "name", KIND_NAME, S(run.name), SLEN(run.name), .allowed =
+			 "1 to 64 of A-Z a-z 0-9 . _ - , not starting with '.' or '-'" },
+	[K_RUN_MESSAGES] = { "run", "messages", KIND_U64, S(run.messages), .min = 1, .max = 1000000000,
+			     .allowed = "1..1000000000" },
+	[K_RUN_SEED] = { "run", "seed", KIND_U64, S(run.seed), .min = 0, .max = UINT64_MAX,
+			 .allowed = "0..18446744073709551615" },
+	[K_RUN_DRAIN_TIMEOUT] = { "run", "drain_timeout", KIND_DURATION, S(run.drain_timeout_ns), .min = MS,
+				  .max = 24 * HOUR, .allowed = "1ms..24h" },
+	[K_BROKER_URL] = { "broker", "url", KIND_AMQP_URL, S(broker.url), SLEN(broker.url),
+			   .allowed = "embedded or amqp://user:pass@host:port/vhost" },
+	[K_BROKER_QUEUE] = { "broker", "queue", KIND_QUEUE, S(broker.queue), SLEN(broker.queue),
+			     .allowed = "1 to 180 of A-Z a-z 0-9 . _ : - , not starting with 'amq.'" },
+	[K_BROKER_QUEUE_TYPE] = { "broker", "queue_type", KIND_ENUM, S(broker.queue_type), .choices = queue_types },
+	[K_BROKER_KEEP_QUEUE] = { "broker", "keep_queue", KIND_BOOL, S(broker.keep_queue), .allowed = "true, false" },
+	[K_PUB_COUNT] = { "publishers", "count", KIND_U64, S(publishers.count), .min = 1, .max = 1000,
+			  .allowed = "1..1000" },
+	[K_PUB_MODE] = { "publishers", "mode", KIND_ENUM, S(publishers.mode), .choices = modes },
+	[K_PUB_BATCH] = { "publishers", "batch", KIND_U64, S(publishers.batch), .min = 1, .max = 100000,
+			  .allowed = "1..100000" },
+	[K_PUB_RATE] = { "publishers", "rate", KIND_U64, S(publishers.rate), .min = 0, .max = 1000000,
+			 .allowed = "0..1000000 messages/s (0 = as fast as possible)" },
+	[K_PUB_SIZE] = { "publishers", "size", KIND_U64, S(publishers.size), .min = 0, .max = 134217728,
+			 .allowed = "0..134217728 bytes (RabbitMQ's default max_message_size, 128 MiB)" },
+	[K_PUB_TIMEOUT] = { "publishers", "timeout", KIND_DURATION, S(publishers.timeout_ns), .min = MS,
+			    .max = 10 * MIN, .allowed = "1ms..10m" },
+	[K_CONS_COUNT] = { "consumers", "count", KIND_U64, S(consumers.count), .min = 0, .max = 1000,
+			   .allowed = "0..1000 (0 = publish only)" },
+	[K_CONS_PREFETCH] = { "consumers", "prefetch", KIND_U64, S(consumers.prefetch), .min = 0, .max = 65535,
+			      .allowed = "0..65535 (0 = no limit)" },
+	[K_CONS_ACK_EVERY] = { "consumers", "ack_every", KIND_U64, S(consumers.ack_every), .min = 1,
+			       .max = 65535, .allowed = "1..65535, and at most prefetch when prefetch > 0" },
+	[K_CONS_WORK] = { "consumers", "work", KIND_DURATION, S(consumers.work_ns), .min = 0, .max = MIN,
+			  .allowed = "0..1m" },
+	[K_FAULT_COMMIT_OK_LOSS] = { "faults", "commit_ok_loss", KIND_PROB, S(faults.commit_ok_loss),
+				     .below_one = true },
+	[K_FAULT_CONFIRM_LOSS] = { "faults", "confirm_loss", KIND_PROB, S(faults.confirm_loss), .below_one = true },
+	[K_FAULT_ACK_LOSS] = { "faults", "ack_loss", KIND_PROB, S(faults.ack_loss), .below_one = true },
+	[K_FAULT_ON_LOSS] = { "faults", "on_loss", KIND_ENUM, S(faults.on_loss), .choices = on_loss_names },
+	[K_FAULT_RULE] = { "faults", "rule", KIND_RULE, 0,
+			   .allowed = "drop|cut METHOD [from=client|broker] [p=PROB] [then=close|hang] [after=N]" },
+	[K_FAULT_BROKER_CRASH_EVERY] = { "faults", "broker_crash_every", KIND_DURATION,
+					 S(faults.broker_crash_every_ns), .min = SEC, .max = 24 * HOUR,
+					 .zero_ok = true, .allowed = "0 (never) or 1s..24h" },
+	[K_FAULT_BROKER_DOWN] = { "faults", "broker_down", KIND_DURATION, S(faults.broker_down_ns), .min = 0,
+				  .max = 10 * MIN, .allowed = "0..10m" },
+	[K_FAULT_CONSUMER_CRASH] = { "faults", "consumer_crash", KIND_PROB, S(faults.consumer_crash),
+				     .below_one = true },
+	[K_FAULT_CONSUMER_CRASH_AT] = { "faults", "consumer_crash_at", KIND_ENUM, S(faults.consumer_crash_at),
+					.choices = crash_points },
+	[K_DEDUP_STORE] = { "dedup", "store", KIND_ENUM, S(dedup.store), .choices = stores },
+	[K_DEDUP_SCOPE] = { "dedup", "scope", KIND_ENUM, S(dedup.scope), .choices = scopes },
+	[K_DEDUP_TTL] = { "dedup", "ttl", KIND_DURATION, S(dedup.ttl_ns), .min = 0, .max = 1000 * HOUR,
+			  .allowed = "0..1000h (0 = never)" },
+	[K_DEDUP_CAPACITY] = { "dedup", "capacity", KIND_U64, S(dedup.capacity), .min = 0, .max = 1000000000,
+			       .allowed = "0..1000000000 keys (0 = no bound)" },
+	[K_DEDUP_CHECK] = { "dedup", "check", KIND_ENUM, S(dedup.check), .choices = checks },
+	[K_DEDUP_MARK] = { "dedup", "mark", KIND_ENUM, S(dedup.mark), .choices = marks },
+	[K_DEDUP_URL] = { "dedup", "url", KIND_REDIS_URL, S(dedup.url), SLEN(dedup.url),
+			  .allowed = "embedded or redis://host:port" },
+	[K_DEDUP_SYNC] = { "dedup", "sync", KIND_BOOL, S(dedup.sync), .allowed = "true, false" },
+};
+
+static const char *const scenario_sections[] = { "run", "broker", "publishers", "consumers", "faults", "dedup" };
+#define SECTION_COUNT (sizeof(scenario_sections) / sizeof(scenario_sections[0]))
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static bool scenario_section_known(const char *name)
+{
+	for (size_t i = 0; i < SECTION_COUNT; i++)
+		if (strcmp(scenario_sections[i], name) == 0)
+			return true;
+	return false;
+}
+
+static int scenario_key_find(const char *section, const char *name)
+{
+	for (int k = 0; k < K_COUNT; k++)
+		if (strcmp(scenario_keys[k].section, section) == 0 && strcmp(scenario_keys[k].name, name) == 0)
+			return k;
+	return -1;
+}
+
+/* Case-insensitive edit distance, so `Commit_OK_Loss` still finds its key. */
+static size_t scenario_distance(const char *a, const char *b)
+{
+	char la[64], lb[64];
+	size_t i;
+
+	for (i = 0; a[i] && i < sizeof(la) - 1; i++)
+		la[i] = (char)tolower((unsigned char)a[i]);
+	la[i] = '\0';
+	for (i = 0; b[i] && i < sizeof(lb) - 1; i++)
+		lb[i] = (char)tolower((unsigned char)b[i]);
+	lb[i] = '\0';
+	return parse_edit_distance(la, lb);
+}
+
+/* Close enough to suggest: a typo or two, or the start of the real name. */
+static bool scenario_close(const char *typed, const char *cand, size_t *best)
+{
+	size_t n = strlen(typed);
+	size_t d = scenario_distance(typed, cand);
+	size_t limit = n < 5 ? 1 : n < 9 ? 2 : 3;
+
+	if (n >= 3 && strncasecmp(cand, typed, n) == 0 && d > 0)
+		d = limit; /* a prefix: suggest, but after real typos */
+	if (d > limit || d >= *best)
+		return false;
+	*best = d;
+	return true;
+}
+
+static const char *scenario_nearest_section(const char *typed)
+{
+	const char *near = NULL;
+	size_t best = SIZE_MAX;
+
+	for (size_t i = 0; i < SECTION_COUNT; i++)
+		if (scenario_close(typed, scenario_sections[i], &best))
+			near = scenario_sections[i];
+	return near;
+}
+
+/* Nearest key in section (or anywhere when section is NULL); -1 when none is close. */
+static int scenario_nearest_key(const char *section, const char *typed)
+{
+	size_t best = SIZE_MAX;
+	int near = -1;
+
+	for (int k = 0; k < K_COUNT; k++) {
+		if (section && strcmp(scenario_keys[k].section, section) != 0)
+			continue;
+		if (scenario_close(typed, scenario_keys[k].name, &best))
+			near = k;
+	}
+	return near;
+}
+
+/* Appends "a, b, c" to buf. */
+static void scenario_join(char *buf, size_t len, const char *const *items, size_t n, const char *open,
+			  const char *close)
+{
+	size_t used = strlen(buf);
+
+	for (size_t i = 0; i < n && items[i] && used < len; i++) {
+		used += (size_t)snprintf(buf + used, len - used, "%s%s%s%s", i ? ", " : "", open, items[i], close);
+	}
+}
+
+static void scenario_section_keys(const char *section, char *buf, size_t len)
+{
+	const char *names[K_COUNT];
+	size_t n = 0;
+
+	for (int k = 0; k < K_COUNT; k++)
+		if (strcmp(scenario_keys[k].section, section) == 0)
+			names[n++] = scenario_keys[k].name;
+	scenario_join(buf, len, names, n, "", "");
+}
+
+static int *scenario_enum_field(struct scenario *sc, const struct scenario_key *k)
+{
+	return (int *)((char *)sc + k->off);
+}
+
+static int scenario_enum_get(const struct scenario *sc, const struct scenario_key *k)
+{
+	return *(const int *)((const char *)sc + k->off);
+}
+
+/* Shortest %g text that strtod reads back to v exactly. */
+static void scenario_fmt_double(double v, char *buf, size_t len)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, len, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			return;
+	}
+}
+
+static bool scenario_printable(const char *s)
+{
+	for (; *s; s++)
+		if (*s <= ' ' || *s >= 0x7f)
+			return false;
+	return true;
+}
+
+/* ---- values ----------------------------------------------------------- */
+
+/* What key k accepts, as messages show it. */
+static const char *scenario_allowed(const struct scenario_key *k, char *buf, size_t len)
+{
+	switch (k->kind) {
+	case KIND_ENUM:
+		buf[0] = '\0';
+		scenario_join(buf, len, k->choices, SIZE_MAX, "", "");
+		return buf;
+	case KIND_BOOL:
+		return "true, false (or yes/no, on/off, 1/0)";
+	case KIND_PROB:
+		return "0, or a fraction in [1e-12, 1) (0.01) or a percentage (1%)";
+	default:
+		return k->allowed;
+	}
+}
+
+static int scenario_parse_duration(const char *v, uint64_t *ns)
+{
+	uint64_t t;
+
+	if (parse_duration(v, &t) < 0)
+		return -1;
+	*ns = (t + 500) / 1000 * 1000; /* 1 us resolution: scenario_write prints it exactly */
+	return 0;
+}
+
+static bool scenario_is_number(const char *v)
+{
+	char *end;
+
+	if ((*v < '0' || *v > '9') && *v != '.')
+		return false;
+	strtod(v, &end);
+	return *end == '\0';
+}
+
+static int scenario_check_name(const char *v, char *msg, size_t msglen, const struct scenario_key *k)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > SCENARIO_NAME_MAX || v[0] == '.' || v[0] == '-' ||
+	    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n)
+		return log_seterr(msg, msglen, "'%s' is not a valid run name; allowed: %s", v, k->allowed);
+	return 0;
+}
+
+static int scenario_check_queue(const char *v, char *msg, size_t msglen, const struct scenario_key *k)
+{
+	size_t n = strlen(v);
+
+	if (strncmp(v, "amq.", 4) == 0)
+		return log_seterr(msg, msglen, "'%s': queue names starting with 'amq.' are reserved by RabbitMQ; "
+				"allowed: %s", v, k->allowed);
+	if (n == 0 || n > SCENARIO_STR_MAX ||
+	    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") != n)
+		return log_seterr(msg, msglen, "'%s' is not a valid queue name; allowed: %s", v, k->allowed);
+	return 0;
+}
+
+static int scenario_check_amqp_url(const char *v, char *msg, size_t msglen, const struct scenario_key *k)
+{
+	struct amqp_connection_info info;
+	char buf[SCENARIO_STR_MAX + 1];
+	size_t n = strlen(v);
+
+	if (strcmp(v, "embedded") == 0)
+		return 0;
+	if (strncmp(v, "amqps://", 8) == 0)
+		return log_seterr(msg, msglen, "'%s': TLS (amqps://) is not supported; allowed: %s", v, k->allowed);
+	if (strncmp(v, "amqp://", 7) != 0 || n > SCENARIO_STR_MAX || !scenario_printable(v))
+		return log_seterr(msg, msglen, "'%s' is not a broker URL; allowed: %s", v, k->allowed);
+	memcpy(buf, v, n + 1);
+	if (amqp_parse_url(buf, &info) != AMQP_STATUS_OK)
+		return log_seterr(msg, msglen, "'%s' is not a valid AMQP URL; allowed: %s", v, k->allowed);
+	return 0;
+}
+
+static int scenario_check_redis_url(const char *v, char *msg, size_t msglen, const struct scenario_key *k)
+{
+	char host[SCENARIO_STR_MAX + 1];
+	uint16_t port;
+
+	if (strcmp(v, "embedded") == 0)
+		return 0;
+	if (strncmp(v, "redis://", 8) != 0 || strlen(v) > SCENARIO_STR_MAX || !scenario_printable(v) ||
+	    strchr(v + 8, '/') || parse_hostport(v + 8, host, sizeof(host), &port, false) < 0)
+		return log_seterr(msg, msglen, "'%s' is not a redis URL; allowed: %s", v, k->allowed);
+	return 0;
+}
+
+static int scenario_add_rule(struct scenario *sc, const char *v, char *msg, size_t msglen)
+{
+	struct rule r, back, *grown;
+
+	if (sc->faults.rule_count >= SCENARIO_RULES_MAX)
+		return log_seterr(msg, msglen, "too many rules; at most %d", SCENARIO_RULES_MAX);
+	if (rule_parse(v, &r, msg, msglen) < 0)
+		return -1;
+	/* scenario_write prints the canonical text: it must read back to the same rule */
+	if (rule_parse(r.text, &back, msg, msglen) < 0 || strcmp(back.text, r.text) != 0)
+		return log_seterr(msg, msglen, "rule '%s' does not survive being written back as '%s'; "
+				"use a plainer probability", v, r.text);
+	grown = realloc(sc->faults.rules, (sc->faults.rule_count + 1) * sizeof(*grown));
+	if (!grown)
+		return log_seterr(msg, msglen, "out of memory");
+	grown[sc->faults.rule_count++] = r;
+	sc->faults.rules = grown;
+	return 0;
+}
+
+/*
+ * Parses v into key k of sc. Returns 0, or -1 with the part of the message
+ * after the `WHERE section.key: ` prefix in msg. The field is changed only
+ * when the whole value is good.
+ */
+static int scenario_apply(struct scenario *sc, const struct scenario_key *k, const char *v, char *msg,
+			  size_t msglen)
+{
+	char *field = (char *)sc + k->off;
+	char list[256];
+	uint64_t u;
+	double p;
+	bool b;
+
+	if (!*v && k->kind != KIND_RULE)
+		return log_seterr(msg, msglen, "missing value; allowed: %s", scenario_allowed(k, list, sizeof(list)));
+	switch (k->kind) {
+	case KIND_U64:
+		if (parse_u64(v, &u) < 0)
+			return log_seterr(msg, msglen, "'%s' is not a whole number; allowed: %s", v, k->allowed);
+		if (u < k->min || u > k->max)
+			return log_seterr(msg, msglen, "'%s' is out of range; allowed: %s", v, k->allowed);
+		memcpy(field, &u, sizeof(u));
+		return 0;
+	case KIND_DURATION:
+		if (scenario_parse_duration(v, &u) < 0) {
+			if (scenario_is_number(v))
+				return log_seterr(msg, msglen,
+						"'%s' needs a unit (250us, 500ms, 2s, 5m, 1h); allowed: %s", v,
+						k->allowed);
+			return log_seterr(msg, msglen,
+					"'%s' is not a duration (a number and a unit: 250us, 500ms, 2s, 5m, 1h); "
+					"allowed: %s",
+					v, k->allowed);
+		}
+		if ((u < k->min && !(u == 0 && k->zero_ok)) || u > k->max)
+			return log_seterr(msg, msglen, "'%s' is out of range; allowed: %s", v, k->allowed);
+		memcpy(field, &u, sizeof(u));
+		return 0;
+	case KIND_PROB:
+		if (parse_prob(v, &p) < 0)
+			return log_seterr(msg, msglen, "'%s' is not a probability; allowed: %s", v,
+					scenario_allowed(k, list, sizeof(list)));
+		if (k->below_one && p >= 1.0)
+			return log_seterr(msg, msglen,
+					"'%s' is out of range: at 1 every frame is lost and the run could never "
+					"finish; allowed: %s",
+					v, scenario_allowed(k, list, sizeof(list)));
+		if (p > 0 && p < 1e-12) /* no run is long enough to see it; and tiny doubles don't print back */
+			return log_seterr(msg, msglen, "'%s' is out of range; allowed: %s", v,
+					scenario_allowed(k, list, sizeof(list)));
+		memcpy(field, &p, sizeof(p));
+		return 0;
+	case KIND_BOOL:
+		if (parse_bool(v, &b) < 0)
+			return log_seterr(msg, msglen, "'%s' is not a boolean; allowed: %s", v,
+					scenario_allowed(k, list, sizeof(list)));
+		memcpy(field, &b, sizeof(b));
+		return 0;
+	case KIND_ENUM: {
+		size_t best = SIZE_MAX;
+		const char *near = NULL;
+
+		for (int i = 0; k->choices[i]; i++) {
+			if (strcmp(k->choices[i], v) == 0) {
+				*scenario_enum_field(sc, k) = i;
+				return 0;
+			}
+			if (scenario_close(v, k->choices[i], &best))
+				near = k->choices[i];
+		}
+		scenario_allowed(k, list, sizeof(list));
+		if (near)
+			return log_seterr(msg, msglen, "'%s' is not allowed; did you mean '%s'? (allowed: %s)", v, near,
+					list);
+		return log_seterr(msg, msglen, "'%s' is not allowed; allowed: %s", v, list);
+	}
+	case KIND_NAME:
+	case KIND_QUEUE:
+	case KIND_AMQP_URL:
+	case KIND_REDIS_URL: {
+		int rc = k->kind == KIND_NAME	   ? scenario_check_name(v, msg, msglen, k)
+			 : k->kind == KIND_QUEUE   ? scenario_check_queue(v, msg, msglen, k)
+			 : k->kind == KIND_AMQP_URL ? scenario_check_amqp_url(v, msg, msglen, k)
+						    : scenario_check_redis_url(v, msg, msglen, k);
+
+		if (rc < 0)
+			return -1;
+		if (strlen(v) >= k->len) /* every check above bounds the length */
+			abort();
+		memcpy(field, v, strlen(v) + 1);
+		return 0;
+	}
+	case KIND_RULE:
+		return scenario_add_rule(sc, v, msg, msglen);
+	}
+	abort();
+}
+
+/* ---- defaults --------------------------------------------------------- */
+
+static void scenario_name_from_path(char *name, const char *path)
+{
+	const char *base = path ? strrchr(path, '/') : NULL;
+	const char *dot;
+	size_t n;
+
+	base = base ? base + 1 : path;
+	if (!base || !*base) {
+		strcpy(name, "scenario");
+		return;
+	}
+	dot = strrchr(base, '.');
+	n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+	if (n > SCENARIO_NAME_MAX)
+		n = SCENARIO_NAME_MAX;
+	for (size_t i = 0; i < n; i++) {
+		char c = base[i];
+
+		name[i] = (isalnum((unsigned char)c) && !(c & 0x80)) || c == '_' || c == '-' || c == '.' ? c : '_';
+	}
+	name[n] = '\0';
+	if (name[0] == '.' || name[0] == '-')
+		name[0] = '_';
+}
+
+void scenario_init_defaults(struct scenario *sc, const char *path)
+{
+	memset(sc, 0, sizeof(*sc));
+	scenario_name_from_path(sc->run.name, path);
+	sc->run.messages = 10000;
+	sc->run.seed = 1;
+	sc->run.drain_timeout_ns = 60 * SEC;
+	strcpy(sc->broker.url, "embedded");
+	strcpy(sc->broker.queue, "dupsim");
+	sc->broker.queue_type = SCENARIO_QUEUE_CLASSIC;
+	sc->broker.keep_queue = false;
+	sc->publishers.count = 2;
+	sc->publishers.mode = SCENARIO_MODE_TX;
+	sc->publishers.batch = 10;
+	sc->publishers.rate = 0;
+	sc->publishers.size = 128;
+	sc->publishers.timeout_ns = 2 * SEC;
+	sc->consumers.count = 2;
+	sc->consumers.prefetch = 100;
+	sc->consumers.ack_every = 1;
+	sc->consumers.work_ns = 0;
+	sc->faults.on_loss = RULE_THEN_CLOSE;
+	sc->faults.broker_down_ns = 2 * SEC;
+	sc->faults.consumer_crash_at = SCENARIO_CRASH_AFTER_MARK;
+	sc->dedup.store = SCENARIO_STORE_MEMORY;
+	sc->dedup.scope = SCENARIO_SCOPE_SHARED;
+	sc->dedup.check = SCENARIO_CHECK_ALWAYS;
+	sc->dedup.mark = SCENARIO_MARK_AFTER;
+	strcpy(sc->dedup.url, "embedded");
+	sc->dedup.sync = false;
+}
+
+void scenario_release(struct scenario *sc)
+{
+	free(sc->faults.rules);
+	sc->faults.rules = NULL;
+	sc->faults.rule_count = 0;
+}
+
+/* ---- reading files ---------------------------------------------------- */
+
+/*
+ * inih (r55, as Debian builds it) gives the handler no line number, folds an
+ * indented line into the previous key (multi-line values), and splits lines
+ * longer than its buffer. So we feed it whole lines ourselves, count them,
+ * and classify each line the way inih will, from the same runtime options
+ * ini.h exports: that gives every message its line, catches an unknown
+ * section even when it has no keys, and tells a continuation from a key.
+ */
+struct scenario_parse {
+	struct scenario *sc;
+	FILE *f;
+	const char *path;
+	int lineno;
+	bool ini_has_prev_name; /* inih's prev_name is set: an indented line continues it */
+	bool continuation;	/* the current line is one */
+	bool failed;
+	int read_errno; /* errno of a failed read, saved before anything can clobber it */
+	uint32_t seen[K_COUNT]; /* line each key was set on, for duplicates */
+	char *err;
+	size_t errlen;
+};
+
+static int scenario_fail(struct scenario_parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int scenario_fail(struct scenario_parse *p, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!p->failed)
+		log_seterr(p->err, p->errlen, "%s:%d: %s", p->path, p->lineno, msg);
+	p->failed = true;
+	return 0;
+}
+
+/* inih's ini_find_chars_or_comment: the first of chars, or an inline comment. */
+static const char *scenario_ini_find(const char *s, const char *chars)
+{
+	bool was_space = false;
+
+	while (*s && (!chars || !strchr(chars, *s)) &&
+	       !(ini_allow_inline_comments && was_space && strchr(ini_inline_comment_prefixes, *s))) {
+		was_space = isspace((unsigned char)*s);
+		s++;
+	}
+	return s;
+}
+
+static void scenario_unknown_section(struct scenario_parse *p, const char *name)
+{
+	const char *near = scenario_nearest_section(name);
+	char list[256] = "";
+
+	if (near) {
+		scenario_fail(p, "unknown section [%s]; did you mean [%s]?", name, near);
+		return;
+	}
+	scenario_join(list, sizeof(list), scenario_sections, SECTION_COUNT, "[", "]");
+	scenario_fail(p, "unknown section [%s]; sections: %s", name, list);
+}
+
+static void scenario_classify(struct scenario_parse *p, char *line)
+{
+	char *s = line, *end;
+
+	p->continuation = false;
+	if (p->lineno == 1 && ini_allow_bom && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB &&
+	    (unsigned char)s[2] == 0xBF)
+		s += 3;
+	while (*s && isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		end--;
+	if (s == end || strchr(ini_start_comment_prefixes, *s))
+		return;
+	if (ini_allow_multiline && p->ini_has_prev_name && s > line) {
+		p->continuation = true;
+		return;
+	}
+	if (*s == '[') {
+		const char *close = scenario_ini_find(s + 1, "]");
+		char name[256];
+		size_t n = (size_t)(close - (s + 1));
+
+		if (*close != ']') {
+			scenario_fail(p, "'[' without a closing ']'; a section header is [name]");
+			return;
+		}
+		p->ini_has_prev_name = false;
+		if (n >= sizeof(name))
+			n = sizeof(name) - 1;
+		memcpy(name, s + 1, n);
+		name[n] = '\0';
+		if (!scenario_section_known(name))
+			scenario_unknown_section(p, name);
+		return;
+	}
+	{
+		const char *eq = scenario_ini_find(s, "=:");
+		const char *name_end = eq;
+
+		if (*eq != '=' && *eq != ':') {
+			scenario_fail(p, "expected 'key = value', a [section] or a comment (; or #)");
+			return;
+		}
+		while (name_end > s && isspace((unsigned char)name_end[-1]))
+			name_end--;
+		p->ini_has_prev_name = name_end > s;
+	}
+}
+
+/* ini_reader: one whole line per call, or NULL to stop (end of file or an error found). */
+static char *scenario_reader(char *str, int num, void *stream)
+{
+	struct scenario_parse *p = stream;
+	size_t n = 0, room = num > 1 ? (size_t)num - 1 : 0;
+	bool nul = false;
+	int c;
+
+	if (p->failed)
+		return NULL;
+	while ((c = getc(p->f)) != EOF) {
+		if (n < room)
+			str[n] = (char)c;
+		n++;
+		if (c == '\0')
+			nul = true;
+		if (c == '\n')
+			break;
+	}
+	if (c == EOF && ferror(p->f))
+		p->read_errno = errno;
+	if (n == 0)
+		return NULL;
+	p->lineno++;
+	if (n > room) {
+		scenario_fail(p, "line longer than %d characters", num > 2 ? num - 2 : 0);
+		return NULL;
+	}
+	if (nul) {
+		scenario_fail(p, "NUL byte in the line; a scenario is a text file");
+		return NULL;
+	}
+	str[n] = '\0';
+	scenario_classify(p, str);
+	return p->failed ? NULL : str;
+}
+
+static void scenario_unknown_key(struct scenario_parse *p, const char *section, const char *name)
+{
+	const char *homes[SECTION_COUNT];
+	char list[512] = "";
+	size_t nhomes = 0;
+	int near;
+
+	for (int k = 0; k < K_COUNT; k++)
+		if (strcmp(scenario_keys[k].name, name) == 0 && nhomes < SECTION_COUNT)
+			homes[nhomes++] = scenario_keys[k].section;
+	if (!*section) {
+		if (nhomes) {
+			scenario_join(list, sizeof(list), homes, nhomes, "[", "]");
+			scenario_fail(p, "key '%s' before any [section]; it belongs in %s", name, list);
+		} else {
+			scenario_join(list, sizeof(list), scenario_sections, SECTION_COUNT, "[", "]");
+			scenario_fail(p, "unknown key '%s' before any [section]; sections: %s", name, list);
+		}
+		return;
+	}
+	if (nhomes) {
+		scenario_join(list, sizeof(list), homes, nhomes, "[", "]");
+		scenario_fail(p, "unknown key '%s' in [%s]; '%s' belongs in %s", name, section, name, list);
+		return;
+	}
+	if ((near = scenario_nearest_key(section, name)) >= 0) {
+		scenario_fail(p, "unknown key '%s' in [%s]; did you mean '%s'?", name, section,
+			      scenario_keys[near].name);
+		return;
+	}
+	if ((near = scenario_nearest_key(NULL, name)) >= 0) {
+		scenario_fail(p, "unknown key '%s' in [%s]; did you mean '%s' in [%s]?", name, section,
+			      scenario_keys[near].name, scenario_keys[near].section);
+		return;
+	}
+	scenario_section_keys(section, list, sizeof(list));
+	scenario_fail(p, "unknown key '%s' in [%s]; keys in [%s]: %s", name, section, section, list);
+}
+
+static int scenario_ini_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct scenario_parse *p = user;
+	char msg[640];
+	int k;
+
+	if (p->continuation)
+		return scenario_fail(p,
+				     "indented line continues '%s' from a line above (multi-line values are "
+				     "not supported); remove the leading blanks",
+				     name);
+	if (!*name)
+		return scenario_fail(p, "missing key name before '='");
+	/* scenario_classify refused unknown sections at their header */
+	k = *section ? scenario_key_find(section, name) : -1;
+	if (k < 0) {
+		scenario_unknown_key(p, section, name);
+		return 0;
+	}
+	if (p->seen[k] && k != K_FAULT_RULE)
+		return scenario_fail(p, "duplicate key '%s' in [%s]: first set on line %u; keep one of the two "
+				     "(only 'rule' may repeat)",
+				     name, section, p->seen[k]);
+	if (scenario_apply(p->sc, &scenario_keys[k], value, msg, sizeof(msg)) < 0)
+		return scenario_fail(p, "%s.%s: %s", section, name, msg);
+	p->seen[k] = (uint32_t)p->lineno;
+	p->sc->origin[k] = (uint32_t)p->lineno;
+	return 1;
+}
+
+int scenario_load_file(struct scenario *sc, FILE *f, const char *path, char *err, size_t errlen)
+{
+	struct scenario_parse p = { .sc = sc, .f = f, .path = path, .err = err, .errlen = errlen };
+	int rc;
+
+	if (snprintf(sc->path, sizeof(sc->path), "%s", path) >= (int)sizeof(sc->path))
+		return log_seterr(err, errlen, "%.200s...: path too long", path);
+	if (sc->origin[K_RUN_NAME] == 0)
+		scenario_name_from_path(sc->run.name, path);
+	rc = ini_parse_stream(scenario_reader, &p, scenario_ini_handler, &p);
+	if (p.failed)
+		return -1;
+	if (ferror(f))
+		return log_seterr(err, errlen, "%s: read error: %s", path, strerror(p.read_errno ? p.read_errno : EIO));
+	if (rc != 0) /* scenario_classify refuses every line inih would: only if the two disagree */
+		return log_seterr(err, errlen, "%s:%d: not a 'key = value' line, a [section] or a comment", path,
+				rc);
+	return 0;
+}
+
+int scenario_load(struct scenario *sc, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	int rc;
+
+	if (!f)
+		return log_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	rc = scenario_load_file(sc, f, path, err, errlen);
+	fclose(f);
+	return rc;
+}
+
+/* ---- --set ------------------------------------------------------------ */
+
+static void scenario_trim(char *s)
+{
+	char *a = s, *e;
+
+	while (*a && isspace((unsigned char)*a))
+		a++;
+	e = a + strlen(a);
+	while (e > a && isspace((unsigned char)e[-1]))
+		e--;
+	memmove(s, a, (size_t)(e - a));
+	s[e - a] = '\0';
+}
+
+int scenario_set(struct scenario *sc, const char *assignment, char *err, size_t errlen)
+{
+	char buf[1024], msg[640];
+	char *eq, *dot, *section, *name, *value;
+	int k;
+
+	if (strlen(assignment) >= sizeof(buf))
+		return log_seterr(err, errlen, "--set: too long (at most %zu characters)", sizeof(buf) - 1);
+	for (const char *c = assignment; *c; c++)
+		if ((*c < ' ' && *c != '\t') || *c == 0x7f)
+			return log_seterr(err, errlen, "--set: control character 0x%02x in the argument",
+					(unsigned)(unsigned char)*c);
+	memcpy(buf, assignment, strlen(assignment) + 1);
+	eq = strchr(buf, '=');
+	if (!eq)
+		return log_seterr(err, errlen, "--set %s: expected section.key=value (e.g. faults.ack_loss=1%%)",
+				assignment);
+	*eq = '\0';
+	value = eq + 1;
+	scenario_trim(buf);
+	scenario_trim(value);
+	dot = strchr(buf, '.');
+	if (!dot || dot == buf || !dot[1])
+		return log_seterr(err, errlen, "--set %s: expected section.key=value (e.g. faults.ack_loss=1%%)",
+				assignment);
+	*dot = '\0';
+	section = buf;
+	name = dot + 1;
+	if (!scenario_section_known(section)) {
+		const char *near = scenario_nearest_section(section);
+		char list[256] = "";
+
+		if (near)
+			return log_seterr(err, errlen, "--set %s.%s: unknown section [%s]; did you mean [%s]?", section,
+					name, section, near);
+		scenario_join(list, sizeof(list), scenario_sections, SECTION_COUNT, "[", "]");
+		return log_seterr(err, errlen, "--set %s.%s: unknown section [%s]; sections: %s", section, name,
+				section, list);
+	}
+	k = scenario_key_find(section, name);
+	if (k < 0) {
+		int near = scenario_nearest_key(section, name);
+		char list[512] = "";
+
+		if (near >= 0)
+			return log_seterr(err, errlen, "--set %s.%s: unknown key '%s' in [%s]; did you mean '%s'?",
+					section, name, name, section, scenario_keys[near].name);
+		scenario_section_keys(section, list, sizeof(list));
+		return log_seterr(err, errlen, "--set %s.%s: unknown key '%s' in [%s]; keys in [%s]: %s", section,
+				name, name, section, section, list);
+	}
+	if (scenario_apply(sc, &scenario_keys[k], value, msg, sizeof(msg)) < 0)
+		return log_seterr(err, errlen, "--set %s.%s: %s", section, name, msg);
+	sc->origin[k] = SCENARIO_ORIGIN_SET;
+	return 0;
+}
+
+/* ---- impossible combinations ------------------------------------------ */
+
+/* "FILE:LINE: " or "--set section.key: " for key k (where it was last set). */
+static void scenario_where(const struct scenario *sc, int k, char *buf, size_t len)
+{
+	uint32_t o = sc->origin[k];
+
+	if (o == SCENARIO_ORIGIN_SET)
+		snprintf(buf, len, "--set %s.%s: ", scenario_keys[k].section, scenario_keys[k].name);
+	else if (o > 0)
+		snprintf(buf, len, "%s:%u: ", sc->path, o);
+	else
+		snprintf(buf, len, "%s: ", sc->path[0] ? sc->path : "scenario");
+}
+
+/* How the other key got its value, as " (line 7)", " (--set)", " (default)". */
+static void scenario_how(const struct scenario *sc, int k, char *buf, size_t len)
+{
+	uint32_t o = sc->origin[k];
+
+	if (o == SCENARIO_ORIGIN_SET)
+		snprintf(buf, len, " (--set)");
+	else if (o > 0)
+		snprintf(buf, len, " (line %u)", o);
+	else
+		snprintf(buf, len, " (the default)");
+}
+
+/* Of two conflicting keys, the one set last: it completed the conflict. */
+static int scenario_later(const struct scenario *sc, int a, int b)
+{
+	return sc->origin[b] > sc->origin[a] ? b : a;
+}
+
+static int scenario_conflict(const struct scenario *sc, char *err, size_t errlen, int a, int b, const char *fmt,
+			     ...) __attribute__((format(printf, 6, 7)));
+
+/* One line: where the later of a and b was set, then the message. */
+static int scenario_conflict(const struct scenario *sc, char *err, size_t errlen, int a, int b, const char *fmt,
+			     ...)
+{
+	char where[4200], msg[768];
+	va_list ap;
+
+	scenario_where(sc, scenario_later(sc, a, b), where, sizeof(where));
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return log_seterr(err, errlen, "%s%s", where, msg);
+}
+
+int scenario_check(const struct scenario *sc, char *err, size_t errlen)
+{
+	char how[64], d1[32], d2[32];
+	static const int store_keys[] = { K_DEDUP_SCOPE, K_DEDUP_TTL, K_DEDUP_CAPACITY, K_DEDUP_CHECK, K_DEDUP_MARK };
+
+	if (sc->consumers.prefetch > 0 && sc->consumers.ack_every > sc->consumers.prefetch) {
+		char how2[64];
+
+		scenario_how(sc, K_CONS_ACK_EVERY, how, sizeof(how));
+		scenario_how(sc, K_CONS_PREFETCH, how2, sizeof(how2));
+		return scenario_conflict(sc, err, errlen, K_CONS_ACK_EVERY, K_CONS_PREFETCH,
+					 "consumers.ack_every = %llu%s exceeds consumers.prefetch = %llu%s: with at "
+					 "most %llu unacked messages the multiple-ack every %llu would never be sent "
+					 "and the consumers would stall; allowed: ack_every <= prefetch, or prefetch "
+					 "= 0 (no limit)",
+					 (unsigned long long)sc->consumers.ack_every, how,
+					 (unsigned long long)sc->consumers.prefetch, how2,
+					 (unsigned long long)sc->consumers.prefetch,
+					 (unsigned long long)sc->consumers.ack_every);
+	}
+	if (sc->faults.commit_ok_loss > 0 && sc->publishers.mode != SCENARIO_MODE_TX) {
+		scenario_how(sc, K_PUB_MODE, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_FAULT_COMMIT_OK_LOSS, K_PUB_MODE,
+					 "faults.commit_ok_loss needs publishers.mode = tx (mode is confirm%s, which "
+					 "sends no Tx.CommitOk); use faults.confirm_loss for confirm mode",
+					 how);
+	}
+	if (sc->faults.confirm_loss > 0 && sc->publishers.mode != SCENARIO_MODE_CONFIRM) {
+		scenario_how(sc, K_PUB_MODE, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_FAULT_CONFIRM_LOSS, K_PUB_MODE,
+					 "faults.confirm_loss needs publishers.mode = confirm (mode is tx%s, which "
+					 "gets no confirms); use faults.commit_ok_loss for tx mode",
+					 how);
+	}
+	if (sc->faults.ack_loss > 0 && sc->consumers.count == 0) {
+		scenario_how(sc, K_CONS_COUNT, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_FAULT_ACK_LOSS, K_CONS_COUNT,
+					 "faults.ack_loss needs consumers (consumers.count is 0%s, so no ack is "
+					 "ever sent); set consumers.count >= 1 or ack_loss = 0",
+					 how);
+	}
+	if (sc->faults.consumer_crash > 0 && sc->consumers.count == 0) {
+		scenario_how(sc, K_CONS_COUNT, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_FAULT_CONSUMER_CRASH, K_CONS_COUNT,
+					 "faults.consumer_crash needs consumers (consumers.count is 0%s); set "
+					 "consumers.count >= 1 or consumer_crash = 0",
+					 how);
+	}
+	if (sc->faults.broker_crash_every_ns > 0 && strcmp(sc->broker.url, "embedded") != 0) {
+		scenario_how(sc, K_BROKER_URL, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_FAULT_BROKER_CRASH_EVERY, K_BROKER_URL,
+					 "faults.broker_crash_every needs broker.url = embedded (url is %s%s): dupsim "
+					 "can kill -9 only a node it started",
+					 sc->broker.url, how);
+	}
+	if (sc->faults.broker_crash_every_ns > 0 && sc->faults.broker_crash_every_ns <= sc->faults.broker_down_ns) {
+		scenario_how(sc, K_FAULT_BROKER_DOWN, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_FAULT_BROKER_CRASH_EVERY, K_FAULT_BROKER_DOWN,
+					 "faults.broker_crash_every = %s is not longer than faults.broker_down = %s%s: "
+					 "the broker would be killed again before it is back; allowed: "
+					 "broker_crash_every > broker_down",
+					 clock_fmt_duration(sc->faults.broker_crash_every_ns, d1, sizeof(d1)),
+					 clock_fmt_duration(sc->faults.broker_down_ns, d2, sizeof(d2)), how);
+	}
+	if (sc->dedup.store == SCENARIO_STORE_NONE) {
+		struct scenario def;
+
+		scenario_init_defaults(&def, NULL);
+		for (size_t i = 0; i < sizeof(store_keys) / sizeof(store_keys[0]); i++) {
+			const struct scenario_key *k = &scenario_keys[store_keys[i]];
+
+			if (memcmp((const char *)sc + k->off, (const char *)&def + k->off,
+				   k->kind == KIND_ENUM ? sizeof(int) : sizeof(uint64_t)) == 0)
+				continue;
+			scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
+			return scenario_conflict(sc, err, errlen, store_keys[i], K_DEDUP_STORE,
+						 "dedup.%s describes a dedup store, but dedup.store = none%s; set "
+						 "store = memory, redis or tokyocabinet, or drop dedup.%s",
+						 k->name, how, k->name);
+		}
+	}
+	if (sc->dedup.capacity > 0 &&
+	    (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)) {
+		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_DEDUP_CAPACITY, K_DEDUP_STORE,
+					 "dedup.capacity bounds the memory store only (store is %s%s): redis evicts "
+					 "by memory, not by key count, and tokyocabinet keeps every key; set "
+					 "capacity = 0 or store = memory",
+					 stores[sc->dedup.store], how);
+	}
+	if (sc->dedup.sync && sc->dedup.store != SCENARIO_STORE_TOKYOCABINET) {
+		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_DEDUP_SYNC, K_DEDUP_STORE,
+					 "dedup.sync = true applies to store = tokyocabinet only (store is %s%s)",
+					 stores[sc->dedup.store], how);
+	}
+	if (strcmp(sc->dedup.url, "embedded") != 0 && sc->dedup.store != SCENARIO_STORE_REDIS) {
+		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, K_DEDUP_URL, K_DEDUP_STORE,
+					 "dedup.url = %s applies to store = redis only (store is %s%s)", sc->dedup.url,
+					 stores[sc->dedup.store], how);
+	}
+	return 0;
+}
+
+/* ---- rules for the proxy ---------------------------------------------- */
+
+int scenario_rules(const struct scenario *sc, struct rule **out, size_t *count, char *err, size_t errlen)
+{
+	const struct {
+		double p;
+		const char *what;
+	} shortcuts[] = {
+		{ sc->faults.commit_ok_loss, "drop tx.commit-ok from=broker" },
+		{ sc->faults.confirm_loss, "drop basic.ack from=broker" },
+		{ sc->faults.confirm_loss, "drop basic.nack from=broker" },
+		{ sc->faults.ack_loss, "drop basic.ack from=client" },
+	};
+	size_t n = 0, cap = sizeof(shortcuts) / sizeof(shortcuts[0]) + sc->faults.rule_count;
+	struct rule *rules = malloc(cap * sizeof(*rules));
+
+	*out = NULL;
+	*count = 0;
+	if (!rules)
+		return log_seterr(err, errlen, "out of memory");
+	for (size_t i = 0; i < sizeof(shortcuts) / sizeof(shortcuts[0]); i++) {
+		char text[160], p[32], msg[512];
+
+		if (shortcuts[i].p <= 0)
+			continue;
+		scenario_fmt_double(shortcuts[i].p, p, sizeof(p));
+		snprintf(text, sizeof(text), "%s p=%s then=%s", shortcuts[i].what, p,
+			 on_loss_names[sc->faults.on_loss]);
+		if (rule_parse(text, &rules[n++], msg, sizeof(msg)) < 0) /* our own text: a broken invariant */
+			abort();
+	}
+	for (size_t i = 0; i < sc->faults.rule_count; i++)
+		rules[n++] = sc->faults.rules[i];
+	if (n == 0) {
+		free(rules);
+		return 0;
+	}
+	*out = rules;
+	*count = n;
+	return 0;
+}
+
+/* ---- the effective file ----------------------------------------------- */
+
+int scenario_write(const struct scenario *sc, FILE *f)
+{
+	const char *section = "";
+
+	fputs("; effective scenario: every key with the value the run used (dupsim run reads it back)\n", f);
+	for (int i = 0; i < K_COUNT; i++) {
+		const struct scenario_key *k = &scenario_keys[i];
+		const char *field = (const char *)sc + k->off;
+		char buf[64];
+		uint64_t u;
+		double p;
+		bool b;
+
+		if (strcmp(section, k->section) != 0) {
+			section = k->section;
+			fprintf(f, "\n[%s]\n", section);
+		}
+		switch (k->kind) {
+		case KIND_U64:
+			memcpy(&u, field, sizeof(u));
+			fprintf(f, "%s = %llu\n", k->name, (unsigned long long)u);
+			break;
+		case KIND_DURATION:
+			memcpy(&u, field, sizeof(u));
+			fprintf(f, "%s = %s\n", k->name, clock_fmt_duration(u, buf, sizeof(buf)));
+			break;
+		case KIND_PROB:
+			memcpy(&p, field, sizeof(p));
+			scenario_fmt_double(p, buf, sizeof(buf));
+			fprintf(f, "%s = %s\n", k->name, buf);
+			break;
+		case KIND_BOOL:
+			memcpy(&b, field, sizeof(b));
+			fprintf(f, "%s = %s\n", k->name, b ? "true" : "false");
+			break;
+		case KIND_ENUM:
+			fprintf(f, "%s = %s\n", k->name, k->choices[scenario_enum_get(sc, k)]);
+			break;
+		case KIND_NAME:
+		case KIND_QUEUE:
+		case KIND_AMQP_URL:
+		case KIND_REDIS_URL:
+			fprintf(f, "%s = %s\n", k->name, field);
+			break;
+		case KIND_RULE:
+			for (size_t r = 0; r < sc->faults.rule_count; r++)
+				fprintf(f, "rule = %s\n", sc->faults.rules[r].text);
+			break;
+		}
+	}
+	fflush(f);
+	return ferror(f) ? -1 : 0;
+}

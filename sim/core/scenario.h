@@ -1,0 +1,156 @@
+/* scenario.h — scenario files for `dupsim run`: INI keys, defaults, --set, validation, the effective file. */
+#ifndef DUPSIM_SCENARIO_H
+#define DUPSIM_SCENARIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "wire/rule.h"
+
+/*
+ * Every key of DESIGN.md's "Scenario keys" table, with the unit of its field.
+ * Durations are nanoseconds (uint64_t) with a resolution of 1 us (parsed
+ * values are rounded to whole microseconds so that the effective file
+ * written by scenario_write reads back exactly); probabilities are doubles
+ * in [0, 1]; every count is a uint64_t. scenarios/README.md documents the
+ * ranges and the combinations scenario_check refuses.
+ */
+
+enum scenario_queue_type { SCENARIO_QUEUE_CLASSIC, SCENARIO_QUEUE_QUORUM };
+enum scenario_mode { SCENARIO_MODE_TX, SCENARIO_MODE_CONFIRM };
+enum scenario_crash_at {
+	SCENARIO_CRASH_BEFORE_MARK,
+	SCENARIO_CRASH_AFTER_MARK,
+	SCENARIO_CRASH_AFTER_PROCESS,
+};
+enum scenario_store {
+	SCENARIO_STORE_NONE,
+	SCENARIO_STORE_MEMORY,
+	SCENARIO_STORE_REDIS,
+	SCENARIO_STORE_TOKYOCABINET,
+};
+enum scenario_scope { SCENARIO_SCOPE_LOCAL, SCENARIO_SCOPE_SHARED };
+enum scenario_check {
+	SCENARIO_CHECK_ALWAYS,		/* look every delivery up */
+	SCENARIO_CHECK_REPUBLISH_COUNT, /* look up only x-republish-count > 0 or redelivered; the
+					 * others are only inserted, queued (pipelined) where the store can */
+	SCENARIO_CHECK_FLAGGED,		/* the same lookups; every insert made at once */
+};
+enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
+
+#define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
+#define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
+#define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
+#define SCENARIO_KEY_COUNT 35  /* keys in the table of scenario.c */
+#define SCENARIO_ORIGIN_SET UINT32_MAX
+
+struct scenario {
+	char path[4096]; /* file the values came from, for messages; "" when none */
+
+	struct {
+		char name[SCENARIO_NAME_MAX + 1]; /* [A-Za-z0-9._-], used as results/<name>/ */
+		uint64_t messages;		  /* in total, over all publishers */
+		uint64_t seed;			  /* seeds every random decision */
+		uint64_t drain_timeout_ns;	  /* wait for the queue to drain after publishing */
+	} run;
+	struct {
+		char url[SCENARIO_STR_MAX + 1]; /* "embedded" or "amqp://user:pass@host:port/vhost" */
+		char queue[SCENARIO_STR_MAX + 1];
+		enum scenario_queue_type queue_type;
+		bool keep_queue; /* leave the queue's content after the run */
+	} broker;
+	struct {
+		uint64_t count; /* connections */
+		enum scenario_mode mode;
+		uint64_t batch;	     /* messages per commit (tx) / in flight (confirm) */
+		uint64_t rate;	     /* messages/s per publisher; 0 = as fast as possible */
+		uint64_t size;	     /* body bytes */
+		uint64_t timeout_ns; /* wait for CommitOk / confirm before giving up the connection */
+	} publishers;
+	struct {
+		uint64_t count;	   /* connections; 0 = publish only */
+		uint64_t prefetch; /* basic.qos prefetch count; 0 = no limit */
+		uint64_t ack_every; /* 1 = ack each message; k = one multiple-ack per k */
+		uint64_t work_ns;   /* simulated processing time per message */
+	} consumers;
+	struct {
+		double commit_ok_loss; /* shortcut: drop tx.commit-ok from=broker */
+		double confirm_loss;   /* shortcut: drop basic.ack and basic.nack from=broker */
+		double ack_loss;       /* shortcut: drop basic.ack from=client */
+		enum rule_then on_loss; /* then= of the three shortcut rules */
+		struct rule *rules;	/* explicit `rule =` lines, in file order; owned */
+		size_t rule_count;
+		uint64_t broker_crash_every_ns; /* kill -9 period; 0 = never */
+		uint64_t broker_down_ns;	/* how long a killed broker stays down */
+		double consumer_crash;		/* per delivery */
+		enum scenario_crash_at consumer_crash_at;
+	} faults;
+	struct {
+		enum scenario_store store;
+		enum scenario_scope scope;
+		uint64_t ttl_ns;   /* expiry after insertion; 0 = never */
+		uint64_t capacity; /* most keys kept (LRU); 0 = no bound */
+		enum scenario_check check;
+		enum scenario_mark mark;
+		char url[SCENARIO_STR_MAX + 1]; /* redis only: "embedded" or "redis://host:port" */
+		bool sync;			/* tokyocabinet only: sync after every insert */
+	} dedup;
+
+	/* Private to scenario.c: where each key got its value (0 = default,
+	 * SCENARIO_ORIGIN_SET = --set, else the line in path). */
+	uint32_t origin[SCENARIO_KEY_COUNT];
+};
+
+/*
+ * Fills sc with the defaults. run.name becomes the base name of path without
+ * its extension (characters other than [A-Za-z0-9._-] turned into '_'), or
+ * "scenario" when path is NULL. Call scenario_release when done.
+ */
+void scenario_init_defaults(struct scenario *sc, const char *path);
+
+/*
+ * Reads an INI scenario file over the values already in sc (call
+ * scenario_init_defaults first). Returns 0, or -1 with exactly one line in
+ * err: `FILE:LINE: what is wrong; what is allowed`. On -1 sc holds a mix of
+ * old and new values: release it, don't run it. Does not call scenario_check.
+ */
+int scenario_load(struct scenario *sc, const char *path, char *err, size_t errlen);
+/* The same from an open stream; path names it in messages. f is not closed. */
+int scenario_load_file(struct scenario *sc, FILE *f, const char *path, char *err, size_t errlen);
+
+/*
+ * Applies one `--set section.key=value`. faults.rule adds a rule; every
+ * other key replaces its value. Returns 0, or -1 with one line in err that
+ * starts with `--set section.key: `.
+ */
+int scenario_set(struct scenario *sc, const char *assignment, char *err, size_t errlen);
+
+/*
+ * Refuses combinations that cannot run as written (scenarios/README.md lists
+ * them), once the file and every --set are applied. Returns 0, or -1 with one
+ * line in err naming where the offending key was set (`FILE:LINE: ` or
+ * `--set section.key: `).
+ */
+int scenario_check(const struct scenario *sc, char *err, size_t errlen);
+
+/*
+ * The proxy's rule list: the shortcut keys with a probability above 0 (in the
+ * order commit_ok_loss, confirm_loss as basic.ack then basic.nack, ack_loss,
+ * each with then= from on_loss), then the explicit rules. *out is malloc'd
+ * (NULL when *count is 0) and the caller frees it. Returns 0 or -1.
+ */
+int scenario_rules(const struct scenario *sc, struct rule **out, size_t *count, char *err, size_t errlen);
+
+/*
+ * Writes the effective scenario (every key, explicit rules included) as an
+ * INI file that scenario_load reads back to the same values. 0, or -1 when
+ * the stream reports an error.
+ */
+int scenario_write(const struct scenario *sc, FILE *f);
+
+/* Frees the rules; sc may be initialised again. */
+void scenario_release(struct scenario *sc);
+
+#endif

@@ -1,0 +1,134 @@
+/* proxy.h — the AMQP fault proxy: an epoll relay that forwards whole frames and drops or cuts by rule. */
+#ifndef DUPSIM_PROXY_H
+#define DUPSIM_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "wire/rule.h"
+
+/*
+ * What a rule that fires does (DESIGN.md, "Fault semantics"). Rules decide on
+ * whole method frames:
+ *   drop ... then=close  the frame is swallowed and both sides are cut;
+ *   drop ... then=hang   the frame is swallowed and the connection stays; a
+ *                        method that carries content (basic.publish,
+ *                        basic.deliver, basic.get-ok, basic.return) takes its
+ *                        header and body frames on that channel with it, so
+ *                        the peer never sees content without its method;
+ *   cut                  the frame is forwarded, with its content if it has
+ *                        some (the whole message arrives), then both sides
+ *                        are cut.
+ * A cut is a FIN to each side after the last byte forwarded to it, never an
+ * RST that would throw those bytes away; what the peers send after the cut
+ * is read and discarded until they close (or CLOSING_GRACE, 2 s, passes).
+ * A side that fails (reset, write error) gets the same treatment for the
+ * other side: what was already decided for it still arrives.
+ */
+
+/* Directions: frames read from the client and sent to the broker, and back. */
+enum proxy_dir {
+	PROXY_TO_BROKER = 0, /* sent by the client */
+	PROXY_TO_CLIENT = 1, /* sent by the broker */
+};
+
+/* One slot per known method, plus one for unknown method numbers. */
+#define PROXY_METHOD_SLOTS 97
+
+struct proxy_stats {
+	uint64_t conns_accepted;
+	uint64_t conns_active;
+	uint64_t conns_refused;	     /* over max_conns */
+	uint64_t upstream_failures;  /* upstream connect failed */
+	uint64_t malformed;	     /* connections closed for malformed AMQP */
+	uint64_t drops;		     /* method frames swallowed by a drop rule */
+	uint64_t content_dropped;    /* header and body frames swallowed with their method (then=hang) */
+	uint64_t cuts;		     /* connections cut by a rule (drop+close or cut) */
+	uint64_t bytes[2];	     /* per direction, bytes forwarded */
+	uint64_t frames[2][4];	     /* per direction: method, header, body, heartbeat */
+	uint64_t method_seen[2][PROXY_METHOD_SLOTS];
+	uint64_t method_dropped[2][PROXY_METHOD_SLOTS];
+	uint64_t loop_wakeups;	     /* epoll_wait returns: a relay with nothing to do must not wake */
+	/*
+	 * For the duplicate model: at every basic.ack a client sends (forwarded
+	 * or dropped), ahead = the highest delivery tag of a basic.deliver the
+	 * proxy forwarded to that client on that channel, minus the ack's tag,
+	 * at least 0 (0 for multiple with tag 0: "everything"). That is, the
+	 * deliveries the broker had already handed to the client beyond the one
+	 * an ack covers, sampled at every ack during normal operation: when an
+	 * ack is lost with its connection, these come back too, so the mean and
+	 * spread of ahead say how many duplicates one lost ack causes. Over all
+	 * connections; mean = ahead_sum / acks_sampled, variance from
+	 * ahead_sq_sum. (ahead is at most the prefetch window while one is set:
+	 * the squares' sum lasts 4e9 acks at a window of 65535.)
+	 */
+	uint64_t acks_sampled;
+	uint64_t ahead_sum;
+	uint64_t ahead_sq_sum;
+	/* per rule, every rule: rule_count entries each, owned by whoever called proxy_stats_get */
+	size_t rule_count;
+	uint64_t *rule_matched;	     /* matching frames, over all connections */
+	uint64_t *rule_fired;	     /* times fired, over all connections */
+};
+
+/* A rule fired: handed to the on_fault callback from the proxy's thread. */
+struct proxy_fault {
+	uint64_t time_ns;  /* clock_now_ns() when it fired */
+	size_t rule;	   /* index into the configured rules */
+	uint32_t method;
+	enum proxy_dir dir;
+	uint64_t conn_id;
+	uint16_t peer_port; /* the client's TCP port: tells the run whose connection it was */
+};
+
+struct proxy_config {
+	const char *listen_host;   /* e.g. "127.0.0.1" */
+	uint16_t listen_port;	   /* 0: any free port (see proxy_port) */
+	const char *upstream_host;
+	uint16_t upstream_port;
+	const struct rule *rules;  /* copied */
+	size_t rule_count;
+	uint64_t seed;
+	uint32_t max_frame;	   /* largest frame accepted; 0: FRAME_DEFAULT_MAX */
+	size_t max_conns;	   /* 0: 4096 */
+	bool log_faults;	   /* a line on stderr per fired rule */
+	bool quiet;		   /* no line per malformed/failed connection */
+	void (*on_fault)(void *arg, const struct proxy_fault *f);
+	void *on_fault_arg;
+};
+
+struct proxy;
+
+/* Binds the listening socket and prepares the loop; 0 or -1 with one line in err. */
+int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, size_t errlen);
+/* The port actually listened on. */
+uint16_t proxy_port(const struct proxy *px);
+/* Runs the event loop in the calling thread until proxy_stop (or proxy_stop_signal). 0 or -1. */
+int proxy_run(struct proxy *px);
+/* Runs the loop in a thread of its own. 0 or -1. */
+int proxy_start(struct proxy *px);
+/* Makes the loop return (async-signal-safe), and joins the thread if proxy_start made one. */
+void proxy_stop(struct proxy *px);
+/* Only wakes the loop to return; safe from a signal handler. */
+void proxy_stop_signal(struct proxy *px);
+/*
+ * A consistent copy of the counters; callable from any thread. The rule
+ * arrays are allocated for the caller: free them with proxy_stats_release.
+ * Returns 0, or -1 when they could not be allocated (then they are NULL,
+ * rule_count is 0, and every other counter is filled all the same).
+ */
+int proxy_stats_get(struct proxy *px, struct proxy_stats *out);
+/* Frees what proxy_stats_get allocated in s (not s itself). NULL ok; s is left empty. */
+void proxy_stats_release(struct proxy_stats *s);
+/* Closes every connection and frees. NULL ok. */
+void proxy_free(struct proxy *px);
+
+/* Prints the counters as a table: connections, bytes, frames and drops per method and direction. */
+void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, size_t rule_count, FILE *f);
+
+/* `dupsim proxy ...`; argv[0] is "proxy". Returns an exit code. */
+int proxy_cli(int argc, char **argv);
+
+#endif

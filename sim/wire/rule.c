@@ -1,0 +1,247 @@
+/* rule.c — fault rules: parsing the grammar and deciding, reproducibly, which frames they hit. */
+#include "wire/rule.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire/frame.h"
+#include "core/parse.h"
+#include "core/log.h"
+#include "core/rng.h"
+
+const char *rule_from_name(enum rule_from f)
+{
+	switch (f) {
+	case RULE_FROM_CLIENT:
+		return "client";
+	case RULE_FROM_BROKER:
+		return "broker";
+	default:
+		return "any";
+	}
+}
+
+/* The method name closest to a misspelt one, or NULL when nothing is close. */
+static const char *rule_nearest_method(const char *name)
+{
+	const char *best = NULL;
+	size_t best_d = 4;
+
+	for (size_t i = 0; i < frame_method_count(); i++) {
+		const char *m = frame_method_name(frame_method_at(i));
+		size_t d = parse_edit_distance(name, m);
+
+		if (d < best_d) {
+			best_d = d;
+			best = m;
+		}
+	}
+	return best;
+}
+
+static void rule_canonical(struct rule *r)
+{
+	int n = snprintf(r->text, sizeof(r->text), "%s %s", r->action == RULE_DROP ? "drop" : "cut",
+			 frame_method_name(r->method));
+
+	if (r->from != RULE_FROM_ANY)
+		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " from=%s", rule_from_name(r->from));
+	if (r->p != 1.0) {
+		/* the shortest text that reads back to the same double */
+		int prec = 1;
+		char num[40];
+
+		do
+			snprintf(num, sizeof(num), "%.*g", prec, r->p);
+		while (strtod(num, NULL) != r->p && ++prec <= 17);
+		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " p=%s", num);
+	}
+	if (r->action == RULE_DROP && r->then == RULE_THEN_HANG)
+		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " then=hang");
+	if (r->after > 1)
+		snprintf(r->text + n, sizeof(r->text) - (size_t)n, " after=%llu", (unsigned long long)r->after);
+}
+
+int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
+{
+	char buf[512];
+	char *save = NULL, *tok;
+	int seen_then = 0;
+
+	if (strlen(text) >= sizeof(buf))
+		return log_seterr(err, errlen, "rule too long (at most %zu characters)", sizeof(buf) - 1);
+	memcpy(buf, text, strlen(text) + 1);
+	memset(r, 0, sizeof(*r));
+	r->p = 1.0;
+	r->after = 1;
+
+	tok = strtok_r(buf, " \t", &save);
+	if (!tok)
+		return log_seterr(err, errlen,
+				"empty rule; expected: drop|cut METHOD [from=client|broker] [p=PROB] "
+				"[then=close|hang] [after=N]");
+	if (strcmp(tok, "drop") == 0)
+		r->action = RULE_DROP;
+	else if (strcmp(tok, "cut") == 0)
+		r->action = RULE_CUT;
+	else
+		return log_seterr(err, errlen, "rule '%s': unknown action '%s'; allowed: drop, cut", text, tok);
+
+	tok = strtok_r(NULL, " \t", &save);
+	if (!tok)
+		return log_seterr(err, errlen, "rule '%s': missing METHOD after '%s' (e.g. tx.commit-ok, basic.ack)",
+				text, r->action == RULE_DROP ? "drop" : "cut");
+	if (frame_method_lookup(tok, &r->method) < 0) {
+		const char *near = rule_nearest_method(tok);
+
+		if (near)
+			return log_seterr(err, errlen, "rule '%s': unknown method '%s'; did you mean '%s'?", text,
+					tok, near);
+		return log_seterr(err, errlen,
+				"rule '%s': unknown method '%s'; methods are AMQP names like tx.commit-ok, "
+				"basic.ack, basic.nack, confirm.select-ok",
+				text, tok);
+	}
+
+	while ((tok = strtok_r(NULL, " \t", &save))) {
+		char *eq = strchr(tok, '=');
+		const char *val;
+
+		if (!eq)
+			return log_seterr(err, errlen,
+					"rule '%s': '%s' is not an option; options are from=, p=, then=, after=", text,
+					tok);
+		*eq = '\0';
+		val = eq + 1;
+		if (strcmp(tok, "from") == 0) {
+			if (strcmp(val, "client") == 0)
+				r->from = RULE_FROM_CLIENT;
+			else if (strcmp(val, "broker") == 0)
+				r->from = RULE_FROM_BROKER;
+			else
+				return log_seterr(err, errlen, "rule '%s': from=%s; allowed: from=client, from=broker",
+						text, val);
+		} else if (strcmp(tok, "p") == 0) {
+			if (parse_prob(val, &r->p) < 0)
+				return log_seterr(err, errlen,
+						"rule '%s': p=%s; a probability is a fraction in [0, 1] (0.01) or "
+						"a percentage (1%%)",
+						text, val);
+		} else if (strcmp(tok, "then") == 0) {
+			if (strcmp(val, "close") == 0)
+				r->then = RULE_THEN_CLOSE;
+			else if (strcmp(val, "hang") == 0)
+				r->then = RULE_THEN_HANG;
+			else
+				return log_seterr(err, errlen, "rule '%s': then=%s; allowed: then=close, then=hang",
+						text, val);
+			seen_then = 1;
+		} else if (strcmp(tok, "after") == 0) {
+			if (parse_u64(val, &r->after) < 0 || r->after < 1)
+				return log_seterr(err, errlen,
+						"rule '%s': after=%s; after takes a whole number N >= 1 (fire from "
+						"the N-th matching frame on)",
+						text, val);
+		} else {
+			return log_seterr(err, errlen, "rule '%s': unknown option '%s'; options are from=, p=, then=, after=",
+					text, tok);
+		}
+	}
+	if (seen_then && r->action == RULE_CUT)
+		return log_seterr(err, errlen,
+				"rule '%s': then= applies to drop only (cut always forwards the frame and closes)",
+				text);
+	rule_canonical(r);
+	return 0;
+}
+
+int rule_set_init(struct rule_set *s, const struct rule *rules, size_t count, uint64_t seed)
+{
+	memset(s, 0, sizeof(*s));
+	s->seed = seed;
+	if (count == 0)
+		return 0;
+	s->rules = malloc(count * sizeof(*s->rules));
+	s->matched = calloc(count, sizeof(*s->matched));
+	s->fired = calloc(count, sizeof(*s->fired));
+	if (!s->rules || !s->matched || !s->fired) {
+		rule_set_release(s);
+		return -1;
+	}
+	memcpy(s->rules, rules, count * sizeof(*s->rules));
+	s->count = count;
+	return 0;
+}
+
+void rule_set_release(struct rule_set *s)
+{
+	free(s->rules);
+	free(s->matched);
+	free(s->fired);
+	memset(s, 0, sizeof(*s));
+}
+
+/* splitmix64's finaliser: every input bit moves every output bit. */
+static uint64_t rule_mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+uint64_t rule_seed(uint64_t seed, size_t rule, uint64_t conn)
+{
+	const uint64_t golden = 0x9e3779b97f4a7c15ull; /* splitmix64's increment */
+	uint64_t h = rule_mix(seed + golden);
+
+	h = rule_mix(h + golden * ((uint64_t)rule + 1));
+	return rule_mix(h + golden * (conn + 1));
+}
+
+int rule_conn_init(struct rule_conn *rc, const struct rule_set *s, uint64_t conn)
+{
+	memset(rc, 0, sizeof(*rc));
+	if (s->count == 0)
+		return 0;
+	rc->rng = malloc(s->count * sizeof(*rc->rng));
+	rc->matched = calloc(s->count, sizeof(*rc->matched));
+	if (!rc->rng || !rc->matched) {
+		rule_conn_release(rc);
+		return -1;
+	}
+	rc->count = s->count;
+	for (size_t i = 0; i < s->count; i++)
+		rng_seed(&rc->rng[i], rule_seed(s->seed, i, conn));
+	return 0;
+}
+
+void rule_conn_release(struct rule_conn *rc)
+{
+	if (!rc)
+		return;
+	free(rc->rng);
+	free(rc->matched);
+	memset(rc, 0, sizeof(*rc));
+}
+
+int rule_set_decide(struct rule_set *s, struct rule_conn *rc, uint32_t method, enum rule_from from)
+{
+	int hit = -1;
+
+	for (size_t i = 0; i < s->count && i < rc->count; i++) {
+		const struct rule *r = &s->rules[i];
+		double u;
+
+		if (r->method != method || (r->from != RULE_FROM_ANY && r->from != from))
+			continue;
+		s->matched[i]++;
+		rc->matched[i]++;
+		u = rng_unit(&rc->rng[i]);
+		if (rc->matched[i] < r->after || u >= r->p || hit >= 0)
+			continue;
+		s->fired[i]++;
+		hit = (int)i;
+	}
+	return hit;
+}
