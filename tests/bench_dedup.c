@@ -52,7 +52,7 @@ static void bench(const struct shape *sh, uint64_t n)
 	printf("%-18s %5lluM keys  insert %6.1f ns/op   hit %6.1f ns/op   %5.1f bytes/key%s\n", sh->name,
 	       (unsigned long long)(n / 1000000), (double)(t1 - t0) / (double)n, (double)(t2 - t1) / (double)n,
 	       (double)(rss1 - rss0) / (double)n, dups == n ? "" : "   (WRONG: not every re-check hit)");
-	dedup_destroy(s);
+	dedup_free(s);
 }
 
 int main(void)

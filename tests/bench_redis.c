@@ -61,7 +61,7 @@ static double store_new_keys(int round)
 	uint64_t t0, bad = 0;
 	double r;
 
-	dedup_destroy(hits);
+	dedup_free(hits);
 	hits = store_open("sync", round);
 	t0 = clock_now_ns();
 	for (uint64_t i = 0; i < KEYS; i++)
@@ -111,7 +111,7 @@ static double store_deferred(int round)
 	bad += dedup_flush(s) != 0;
 	r = per_s(t0);
 	check(bad, "put_deferred");
-	dedup_destroy(s);
+	dedup_free(s);
 	return r;
 }
 
@@ -254,7 +254,7 @@ int main(void)
 	for (int r = 0; r < ROUNDS; r++)
 		for (int f = 0; f < n; f++)
 			got[f][r] = figs[f].run(r);
-	dedup_destroy(hits);
+	dedup_free(hits);
 	for (int f = 0; f < n; f++) {
 		qsort(got[f], ROUNDS, sizeof(double), cmp_double);
 		med[f] = got[f][ROUNDS / 2];

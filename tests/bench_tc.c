@@ -82,23 +82,23 @@ int main(void)
 	look = ops_per_s(s, 1, KEYS);
 	row("check_and_put, new keys, no sync", KEYS, put);
 	row("lookup, present keys", KEYS, look);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = open_store("ttl", false, TTL_NS);
 	put = ops_per_s(s, 0, KEYS);
 	look = ops_per_s(s, 1, KEYS);
 	row("check_and_put, new keys, ttl, no sync", KEYS, put);
 	row("lookup, present keys, ttl", KEYS, look);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = open_store("sync", true, 0);
 	row("check_and_put, new keys, sync", SYNC_KEYS, ops_per_s(s, 0, SYNC_KEYS));
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = open_store("plain", false, 0); /* reopen: the keys are still there */
 	look = ops_per_s(s, 1, KEYS);
 	row("lookup after reopen", KEYS, look);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	if (files_rm_rf(dir) < 0)
 		fprintf(stderr, "bench_tc: could not remove %s\n", dir);

@@ -10,6 +10,7 @@
 
 #include "nodes/broker.h"
 #include "dedup/dedup.h"
+#include "dedup/policy.h"
 #include "tests.h"
 #include "core/clock.h"
 #include "core/files.h"
@@ -115,8 +116,8 @@ START_TEST(test_check_and_put)
 	ck_assert_int_eq(dedup_lookup(s, 1, 16), 1);
 	ck_assert_int_eq(dedup_lookup(s, 0, 16), 1);
 	ck_assert_uint_eq(size_of(s), 3);
-	dedup_destroy(s);
-	dedup_destroy(NULL);
+	dedup_free(s);
+	dedup_free(NULL);
 }
 END_TEST
 
@@ -135,7 +136,7 @@ START_TEST(test_lookup_put)
 	ck_assert_int_eq(dedup_put(s, 0, 6), 0);
 	ck_assert_int_eq(dedup_lookup(s, 0, 7), 1);
 	ck_assert_uint_eq(size_of(s), 2);
-	dedup_destroy(s);
+	dedup_free(s);
 }
 END_TEST
 
@@ -145,7 +146,7 @@ START_TEST(test_expiry)
 
 	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
 	ck_assert_int_eq(dedup_lookup(s, 1, UINT64_MAX), 1);
-	dedup_destroy(s);
+	dedup_free(s);
 	if (!backends[_i].simulated_time)
 		return; /* skipped: the clock below is simulated; test_redis_expiry uses wall time */
 
@@ -182,7 +183,7 @@ START_TEST(test_expiry)
 	ck_assert_int_eq(dedup_lookup(s, 1, 20000), 0);
 	if (backends[_i].exact_size)
 		ck_assert_uint_eq(size_of(s), 0);
-	dedup_destroy(s);
+	dedup_free(s);
 }
 END_TEST
 
@@ -197,7 +198,7 @@ START_TEST(test_lru)
 		for (uint64_t k = 1; k <= 6; k++)
 			ck_assert_int_eq(dedup_lookup(s, k, 7), 1);
 		ck_assert_uint_eq(size_of(s), 6);
-		dedup_destroy(s);
+		dedup_free(s);
 		return;
 	}
 	ck_assert_int_eq(dedup_put(s, 1, 1), 0);
@@ -218,7 +219,7 @@ START_TEST(test_lru)
 	ck_assert_int_eq(dedup_lookup(s, 4, 11), 1);
 	ck_assert_int_eq(dedup_lookup(s, 6, 11), 1);
 	ck_assert_uint_eq(size_of(s), 3);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = make(_i, 0, 2, 0); /* key 0 takes part in the order */
 	ck_assert_int_eq(dedup_put(s, 0, 1), 0);
@@ -230,7 +231,7 @@ START_TEST(test_lru)
 	ck_assert_int_eq(dedup_put(s, 3, 6), 0);
 	ck_assert_int_eq(dedup_lookup(s, 2, 7), 0);
 	ck_assert_int_eq(dedup_lookup(s, 0, 7), 1);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = make(_i, 100, 2, 0); /* both: the ttl still counts from the insert */
 	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
@@ -240,7 +241,7 @@ START_TEST(test_lru)
 	ck_assert_int_eq(dedup_lookup(s, 2, 101), 1);
 	if (backends[_i].exact_size)
 		ck_assert_uint_eq(size_of(s), 1);
-	dedup_destroy(s);
+	dedup_free(s);
 }
 END_TEST
 
@@ -262,7 +263,7 @@ START_TEST(test_growth)
 		bad += dedup_lookup(s, i * golden + 1, i) != 0;
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_uint_eq(size_of(s), n);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = make(_i, 0, 0, 0); /* sequential keys, as message ids are */
 	for (uint64_t i = 1; i <= n; i++)
@@ -271,7 +272,7 @@ START_TEST(test_growth)
 		bad += dedup_lookup(s, i, 0) != 1;
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_int_eq(dedup_lookup(s, n + 1, 0), 0);
-	dedup_destroy(s);
+	dedup_free(s);
 }
 END_TEST
 
@@ -387,7 +388,7 @@ START_TEST(test_against_model)
 			if (backends[_i].exact_size && size_of(s) != m.held)
 				ck_abort_msg("config %zu step %d: size %zu, model %zu", c, n, size_of(s), m.held);
 		}
-		dedup_destroy(s);
+		dedup_free(s);
 	}
 }
 END_TEST
@@ -449,14 +450,14 @@ START_TEST(test_threads)
 			ck_assert_ptr_null(ret);
 			total += args[t].inserted;
 			if (args[t].s != s)
-				dedup_destroy(args[t].s);
+				dedup_free(args[t].s);
 		}
 		ck_assert_uint_eq(total, keys); /* each key inserted exactly once */
 		ck_assert_uint_eq(size_of(s), keys);
 		for (uint64_t k = 1; k <= keys; k++)
 			if (dedup_lookup(s, k, 2) != 1)
 				ck_abort_msg("key %llu lost", (unsigned long long)k);
-		dedup_destroy(s);
+		dedup_free(s);
 	}
 }
 END_TEST
@@ -476,10 +477,10 @@ START_TEST(test_redis_shared)
 	ck_assert_int_eq(dedup_check_and_put(other, 42, 0), 0);
 	ck_assert_uint_eq(size_of(a), 2);
 	ck_assert_uint_eq(size_of(other), 1);
-	dedup_destroy(a);
+	dedup_free(a);
 	ck_assert_int_eq(dedup_lookup(b, 43, 0), 1); /* the keys outlive the connection that made them */
-	dedup_destroy(b);
-	dedup_destroy(other);
+	dedup_free(b);
+	dedup_free(other);
 }
 END_TEST
 
@@ -496,7 +497,7 @@ START_TEST(test_redis_expiry)
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
 	ck_assert_uint_eq(size_of(s), 0);
 	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0); /* expired: inserted again */
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = redis_make(400 * NS_PER_MS, 0, 0); /* a put refreshes the ttl, a check_and_put hit doesn't */
 	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
@@ -507,13 +508,13 @@ START_TEST(test_redis_expiry)
 	clock_sleep_ns(250 * NS_PER_MS);
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
 	ck_assert_int_eq(dedup_lookup(s, 2, 0), 0);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = redis_make(1, 0, 0); /* 1 ns rounds up to 1 ms, not down to "forever" */
 	ck_assert_int_eq(dedup_put(s, 1, 0), 0);
 	clock_sleep_ns(20 * NS_PER_MS);
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
-	dedup_destroy(s);
+	dedup_free(s);
 }
 END_TEST
 
@@ -542,14 +543,14 @@ START_TEST(test_redis_deferred)
 
 	/* destroy delivers what is still queued */
 	ck_assert_int_eq(dedup_put_deferred(a, 6000, 0), 0);
-	dedup_destroy(a);
+	dedup_free(a);
 	ck_assert_int_eq(dedup_lookup(b, 6000, 0), 1);
 	/* a crash (abandon) does not: queued SETs die with the process */
 	a = redis_peer(0);
 	ck_assert_int_eq(dedup_put_deferred(a, 7000, 0), 0);
 	dedup_abandon(a);
 	ck_assert_int_eq(dedup_lookup(b, 7000, 0), 0);
-	dedup_destroy(b);
+	dedup_free(b);
 }
 END_TEST
 
@@ -591,7 +592,7 @@ START_TEST(test_redis_restart)
 	ck_assert_msg(redis_node_restart(rn, err, sizeof(err)) == 0, "%s", err);
 	if (dedup_lookup(s, 1, 0) < 0)
 		ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
-	dedup_destroy(s);
+	dedup_free(s);
 	redis_node_free(rn);
 }
 END_TEST
@@ -662,7 +663,7 @@ START_TEST(test_tc_reopen)
 	ck_assert_int_eq(dedup_put(s, 5000, 1100), 0);
 	/* one handle per file and process: a second one is refused, not a second cache on the same bytes */
 	tc_expect_open_error(path, "already open in this process");
-	dedup_destroy(s);
+	dedup_free(s);
 
 	/* the successor of a crashed consumer finds every key, with its insert time */
 	s = tc_open(path, false, 100);
@@ -675,12 +676,12 @@ START_TEST(test_tc_reopen)
 	ck_assert_int_eq(dedup_lookup(s, 5000, 1101), 1);
 	ck_assert_int_eq(dedup_check_and_put(s, 1, 1101), 0); /* expired: inserted again */
 	ck_assert_int_eq(dedup_lookup(s, 1, 1201), 1);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = tc_open(path, false, 0); /* the ttl is the opener's, not the file's */
 	ck_assert_int_eq(dedup_lookup(s, 2, UINT64_MAX), 1);
 	ck_assert_uint_eq(size_of(s), 1001);
-	dedup_destroy(s);
+	dedup_free(s);
 	ck_assert_int_eq(files_rm_rf(dir), 0);
 }
 END_TEST
@@ -737,12 +738,12 @@ START_TEST(test_tc_abandoned)
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_int_eq(dedup_lookup(s, TC_CRASH_KEYS + 1, 0), 0);
 	ck_assert_int_eq(dedup_check_and_put(s, TC_CRASH_KEYS + 1, 0), 0); /* and it takes new keys */
-	dedup_destroy(s);
+	dedup_free(s);
 	s = tc_open(path, false, 0); /* the clean close after the unclean one left a sound file */
 	ck_assert_uint_eq(size_of(s), TC_CRASH_KEYS + 1);
 	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
 	ck_assert_int_eq(dedup_lookup(s, TC_CRASH_KEYS + 1, 0), 1);
-	dedup_destroy(s);
+	dedup_free(s);
 	ck_assert_int_eq(files_rm_rf(dir), 0);
 }
 END_TEST
@@ -762,7 +763,7 @@ START_TEST(test_tc_sync)
 		bad += dedup_check_and_put(s, k, 0) != 1;
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_int_eq(dedup_put(s, 1000, 0), 0);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = tc_open(path, true, 100); /* the ttl path: get + put under the lock, then the sync */
 	ck_assert_int_eq(dedup_lookup(s, 7, 100), 1);
@@ -770,13 +771,13 @@ START_TEST(test_tc_sync)
 	ck_assert_int_eq(dedup_put(s, 8, 500), 0);
 	ck_assert_int_eq(dedup_check_and_put(s, 9, 500), 0); /* inserted at 0: expired, inserted again */
 	ck_assert_uint_eq(size_of(s), 201);
-	dedup_destroy(s);
+	dedup_free(s);
 
 	s = tc_open(path, false, 100);
 	ck_assert_int_eq(dedup_lookup(s, 8, 550), 1);
 	ck_assert_int_eq(dedup_lookup(s, 9, 550), 1);
 	ck_assert_int_eq(dedup_lookup(s, 10, 550), 0);
-	dedup_destroy(s);
+	dedup_free(s);
 	ck_assert_int_eq(files_rm_rf(dir), 0);
 }
 END_TEST
@@ -801,7 +802,7 @@ START_TEST(test_tc_threads_ttl)
 	}
 	ck_assert_uint_eq(total, THREAD_KEYS);
 	ck_assert_uint_eq(size_of(s), THREAD_KEYS);
-	dedup_destroy(s);
+	dedup_free(s);
 }
 END_TEST
 
@@ -834,6 +835,33 @@ START_TEST(test_tc_errors)
 }
 END_TEST
 
+/* The policy's table: which copies get a lookup, and the order of mark and side effect. */
+START_TEST(test_policy)
+{
+	struct dedup_policy always_before = { SCENARIO_CHECK_ALWAYS, SCENARIO_MARK_BEFORE };
+	struct dedup_policy count_after = { SCENARIO_CHECK_REPUBLISH_COUNT, SCENARIO_MARK_AFTER };
+	struct dedup_policy flagged_before = { SCENARIO_CHECK_FLAGGED, SCENARIO_MARK_BEFORE };
+	const enum dedup_step *st;
+
+	/* always: every copy is looked up; mark = before makes it one check-and-put, unless split */
+	ck_assert_int_eq(dedup_policy_decide(&always_before, 0, false, false), DEDUP_CHECK_AND_PUT);
+	ck_assert_int_eq(dedup_policy_decide(&always_before, 0, false, true), DEDUP_LOOKUP);
+	/* the shortcut: a first publish never delivered before is assumed first */
+	ck_assert_int_eq(dedup_policy_decide(&count_after, 0, false, false), DEDUP_ASSUME_FIRST);
+	ck_assert_int_eq(dedup_policy_decide(&count_after, 1, false, false), DEDUP_LOOKUP);
+	ck_assert_int_eq(dedup_policy_decide(&count_after, 0, true, false), DEDUP_LOOKUP);
+	ck_assert_int_eq(dedup_policy_decide(&flagged_before, 0, false, false), DEDUP_ASSUME_FIRST);
+	ck_assert_int_eq(dedup_policy_decide(&flagged_before, 2, false, false), DEDUP_CHECK_AND_PUT);
+	/* republish-count pipelines the assumed-first inserts; flagged makes them at once */
+	ck_assert(dedup_policy_defers(&count_after));
+	ck_assert(!dedup_policy_defers(&flagged_before));
+	st = dedup_policy_steps(&always_before);
+	ck_assert(st[0] == DEDUP_STEP_MARK && st[1] == DEDUP_STEP_PROCESS);
+	st = dedup_policy_steps(&count_after);
+	ck_assert(st[0] == DEDUP_STEP_PROCESS && st[1] == DEDUP_STEP_MARK);
+}
+END_TEST
+
 Suite *dedup_suite(void)
 {
 	Suite *s = suite_create("dedup");
@@ -846,6 +874,7 @@ Suite *dedup_suite(void)
 	tcase_add_loop_test(tc, test_lookup_put, 0, NBACKENDS);
 	tcase_add_loop_test(tc, test_expiry, 0, NBACKENDS);
 	tcase_add_loop_test(tc, test_lru, 0, NBACKENDS);
+	tcase_add_test(tc, test_policy);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(slow, 300);
 	tcase_add_loop_test(slow, test_growth, 0, NBACKENDS);

@@ -79,6 +79,32 @@ START_TEST(test_rule_by_port_and_close)
 }
 END_TEST
 
+/*
+ * The soak's creep: a table indexed by client port (256 KiB) had its pages
+ * touched one by one as new connections took new ephemeral ports, so a run
+ * with many reconnects grew for minutes. Sessions are found among the open
+ * ones instead: what events holds is its open sessions and a write buffer.
+ */
+START_TEST(test_memory_by_open_sessions)
+{
+	struct events *ev = new_events();
+	struct events_entry e;
+
+	ck_assert_uint_lt(sizeof(struct events), 1024);
+	for (uint32_t i = 0; i < 20000; i++) {
+		uint16_t port = (uint16_t)(32768 + i % 28000);
+		events_id id = events_open(ev, EVENTS_PUBLISHER, 0, i + 1, port);
+
+		events_note_rule(ev, port, 0, EVENTS_LOST_COMMIT_OK, i * MS);
+		ck_assert(events_peek(ev, id, &e));
+		ck_assert_int_eq(e.kind, EVENTS_LOST_COMMIT_OK);
+		events_close(ev, id, EVENTS_CONNECTION_LOST, i * MS + 1);
+	}
+	ck_assert_uint_le(ev->capopen, 16);
+	free_events(ev);
+}
+END_TEST
+
 START_TEST(test_crash_folds_sessions)
 {
 	struct events *ev = new_events();
@@ -229,6 +255,7 @@ Suite *events_suite(void)
 
 	tcase_add_test(tc, test_rule_by_port_and_close);
 	tcase_add_test(tc, test_crash_folds_sessions);
+	tcase_add_test(tc, test_memory_by_open_sessions);
 	tcase_add_test(tc, test_ledger_charges);
 	tcase_add_test(tc, test_unattributed);
 	suite_add_tcase(s, tc);

@@ -9,7 +9,7 @@
 #define MS NS_PER_MS
 
 /* A ledger whose run clock starts at 0, so that tests can pass small explicit times. */
-static void open_ledger(struct ledger *l, size_t n, const struct ledger_policy *p)
+static void open_ledger(struct ledger *l, size_t n, const struct ledger_setup *p)
 {
 	ck_assert_int_eq(ledger_init(l, n, p), 0);
 	l->t0_ns = 0;
@@ -174,7 +174,7 @@ static void first_execution(struct ledger *l, size_t m)
 
 START_TEST(test_cause_unchecked)
 {
-	struct ledger_policy p = { .store_none = true, .scope_local = true, .ttl_ns = MS, .capacity = 5 };
+	struct ledger_setup p = { .store_none = true, .scope_local = true, .ttl_ns = MS, .capacity = 5 };
 	struct ledger l;
 
 	open_ledger(&l, 2, &p);
@@ -198,7 +198,7 @@ END_TEST
 /* Two copies accepted while the other is in flight, in both completion orders; then a chain of three. */
 START_TEST(test_cause_race)
 {
-	struct ledger_policy p = { .scope_local = true, .ttl_ns = MS, .capacity = 5 };
+	struct ledger_setup p = { .scope_local = true, .ttl_ns = MS, .capacity = 5 };
 	struct ledger l;
 	struct ledger_totals t;
 
@@ -234,7 +234,7 @@ END_TEST
 
 START_TEST(test_cause_other_cache)
 {
-	struct ledger_policy p = { .scope_local = true, .ttl_ns = 100 * MS, .capacity = 5 };
+	struct ledger_setup p = { .scope_local = true, .ttl_ns = 100 * MS, .capacity = 5 };
 	struct ledger l;
 
 	open_ledger(&l, 2, &p);
@@ -245,7 +245,7 @@ START_TEST(test_cause_other_cache)
 	ck_assert_int_eq(second_execution(&l, 0, 1, 500 * MS), LEDGER_CAUSE_EXPIRED);
 	/* shared scope: another consumer is no explanation; a capacity is, once enough keys came after */
 	p.scope_local = false;
-	l.policy = p;
+	l.setup = p;
 	first_execution(&l, 1);
 	ledger_note_marked(&l, 1);
 	for (int i = 0; i < 5; i++)
@@ -258,7 +258,7 @@ END_TEST
 
 START_TEST(test_cause_expired_evicted_unexplained)
 {
-	struct ledger_policy p = { .ttl_ns = 100 * MS, .capacity = 1000 };
+	struct ledger_setup p = { .ttl_ns = 100 * MS, .capacity = 1000 };
 	struct ledger l;
 
 	open_ledger(&l, 2, &p);
@@ -273,10 +273,10 @@ START_TEST(test_cause_expired_evicted_unexplained)
 	ck_assert_int_eq(second_execution(&l, 0, 1, 110 * MS), LEDGER_CAUSE_EVICTED);
 	ck_assert_int_eq(second_execution(&l, 0, 1, 110 * MS + 1), LEDGER_CAUSE_EXPIRED);
 	ck_assert_int_eq(second_execution(&l, 0, 2, 50 * MS), LEDGER_CAUSE_EVICTED);
-	l.policy.capacity = 0;
+	l.setup.capacity = 0;
 	ck_assert_int_eq(second_execution(&l, 0, 2, 50 * MS), LEDGER_CAUSE_UNEXPLAINED);
 	ck_assert_int_eq(second_execution(&l, 0, 2, 5000 * MS), LEDGER_CAUSE_EXPIRED);
-	l.policy.ttl_ns = 0;
+	l.setup.ttl_ns = 0;
 	ck_assert_int_eq(second_execution(&l, 0, 2, 5000 * MS), LEDGER_CAUSE_UNEXPLAINED);
 	ck_assert_uint_eq(misses_total(&l), 7);
 	assert_clean(&l);
@@ -532,7 +532,7 @@ static void *hammer(void *p)
 START_TEST(test_hammer)
 {
 	const uint64_t n = (uint64_t)HAMMER_THREADS * HAMMER_ITERS;
-	struct ledger_policy p = { .ttl_ns = NS_PER_S };
+	struct ledger_setup p = { .ttl_ns = NS_PER_S };
 	struct hammer_arg args[HAMMER_THREADS];
 	pthread_t th[HAMMER_THREADS];
 	struct ledger l;

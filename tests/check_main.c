@@ -18,6 +18,7 @@
 #pragma weak broker_suite
 #pragma weak scenario_suite
 #pragma weak ledger_suite
+#pragma weak workload_suite
 #pragma weak dedup_suite
 #pragma weak stats_suite
 #pragma weak evidence_suite
@@ -107,7 +108,7 @@ int main(void)
 {
 	Suite *(*const all[])(void) = {
 		core_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
-		ledger_suite, dedup_suite, stats_suite, evidence_suite, events_suite, model_suite, run_suite, batch_suite, plot_suite,
+		ledger_suite, workload_suite, dedup_suite, stats_suite, evidence_suite, events_suite, model_suite, run_suite, batch_suite, plot_suite,
 	};
 	struct broker *b = NULL;
 	struct redis_node *rn = NULL;

@@ -19,6 +19,7 @@ Suite *dedup_suite(void);
 Suite *stats_suite(void);
 Suite *evidence_suite(void);
 Suite *events_suite(void);
+Suite *workload_suite(void);
 Suite *model_suite(void);
 Suite *run_suite(void);
 Suite *batch_suite(void);

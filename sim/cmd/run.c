@@ -16,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dedup/factory.h"
 #include "nodes/broker.h"
+#include "workload/msgid.h"
 #include "truth/events.h"
 #include "analysis/evidence.h"
 #include "analysis/model.h"
@@ -46,7 +48,7 @@ struct run_tick {
 
 struct run {
 	struct scenario sc;
-	struct run_ctx rc;
+	struct workload rc;
 	struct ledger ledger;
 	struct events events;
 	struct broker *broker; /* a private node started for this run, or NULL */
@@ -60,9 +62,7 @@ struct run {
 	pthread_t *pub_threads, *cons_threads;
 	size_t pubs_started, cons_started;
 	struct redis_node *redis; /* a private redis-server started for this run, or NULL */
-	char redis_url[256];
-	char store_prefix[128];	  /* redis keys of this run */
-	char tc_dir[PATH_MAX];	  /* tokyocabinet files of this run (removed at the end) */
+	struct dedup_factory stores; /* how consumers open their dedup stores */
 
 	pthread_mutex_t fault_lock;
 	FILE *fault_spill; /* faults.csv's rows as they happen (unlinked temp file: memory stays flat) */
@@ -194,85 +194,34 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 	}
 }
 
-/* A consumer's own store: a local memory table, or its connection/file of a redis or tokyocabinet store. */
-static struct dedup_store *run_make_store(struct run_ctx *rc, unsigned consumer, char *err, size_t errlen)
-{
-	struct run *r = rc->make_store_arg;
-	const struct scenario *sc = &r->sc;
-	bool shared = sc->dedup.scope == SCENARIO_SCOPE_SHARED;
-	char name[PATH_MAX + 64];
-	struct dedup_store *s = NULL;
-
-	switch (sc->dedup.store) {
-	case SCENARIO_STORE_MEMORY:
-		s = dedup_mem_new(sc->dedup.ttl_ns, sc->dedup.capacity, sc->run.messages);
-		if (!s)
-			log_seterr(err, errlen, "out of memory for the dedup store");
-		break;
-	case SCENARIO_STORE_REDIS:
-		if (shared)
-			snprintf(name, sizeof(name), "%s:shared", r->store_prefix);
-		else
-			snprintf(name, sizeof(name), "%s:c%u", r->store_prefix, consumer);
-		s = dedup_redis_new(r->redis_url, name, sc->dedup.ttl_ns, err, errlen);
-		break;
-	case SCENARIO_STORE_TOKYOCABINET:
-		if (shared)
-			snprintf(name, sizeof(name), "%s/shared.tch", r->tc_dir);
-		else
-			snprintf(name, sizeof(name), "%s/consumer-%u.tch", r->tc_dir, consumer);
-		s = dedup_tc_new(name, sc->dedup.sync, sc->dedup.ttl_ns, err, errlen);
-		break;
-	default:
-		break;
-	}
-	return s;
-}
-
 /* Sets up the dedup store(s): a private redis when asked, the shared store, the file folder. */
 static int run_stores(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
+	const char *redis_url = sc->dedup.url;
 	char why[512];
 
-	r->rc.make_store = run_make_store;
-	r->rc.make_store_arg = r;
-	snprintf(r->store_prefix, sizeof(r->store_prefix), "dupsim:%s:%d:%llu", sc->run.name, (int)getpid(),
-		 (unsigned long long)(clock_wall_ns() / NS_PER_MS));
-	if (sc->dedup.store == SCENARIO_STORE_REDIS) {
-		if (strcmp(sc->dedup.url, "embedded") == 0) {
-			struct broker_opts o = { .quiet = r->quiet };
+	if (sc->dedup.store == SCENARIO_STORE_REDIS && strcmp(sc->dedup.url, "embedded") == 0) {
+		struct broker_opts o = { .quiet = r->quiet };
 
-			if (redis_node_start(&r->redis, &o, why, sizeof(why)) < 0)
-				return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
-			snprintf(r->redis_url, sizeof(r->redis_url), "%s", redis_node_url(r->redis));
-		} else {
-			snprintf(r->redis_url, sizeof(r->redis_url), "%s", sc->dedup.url);
-		}
+		if (redis_node_start(&r->redis, &o, why, sizeof(why)) < 0)
+			return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
+		redis_url = redis_node_url(r->redis);
 	}
-	if (sc->dedup.store == SCENARIO_STORE_TOKYOCABINET) {
-		const char *tmp = getenv("TMPDIR");
-
-		snprintf(r->tc_dir, sizeof(r->tc_dir), "%s/dupsim-tc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-		if (!mkdtemp(r->tc_dir)) {
-			r->tc_dir[0] = '\0';
-			return log_seterr(err, errlen, "cannot create a folder for the tokyocabinet files: %s",
-					strerror(errno));
-		}
-	}
-	/* one object all consumers call: memory and tokyocabinet are thread-safe */
-	if (sc->dedup.scope == SCENARIO_SCOPE_SHARED &&
-	    (sc->dedup.store == SCENARIO_STORE_MEMORY || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)) {
-		r->rc.shared_store = run_make_store(&r->rc, 0, why, sizeof(why));
+	if (dedup_factory_init(&r->stores, sc, redis_url, err, errlen) < 0)
+		return -1;
+	r->rc.stores = &r->stores;
+	if (dedup_factory_one_for_all(&r->stores)) {
+		r->rc.shared_store = dedup_factory_open(&r->stores, 0, why, sizeof(why));
 		if (!r->rc.shared_store)
 			return log_seterr(err, errlen, "dedup store: %s", why);
 	} else if (sc->dedup.store == SCENARIO_STORE_REDIS) {
 		/* fail before the run if redis can't be reached */
-		struct dedup_store *probe = run_make_store(&r->rc, 0, why, sizeof(why));
+		struct dedup_store *probe = dedup_factory_open(&r->stores, 0, why, sizeof(why));
 
 		if (!probe)
 			return log_seterr(err, errlen, "dedup store: %s; check dedup.url", why);
-		dedup_destroy(probe);
+		dedup_free(probe);
 	}
 	return 0;
 }
@@ -345,7 +294,7 @@ static int64_t run_queue_depth(struct run *r, amqp_connection_state_t *c, const 
 
 static void run_tick(struct run *r, uint64_t now)
 {
-	struct run_ctx *rc = &r->rc;
+	struct workload *rc = &r->rc;
 	struct run_tick t = {
 		.t = (double)(now - r->start_ns) / NS_PER_S,
 		.published = atomic_load(&rc->published),
@@ -383,7 +332,7 @@ static void run_tick(struct run *r, uint64_t now)
 /* Publishing, then draining, with a tick a second; returns when done or interrupted. */
 static void run_monitor(struct run *r)
 {
-	struct run_ctx *rc = &r->rc;
+	struct workload *rc = &r->rc;
 	const struct scenario *sc = &r->sc;
 	uint64_t next_tick = r->start_ns + NS_PER_S;
 	amqp_connection_state_t direct = NULL;
@@ -450,7 +399,7 @@ static void run_stop_threads(struct run *r)
 static int run_start_threads(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
-	struct run_ctx *rc = &r->rc;
+	struct workload *rc = &r->rc;
 	size_t np = sc->publishers.count, nc = sc->consumers.count;
 
 	r->pubs = calloc(np, sizeof(*r->pubs));
@@ -462,14 +411,14 @@ static int run_start_threads(struct run *r, char *err, size_t errlen)
 	for (size_t i = 0; i < nc; i++) {
 		struct consumer *c = &r->cons[i];
 
-		c->rc = rc;
+		c->w = rc;
 		c->id = (unsigned)i;
 		if (rc->shared_store) {
 			c->store = rc->shared_store;
 		} else if (sc->dedup.store != SCENARIO_STORE_NONE) {
 			char why[512];
 
-			c->store = rc->make_store(rc, (unsigned)i, why, sizeof(why));
+			c->store = dedup_factory_open(rc->stores, (unsigned)i, why, sizeof(why));
 			if (!c->store)
 				return log_seterr(err, errlen, "dedup store for consumer %zu: %s", i, why);
 			c->own_store = true;
@@ -482,7 +431,7 @@ static int run_start_threads(struct run *r, char *err, size_t errlen)
 	for (size_t i = 0; i < np; i++) {
 		struct publisher *p = &r->pubs[i];
 
-		p->rc = rc;
+		p->w = rc;
 		p->id = (unsigned)i;
 		p->first = i * rc->per_publisher;
 		p->end = p->first + rc->per_publisher < sc->run.messages ? p->first + rc->per_publisher
@@ -624,6 +573,9 @@ static bool run_publishers_gave_up(const struct run *r)
 static void run_count_queue(struct run *r, struct run_report *rep)
 {
 	uint16_t *copies = calloc(r->ledger.count ? r->ledger.count : 1, sizeof(*copies));
+	struct msgid_space ids = { .publishers = (unsigned)r->sc.publishers.count,
+				   .per_publisher = r->rc.per_publisher,
+				   .messages = r->ledger.count };
 	amqp_connection_state_t c;
 	uint64_t seen = 0, excess = 0;
 	char err[256];
@@ -648,8 +600,8 @@ static void run_count_queue(struct run *r, struct run_report *rep)
 		if (!mq_ok(rr))
 			break; /* idle for 0.5 s: the queue is read */
 		if ((e.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
-		    run_parse_message_id(&r->rc, e.message.properties.message_id.bytes,
-					 e.message.properties.message_id.len, &m) == 0) {
+		    msgid_parse(&ids, e.message.properties.message_id.bytes, e.message.properties.message_id.len,
+				&m) == 0) {
 			if (copies[m] < UINT16_MAX)
 				copies[m]++;
 			seen++;
@@ -1183,11 +1135,10 @@ static void run_release(struct run *r)
 		proxy_free(r->proxy);
 	for (size_t i = 0; r->cons && i < r->sc.consumers.count; i++)
 		if (r->cons[i].own_store)
-			dedup_destroy(r->cons[i].store);
-	dedup_destroy(r->rc.shared_store);
+			dedup_free(r->cons[i].store);
+	dedup_free(r->rc.shared_store);
 	redis_node_free(r->redis);
-	if (r->tc_dir[0])
-		files_rm_rf(r->tc_dir);
+	dedup_factory_release(&r->stores);
 	free(r->pubs);
 	free(r->cons);
 	free(r->pub_threads);
@@ -1229,7 +1180,7 @@ int run_cli(int argc, char **argv)
 	size_t nsets = 0;
 	char err[1024], seedset[64];
 	struct sigaction sa = { .sa_handler = run_on_signal };
-	struct ledger_policy pol;
+	struct ledger_setup pol;
 	struct run_report rep;
 	int opt, code = EXIT_OK;
 
@@ -1309,10 +1260,9 @@ int run_cli(int argc, char **argv)
 			 r.sc.run.name, r.sc.run.messages, r.sc.publishers.count,
 			 r.sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", r.sc.consumers.count,
 			 r.rule_count, r.rule_count == 1 ? "" : "s", r.broker_url, proxy_port(r.proxy));
-	pol = (struct ledger_policy){
+	pol = (struct ledger_setup){
 		.store_none = r.sc.dedup.store == SCENARIO_STORE_NONE,
 		.scope_local = r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
-		.mark_after = r.sc.dedup.mark == SCENARIO_MARK_AFTER,
 		.ttl_ns = r.sc.dedup.ttl_ns,
 		.capacity = r.sc.dedup.capacity,
 		.crash_wipes_cache = r.sc.faults.consumer_crash > 0 && r.sc.dedup.store == SCENARIO_STORE_MEMORY &&

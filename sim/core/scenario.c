@@ -948,107 +948,212 @@ static int scenario_conflict(const struct scenario *sc, char *err, size_t errlen
 	return log_seterr(err, errlen, "%s%s", where, msg);
 }
 
+/*
+ * Keys that contradict each other. Each entry: the key blamed, the key it
+ * conflicts with, when they do, and the message (how: where each was set,
+ * " (line 12)", " (--set)" or " (the default)"). The first match is reported.
+ */
+struct scenario_conflict_rule {
+	int key, other;
+	bool (*broken)(const struct scenario *sc);
+	void (*say)(const struct scenario *sc, const char *how_key, const char *how_other, char *buf, size_t len);
+};
+
+#define ULL(x) ((unsigned long long)(x))
+
+static bool ack_every_broken(const struct scenario *sc)
+{
+	return sc->consumers.prefetch > 0 && sc->consumers.ack_every > sc->consumers.prefetch;
+}
+
+static void ack_every_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	snprintf(buf, len,
+		 "consumers.ack_every = %llu%s exceeds consumers.prefetch = %llu%s: with at most %llu unacked "
+		 "messages the multiple-ack every %llu would never be sent and the consumers would stall; allowed: "
+		 "ack_every <= prefetch, or prefetch = 0 (no limit)",
+		 ULL(sc->consumers.ack_every), hk, ULL(sc->consumers.prefetch), ho, ULL(sc->consumers.prefetch),
+		 ULL(sc->consumers.ack_every));
+}
+
+static bool commit_ok_broken(const struct scenario *sc)
+{
+	return sc->faults.commit_ok_loss > 0 && sc->publishers.mode != SCENARIO_MODE_TX;
+}
+
+static void commit_ok_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	snprintf(buf, len,
+		 "faults.commit_ok_loss needs publishers.mode = tx (mode is confirm%s, which sends no Tx.CommitOk); "
+		 "use faults.confirm_loss for confirm mode",
+		 ho);
+}
+
+static bool confirm_broken(const struct scenario *sc)
+{
+	return sc->faults.confirm_loss > 0 && sc->publishers.mode != SCENARIO_MODE_CONFIRM;
+}
+
+static void confirm_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	snprintf(buf, len,
+		 "faults.confirm_loss needs publishers.mode = confirm (mode is tx%s, which gets no confirms); use "
+		 "faults.commit_ok_loss for tx mode",
+		 ho);
+}
+
+static bool ack_loss_broken(const struct scenario *sc)
+{
+	return sc->faults.ack_loss > 0 && sc->consumers.count == 0;
+}
+
+static void ack_loss_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	snprintf(buf, len,
+		 "faults.ack_loss needs consumers (consumers.count is 0%s, so no ack is ever sent); set "
+		 "consumers.count >= 1 or ack_loss = 0",
+		 ho);
+}
+
+static bool crash_broken(const struct scenario *sc)
+{
+	return sc->faults.consumer_crash > 0 && sc->consumers.count == 0;
+}
+
+static void crash_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	snprintf(buf, len,
+		 "faults.consumer_crash needs consumers (consumers.count is 0%s); set consumers.count >= 1 or "
+		 "consumer_crash = 0",
+		 ho);
+}
+
+static bool broker_crash_broken(const struct scenario *sc)
+{
+	return sc->faults.broker_crash_every_ns > 0 && strcmp(sc->broker.url, "embedded") != 0;
+}
+
+static void broker_crash_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len,
+		 "faults.broker_crash_every needs broker.url = embedded (url is %s%s): dupsim can kill -9 only a "
+		 "node it started",
+		 sc->broker.url, ho);
+}
+
+static bool broker_down_broken(const struct scenario *sc)
+{
+	return sc->faults.broker_crash_every_ns > 0 && sc->faults.broker_crash_every_ns <= sc->faults.broker_down_ns;
+}
+
+static void broker_down_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	char d1[32], d2[32];
+
+	(void)hk;
+	snprintf(buf, len,
+		 "faults.broker_crash_every = %s is not longer than faults.broker_down = %s%s: the broker would be "
+		 "killed again before it is back; allowed: broker_crash_every > broker_down",
+		 clock_fmt_duration(sc->faults.broker_crash_every_ns, d1, sizeof(d1)),
+		 clock_fmt_duration(sc->faults.broker_down_ns, d2, sizeof(d2)), ho);
+}
+
+static bool capacity_broken(const struct scenario *sc)
+{
+	return sc->dedup.capacity > 0 &&
+	       (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET);
+}
+
+static void capacity_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len,
+		 "dedup.capacity bounds the memory store only (store is %s%s): redis evicts by memory, not by key "
+		 "count, and tokyocabinet keeps every key; set capacity = 0 or store = memory",
+		 stores[sc->dedup.store], ho);
+}
+
+static bool sync_broken(const struct scenario *sc)
+{
+	return sc->dedup.sync && sc->dedup.store != SCENARIO_STORE_TOKYOCABINET;
+}
+
+static void sync_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len, "dedup.sync = true applies to store = tokyocabinet only (store is %s%s)",
+		 stores[sc->dedup.store], ho);
+}
+
+static bool url_broken(const struct scenario *sc)
+{
+	return strcmp(sc->dedup.url, "embedded") != 0 && sc->dedup.store != SCENARIO_STORE_REDIS;
+}
+
+static void url_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len, "dedup.url = %s applies to store = redis only (store is %s%s)", sc->dedup.url,
+		 stores[sc->dedup.store], ho);
+}
+
+static const struct scenario_conflict_rule scenario_conflicts[] = {
+	{ K_CONS_ACK_EVERY, K_CONS_PREFETCH, ack_every_broken, ack_every_say },
+	{ K_FAULT_COMMIT_OK_LOSS, K_PUB_MODE, commit_ok_broken, commit_ok_say },
+	{ K_FAULT_CONFIRM_LOSS, K_PUB_MODE, confirm_broken, confirm_say },
+	{ K_FAULT_ACK_LOSS, K_CONS_COUNT, ack_loss_broken, ack_loss_say },
+	{ K_FAULT_CONSUMER_CRASH, K_CONS_COUNT, crash_broken, crash_say },
+	{ K_FAULT_BROKER_CRASH_EVERY, K_BROKER_URL, broker_crash_broken, broker_crash_say },
+	{ K_FAULT_BROKER_CRASH_EVERY, K_FAULT_BROKER_DOWN, broker_down_broken, broker_down_say },
+	{ K_DEDUP_CAPACITY, K_DEDUP_STORE, capacity_broken, capacity_say },
+	{ K_DEDUP_SYNC, K_DEDUP_STORE, sync_broken, sync_say },
+	{ K_DEDUP_URL, K_DEDUP_STORE, url_broken, url_say },
+};
+
+/* store = none with a key that describes a store: the first such key set away from its default. */
+static int scenario_check_store_none(const struct scenario *sc, char *err, size_t errlen)
+{
+	static const int store_keys[] = { K_DEDUP_SCOPE, K_DEDUP_TTL, K_DEDUP_CAPACITY, K_DEDUP_CHECK, K_DEDUP_MARK };
+	struct scenario def;
+	char how[64];
+
+	if (sc->dedup.store != SCENARIO_STORE_NONE)
+		return 0;
+	scenario_init_defaults(&def, NULL);
+	for (size_t i = 0; i < sizeof(store_keys) / sizeof(store_keys[0]); i++) {
+		const struct scenario_key *k = &scenario_keys[store_keys[i]];
+
+		if (memcmp((const char *)sc + k->off, (const char *)&def + k->off,
+			   k->kind == KIND_ENUM ? sizeof(int) : sizeof(uint64_t)) == 0)
+			continue;
+		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
+		return scenario_conflict(sc, err, errlen, store_keys[i], K_DEDUP_STORE,
+					 "dedup.%s describes a dedup store, but dedup.store = none%s; set store = "
+					 "memory, redis or tokyocabinet, or drop dedup.%s",
+					 k->name, how, k->name);
+	}
+	return 0;
+}
+
 int scenario_check(const struct scenario *sc, char *err, size_t errlen)
 {
-	char how[64], d1[32], d2[32];
-	static const int store_keys[] = { K_DEDUP_SCOPE, K_DEDUP_TTL, K_DEDUP_CAPACITY, K_DEDUP_CHECK, K_DEDUP_MARK };
+	for (size_t i = 0; i < sizeof(scenario_conflicts) / sizeof(scenario_conflicts[0]); i++) {
+		const struct scenario_conflict_rule *c = &scenario_conflicts[i];
+		char hk[64], ho[64], msg[768];
 
-	if (sc->consumers.prefetch > 0 && sc->consumers.ack_every > sc->consumers.prefetch) {
-		char how2[64];
-
-		scenario_how(sc, K_CONS_ACK_EVERY, how, sizeof(how));
-		scenario_how(sc, K_CONS_PREFETCH, how2, sizeof(how2));
-		return scenario_conflict(sc, err, errlen, K_CONS_ACK_EVERY, K_CONS_PREFETCH,
-					 "consumers.ack_every = %llu%s exceeds consumers.prefetch = %llu%s: with at "
-					 "most %llu unacked messages the multiple-ack every %llu would never be sent "
-					 "and the consumers would stall; allowed: ack_every <= prefetch, or prefetch "
-					 "= 0 (no limit)",
-					 (unsigned long long)sc->consumers.ack_every, how,
-					 (unsigned long long)sc->consumers.prefetch, how2,
-					 (unsigned long long)sc->consumers.prefetch,
-					 (unsigned long long)sc->consumers.ack_every);
-	}
-	if (sc->faults.commit_ok_loss > 0 && sc->publishers.mode != SCENARIO_MODE_TX) {
-		scenario_how(sc, K_PUB_MODE, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_FAULT_COMMIT_OK_LOSS, K_PUB_MODE,
-					 "faults.commit_ok_loss needs publishers.mode = tx (mode is confirm%s, which "
-					 "sends no Tx.CommitOk); use faults.confirm_loss for confirm mode",
-					 how);
-	}
-	if (sc->faults.confirm_loss > 0 && sc->publishers.mode != SCENARIO_MODE_CONFIRM) {
-		scenario_how(sc, K_PUB_MODE, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_FAULT_CONFIRM_LOSS, K_PUB_MODE,
-					 "faults.confirm_loss needs publishers.mode = confirm (mode is tx%s, which "
-					 "gets no confirms); use faults.commit_ok_loss for tx mode",
-					 how);
-	}
-	if (sc->faults.ack_loss > 0 && sc->consumers.count == 0) {
-		scenario_how(sc, K_CONS_COUNT, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_FAULT_ACK_LOSS, K_CONS_COUNT,
-					 "faults.ack_loss needs consumers (consumers.count is 0%s, so no ack is "
-					 "ever sent); set consumers.count >= 1 or ack_loss = 0",
-					 how);
-	}
-	if (sc->faults.consumer_crash > 0 && sc->consumers.count == 0) {
-		scenario_how(sc, K_CONS_COUNT, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_FAULT_CONSUMER_CRASH, K_CONS_COUNT,
-					 "faults.consumer_crash needs consumers (consumers.count is 0%s); set "
-					 "consumers.count >= 1 or consumer_crash = 0",
-					 how);
-	}
-	if (sc->faults.broker_crash_every_ns > 0 && strcmp(sc->broker.url, "embedded") != 0) {
-		scenario_how(sc, K_BROKER_URL, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_FAULT_BROKER_CRASH_EVERY, K_BROKER_URL,
-					 "faults.broker_crash_every needs broker.url = embedded (url is %s%s): dupsim "
-					 "can kill -9 only a node it started",
-					 sc->broker.url, how);
-	}
-	if (sc->faults.broker_crash_every_ns > 0 && sc->faults.broker_crash_every_ns <= sc->faults.broker_down_ns) {
-		scenario_how(sc, K_FAULT_BROKER_DOWN, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_FAULT_BROKER_CRASH_EVERY, K_FAULT_BROKER_DOWN,
-					 "faults.broker_crash_every = %s is not longer than faults.broker_down = %s%s: "
-					 "the broker would be killed again before it is back; allowed: "
-					 "broker_crash_every > broker_down",
-					 clock_fmt_duration(sc->faults.broker_crash_every_ns, d1, sizeof(d1)),
-					 clock_fmt_duration(sc->faults.broker_down_ns, d2, sizeof(d2)), how);
-	}
-	if (sc->dedup.store == SCENARIO_STORE_NONE) {
-		struct scenario def;
-
-		scenario_init_defaults(&def, NULL);
-		for (size_t i = 0; i < sizeof(store_keys) / sizeof(store_keys[0]); i++) {
-			const struct scenario_key *k = &scenario_keys[store_keys[i]];
-
-			if (memcmp((const char *)sc + k->off, (const char *)&def + k->off,
-				   k->kind == KIND_ENUM ? sizeof(int) : sizeof(uint64_t)) == 0)
-				continue;
-			scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
-			return scenario_conflict(sc, err, errlen, store_keys[i], K_DEDUP_STORE,
-						 "dedup.%s describes a dedup store, but dedup.store = none%s; set "
-						 "store = memory, redis or tokyocabinet, or drop dedup.%s",
-						 k->name, how, k->name);
-		}
-	}
-	if (sc->dedup.capacity > 0 &&
-	    (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET)) {
-		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_DEDUP_CAPACITY, K_DEDUP_STORE,
-					 "dedup.capacity bounds the memory store only (store is %s%s): redis evicts "
-					 "by memory, not by key count, and tokyocabinet keeps every key; set "
-					 "capacity = 0 or store = memory",
-					 stores[sc->dedup.store], how);
-	}
-	if (sc->dedup.sync && sc->dedup.store != SCENARIO_STORE_TOKYOCABINET) {
-		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_DEDUP_SYNC, K_DEDUP_STORE,
-					 "dedup.sync = true applies to store = tokyocabinet only (store is %s%s)",
-					 stores[sc->dedup.store], how);
-	}
-	if (strcmp(sc->dedup.url, "embedded") != 0 && sc->dedup.store != SCENARIO_STORE_REDIS) {
-		scenario_how(sc, K_DEDUP_STORE, how, sizeof(how));
-		return scenario_conflict(sc, err, errlen, K_DEDUP_URL, K_DEDUP_STORE,
-					 "dedup.url = %s applies to store = redis only (store is %s%s)", sc->dedup.url,
-					 stores[sc->dedup.store], how);
+		if (c->key == K_DEDUP_CAPACITY && scenario_check_store_none(sc, err, errlen) < 0)
+			return -1; /* in the order the checks always had */
+		if (!c->broken(sc))
+			continue;
+		scenario_how(sc, c->key, hk, sizeof(hk));
+		scenario_how(sc, c->other, ho, sizeof(ho));
+		c->say(sc, hk, ho, msg, sizeof(msg));
+		return scenario_conflict(sc, err, errlen, c->key, c->other, "%s", msg);
 	}
 	return 0;
 }

@@ -24,12 +24,12 @@ struct dedup_store_ops {
 	int (*put_deferred)(struct dedup_store *s, uint64_t key, uint64_t now_ns);
 	/* Optional (NULL: nothing queued): makes every deferred insert visible. 0 or < 0. */
 	int (*flush)(struct dedup_store *s);
-	/* Optional (NULL: destroy): the owner died; free without sending what is
+	/* Optional (NULL: free): the owner died; free without sending what is
 	 * still queued, as a crashed process would. */
 	void (*abandon)(struct dedup_store *s);
 	/* Keys currently held (expired ones may still count until purged). */
 	size_t (*size)(struct dedup_store *s);
-	void (*destroy)(struct dedup_store *s);
+	void (*free)(struct dedup_store *s);
 };
 
 /* Every backend embeds this first. */
@@ -57,19 +57,19 @@ static inline int dedup_flush(struct dedup_store *s)
 {
 	return s->ops->flush ? s->ops->flush(s) : 0;
 }
-static inline void dedup_destroy(struct dedup_store *s)
+static inline void dedup_free(struct dedup_store *s)
 {
 	if (s)
-		s->ops->destroy(s);
+		s->ops->free(s);
 }
 static inline void dedup_abandon(struct dedup_store *s)
 {
 	if (s)
-		(s->ops->abandon ? s->ops->abandon : s->ops->destroy)(s);
+		(s->ops->abandon ? s->ops->abandon : s->ops->free)(s);
 }
 
 /*
- * The memory store: open addressing, thread-safe (one lock, or striped),
+ * The memory store: open addressing, thread-safe (one lock),
  * no malloc per key. ttl_ns 0 = keys never expire; capacity 0 = unbounded,
  * else the least recently used key is evicted first. expected: a sizing hint.
  * Returns NULL when out of memory.

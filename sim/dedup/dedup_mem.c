@@ -61,7 +61,7 @@ _Static_assert(sizeof(struct slot) == 24, "a slot is 24 bytes: about 40 bytes pe
 #define HUGE_BYTES (4u << 20)
 
 /* cells + 1 zeroed slots (the spare included); NULL when out of memory. */
-static struct slot *slots_alloc(uint32_t cells)
+static struct slot *mem_slots_alloc(uint32_t cells)
 {
 	size_t bytes = ((size_t)cells + 1) * sizeof(struct slot);
 	void *p;
@@ -78,7 +78,7 @@ static struct slot *slots_alloc(uint32_t cells)
 	return p;
 }
 
-static void slots_free(struct slot *p, uint32_t cells)
+static void mem_slots_free(struct slot *p, uint32_t cells)
 {
 	size_t bytes = ((size_t)cells + 1) * sizeof(struct slot);
 
@@ -90,7 +90,7 @@ static void slots_free(struct slot *p, uint32_t cells)
 		munmap(p, bytes);
 }
 
-static uint64_t mix(uint64_t k)
+static uint64_t mem_mix(uint64_t k)
 {
 	/* murmur3's finaliser: message ids are sequential, the table needs them scattered */
 	k ^= k >> 33;
@@ -101,22 +101,22 @@ static uint64_t mix(uint64_t k)
 	return k;
 }
 
-static uint32_t home_of(const struct mem_store *s, uint64_t key)
+static uint32_t mem_home(const struct mem_store *s, uint64_t key)
 {
-	return (uint32_t)(mix(key) & (s->cells - 1));
+	return (uint32_t)(mem_mix(key) & (s->cells - 1));
 }
 
-static uint32_t spare(const struct mem_store *s)
+static uint32_t mem_spare(const struct mem_store *s)
 {
 	return s->cells;
 }
 
-static size_t held(const struct mem_store *s)
+static size_t mem_held(const struct mem_store *s)
 {
 	return (size_t)s->used + s->zero_held;
 }
 
-static void list_unlink(struct mem_store *s, uint32_t i)
+static void mem_lru_unlink(struct mem_store *s, uint32_t i)
 {
 	struct slot *e = &s->slots[i];
 
@@ -130,7 +130,7 @@ static void list_unlink(struct mem_store *s, uint32_t i)
 		s->tail = e->prev;
 }
 
-static void list_append(struct mem_store *s, uint32_t i)
+static void mem_lru_append(struct mem_store *s, uint32_t i)
 {
 	struct slot *e = &s->slots[i];
 
@@ -143,16 +143,16 @@ static void list_append(struct mem_store *s, uint32_t i)
 	s->tail = i;
 }
 
-static void list_to_tail(struct mem_store *s, uint32_t i)
+static void mem_lru_touch(struct mem_store *s, uint32_t i)
 {
 	if (s->tail == i)
 		return;
-	list_unlink(s, i);
-	list_append(s, i);
+	mem_lru_unlink(s, i);
+	mem_lru_append(s, i);
 }
 
 /* Moves the entry in slot from into the empty slot to, keeping the list pointing at it. */
-static void move_slot(struct mem_store *s, uint32_t from, uint32_t to)
+static void mem_move_slot(struct mem_store *s, uint32_t from, uint32_t to)
 {
 	struct slot *e = &s->slots[to];
 
@@ -169,13 +169,13 @@ static void move_slot(struct mem_store *s, uint32_t from, uint32_t to)
 		s->tail = to;
 }
 
-static uint32_t find(const struct mem_store *s, uint64_t key)
+static uint32_t mem_find(const struct mem_store *s, uint64_t key)
 {
 	uint32_t mask = s->cells - 1;
 
 	if (!key)
-		return s->zero_held ? spare(s) : NIL;
-	for (uint32_t i = home_of(s, key);; i = (i + 1) & mask) {
+		return s->zero_held ? mem_spare(s) : NIL;
+	for (uint32_t i = mem_home(s, key);; i = (i + 1) & mask) {
 		if (s->slots[i].key == key)
 			return i;
 		if (!s->slots[i].key)
@@ -183,13 +183,13 @@ static uint32_t find(const struct mem_store *s, uint64_t key)
 	}
 }
 
-static void erase(struct mem_store *s, uint32_t i)
+static void mem_erase(struct mem_store *s, uint32_t i)
 {
 	uint32_t mask = s->cells - 1;
 
 	if (s->ordered)
-		list_unlink(s, i);
-	if (i == spare(s)) {
+		mem_lru_unlink(s, i);
+	if (i == mem_spare(s)) {
 		s->zero_held = false;
 		return;
 	}
@@ -200,30 +200,30 @@ static void erase(struct mem_store *s, uint32_t i)
 		j = (j + 1) & mask;
 		if (!s->slots[j].key)
 			break;
-		if (((j - home_of(s, s->slots[j].key)) & mask) >= ((j - i) & mask)) {
-			move_slot(s, j, i);
+		if (((j - mem_home(s, s->slots[j].key)) & mask) >= ((j - i) & mask)) {
+			mem_move_slot(s, j, i);
 			i = j;
 		}
 	}
 	s->slots[i].key = 0;
 }
 
-static bool expired(const struct mem_store *s, uint32_t i, uint64_t now_ns)
+static bool mem_expired(const struct mem_store *s, uint32_t i, uint64_t now_ns)
 {
 	uint64_t t = s->slots[i].t;
 
 	return s->ttl_ns && now_ns > t && now_ns - t > s->ttl_ns;
 }
 
-static void purge(struct mem_store *s, uint64_t now_ns)
+static void mem_purge(struct mem_store *s, uint64_t now_ns)
 {
 	if (!s->ttl_ns)
 		return;
-	while (s->head != NIL && expired(s, s->head, now_ns))
-		erase(s, s->head);
+	while (s->head != NIL && mem_expired(s, s->head, now_ns))
+		mem_erase(s, s->head);
 }
 
-static uint32_t cells_for(uint64_t keys)
+static uint32_t mem_cells_for(uint64_t keys)
 {
 	uint64_t c = MIN_CELLS;
 
@@ -233,32 +233,32 @@ static uint32_t cells_for(uint64_t keys)
 }
 
 /* Places key into slot i (the spare or an empty table slot). */
-static void place(struct mem_store *s, uint32_t i, uint64_t key, uint64_t t)
+static void mem_place(struct mem_store *s, uint32_t i, uint64_t key, uint64_t t)
 {
 	s->slots[i].key = key;
 	s->slots[i].t = t;
-	if (i == spare(s))
+	if (i == mem_spare(s))
 		s->zero_held = true;
 	else
 		s->used++;
 	if (s->ordered)
-		list_append(s, i);
+		mem_lru_append(s, i);
 }
 
-static uint32_t free_slot(const struct mem_store *s, uint64_t key)
+static uint32_t mem_free_slot(const struct mem_store *s, uint64_t key)
 {
 	uint32_t mask = s->cells - 1;
 	uint32_t i;
 
 	if (!key)
-		return spare(s);
-	for (i = home_of(s, key); s->slots[i].key; i = (i + 1) & mask)
+		return mem_spare(s);
+	for (i = mem_home(s, key); s->slots[i].key; i = (i + 1) & mask)
 		;
 	return i;
 }
 
 /* Rebuilds into a table twice the size, in list order so that the order survives. -1: out of memory. */
-static int grow(struct mem_store *s)
+static int mem_grow(struct mem_store *s)
 {
 	struct mem_store old = *s;
 	struct slot *ns;
@@ -266,7 +266,7 @@ static int grow(struct mem_store *s)
 
 	if (s->cells >= MAX_CELLS)
 		return -1;
-	ns = slots_alloc(s->cells * 2);
+	ns = mem_slots_alloc(s->cells * 2);
 	if (!ns)
 		return -1;
 	s->slots = ns;
@@ -277,38 +277,38 @@ static int grow(struct mem_store *s)
 	s->head = s->tail = NIL;
 	if (old.ordered) {
 		for (i = old.head; i != NIL; i = old.slots[i].next)
-			place(s, free_slot(s, old.slots[i].key), old.slots[i].key, old.slots[i].t);
+			mem_place(s, mem_free_slot(s, old.slots[i].key), old.slots[i].key, old.slots[i].t);
 	} else {
 		for (i = 0; i < old.cells; i++)
 			if (old.slots[i].key)
-				place(s, free_slot(s, old.slots[i].key), old.slots[i].key, old.slots[i].t);
+				mem_place(s, mem_free_slot(s, old.slots[i].key), old.slots[i].key, old.slots[i].t);
 		if (old.zero_held)
-			place(s, spare(s), 0, old.slots[spare(&old)].t);
+			mem_place(s, mem_spare(s), 0, old.slots[mem_spare(&old)].t);
 	}
-	slots_free(old.slots, old.cells);
+	mem_slots_free(old.slots, old.cells);
 	return 0;
 }
 
 /* Adds an absent key: evicts the least recently used at capacity, grows when full. 0 or -1. */
-static int insert(struct mem_store *s, uint64_t key, uint64_t now_ns)
+static int mem_insert(struct mem_store *s, uint64_t key, uint64_t now_ns)
 {
-	if (s->capacity && held(s) >= s->capacity)
-		erase(s, s->head);
-	if (key && s->used + 1 > s->grow_at && grow(s) < 0)
+	if (s->capacity && mem_held(s) >= s->capacity)
+		mem_erase(s, s->head);
+	if (key && s->used + 1 > s->grow_at && mem_grow(s) < 0)
 		return -1;
-	place(s, free_slot(s, key), key, now_ns);
+	mem_place(s, mem_free_slot(s, key), key, now_ns);
 	return 0;
 }
 
 /* The slot of a live key, or NIL; an expired one met here is erased. */
-static uint32_t find_live(struct mem_store *s, uint64_t key, uint64_t now_ns)
+static uint32_t mem_find_live(struct mem_store *s, uint64_t key, uint64_t now_ns)
 {
 	uint32_t i;
 
-	purge(s, now_ns);
-	i = find(s, key);
-	if (i != NIL && expired(s, i, now_ns)) {
-		erase(s, i);
+	mem_purge(s, now_ns);
+	i = mem_find(s, key);
+	if (i != NIL && mem_expired(s, i, now_ns)) {
+		mem_erase(s, i);
 		i = NIL;
 	}
 	return i;
@@ -326,13 +326,13 @@ static int mem_check_and_put(struct dedup_store *base, uint64_t key, uint64_t no
 	int r;
 
 	pthread_mutex_lock(&s->lock);
-	i = find_live(s, key, now_ns);
+	i = mem_find_live(s, key, now_ns);
 	if (i != NIL) {
 		if (s->capacity)
-			list_to_tail(s, i);
+			mem_lru_touch(s, i);
 		r = 1;
 	} else {
-		r = insert(s, key, now_ns);
+		r = mem_insert(s, key, now_ns);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
@@ -344,9 +344,9 @@ static int mem_lookup(struct dedup_store *base, uint64_t key, uint64_t now_ns)
 	uint32_t i;
 
 	pthread_mutex_lock(&s->lock);
-	i = find_live(s, key, now_ns);
+	i = mem_find_live(s, key, now_ns);
 	if (i != NIL && s->capacity)
-		list_to_tail(s, i);
+		mem_lru_touch(s, i);
 	pthread_mutex_unlock(&s->lock);
 	return i != NIL;
 }
@@ -358,14 +358,14 @@ static int mem_put(struct dedup_store *base, uint64_t key, uint64_t now_ns)
 	int r = 0;
 
 	pthread_mutex_lock(&s->lock);
-	i = find_live(s, key, now_ns);
+	i = mem_find_live(s, key, now_ns);
 	if (i != NIL) {
 		/* a refresh: a new insertion time, so the key goes to the tail in either order */
 		s->slots[i].t = now_ns;
 		if (s->ordered)
-			list_to_tail(s, i);
+			mem_lru_touch(s, i);
 	} else {
-		r = insert(s, key, now_ns);
+		r = mem_insert(s, key, now_ns);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
@@ -377,17 +377,17 @@ static size_t mem_size(struct dedup_store *base)
 	size_t n;
 
 	pthread_mutex_lock(&s->lock);
-	n = held(s);
+	n = mem_held(s);
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
 
-static void mem_destroy(struct dedup_store *base)
+static void mem_free(struct dedup_store *base)
 {
 	struct mem_store *s = mem_of(base);
 
 	pthread_mutex_destroy(&s->lock);
-	slots_free(s->slots, s->cells);
+	mem_slots_free(s->slots, s->cells);
 	free(s);
 }
 
@@ -397,7 +397,7 @@ static const struct dedup_store_ops mem_ops = {
 	.lookup = mem_lookup,
 	.put = mem_put,
 	.size = mem_size,
-	.destroy = mem_destroy,
+	.free = mem_free,
 };
 
 struct dedup_store *dedup_mem_new(uint64_t ttl_ns, uint64_t capacity, size_t expected)
@@ -416,11 +416,11 @@ struct dedup_store *dedup_mem_new(uint64_t ttl_ns, uint64_t capacity, size_t exp
 	s->capacity = capacity;
 	s->ordered = ttl_ns || capacity;
 	s->head = s->tail = NIL;
-	s->cells = cells_for(want);
+	s->cells = mem_cells_for(want);
 	s->grow_at = (uint32_t)((uint64_t)s->cells * 7 / 10);
-	s->slots = slots_alloc(s->cells);
+	s->slots = mem_slots_alloc(s->cells);
 	if (!s->slots || pthread_mutex_init(&s->lock, NULL) != 0) {
-		slots_free(s->slots, s->cells);
+		mem_slots_free(s->slots, s->cells);
 		free(s);
 		return NULL;
 	}

@@ -250,7 +250,7 @@ static size_t dedup_redis_size(struct dedup_store *base)
 	return n;
 }
 
-static void dedup_redis_free(struct redis_store *s)
+static void redis_store_dispose(struct redis_store *s)
 {
 	redisFree(s->c);
 	free(s->pattern);
@@ -258,19 +258,19 @@ static void dedup_redis_free(struct redis_store *s)
 	free(s);
 }
 
-static void dedup_redis_destroy(struct dedup_store *base)
+static void dedup_redis_free(struct dedup_store *base)
 {
 	struct redis_store *s = redis_of(base);
 
 	if (s->pending && s->c && !s->c->err)
-		dedup_redis_drain(s); /* a destroy after put_deferred still delivers the SETs */
-	dedup_redis_free(s);
+		dedup_redis_drain(s); /* a free after put_deferred still delivers the SETs */
+	redis_store_dispose(s);
 }
 
 /* A crash: the SETs still in hiredis's output buffer never leave the process. */
 static void dedup_redis_abandon(struct dedup_store *base)
 {
-	dedup_redis_free(redis_of(base));
+	redis_store_dispose(redis_of(base));
 }
 
 static const struct dedup_store_ops dedup_redis_ops = {
@@ -281,7 +281,7 @@ static const struct dedup_store_ops dedup_redis_ops = {
 	.put_deferred = dedup_redis_put_deferred,
 	.flush = dedup_redis_flush,
 	.size = dedup_redis_size,
-	.destroy = dedup_redis_destroy,
+	.free = dedup_redis_free,
 	.abandon = dedup_redis_abandon,
 };
 
@@ -359,6 +359,6 @@ struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_
 	return &s->base;
 fail:
 	freeReplyObject(r);
-	dedup_redis_free(s);
+	redis_store_dispose(s);
 	return NULL;
 }

@@ -43,8 +43,8 @@
  * Opening. A write lock on the file (fcntl, non-blocking: another process
  * holding the file is an error, not a hang) and TC's per-process path lock: a
  * second handle on the same path in this process fails until the first is
- * destroyed. An in-process "crash" is therefore destroy + new on the same
- * path; destroy closes cleanly and leaves the file.
+ * destroyed. An in-process "crash" is therefore free + new on the same
+ * path; free closes cleanly and leaves the file.
  */
 
 /* 2M buckets (TC rounds to a prime): 8 MB of bucket array, about one key per
@@ -153,7 +153,7 @@ static size_t dedup_tc_size(struct dedup_store *base)
 	return (size_t)tchdbrnum(tc_of(base)->hdb);
 }
 
-static void dedup_tc_destroy(struct dedup_store *base)
+static void dedup_tc_free(struct dedup_store *base)
 {
 	struct tc_store *s = tc_of(base);
 
@@ -170,7 +170,7 @@ static const struct dedup_store_ops tc_ops = {
 	.lookup = dedup_tc_lookup,
 	.put = dedup_tc_put,
 	.size = dedup_tc_size,
-	.destroy = dedup_tc_destroy,
+	.free = dedup_tc_free,
 };
 
 /* What a failed open most likely means, beyond TC's own words ("file not
@@ -185,7 +185,7 @@ static void dedup_tc_open_hint(const char *path, int ecode, char *hint, size_t l
 	hint[0] = '\0';
 	switch (ecode) {
 	case TCETHREAD:
-		snprintf(hint, len, " (already open in this process: destroy the other store first)");
+		snprintf(hint, len, " (already open in this process: free the other store first)");
 		return;
 	case TCELOCK:
 		snprintf(hint, len, " (another process holds it)");

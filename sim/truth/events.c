@@ -132,13 +132,12 @@ events_id events_open(struct events *ev, enum events_role role, unsigned worker,
 			.role = (uint8_t)role,
 			.worker = (uint16_t)(worker > UINT16_MAX ? UINT16_MAX : worker),
 			.session = session,
+			.port = port,
 		};
 	} else {
 		ev->failed = true;
 	}
 	pthread_mutex_unlock(&ev->lock);
-	if (id && port)
-		atomic_store(&ev->by_port[port], id);
 	return id;
 }
 
@@ -161,11 +160,14 @@ void events_close(struct events *ev, events_id id, enum events_kind kind, uint64
 
 void events_note_rule(struct events *ev, uint16_t port, int32_t rule, enum events_kind kind, uint64_t now_ns)
 {
-	events_id id = port ? atomic_load(&ev->by_port[port]) : 0;
-	struct events_entry *e;
+	struct events_entry *e = NULL;
 
 	pthread_mutex_lock(&ev->lock);
-	e = find_open(ev, id);
+	/* by the open sessions' ports, not a table of every port: a port closed
+	 * and reused names the session open on it now, and memory stays flat */
+	for (size_t i = 0; port && i < ev->nopen && !e; i++)
+		if (ev->open[i].port == port)
+			e = &ev->open[i];
 	/* the first rule that fired on a connection is what ended it (a hang keeps it, then a timeout ends it) */
 	if (e && e->rule < 0 && e->kind == EVENTS_NONE) {
 		e->rule = rule;

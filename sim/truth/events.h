@@ -54,12 +54,12 @@ struct events_entry {
 	uint8_t role;	   /* enum events_role */
 	uint16_t worker;   /* consumer / publisher number */
 	uint32_t session;  /* that worker's connection number, from 1 */
+	uint16_t port;	   /* while open: the client's TCP port, how the proxy names the connection */
 };
 
 struct events {
 	pthread_mutex_t lock;
 	_Atomic uint32_t count;		  /* ids issued */
-	_Atomic events_id by_port[65536]; /* client port -> its open session */
 	struct events_entry *open;	  /* the open sessions (few: one per worker at most) */
 	size_t nopen, capopen;
 	FILE *spill;			  /* closed sessions, duplicates, misses */

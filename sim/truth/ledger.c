@@ -33,7 +33,7 @@ const char *ledger_cause_name(enum ledger_cause c)
 	return (unsigned)c < LEDGER_CAUSES ? cause_names[c] : "?";
 }
 
-int ledger_init(struct ledger *l, size_t messages, const struct ledger_policy *policy)
+int ledger_init(struct ledger *l, size_t messages, const struct ledger_setup *setup)
 {
 	memset(l, 0, sizeof(*l));
 	if (messages > (SIZE_MAX - 63) / sizeof(struct ledger_msg))
@@ -48,8 +48,8 @@ int ledger_init(struct ledger *l, size_t messages, const struct ledger_policy *p
 		memset(l->msgs, 0, bytes);
 	}
 	l->count = messages;
-	if (policy)
-		l->policy = *policy;
+	if (setup)
+		l->setup = *setup;
 	l->t0_ns = clock_now_ns();
 	stats_hist_init(&l->gaps);
 	stats_hist_init(&l->latency);
@@ -337,10 +337,10 @@ static bool take_race_token(struct ledger_msg *e)
  * insert (later with mark = after): a duplicate within the processing time of
  * the ttl boundary can land on either side.
  */
-static enum ledger_cause classify(const struct ledger *l, struct ledger_msg *e, unsigned consumer, uint64_t now_ns,
+static enum ledger_cause ledger_classify(const struct ledger *l, struct ledger_msg *e, unsigned consumer, uint64_t now_ns,
 				  unsigned accept_flags, bool looked_up)
 {
-	const struct ledger_policy *p = &l->policy;
+	const struct ledger_setup *p = &l->setup;
 	bool raced = take_race_token(e); /* taken whatever the verdict, so tokens never pile up */
 	uint64_t since;
 
@@ -382,7 +382,7 @@ void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_
 		return;
 	}
 	/* K was >= 1: this execution is a duplicate processed, a miss of the dedup. */
-	atomic_fetch_add_explicit(&l->misses[classify(l, e, consumer, now_ns, accept_flags, looked_up)], 1, RLX);
+	atomic_fetch_add_explicit(&l->misses[ledger_classify(l, e, consumer, now_ns, accept_flags, looked_up)], 1, RLX);
 	if (l->events)
 		events_note_miss(l->events, charge ? charge : atomic_load_explicit(&e->dup_charge, RLX));
 }
@@ -478,15 +478,15 @@ void ledger_totals(const struct ledger *l, struct ledger_totals *t)
 }
 
 /* Collects violations: counts all, writes the first few into the caller's buffer. */
-struct report {
+struct ledger_violations {
 	size_t count;
 	char *buf;
 	size_t len, used;
 };
 
-#define REPORT_LINES 8
+#define VIOLATION_LINES 8
 
-static void append(struct report *r, const char *fmt, va_list ap)
+static void violations_append(struct ledger_violations *r, const char *fmt, va_list ap)
 {
 	int n;
 
@@ -504,29 +504,29 @@ static void append(struct report *r, const char *fmt, va_list ap)
 	}
 }
 
-static void __attribute__((format(printf, 2, 3))) violation(struct report *r, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) violations_add(struct ledger_violations *r, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (r->count++ >= REPORT_LINES)
+	if (r->count++ >= VIOLATION_LINES)
 		return;
 	va_start(ap, fmt);
-	append(r, fmt, ap);
+	violations_append(r, fmt, ap);
 	va_end(ap);
 }
 
-static void __attribute__((format(printf, 2, 3))) note(struct report *r, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) violations_note(struct ledger_violations *r, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	append(r, fmt, ap);
+	violations_append(r, fmt, ap);
 	va_end(ap);
 }
 
 size_t ledger_check(const struct ledger *l, bool drained, char *msg, size_t msglen)
 {
-	struct report r = { .buf = msg, .len = msglen };
+	struct ledger_violations r = { .buf = msg, .len = msglen };
 	struct ledger_totals t;
 	uint64_t misses = 0;
 	struct snap s;
@@ -536,40 +536,40 @@ size_t ledger_check(const struct ledger *l, bool drained, char *msg, size_t msgl
 	for (size_t i = 0; i < l->count; i++) {
 		snap_of(&l->msgs[i], &s);
 		if (s.executions > s.decided)
-			violation(&r, "message %zu: executions %u > decided %u", i, s.executions, s.decided);
+			violations_add(&r, "message %zu: executions %u > decided %u", i, s.executions, s.decided);
 		if (s.decided > s.deliveries)
-			violation(&r, "message %zu: decided %u > deliveries %u", i, s.decided, s.deliveries);
+			violations_add(&r, "message %zu: decided %u > deliveries %u", i, s.decided, s.deliveries);
 		if (s.deliveries && !s.attempts)
-			violation(&r, "message %zu: %u deliveries but never published", i, s.deliveries);
+			violations_add(&r, "message %zu: %u deliveries but never published", i, s.deliveries);
 		if ((s.flags & LEDGER_F_CONFIRMED) && !s.attempts)
-			violation(&r, "message %zu: confirmed but never published", i);
+			violations_add(&r, "message %zu: confirmed but never published", i);
 		if (s.ncopies > s.attempts)
-			violation(&r, "message %zu: %u distinct copies delivered > %u publish attempts", i, s.ncopies,
+			violations_add(&r, "message %zu: %u distinct copies delivered > %u publish attempts", i, s.ncopies,
 				  s.attempts);
 		if (drained && (s.inflight || s.claims))
-			violation(&r, "message %zu: %u deliveries still in flight (%u claims) after the drain", i,
+			violations_add(&r, "message %zu: %u deliveries still in flight (%u claims) after the drain", i,
 				  s.inflight, s.claims);
 		if (s.decided && s.dups > s.decided - 1)
-			violation(&r, "message %zu: %u duplicate deliveries of %u decided", i, s.dups, s.decided);
+			violations_add(&r, "message %zu: %u duplicate deliveries of %u decided", i, s.dups, s.decided);
 		if (s.executions > 1 && s.executions - 1 > s.dups && !(s.flags & LEDGER_F_SATURATED))
-			violation(&r, "message %zu: executed %u times with %u duplicate deliveries", i, s.executions,
+			violations_add(&r, "message %zu: executed %u times with %u duplicate deliveries", i, s.executions,
 				  s.dups);
 		if (s.suppressed && !(s.flags & LEDGER_F_REJECTED_K0))
-			violation(&r, "message %zu: wrongly suppressed without a rejection", i);
+			violations_add(&r, "message %zu: wrongly suppressed without a rejection", i);
 		if (drained && (s.flags & LEDGER_F_CONFIRMED) && s.deliveries && !s.executions &&
 		    !(s.flags & LEDGER_F_REJECTED_K0))
-			violation(&r, "message %zu: lost, but no delivery was rejected while it was unexecuted", i);
+			violations_add(&r, "message %zu: lost, but no delivery was rejected while it was unexecuted", i);
 	}
 	ledger_totals(l, &t);
 	for (int c = 0; c < LEDGER_CAUSES; c++)
 		misses += t.misses[c];
 	/* A saturated K stops counting while misses go on: then only >= can hold. */
 	if (t.saturated ? misses < t.duplicates_processed : misses != t.duplicates_processed)
-		violation(&r, "misses by cause add up to %llu, duplicates processed %llu", (unsigned long long)misses,
+		violations_add(&r, "misses by cause add up to %llu, duplicates processed %llu", (unsigned long long)misses,
 			  (unsigned long long)t.duplicates_processed);
 	if (t.foreign)
-		violation(&r, "%llu foreign deliveries (message ids not of this run)", (unsigned long long)t.foreign);
-	if (r.count > REPORT_LINES)
-		note(&r, "... and %zu more", r.count - REPORT_LINES);
+		violations_add(&r, "%llu foreign deliveries (message ids not of this run)", (unsigned long long)t.foreign);
+	if (r.count > VIOLATION_LINES)
+		violations_note(&r, "... and %zu more", r.count - VIOLATION_LINES);
 	return r.count;
 }

@@ -61,10 +61,9 @@ struct ledger_msg {
 };
 
 /* What the ledger knows of the dedup set-up, to classify misses without asking the store. */
-struct ledger_policy {
+struct ledger_setup {
 	bool store_none;    /* no dedup at all */
 	bool scope_local;   /* a store per consumer */
-	bool mark_after;    /* mark after processing */
 	uint64_t ttl_ns;    /* 0: never expires */
 	uint64_t capacity;  /* 0: unbounded */
 	bool crash_wipes_cache; /* consumers crash and their store is memory: keys die with them */
@@ -83,7 +82,7 @@ struct ledger {
 	size_t count;
 	struct ledger_msg *msgs;
 	uint64_t t0_ns; /* clock_now_ns() at init: the run clock's zero */
-	struct ledger_policy policy;
+	struct ledger_setup setup;
 	_Atomic uint64_t foreign;     /* deliveries whose message id is not this run's */
 	_Atomic uint64_t misses[LEDGER_CAUSES];
 	struct stats_hist gaps;	      /* duplicate gaps, ns */
@@ -93,7 +92,7 @@ struct ledger {
 };
 
 /* 0, or -1 when the table can't be allocated. */
-int ledger_init(struct ledger *l, size_t messages, const struct ledger_policy *policy);
+int ledger_init(struct ledger *l, size_t messages, const struct ledger_setup *setup);
 void ledger_release(struct ledger *l);
 
 /* Publisher side. */

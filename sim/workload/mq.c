@@ -142,3 +142,36 @@ uint16_t mq_local_port(amqp_connection_state_t c)
 		return 0;
 	return ntohs(sa.sin_port);
 }
+
+int64_t mq_header_int(const amqp_basic_properties_t *p, const char *key, int64_t dflt)
+{
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return dflt;
+	for (int i = 0; i < p->headers.num_entries; i++) {
+		const amqp_table_entry_t *e = &p->headers.entries[i];
+
+		if (e->key.len != strlen(key) || memcmp(e->key.bytes, key, e->key.len) != 0)
+			continue;
+		switch (e->value.kind) {
+		case AMQP_FIELD_KIND_I8:
+			return e->value.value.i8;
+		case AMQP_FIELD_KIND_U8:
+			return e->value.value.u8;
+		case AMQP_FIELD_KIND_I16:
+			return e->value.value.i16;
+		case AMQP_FIELD_KIND_U16:
+			return e->value.value.u16;
+		case AMQP_FIELD_KIND_I32:
+			return e->value.value.i32;
+		case AMQP_FIELD_KIND_U32:
+			return e->value.value.u32;
+		case AMQP_FIELD_KIND_I64:
+			return e->value.value.i64;
+		case AMQP_FIELD_KIND_U64:
+			return (int64_t)e->value.value.u64;
+		default:
+			return dflt;
+		}
+	}
+	return dflt;
+}

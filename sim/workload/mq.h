@@ -38,6 +38,9 @@ uint16_t mq_local_port(amqp_connection_state_t c);
 
 /* Describes a reply ("ok", "connection closed", "channel closed by broker: 404 NOT_FOUND ..."). */
 const char *mq_reply_str(amqp_rpc_reply_t r, char *buf, size_t len);
+/* An integer header of a message's properties (any integer field kind), or dflt when absent or not an integer. */
+int64_t mq_header_int(const amqp_basic_properties_t *p, const char *key, int64_t dflt);
+
 /* True for a normal reply. */
 static inline int mq_ok(amqp_rpc_reply_t r)
 {

@@ -1,23 +1,21 @@
 /* publisher.c — publisher threads: tx or confirm mode, republish on timeout or cut with x-republish-count + 1. */
+#include "workload/publisher.h"
+
 #include <amqp.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd/run.h"
 #include "core/clock.h"
-
-#define BACKOFF_MIN_NS (20 * NS_PER_MS)
-#define BACKOFF_MAX_NS (1000 * NS_PER_MS)
+#include "workload/msgid.h"
+#include "workload/session.h"
 
 struct pub_state {
 	struct publisher *p;
-	struct run_ctx *rc;
-	amqp_connection_state_t conn;
+	struct workload *w;
+	struct session sess;
 	uint16_t *attempts; /* per message of this publisher: publishes so far */
 	uint8_t *body;
-	uint64_t backoff_ns;
 	uint64_t sent;	    /* publishes, for the rate limit */
 	uint64_t start_ns;
 	/* confirm mode: unconfirmed messages by delivery tag, oldest first */
@@ -27,58 +25,29 @@ struct pub_state {
 	uint64_t *retry;    /* messages to publish again, in order */
 	events_id *retry_cause; /* retry[i] is republished because session retry_cause[i] failed */
 	uint64_t retry_len;
-	events_id session;  /* this connection's fault event; 0 none */
-	events_id failed;   /* the session that failed last: the cause of what is republished now */
-	uint32_t sessions;
-	uint64_t down_since; /* first failed connect since the last connection; 0: connected */
 };
-
-static void pub_drop_conn(struct pub_state *s, const char *why)
-{
-	if (s->session) {
-		events_close(s->rc->events, s->session, EVENTS_CONNECTION_LOST, clock_now_ns());
-		s->failed = s->session;
-		s->session = 0;
-	}
-	if (s->conn) {
-		mq_abandon(s->conn);
-		s->conn = NULL;
-	}
-	snprintf(s->p->error, sizeof(s->p->error), "%s", why);
-	atomic_fetch_add(&s->rc->reconnects, 1);
-	clock_sleep_ns(s->backoff_ns);
-	s->backoff_ns = s->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : s->backoff_ns * 2;
-}
 
 static int pub_connect(struct pub_state *s)
 {
-	const struct scenario *sc = s->rc->sc;
-	char err[256];
+	const struct scenario *sc = s->w->sc;
 	struct timeval tv = { .tv_sec = (time_t)(sc->publishers.timeout_ns / NS_PER_S),
 			      .tv_usec = (suseconds_t)(sc->publishers.timeout_ns % NS_PER_S / 1000) };
+	uint64_t down_for;
 
-	s->conn = mq_open(&s->rc->via, 5000, err, sizeof(err));
-	if (!s->conn) {
-		uint64_t now = clock_now_ns();
-
+	if (session_connect(&s->sess, &down_for) < 0) {
 		/* a broker that never comes back: give up after drain_timeout, the run says why */
-		if (!s->down_since)
-			s->down_since = now;
-		else if (now - s->down_since > sc->run.drain_timeout_ns)
+		if (down_for > sc->run.drain_timeout_ns)
 			s->p->gave_up = true;
-		pub_drop_conn(s, err);
 		return -1;
 	}
-	s->down_since = 0;
-	s->session = events_open(s->rc->events, EVENTS_PUBLISHER, s->p->id, ++s->sessions, mq_local_port(s->conn));
-	amqp_set_rpc_timeout(s->conn, &tv);
+	amqp_set_rpc_timeout(s->sess.conn, &tv);
 	if (sc->publishers.mode == SCENARIO_MODE_TX) {
-		if (!amqp_tx_select(s->conn, 1)) {
-			pub_drop_conn(s, "tx.select failed");
+		if (!amqp_tx_select(s->sess.conn, 1)) {
+			session_drop(&s->sess, "tx.select failed");
 			return -1;
 		}
-	} else if (!amqp_confirm_select(s->conn, 1)) {
-		pub_drop_conn(s, "confirm.select failed");
+	} else if (!amqp_confirm_select(s->sess.conn, 1)) {
+		session_drop(&s->sess, "confirm.select failed");
 		return -1;
 	}
 	s->first_tag = 1;
@@ -87,7 +56,7 @@ static int pub_connect(struct pub_state *s)
 
 static void pub_pace(struct pub_state *s)
 {
-	uint64_t rate = s->rc->sc->publishers.rate;
+	uint64_t rate = s->w->sc->publishers.rate;
 	uint64_t due, now;
 
 	if (!rate)
@@ -103,7 +72,7 @@ static void pub_pace(struct pub_state *s)
 static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 {
 	struct publisher *p = s->p;
-	struct run_ctx *rc = s->rc;
+	struct workload *w = s->w;
 	uint64_t seq = m - p->first;
 	amqp_basic_properties_t props;
 	amqp_table_entry_t hdr[3];
@@ -111,13 +80,13 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 	int rc_pub;
 
 	pub_pace(s);
-	snprintf(id, sizeof(id), "p%u-%" PRIu64, p->id, seq);
+	msgid_format(id, sizeof(id), p->id, seq);
 	hdr[0].key = amqp_cstring_bytes("x-republish-count");
 	hdr[0].value.kind = AMQP_FIELD_KIND_I32;
 	hdr[0].value.value.i32 = s->attempts[seq];
 	hdr[1].key = amqp_cstring_bytes("x-published-ns");
 	hdr[1].value.kind = AMQP_FIELD_KIND_I64;
-	hdr[1].value.value.i64 = (int64_t)(clock_now_ns() - rc->ledger->t0_ns);
+	hdr[1].value.value.i64 = (int64_t)(clock_now_ns() - w->ledger->t0_ns);
 	memset(&props, 0, sizeof(props));
 	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG |
 		       AMQP_BASIC_TIMESTAMP_FLAG;
@@ -132,33 +101,33 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 		props.headers.num_entries = 3;
 	}
 	props.headers.entries = hdr;
-	rc_pub = amqp_basic_publish(s->conn, 1, amqp_empty_bytes, amqp_cstring_bytes(rc->sc->broker.queue), 0, 0,
-				    &props, (amqp_bytes_t){ rc->sc->publishers.size, s->body });
+	rc_pub = amqp_basic_publish(s->sess.conn, 1, amqp_empty_bytes, amqp_cstring_bytes(w->sc->broker.queue), 0, 0,
+				    &props, (amqp_bytes_t){ w->sc->publishers.size, s->body });
 	/* counted even when the write failed: the bytes may have reached the broker */
 	if (s->attempts[seq] < UINT16_MAX)
 		s->attempts[seq]++;
 	s->sent++;
-	ledger_note_publish(rc->ledger, m);
-	atomic_fetch_add(&rc->published, 1);
+	ledger_note_publish(w->ledger, m);
+	atomic_fetch_add(&w->published, 1);
 	return rc_pub == AMQP_STATUS_OK ? 0 : -1;
 }
 
 static void pub_confirmed(struct pub_state *s, uint64_t m)
 {
-	ledger_note_confirm(s->rc->ledger, m);
-	atomic_fetch_add(&s->rc->confirmed, 1);
+	ledger_note_confirm(s->w->ledger, m);
+	atomic_fetch_add(&s->w->confirmed, 1);
 }
 
 static bool pub_interrupted(const struct pub_state *s)
 {
-	return atomic_load(&s->rc->stop_publishing) || s->p->gave_up;
+	return atomic_load(&s->w->stop_publishing) || s->p->gave_up;
 }
 
 /* tx mode: publish a batch, commit; on a failed commit republish the batch on a new connection. */
 static void pub_run_tx(struct pub_state *s)
 {
 	struct publisher *p = s->p;
-	uint64_t batch = s->rc->sc->publishers.batch;
+	uint64_t batch = s->w->sc->publishers.batch;
 	uint64_t next = p->first;
 
 	while (next < p->end && !pub_interrupted(s)) {
@@ -169,29 +138,29 @@ static void pub_run_tx(struct pub_state *s)
 		while (!done && !pub_interrupted(s)) {
 			uint64_t m;
 
-			if (!s->conn && pub_connect(s) < 0)
+			if (!s->sess.conn && pub_connect(s) < 0)
 				continue;
 			for (m = next; m < b1; m++)
 				if (pub_send(s, m, cause) < 0)
 					break;
 			if (m < b1) {
-				pub_drop_conn(s, "publish failed: connection lost");
-				cause = s->failed;
+				session_drop(&s->sess, "publish failed: connection lost");
+				cause = s->sess.failed;
 				continue;
 			}
-			if (!amqp_tx_commit(s->conn, 1)) {
+			if (!amqp_tx_commit(s->sess.conn, 1)) {
 				char why[200];
 
-				mq_reply_str(amqp_get_rpc_reply(s->conn), why, sizeof(why));
-				pub_drop_conn(s, why);
-				cause = s->failed;
+				mq_reply_str(amqp_get_rpc_reply(s->sess.conn), why, sizeof(why));
+				session_drop(&s->sess, why);
+				cause = s->sess.failed;
 				continue;
 			}
 			for (m = next; m < b1; m++)
 				pub_confirmed(s, m);
 			/* the replies were decoded into the connection's pool: give it back, or it grows per commit */
-			amqp_maybe_release_buffers(s->conn);
-			s->backoff_ns = BACKOFF_MIN_NS;
+			amqp_maybe_release_buffers(s->sess.conn);
+			session_ok(&s->sess);
 			done = true;
 		}
 		next = b1;
@@ -227,7 +196,7 @@ static void pub_settle(struct pub_state *s, uint64_t tag, bool multiple, bool ok
 		if (ok)
 			pub_confirmed(s, m);
 		else
-			pub_retry(s, m, s->session);
+			pub_retry(s, m, s->sess.event);
 		/* mark as settled by pointing it at an impossible index */
 		s->pending[(s->pending_head + idx) % s->pending_cap] = UINT64_MAX;
 		return;
@@ -243,7 +212,7 @@ static void pub_settle(struct pub_state *s, uint64_t tag, bool multiple, bool ok
 		if (ok)
 			pub_confirmed(s, m);
 		else
-			pub_retry(s, m, s->session);
+			pub_retry(s, m, s->sess.event);
 	}
 	/* settled entries at the front (out-of-order singles) can go too */
 	while (s->pending_len && s->pending[s->pending_head] == UINT64_MAX) {
@@ -260,7 +229,7 @@ static void pub_requeue_pending(struct pub_state *s)
 		uint64_t m = s->pending[(s->pending_head + i) % s->pending_cap];
 
 		if (m != UINT64_MAX)
-			pub_retry(s, m, s->failed);
+			pub_retry(s, m, s->sess.failed);
 	}
 	s->pending_len = 0;
 	s->pending_head = 0;
@@ -270,9 +239,9 @@ static void pub_requeue_pending(struct pub_state *s)
 static void pub_run_confirm(struct pub_state *s)
 {
 	struct publisher *p = s->p;
-	uint64_t window = s->rc->sc->publishers.batch;
+	uint64_t window = s->w->sc->publishers.batch;
 	uint64_t next = p->first;
-	uint64_t timeout = s->rc->sc->publishers.timeout_ns;
+	uint64_t timeout = s->w->sc->publishers.timeout_ns;
 	uint64_t last_progress = clock_now_ns();
 
 	while ((next < p->end || s->retry_len || s->pending_len) && !pub_interrupted(s)) {
@@ -281,7 +250,7 @@ static void pub_run_confirm(struct pub_state *s)
 		uint64_t now, wait;
 		int rc;
 
-		if (!s->conn) {
+		if (!s->sess.conn) {
 			pub_requeue_pending(s);
 			if (pub_connect(s) < 0)
 				continue;
@@ -308,7 +277,7 @@ static void pub_run_confirm(struct pub_state *s)
 			continue;
 		now = clock_now_ns();
 		if (now - last_progress >= timeout) {
-			pub_drop_conn(s, "confirm timeout");
+			session_drop(&s->sess, "confirm timeout");
 			continue;
 		}
 		wait = timeout - (now - last_progress);
@@ -316,12 +285,12 @@ static void pub_run_confirm(struct pub_state *s)
 			wait = 100 * NS_PER_MS;
 		tv.tv_sec = 0;
 		tv.tv_usec = (suseconds_t)(wait / 1000);
-		amqp_maybe_release_buffers(s->conn); /* frames decoded so far are handled: free their pool */
-		rc = amqp_simple_wait_frame_noblock(s->conn, &f, &tv);
+		amqp_maybe_release_buffers(s->sess.conn); /* frames decoded so far are handled: free their pool */
+		rc = amqp_simple_wait_frame_noblock(s->sess.conn, &f, &tv);
 		if (rc == AMQP_STATUS_TIMEOUT)
 			continue;
 		if (rc != AMQP_STATUS_OK) {
-			pub_drop_conn(s, amqp_error_string2(rc));
+			session_drop(&s->sess, amqp_error_string2(rc));
 			continue;
 		}
 		if (f.frame_type != AMQP_FRAME_METHOD)
@@ -331,7 +300,7 @@ static void pub_run_confirm(struct pub_state *s)
 
 			pub_settle(s, a->delivery_tag, a->multiple, true);
 			last_progress = clock_now_ns();
-			s->backoff_ns = BACKOFF_MIN_NS;
+			session_ok(&s->sess);
 		} else if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
 			amqp_basic_nack_t *n = f.payload.method.decoded;
 
@@ -339,7 +308,7 @@ static void pub_run_confirm(struct pub_state *s)
 			last_progress = clock_now_ns();
 		} else if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
 			   f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
-			pub_drop_conn(s, "closed by the broker");
+			session_drop(&s->sess, "closed by the broker");
 		}
 	}
 }
@@ -347,12 +316,13 @@ static void pub_run_confirm(struct pub_state *s)
 void *publisher_main(void *arg)
 {
 	struct publisher *p = arg;
-	struct pub_state s = { .p = p, .rc = p->rc, .backoff_ns = BACKOFF_MIN_NS };
+	struct pub_state s = { .p = p, .w = p->w };
 	uint64_t n = p->end - p->first;
-	uint64_t window = p->rc->sc->publishers.batch;
+	uint64_t window = p->w->sc->publishers.batch;
 
+	session_init(&s.sess, p->w, EVENTS_PUBLISHER, p->id, p->error, sizeof(p->error));
 	s.attempts = calloc(n ? n : 1, sizeof(*s.attempts));
-	s.body = malloc(p->rc->sc->publishers.size + 1);
+	s.body = malloc(p->w->sc->publishers.size + 1);
 	s.pending_cap = window + 1;
 	s.pending = malloc(s.pending_cap * sizeof(*s.pending));
 	s.retry = malloc((window + 1) * 2 * sizeof(*s.retry));
@@ -361,24 +331,20 @@ void *publisher_main(void *arg)
 		snprintf(p->error, sizeof(p->error), "out of memory");
 		goto out;
 	}
-	for (uint64_t i = 0; i < p->rc->sc->publishers.size; i++)
+	for (uint64_t i = 0; i < p->w->sc->publishers.size; i++)
 		s.body[i] = (uint8_t)('a' + (p->id + i) % 26);
 	s.start_ns = clock_now_ns();
-	if (p->rc->sc->publishers.mode == SCENARIO_MODE_TX)
+	if (p->w->sc->publishers.mode == SCENARIO_MODE_TX)
 		pub_run_tx(&s);
 	else
 		pub_run_confirm(&s);
-	if (s.conn)
-		mq_close(s.conn);
-	if (s.session) {
-		events_close(p->rc->events, s.session, EVENTS_NONE, clock_now_ns());
-	}
+	session_release(&s.sess);
 out:
 	free(s.attempts);
 	free(s.body);
 	free(s.pending);
 	free(s.retry);
 	free(s.retry_cause);
-	atomic_fetch_sub(&p->rc->publishers_running, 1);
+	atomic_fetch_sub(&p->w->publishers_running, 1);
 	return NULL;
 }
