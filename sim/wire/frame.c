@@ -14,7 +14,7 @@
  */
 enum {
 	ST_PROTO,   /* collecting the 8-byte protocol header into hdr */
-	ST_START,   /* at a frame boundary; the first byte decides PROTO or HEADER */
+	ST_START,   /* at a frame boundary: a frame header comes next (only ST_FIRST may see a protocol header) */
 	ST_HEADER,  /* collecting the 7-byte frame header into hdr */
 	ST_IDS,	    /* collecting the first 4 payload octets into ids */
 	ST_PAYLOAD, /* skipping the rest of the payload */
