@@ -23,6 +23,16 @@ int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A finite, non-negative decimal at the start of s (no sign, no blanks); *end after it. */
+static int parse_number(const char *s, double *v, char **end)
+{
+	if (!s || ((*s < '0' || *s > '9') && *s != '.'))
+		return -1;
+	errno = 0;
+	*v = strtod(s, end);
+	return errno || *end == s || !isfinite(*v) ? -1 : 0;
+}
+
 int parse_duration(const char *s, uint64_t *out_ns)
 {
 	static const struct {
@@ -34,11 +44,7 @@ int parse_duration(const char *s, uint64_t *out_ns)
 	char *end;
 	double v;
 
-	if (!s || ((*s < '0' || *s > '9') && *s != '.'))
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
+	if (parse_number(s, &v, &end) < 0)
 		return -1;
 	if (*end == '\0') {
 		if (v != 0)
@@ -64,11 +70,7 @@ int parse_prob(const char *s, double *out)
 	char *end;
 	double v;
 
-	if (!s || ((*s < '0' || *s > '9') && *s != '.'))
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v))
+	if (parse_number(s, &v, &end) < 0)
 		return -1;
 	if (*end == '%') {
 		if (end[1] != '\0')

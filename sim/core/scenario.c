@@ -410,13 +410,75 @@ static int scenario_add_rule(struct scenario *sc, const char *v, char *msg, size
  * after the `WHERE section.key: ` prefix in msg. The field is changed only
  * when the whole value is good.
  */
+static int scenario_apply_duration(char *field, const struct scenario_key *k, const char *v, char *msg,
+				   size_t msglen)
+{
+	uint64_t u;
+
+	if (scenario_parse_duration(v, &u) < 0) {
+		if (scenario_is_number(v))
+			return log_seterr(msg, msglen,
+					"'%s' needs a unit (250us, 500ms, 2s, 5m, 1h); allowed: %s", v,
+					k->allowed);
+		return log_seterr(msg, msglen,
+				"'%s' is not a duration (a number and a unit: 250us, 500ms, 2s, 5m, 1h); "
+				"allowed: %s",
+				v, k->allowed);
+	}
+	if ((u < k->min && !(u == 0 && k->zero_ok)) || u > k->max)
+		return log_seterr(msg, msglen, "'%s' is out of range; allowed: %s", v, k->allowed);
+	memcpy(field, &u, sizeof(u));
+	return 0;
+}
+
+static int scenario_apply_prob(char *field, const struct scenario_key *k, const char *v, char *msg, size_t msglen)
+{
+	char list[256];
+	double p;
+
+	if (parse_prob(v, &p) < 0)
+		return log_seterr(msg, msglen, "'%s' is not a probability; allowed: %s", v,
+				scenario_allowed(k, list, sizeof(list)));
+	if (k->below_one && p >= 1.0)
+		return log_seterr(msg, msglen,
+				"'%s' is out of range: at 1 every frame is lost and the run could never "
+				"finish; allowed: %s",
+				v, scenario_allowed(k, list, sizeof(list)));
+	if (p > 0 && p < 1e-12) /* no run is long enough to see it; and tiny doubles don't print back */
+		return log_seterr(msg, msglen, "'%s' is out of range; allowed: %s", v,
+				scenario_allowed(k, list, sizeof(list)));
+	memcpy(field, &p, sizeof(p));
+	return 0;
+}
+
+static int scenario_apply_enum(struct scenario *sc, const struct scenario_key *k, const char *v, char *msg,
+			       size_t msglen)
+{
+	char list[256];
+	size_t best = SIZE_MAX;
+	const char *near = NULL;
+
+	for (int i = 0; k->choices[i]; i++) {
+		if (strcmp(k->choices[i], v) == 0) {
+			*scenario_enum_field(sc, k) = i;
+			return 0;
+		}
+		if (scenario_close(v, k->choices[i], &best))
+			near = k->choices[i];
+	}
+	scenario_allowed(k, list, sizeof(list));
+	if (near)
+		return log_seterr(msg, msglen, "'%s' is not allowed; did you mean '%s'? (allowed: %s)", v, near,
+				list);
+	return log_seterr(msg, msglen, "'%s' is not allowed; allowed: %s", v, list);
+}
+
 static int scenario_apply(struct scenario *sc, const struct scenario_key *k, const char *v, char *msg,
 			  size_t msglen)
 {
 	char *field = (char *)sc + k->off;
 	char list[256];
 	uint64_t u;
-	double p;
 	bool b;
 
 	if (!*v && k->kind != KIND_RULE)
@@ -430,58 +492,17 @@ static int scenario_apply(struct scenario *sc, const struct scenario_key *k, con
 		memcpy(field, &u, sizeof(u));
 		return 0;
 	case KIND_DURATION:
-		if (scenario_parse_duration(v, &u) < 0) {
-			if (scenario_is_number(v))
-				return log_seterr(msg, msglen,
-						"'%s' needs a unit (250us, 500ms, 2s, 5m, 1h); allowed: %s", v,
-						k->allowed);
-			return log_seterr(msg, msglen,
-					"'%s' is not a duration (a number and a unit: 250us, 500ms, 2s, 5m, 1h); "
-					"allowed: %s",
-					v, k->allowed);
-		}
-		if ((u < k->min && !(u == 0 && k->zero_ok)) || u > k->max)
-			return log_seterr(msg, msglen, "'%s' is out of range; allowed: %s", v, k->allowed);
-		memcpy(field, &u, sizeof(u));
-		return 0;
+		return scenario_apply_duration(field, k, v, msg, msglen);
 	case KIND_PROB:
-		if (parse_prob(v, &p) < 0)
-			return log_seterr(msg, msglen, "'%s' is not a probability; allowed: %s", v,
-					scenario_allowed(k, list, sizeof(list)));
-		if (k->below_one && p >= 1.0)
-			return log_seterr(msg, msglen,
-					"'%s' is out of range: at 1 every frame is lost and the run could never "
-					"finish; allowed: %s",
-					v, scenario_allowed(k, list, sizeof(list)));
-		if (p > 0 && p < 1e-12) /* no run is long enough to see it; and tiny doubles don't print back */
-			return log_seterr(msg, msglen, "'%s' is out of range; allowed: %s", v,
-					scenario_allowed(k, list, sizeof(list)));
-		memcpy(field, &p, sizeof(p));
-		return 0;
+		return scenario_apply_prob(field, k, v, msg, msglen);
 	case KIND_BOOL:
 		if (parse_bool(v, &b) < 0)
 			return log_seterr(msg, msglen, "'%s' is not a boolean; allowed: %s", v,
 					scenario_allowed(k, list, sizeof(list)));
 		memcpy(field, &b, sizeof(b));
 		return 0;
-	case KIND_ENUM: {
-		size_t best = SIZE_MAX;
-		const char *near = NULL;
-
-		for (int i = 0; k->choices[i]; i++) {
-			if (strcmp(k->choices[i], v) == 0) {
-				*scenario_enum_field(sc, k) = i;
-				return 0;
-			}
-			if (scenario_close(v, k->choices[i], &best))
-				near = k->choices[i];
-		}
-		scenario_allowed(k, list, sizeof(list));
-		if (near)
-			return log_seterr(msg, msglen, "'%s' is not allowed; did you mean '%s'? (allowed: %s)", v, near,
-					list);
-		return log_seterr(msg, msglen, "'%s' is not allowed; allowed: %s", v, list);
-	}
+	case KIND_ENUM:
+		return scenario_apply_enum(sc, k, v, msg, msglen);
 	case KIND_NAME:
 	case KIND_QUEUE:
 	case KIND_AMQP_URL:

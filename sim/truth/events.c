@@ -294,92 +294,120 @@ static int read_spill(struct events *ev, uint32_t count, struct events_entry *me
 	return 0;
 }
 
-int events_summarise(struct events *ev, struct events_summary *s)
-{
+/* Everything the spill holds, by event id (1..count), read back at the end. */
+struct events_tally {
 	uint32_t count;
-	struct events_entry *meta = NULL;
-	uint64_t *dups = NULL, *misses = NULL;
-	struct gap_rec *gaps = NULL;
-	size_t ngaps = 0;
+	struct events_entry *meta;
+	uint64_t *dups, *misses;
+	struct gap_rec *gaps;
+	size_t ngaps;
+};
+
+static void events_tally_release(struct events_tally *t)
+{
+	free(t->meta);
+	free(t->dups);
+	free(t->misses);
+	free(t->gaps);
+}
+
+/* Ends the sessions still open (as they are) and reads the spill back. 0 or -1. */
+static int events_tally_read(struct events *ev, struct events_tally *t)
+{
 	int rc = -1;
 
-	memset(s, 0, sizeof(*s));
+	memset(t, 0, sizeof(*t));
 	pthread_mutex_lock(&ev->lock);
-	/* sessions still open end here, as they are */
 	for (size_t i = 0; i < ev->nopen; i++)
 		put_session_locked(ev, &ev->open[i]);
 	ev->nopen = 0;
 	flush_locked(ev);
-	count = atomic_load(&ev->count);
-	meta = calloc((size_t)count + 1, sizeof(*meta));
-	dups = calloc((size_t)count + 1, sizeof(*dups));
-	misses = calloc((size_t)count + 1, sizeof(*misses));
-	gaps = malloc((ev->dups ? ev->dups : 1) * sizeof(*gaps));
-	if (!meta || !dups || !misses || !gaps || ev->failed ||
-	    read_spill(ev, count, meta, dups, misses, gaps, ev->dups, &ngaps) < 0) {
-		pthread_mutex_unlock(&ev->lock);
-		goto out;
-	}
+	t->count = atomic_load(&ev->count);
+	t->meta = calloc((size_t)t->count + 1, sizeof(*t->meta));
+	t->dups = calloc((size_t)t->count + 1, sizeof(*t->dups));
+	t->misses = calloc((size_t)t->count + 1, sizeof(*t->misses));
+	t->gaps = malloc((ev->dups ? ev->dups : 1) * sizeof(*t->gaps));
+	if (t->meta && t->dups && t->misses && t->gaps && !ev->failed)
+		rc = read_spill(ev, t->count, t->meta, t->dups, t->misses, t->gaps, ev->dups, &t->ngaps);
 	pthread_mutex_unlock(&ev->lock);
-	/* fold the sessions a crash ended into the crash */
-	for (events_id id = 1; id <= count; id++) {
-		events_id u = meta[id].crash && meta[id].crash <= count ? meta[id].crash : id;
+	return rc;
+}
+
+/* Folds the sessions a broker crash ended into the crash, with their gaps; then sorts the gaps. */
+static void events_tally_fold(struct events_tally *t)
+{
+	for (events_id id = 1; id <= t->count; id++) {
+		events_id u = t->meta[id].crash && t->meta[id].crash <= t->count ? t->meta[id].crash : id;
 
 		if (u != id) {
-			dups[u] += dups[id];
-			misses[u] += misses[id];
-			dups[id] = misses[id] = 0;
+			t->dups[u] += t->dups[id];
+			t->misses[u] += t->misses[id];
+			t->dups[id] = t->misses[id] = 0;
 		}
 	}
-	for (size_t i = 0; i < ngaps; i++) {
-		events_id id = gaps[i].unit;
+	for (size_t i = 0; i < t->ngaps; i++) {
+		events_id id = t->gaps[i].unit;
 
-		if (meta[id].crash && meta[id].crash <= count)
-			gaps[i].unit = meta[id].crash;
+		if (t->meta[id].crash && t->meta[id].crash <= t->count)
+			t->gaps[i].unit = t->meta[id].crash;
 	}
-	qsort(gaps, ngaps, sizeof(*gaps), cmp_gap);
-	for (events_id id = 1; id <= count; id++)
-		if (!meta[id].crash && unit_listed(&meta[id], dups[id]))
-			s->n++;
+	qsort(t->gaps, t->ngaps, sizeof(*t->gaps), cmp_gap);
+}
+
+static bool events_tally_listed(const struct events_tally *t, events_id id)
+{
+	return !t->meta[id].crash && unit_listed(&t->meta[id], t->dups[id]);
+}
+
+/* The units of the summary, in id order, and their gaps grouped the same way. 0 or -1. */
+static int events_summary_fill(struct events_summary *s, const struct events_tally *t)
+{
+	size_t j = 0;
+
+	for (events_id id = 1; id <= t->count; id++)
+		s->n += events_tally_listed(t, id);
 	s->unit = calloc(s->n ? s->n : 1, sizeof(*s->unit));
 	s->ev = calloc(s->n ? s->n : 1, sizeof(*s->ev));
 	s->gap_start = calloc(s->n + 1, sizeof(*s->gap_start));
-	s->gaps_us = malloc((ngaps ? ngaps : 1) * sizeof(*s->gaps_us));
+	s->gaps_us = malloc((t->ngaps ? t->ngaps : 1) * sizeof(*s->gaps_us));
 	if (!s->unit || !s->ev || !s->gap_start || !s->gaps_us)
-		goto out;
+		return -1;
 	s->n = 0;
-	for (events_id id = 1; id <= count; id++) {
-		if (meta[id].crash || !unit_listed(&meta[id], dups[id]))
+	for (events_id id = 1; id <= t->count; id++) {
+		const struct events_entry *m = &t->meta[id];
+
+		if (!events_tally_listed(t, id))
 			continue;
-		s->unit[s->n] = meta[id];
-		s->ev[s->n] = (struct evidence_event){ .dups = dups[id], .misses = misses[id] };
-		s->dups += dups[id];
-		s->misses += misses[id];
-		if (dups[id]) {
+		s->unit[s->n] = *m;
+		s->ev[s->n] = (struct evidence_event){ .dups = t->dups[id], .misses = t->misses[id] };
+		s->dups += t->dups[id];
+		s->misses += t->misses[id];
+		if (t->dups[id]) {
 			s->with_dups++;
-			s->by_kind[meta[id].kind < EVENTS_KINDS ? meta[id].kind : EVENTS_NONE]++;
+			s->by_kind[m->kind < EVENTS_KINDS ? m->kind : EVENTS_NONE]++;
+		}
+		s->gap_start[s->n] = j;
+		while (j < t->ngaps && t->gaps[j].unit == id) {
+			s->gaps_us[j] = t->gaps[j].gap_us;
+			j++;
 		}
 		s->n++;
 	}
-	/* the gaps, grouped by unit (both in id order) and sorted within it */
-	{
-		size_t j = 0;
+	s->gap_start[s->n] = j;
+	return 0;
+}
 
-		for (size_t i = 0; i < s->n; i++) {
-			s->gap_start[i] = j;
-			while (j < ngaps && gaps[j].unit == s->unit[i].id) {
-				s->gaps_us[j] = gaps[j].gap_us;
-				j++;
-			}
-		}
-		s->gap_start[s->n] = j;
+int events_summarise(struct events *ev, struct events_summary *s)
+{
+	struct events_tally t;
+	int rc = -1;
+
+	memset(s, 0, sizeof(*s));
+	if (events_tally_read(ev, &t) == 0) {
+		events_tally_fold(&t);
+		rc = events_summary_fill(s, &t);
 	}
-	rc = 0;
-out:
-	free(meta);
-	free(dups);
-	free(misses);
-	free(gaps);
+	events_tally_release(&t);
 	if (rc < 0)
 		events_summary_release(s);
 	return rc;
