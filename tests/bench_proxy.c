@@ -224,11 +224,11 @@ static void socat_wait_children(pid_t pid)
 	die("socat", "its connection children did not finish");
 }
 
-/* Stops both relays; cpu_s[m]: the CPU seconds (user + system) of relay m over its life, from wait4. */
-static void relays_stop(struct relays *rl, double cpu_s[M_COUNT])
+/* Stops both relays; cpu_s[m], sys_s[m]: the CPU seconds (user + system; system) of relay m over its life, from wait4. */
+static void relays_stop(struct relays *rl, double cpu_s[M_COUNT], double sys_s[M_COUNT])
 {
 	socat_wait_children(rl->pid[M_SOCAT]);
-	cpu_s[M_DIRECT] = 0;
+	cpu_s[M_DIRECT] = sys_s[M_DIRECT] = 0;
 	for (int m = M_PROXY; m <= M_SOCAT; m++) {
 		struct rusage ru;
 		int st;
@@ -236,8 +236,8 @@ static void relays_stop(struct relays *rl, double cpu_s[M_COUNT])
 		kill(rl->pid[m], SIGTERM);
 		if (wait4(rl->pid[m], &st, 0, &ru) < 0)
 			die(mode_name[m], strerror(errno));
-		cpu_s[m] = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-			   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+		sys_s[m] = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+		cpu_s[m] = sys_s[m] + (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
 	}
 }
 
@@ -286,7 +286,7 @@ int main(void)
 
 	throughput(bport, 99, M_DIRECT); /* warm-up */
 	for (int r = 0; r < ROUNDS; r++) {
-		double cpu_s[M_COUNT];
+		double cpu_s[M_COUNT], sys_s[M_COUNT];
 
 		relays_start(&rl, bin, bport);
 		for (int k = 0; k < M_COUNT; k++) {
@@ -294,14 +294,14 @@ int main(void)
 
 			mps[m][r] = throughput(rl.port[m], r, m);
 		}
-		relays_stop(&rl, cpu_s);
+		relays_stop(&rl, cpu_s, sys_s);
 		for (int m = 0; m < M_COUNT; m++)
 			cpu[m][r] = cpu_s[m] * 1e6 / MESSAGES;
 		cpu_ratio[r] = cpu[M_PROXY][r] / cpu[M_SOCAT][r];
-		printf("round %d: direct %.0f  proxy %.0f  socat %.0f msg/s;  CPU per message: proxy %.2f us, socat "
-		       "%.2f us (proxy/socat %.3f)\n",
-		       r + 1, mps[M_DIRECT][r], mps[M_PROXY][r], mps[M_SOCAT][r], cpu[M_PROXY][r], cpu[M_SOCAT][r],
-		       cpu_ratio[r]);
+		printf("round %d: direct %.0f  proxy %.0f  socat %.0f msg/s;  CPU per message: proxy %.2f us (%.2f "
+		       "system), socat %.2f us (%.2f system), proxy/socat %.3f\n",
+		       r + 1, mps[M_DIRECT][r], mps[M_PROXY][r], mps[M_SOCAT][r], cpu[M_PROXY][r],
+		       sys_s[M_PROXY] * 1e6 / MESSAGES, cpu[M_SOCAT][r], sys_s[M_SOCAT] * 1e6 / MESSAGES, cpu_ratio[r]);
 		fflush(stdout);
 	}
 	for (int m = 0; m < M_COUNT; m++) {
@@ -317,9 +317,9 @@ int main(void)
 		for (int m = 0; m < M_COUNT; m++)
 			rtts(rl.port[m], lat[m] + k * (PINGS / 3), PINGS / 3);
 	{
-		double unused[M_COUNT];
+		double unused[M_COUNT], unused_sys[M_COUNT];
 
-		relays_stop(&rl, unused);
+		relays_stop(&rl, unused, unused_sys);
 	}
 	for (int m = 0; m < M_COUNT; m++) {
 		qsort(lat[m], PINGS, sizeof(uint64_t), cmp_u64);
