@@ -23,6 +23,7 @@
 /* What the I/O wrappers say; they only do I/O (EINTR is retried, EAGAIN is IO_AGAIN). */
 enum { IO_OK, IO_AGAIN, IO_EOF, IO_ERR };
 
+#define CLOSING_GRACE_NS (2 * NS_PER_S) /* how long a closing connection may take to drain */
 #define READ_ROUNDS 16	      /* reads per pump at most: a flooding peer must not starve the others */
 #define COMPACT_BELOW 16384   /* tail room under which the buffer's live bytes move to its front */
 
@@ -527,7 +528,7 @@ static void rconn_check_done(struct rconn *c)
 	for (int i = 0; i < 2; i++) /* side i said all it had, and got all it was owed */
 		if (c->buf[i].eof && c->buf[1 - i].shut)
 			rconn_side_close(c, i);
-	if ((c->fd[0] < 0 && c->fd[1] < 0) || clock_now_ns() - c->closing_since > RELAY_CLOSING_GRACE_NS)
+	if ((c->fd[0] < 0 && c->fd[1] < 0) || clock_now_ns() - c->closing_since > CLOSING_GRACE_NS)
 		rconn_close(c);
 }
 

@@ -20,7 +20,7 @@
  * fails, closing: nothing more is judged or forwarded, what was decided is
  * written, each side gets a FIN after its last byte, and what the peers still
  * send is read and discarded until their own FIN; then the sockets are closed,
- * or at RELAY_CLOSING_GRACE_NS whatever the peers did. Closing a socket with
+ * or after a grace of 2 s whatever the peers did. Closing a socket with
  * unread input would make the kernel send an RST, which throws away what the
  * kernel still had to send (the frame a cut forwarded, say): hence the drain.
  */
@@ -30,8 +30,6 @@ enum relay_dir {
 	RELAY_TO_UPSTREAM = 0, /* sent by the client */
 	RELAY_TO_CLIENT = 1,   /* sent by the upstream */
 };
-
-#define RELAY_CLOSING_GRACE_NS (2 * 1000000000ull) /* how long a closing connection may take to drain */
 
 /* What the judge decides for one whole frame. */
 enum relay_verdict {
