@@ -25,7 +25,9 @@ SIM_OBJ  := $(SIM_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/check_*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard tests/bench_*.c)
-BENCHES  := $(BENCH_SRC:tests/%.c=$(BUILD)/%)
+# `make bench BENCH="proxy dedup"` runs only those (tests/bench_<name>.c); empty: all of them.
+BENCH    ?=
+BENCHES  := $(if $(BENCH),$(BENCH:%=$(BUILD)/bench_%),$(BENCH_SRC:tests/%.c=$(BUILD)/%))
 
 FUZZ_BUILD   := build-fuzz
 FUZZ_TIME    ?= 20

@@ -1,13 +1,15 @@
-/* bench_proxy.c — `make bench`: publish+consume throughput and per-frame latency, direct vs dupsim proxy vs socat. */
+/* bench_proxy.c — `make bench`: throughput, CPU per message and per-frame latency, direct vs dupsim proxy vs socat. */
 #include <amqp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,8 +18,8 @@
 #include "core/clock.h"
 #include "core/net.h"
 
-#define MESSAGES 20000
-#define ROUNDS 5
+#define MESSAGES 100000
+#define ROUNDS 3
 #define BODY 128
 #define PINGS 3000
 
@@ -172,15 +174,90 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
+/* The two relays, started afresh for each round so that each one's own rusage covers that round only. */
+struct relays {
+	pid_t pid[M_COUNT]; /* M_PROXY and M_SOCAT */
+	uint16_t port[M_COUNT];
+};
+
+static void relays_start(struct relays *rl, const char *bin, uint16_t bport)
+{
+	char up[64], lis[64], socat_l[96], socat_r[64];
+	uint16_t pport, sport;
+
+	if (net_free_port(&pport) < 0 || net_free_port(&sport) < 0 || pport == sport)
+		die("ports", "no free port");
+	snprintf(up, sizeof(up), "127.0.0.1:%u", bport);
+	snprintf(lis, sizeof(lis), "127.0.0.1:%u", pport);
+	snprintf(socat_l, sizeof(socat_l), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork,nodelay", sport);
+	snprintf(socat_r, sizeof(socat_r), "TCP:127.0.0.1:%u,nodelay", bport);
+	{
+		char *pa[] = { (char *)bin, "proxy", "--listen", lis, "--upstream", up, "--quiet", NULL };
+		char *sa[] = { "socat", socat_l, socat_r, NULL };
+
+		rl->pid[M_PROXY] = spawn(pa);
+		rl->pid[M_SOCAT] = spawn(sa);
+	}
+	wait_port(pport);
+	wait_port(sport);
+	rl->port[M_DIRECT] = bport;
+	rl->port[M_PROXY] = pport;
+	rl->port[M_SOCAT] = sport;
+}
+
+/* socat forks a child per connection: wait until it reaped them all, so their CPU is in its rusage. */
+static void socat_wait_children(pid_t pid)
+{
+	char path[64], line[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	for (int i = 0; i < 400; i++) {
+		FILE *f = fopen(path, "r");
+		bool some = f && fgets(line, sizeof(line), f) && line[0] >= '0' && line[0] <= '9';
+
+		if (f)
+			fclose(f);
+		if (!some)
+			return;
+		clock_sleep_ns(25 * NS_PER_MS);
+	}
+	die("socat", "its connection children did not finish");
+}
+
+/* Stops both relays; cpu_s[m], sys_s[m]: the CPU seconds (user + system; system) of relay m over its life, from wait4. */
+static void relays_stop(struct relays *rl, double cpu_s[M_COUNT], double sys_s[M_COUNT])
+{
+	socat_wait_children(rl->pid[M_SOCAT]);
+	cpu_s[M_DIRECT] = sys_s[M_DIRECT] = 0;
+	for (int m = M_PROXY; m <= M_SOCAT; m++) {
+		struct rusage ru;
+		int st;
+
+		kill(rl->pid[m], SIGTERM);
+		if (wait4(rl->pid[m], &st, 0, &ru) < 0)
+			die(mode_name[m], strerror(errno));
+		sys_s[m] = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+		cpu_s[m] = sys_s[m] + (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+	}
+}
+
+static void print_ratio(const char *what, double v, double target, bool at_most)
+{
+	bool met = at_most ? v <= target : v >= target;
+
+	printf("%-30s = %.3f (target %s %.2f: %s)\n", what, v, at_most ? "<=" : ">=", target, met ? "met" : "NOT met");
+}
+
 int main(void)
 {
 	struct broker *b = NULL;
 	struct broker_opts o = { .quiet = true };
-	char err[1024], up[64], lis[64], socat_l[96], socat_r[64];
+	char err[1024];
 	const char *bin = getenv("DUPSIM_BIN");
-	uint16_t bport, pport, sport, port[M_COUNT];
-	pid_t proxy_pid, socat_pid;
-	double mps[M_COUNT][ROUNDS], med[M_COUNT];
+	uint16_t bport;
+	struct relays rl;
+	double mps[M_COUNT][ROUNDS], med[M_COUNT], cpu[M_COUNT][ROUNDS], cpu_med[M_COUNT];
+	double cpu_ratio[ROUNDS];
 	static uint64_t lat[M_COUNT][PINGS];
 	double p50[M_COUNT], p99[M_COUNT];
 
@@ -189,8 +266,11 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (!bin)
 		bin = "build/dupsim";
-	printf("== bench_proxy: one publisher + one consumer, %d x %d-byte messages, no confirms, acks each ==\n",
-	       MESSAGES, BODY);
+	printf("== bench_proxy: one publisher + one consumer, %d rounds x %d x %d-byte messages, no confirms, "
+	       "acks each ==\n",
+	       ROUNDS, MESSAGES, BODY);
+	printf("(CPU per message: each relay's own rusage, user + system, from wait4 of its process: `dupsim "
+	       "proxy` and socat with its per-connection children, both started afresh each round)\n");
 	fflush(stdout);
 	if (getenv("DUPSIM_BENCH_URL")) { /* an existing broker, e.g. from `dupsim broker start` */
 		struct mq_target t;
@@ -203,67 +283,71 @@ int main(void)
 			die("broker", err);
 		bport = broker_amqp_port(b);
 	}
-	if (net_free_port(&pport) < 0 || net_free_port(&sport) < 0 || pport == sport)
-		die("ports", "no free port");
-	snprintf(up, sizeof(up), "127.0.0.1:%u", bport);
-	snprintf(lis, sizeof(lis), "127.0.0.1:%u", pport);
-	snprintf(socat_l, sizeof(socat_l), "TCP-LISTEN:%u,bind=127.0.0.1,reuseaddr,fork,nodelay", sport);
-	snprintf(socat_r, sizeof(socat_r), "TCP:127.0.0.1:%u,nodelay", bport);
-	{
-		char *pa[] = { (char *)bin, "proxy", "--listen", lis, "--upstream", up, "--quiet", NULL };
-		char *sa[] = { "socat", socat_l, socat_r, NULL };
-
-		proxy_pid = spawn(pa);
-		socat_pid = spawn(sa);
-	}
-	wait_port(pport);
-	wait_port(sport);
-	port[M_DIRECT] = bport;
-	port[M_PROXY] = pport;
-	port[M_SOCAT] = sport;
 
 	throughput(bport, 99, M_DIRECT); /* warm-up */
 	for (int r = 0; r < ROUNDS; r++) {
+		double cpu_s[M_COUNT], sys_s[M_COUNT];
+
+		relays_start(&rl, bin, bport);
 		for (int k = 0; k < M_COUNT; k++) {
 			int m = (k + r) % M_COUNT; /* alternate the order round by round */
 
-			mps[m][r] = throughput(port[m], r, m);
+			mps[m][r] = throughput(rl.port[m], r, m);
 		}
-		printf("round %d: direct %.0f  proxy %.0f  socat %.0f msg/s\n", r + 1, mps[M_DIRECT][r],
-		       mps[M_PROXY][r], mps[M_SOCAT][r]);
+		relays_stop(&rl, cpu_s, sys_s);
+		for (int m = 0; m < M_COUNT; m++)
+			cpu[m][r] = cpu_s[m] * 1e6 / MESSAGES;
+		cpu_ratio[r] = cpu[M_PROXY][r] / cpu[M_SOCAT][r];
+		printf("round %d: direct %.0f  proxy %.0f  socat %.0f msg/s;  CPU per message: proxy %.2f us (%.2f "
+		       "system), socat %.2f us (%.2f system), proxy/socat %.3f\n",
+		       r + 1, mps[M_DIRECT][r], mps[M_PROXY][r], mps[M_SOCAT][r], cpu[M_PROXY][r],
+		       sys_s[M_PROXY] * 1e6 / MESSAGES, cpu[M_SOCAT][r], sys_s[M_SOCAT] * 1e6 / MESSAGES, cpu_ratio[r]);
 		fflush(stdout);
 	}
 	for (int m = 0; m < M_COUNT; m++) {
 		qsort(mps[m], ROUNDS, sizeof(double), cmp_d);
 		med[m] = mps[m][ROUNDS / 2];
+		qsort(cpu[m], ROUNDS, sizeof(double), cmp_d);
+		cpu_med[m] = cpu[m][ROUNDS / 2];
 	}
+	qsort(cpu_ratio, ROUNDS, sizeof(double), cmp_d);
+
+	relays_start(&rl, bin, bport);
 	for (int k = 0; k < 3; k++) /* interleave the latency runs too */
 		for (int m = 0; m < M_COUNT; m++)
-			rtts(port[m], lat[m] + k * (PINGS / 3), PINGS / 3);
+			rtts(rl.port[m], lat[m] + k * (PINGS / 3), PINGS / 3);
+	{
+		double unused[M_COUNT], unused_sys[M_COUNT];
+
+		relays_stop(&rl, unused, unused_sys);
+	}
 	for (int m = 0; m < M_COUNT; m++) {
 		qsort(lat[m], PINGS, sizeof(uint64_t), cmp_u64);
 		p50[m] = pct(lat[m], PINGS, 0.50);
 		p99[m] = pct(lat[m], PINGS, 0.99);
 	}
 
-	printf("\n%-14s %12s %10s %14s %14s\n", "path", "msg/s (med)", "x direct", "rtt p50 (us)", "rtt p99 (us)");
-	for (int m = 0; m < M_COUNT; m++)
-		printf("%-14s %12.0f %10.3f %14.1f %14.1f\n", mode_name[m], med[m], med[m] / med[M_DIRECT], p50[m],
-		       p99[m]);
-	printf("\nproxy / direct = %.3f (target >= 0.95: %s)\n", med[M_PROXY] / med[M_DIRECT],
-	       med[M_PROXY] / med[M_DIRECT] >= 0.95 ? "met" : "NOT met");
-	printf("proxy / socat  = %.3f (target >= 1.00: %s)\n", med[M_PROXY] / med[M_SOCAT],
-	       med[M_PROXY] >= med[M_SOCAT] ? "met" : "NOT met");
+	printf("\n%-14s %12s %10s %12s %14s %14s\n", "path", "msg/s (med)", "x direct", "CPU/msg (us)",
+	       "rtt p50 (us)", "rtt p99 (us)");
+	for (int m = 0; m < M_COUNT; m++) {
+		char cpus[16] = "-";
+
+		if (m != M_DIRECT)
+			snprintf(cpus, sizeof(cpus), "%.2f", cpu_med[m]);
+		printf("%-14s %12.0f %10.3f %12s %14.1f %14.1f\n", mode_name[m], med[m], med[m] / med[M_DIRECT], cpus,
+		       p50[m], p99[m]);
+	}
+	printf("\n");
+	print_ratio("proxy / direct throughput", med[M_PROXY] / med[M_DIRECT], 0.95, false);
+	print_ratio("proxy / socat throughput", med[M_PROXY] / med[M_SOCAT], 1.00, false);
+	print_ratio("proxy / socat CPU per message", cpu_ratio[ROUNDS / 2], 0.70, true);
+	printf("(medians over the rounds; the CPU ratio is the median of the per-round ratios, both relays measured "
+	       "in the same round)\n");
 	printf("proxy added latency per frame: p50 %.1f us, p99 %.1f us (socat: p50 %.1f us, p99 %.1f us)\n",
 	       (p50[M_PROXY] - p50[M_DIRECT]) / 2, (p99[M_PROXY] - p99[M_DIRECT]) / 2,
 	       (p50[M_SOCAT] - p50[M_DIRECT]) / 2, (p99[M_SOCAT] - p99[M_DIRECT]) / 2);
 	printf("(added latency = (relay RTT - direct RTT) / 2 at each percentile; an RTT carries one frame each "
 	       "way)\n");
-
-	kill(proxy_pid, SIGTERM);
-	kill(socat_pid, SIGTERM);
-	waitpid(proxy_pid, NULL, 0);
-	waitpid(socat_pid, NULL, 0);
 	broker_free(b);
 	return 0;
 }

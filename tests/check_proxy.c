@@ -784,6 +784,85 @@ static double cpu_of_other_threads(void)
  * reports such a socket (EPOLLHUP) whatever the mask; the loop must not wake
  * for it over and over, and what the client sent must still all arrive.
  */
+/* The writer side of test_backpressure_exact: sends the whole stream, then a FIN. */
+struct raw_stream {
+	int fd;
+	const uint8_t *data;
+	size_t len;
+};
+
+static void *raw_stream_run(void *arg)
+{
+	struct raw_stream *w = arg;
+	size_t off = 0;
+
+	while (off < w->len) {
+		ssize_t n = write(w->fd, w->data + off, w->len - off);
+
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	shutdown(w->fd, SHUT_WR);
+	return NULL;
+}
+
+/*
+ * Frames of many sizes (1 byte to 40 KiB of payload) into an upstream that
+ * does not read for a while and has a small receive buffer: the relay's
+ * buffer fills, its writes come back short, it stops reading the client, and
+ * frames straddle its reads and its compactions. Every byte arrives, in
+ * order, and the client's FIN follows the last one (half-close once drained).
+ */
+START_TEST(test_backpressure_exact)
+{
+	enum { FRAMES = 400 };
+	const struct raw_bufs bufs = { .upstream_rcvbuf = 4096, .client_sndbuf = 8192 };
+	struct raw_relay rr;
+	struct raw_stream w;
+	struct rng rng;
+	uint8_t *stream = malloc((size_t)FRAMES * (40960 + FRAME_OVERHEAD)), *got;
+	size_t len = 0;
+	ssize_t n;
+	pthread_t t;
+	struct proxy_stats st;
+
+	ck_assert_ptr_nonnull(stream);
+	rng_seed(&rng, 11);
+	for (int i = 0; i < FRAMES; i++) {
+		uint32_t size = 1 + (uint32_t)(rng_next(&rng) % 40960);
+
+		stream[len] = FRAME_BODY;
+		stream[len + 1] = 0;
+		stream[len + 2] = 1;
+		for (int k = 0; k < 4; k++)
+			stream[len + 3 + k] = (uint8_t)(size >> (24 - 8 * k));
+		for (uint32_t k = 0; k < size; k++)
+			stream[len + FRAME_HEADER_SIZE + k] = (uint8_t)(i + k);
+		stream[len + FRAME_HEADER_SIZE + size] = FRAME_END;
+		len += size + FRAME_OVERHEAD;
+	}
+	got = malloc(len + 1);
+	ck_assert_ptr_nonnull(got);
+	raw_relay_open(&rr, NULL, 0, &bufs);
+	w = (struct raw_stream){ .fd = rr.client, .data = stream, .len = len };
+	ck_assert_int_eq(pthread_create(&t, NULL, raw_stream_run, &w), 0);
+	clock_sleep_ns(300 * NS_PER_MS); /* the upstream reads nothing yet: everything backs up */
+	n = read_upto(rr.upstream, got, len + 1, 3000);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(n, (ssize_t)len);
+	ck_assert(memcmp(got, stream, len) == 0);
+	ck_assert_int_eq(read(rr.upstream, got, 1), 0); /* the FIN, after the last byte */
+	proxy_stats_get(rr.px, &st);
+	ck_assert_uint_eq(st.bytes[PROXY_TO_BROKER], len + 8);
+	ck_assert_uint_eq(st.frames[PROXY_TO_BROKER][2], FRAMES);
+	proxy_stats_release(&st);
+	raw_relay_close(&rr);
+	free(got);
+	free(stream);
+}
+END_TEST
+
 START_TEST(test_hangup_with_full_buffer_is_quiet)
 {
 	enum { PAYLOAD = 65536 - FRAME_OVERHEAD, FRAME = PAYLOAD + FRAME_OVERHEAD, FRAMES = 256 };
@@ -1422,6 +1501,7 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_cut_forwards_content_raw);
 	tcase_add_test(tc, test_cut_drains_before_close);
 	tcase_add_test(tc, test_hangup_with_full_buffer_is_quiet);
+	tcase_add_test(tc, test_backpressure_exact);
 	tcase_add_test(tc, test_decisions_per_connection);
 	tcase_add_test(tc, test_ahead_raw);
 	tcase_add_test(tc, test_ahead_prefetch);

@@ -23,7 +23,7 @@
  *                        are cut.
  * A cut is a FIN to each side after the last byte forwarded to it, never an
  * RST that would throw those bytes away; what the peers send after the cut
- * is read and discarded until they close (or CLOSING_GRACE, 2 s, passes).
+ * is read and discarded until they close (or 2 s pass; proxy/relay.h).
  * A side that fails (reset, write error) gets the same treatment for the
  * other side: what was already decided for it still arrives.
  */
