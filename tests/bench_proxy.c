@@ -11,7 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/proc.h"
+#include "nodes/rabbitmq.h"
 #include "workload/mq.h"
 #include "core/clock.h"
 #include "core/net.h"
@@ -29,7 +31,7 @@ extern char **environ;
 static void die(const char *what, const char *err)
 {
 	fprintf(stderr, "bench_proxy: %s: %s\n", what, err);
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	exit(1);
 }
 
@@ -167,15 +169,15 @@ static double pct(const uint64_t *sorted, int n, double p)
 
 static void on_signal(int sig)
 {
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
 int main(void)
 {
-	struct broker *b = NULL;
-	struct broker_opts o = { .quiet = true };
+	struct node *b = NULL;
+	struct node_opts o = { .quiet = true };
 	char err[1024], up[64], lis[64], socat_l[96], socat_r[64];
 	const char *bin = getenv("DUPSIM_BIN");
 	uint16_t bport, pport, sport, port[M_COUNT];
@@ -199,9 +201,9 @@ int main(void)
 			die("DUPSIM_BENCH_URL", err);
 		bport = t.port;
 	} else {
-		if (broker_start(&b, &o, err, sizeof(err)) < 0)
+		if (node_new(&b, &rabbitmq_ops, &o, err, sizeof(err)) < 0)
 			die("broker", err);
-		bport = broker_amqp_port(b);
+		bport = node_port(b);
 	}
 	if (net_free_port(&pport) < 0 || net_free_port(&sport) < 0 || pport == sport)
 		die("ports", "no free port");
@@ -264,6 +266,6 @@ int main(void)
 	kill(socat_pid, SIGTERM);
 	waitpid(proxy_pid, NULL, 0);
 	waitpid(socat_pid, NULL, 0);
-	broker_free(b);
+	node_free(b);
 	return 0;
 }

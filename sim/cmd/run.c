@@ -16,7 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "cmd/broker.h"
+#include "nodes/node.h"
+#include "nodes/proc.h"
+#include "nodes/rabbitmq.h"
+#include "nodes/redis.h"
 #include "truth/events.h"
 #include "analysis/evidence.h"
 #include "analysis/model.h"
@@ -49,7 +53,7 @@ struct run {
 	struct run_ctx rc;
 	struct ledger ledger;
 	struct events events;
-	struct broker *broker; /* a private node started for this run, or NULL */
+	struct node *broker; /* a private node started for this run, or NULL */
 	char broker_url[256];
 	struct mq_target target;
 	struct proxy *proxy;
@@ -59,7 +63,7 @@ struct run {
 	struct consumer *cons;
 	pthread_t *pub_threads, *cons_threads;
 	size_t pubs_started, cons_started;
-	struct redis_node *redis; /* a private redis-server started for this run, or NULL */
+	struct node *redis; /* a private redis-server started for this run, or NULL */
 	char redis_url[256];
 	char store_prefix[128];	  /* redis keys of this run */
 	char tc_dir[PATH_MAX];	  /* tokyocabinet files of this run (removed at the end) */
@@ -88,7 +92,7 @@ static void run_on_signal(int sig)
 	(void)sig;
 	if (++run_signals >= 2) {
 		/* a second Ctrl-C: no more waiting; at least leave no broker behind */
-		broker_cleanup_signal();
+		proc_cleanup_signal();
 		_exit(EXIT_INTERRUPTED);
 	}
 }
@@ -167,7 +171,7 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 	if (!sc->faults.broker_crash_every_ns || !r->broker)
 		return;
 	if (r->restart_at_ns && now >= r->restart_at_ns) {
-		if (broker_restart(r->broker, err, sizeof(err)) < 0) {
+		if (node_restart(r->broker, err, sizeof(err)) < 0) {
 			if (++r->restart_failures >= RUN_RESTART_TRIES) {
 				log_line("run: restarting the broker failed %d times (last: %s); ending the run", RUN_RESTART_TRIES,
 					 err);
@@ -185,9 +189,9 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 		return;
 	}
 	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
-		/* noted first: the workers see their connections die before broker_kill returns */
+		/* noted first: the workers see their connections die before node_kill returns */
 		events_note_crash(&r->events, clock_now_ns());
-		broker_kill(r->broker);
+		node_kill(r->broker);
 		r->broker_crashes++;
 		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
 		r->restart_at_ns = clock_now_ns() + sc->faults.broker_down_ns;
@@ -241,11 +245,11 @@ static int run_stores(struct run *r, char *err, size_t errlen)
 		 (unsigned long long)(clock_wall_ns() / NS_PER_MS));
 	if (sc->dedup.store == SCENARIO_STORE_REDIS) {
 		if (strcmp(sc->dedup.url, "embedded") == 0) {
-			struct broker_opts o = { .quiet = r->quiet };
+			struct node_opts o = { .quiet = r->quiet };
 
-			if (redis_node_start(&r->redis, &o, why, sizeof(why)) < 0)
+			if (node_new(&r->redis, &redis_ops, &o, why, sizeof(why)) < 0)
 				return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
-			snprintf(r->redis_url, sizeof(r->redis_url), "%s", redis_node_url(r->redis));
+			snprintf(r->redis_url, sizeof(r->redis_url), "%s", node_url(r->redis));
 		} else {
 			snprintf(r->redis_url, sizeof(r->redis_url), "%s", sc->dedup.url);
 		}
@@ -510,13 +514,13 @@ static int run_broker(struct run *r, char *err, size_t errlen)
 			if (!r->quiet)
 				log_line("using the node of `dupsim broker start` at %s", r->broker_url);
 		} else {
-			struct broker_opts o = { .quiet = r->quiet };
+			struct node_opts o = { .quiet = r->quiet };
 
 			if (!r->quiet)
 				log_line("starting a private RabbitMQ node (dupsim broker start keeps one up between runs)");
-			if (broker_start(&r->broker, &o, why, sizeof(why)) < 0)
+			if (node_new(&r->broker, &rabbitmq_ops, &o, why, sizeof(why)) < 0)
 				return log_seterr(err, errlen, "could not start a private RabbitMQ node: %s", why);
-			snprintf(r->broker_url, sizeof(r->broker_url), "%s", broker_url(r->broker));
+			snprintf(r->broker_url, sizeof(r->broker_url), "%s", node_url(r->broker));
 		}
 	} else {
 		snprintf(r->broker_url, sizeof(r->broker_url), "%s", sc->broker.url);
@@ -1185,7 +1189,7 @@ static void run_release(struct run *r)
 		if (r->cons[i].own_store)
 			dedup_destroy(r->cons[i].store);
 	dedup_destroy(r->rc.shared_store);
-	redis_node_free(r->redis);
+	node_free(r->redis);
 	if (r->tc_dir[0])
 		files_rm_rf(r->tc_dir);
 	free(r->pubs);
@@ -1198,7 +1202,7 @@ static void run_release(struct run *r)
 	free(r->ticks);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
-	broker_free(r->broker);
+	node_free(r->broker);
 	scenario_release(&r->sc);
 	pthread_mutex_destroy(&r->fault_lock);
 }
