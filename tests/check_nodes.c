@@ -192,7 +192,7 @@ START_TEST(test_node_lifecycle)
 
 	ck_assert_msg(node_new(&b, &rabbitmq_ops, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
 	port = node_port(b);
-	fprintf(stderr, "check_broker: own node started in %.1fs\n", (double)node_last_start_ns(b) / NS_PER_S);
+	fprintf(stderr, "check_nodes: own node started in %.1fs\n", (double)node_last_start_ns(b) / NS_PER_S);
 	snprintf(name, sizeof(name), "%s", node_name(b));
 	snprintf(dir, sizeof(dir), "%s", node_dir(b));
 	ck_assert_ptr_nonnull(strstr(node_url(b), "@127.0.0.1:"));
@@ -213,7 +213,7 @@ START_TEST(test_node_lifecycle)
 	ck_assert_int_eq(kill(-pid, 0), -1);
 	ck_assert_int_eq(errno, ESRCH);
 	ck_assert_msg(node_restart(b, err, sizeof(err)) == 0, "%s", err);
-	fprintf(stderr, "check_broker: restart after kill -9 took %.1fs\n",
+	fprintf(stderr, "check_nodes: restart after kill -9 took %.1fs\n",
 		(double)node_last_start_ns(b) / NS_PER_S);
 	ck_assert_int_eq(node_port(b), port);
 	ck_assert(get_one(port, body, sizeof(body)));
@@ -538,6 +538,48 @@ START_TEST(test_cli_start_status_stop)
 }
 END_TEST
 
+/*
+ * A node's helpers carry "<marker>-<suffix>": counted and killed with the
+ * node's family (cleanup, sweep, `dupsim broker stop`), but not by a kill -9
+ * of the node alone, which keeps its epmd for the restart.
+ */
+START_TEST(test_proc_marker_family)
+{
+	char *argv[] = { "/bin/sleep", "60", NULL };
+	char *env_node[] = { "DUPSIM_NODE=dupsim-check-fam", NULL }, *env_helper[] = { "DUPSIM_NODE=dupsim-check-fam-epmd", NULL };
+	char *env_other[] = { "DUPSIM_NODE=dupsim-check-famx", NULL };
+	char err[256], log[] = "/tmp/dupsim-check-fam-XXXXXX";
+	pid_t node, helper, other;
+	int fd = mkstemp(log);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_msg(proc_spawn(argv, env_node, "/", log, false, &node, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(proc_spawn(argv, env_helper, "/", log, false, &helper, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(proc_spawn(argv, env_other, "/", log, false, &other, err, sizeof(err)) == 0, "%s", err);
+	for (int i = 0; i < 100 && proc_count("DUPSIM_NODE=dupsim-check-fam", true) < 2; i++)
+		clock_sleep_ns(20 * NS_PER_MS); /* until both have exec'd */
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-fam", false), 1);
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-fam", true), 2);
+	ck_assert_int_eq(node_procs_alive("dupsim-check-fam"), 2);
+	ck_assert(node_pid_is(node, "dupsim-check-fam"));
+	ck_assert(!node_pid_is(helper, "dupsim-check-fam"));
+	ck_assert(!proc_exited(node, NULL));
+
+	proc_kill(node, "DUPSIM_NODE=dupsim-check-fam");
+	ck_assert_int_eq(node_procs_alive("dupsim-check-fam"), 1);
+	ck_assert(!proc_exited(helper, NULL));
+	node_kill_named("dupsim-check-fam");
+	ck_assert_int_eq(node_procs_alive("dupsim-check-fam"), 0);
+	ck_assert(proc_exited(helper, NULL));
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-famx", false), 1); /* not of the family */
+	proc_kill(helper, "");
+	proc_kill(other, "DUPSIM_NODE=dupsim-check-famx");
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-famx", true), 0);
+	unlink(log);
+}
+END_TEST
+
 Suite *nodes_suite(void)
 {
 	Suite *s = suite_create("nodes");
@@ -546,6 +588,11 @@ Suite *nodes_suite(void)
 	tc = tcase_create("shared");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_node_login);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("proc");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_proc_marker_family);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("node");
