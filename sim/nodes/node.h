@@ -103,7 +103,8 @@ void node_kill_named(const char *name);
  * struct node first. node_new calls, in order: check (once), then per
  * attempt configure, start_helpers, spawn of argv/envp, ready until it
  * holds; a failure whose log holds port_taken gets one more attempt with
- * new ports. NULL hooks are skipped.
+ * new ports. check, configure and ready are required; the helper hooks and
+ * release may be NULL.
  */
 struct node_ops {
 	const char *title;	     /* "RabbitMQ node": progress lines and errors */

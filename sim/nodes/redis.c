@@ -35,12 +35,11 @@ static int redis_configure(struct node *n, char *err, size_t errlen)
 	int rc = 0;
 
 	snprintf(n->url, sizeof(n->url), "redis://127.0.0.1:%u", n->ports[0]);
-	/* No RDB snapshots; an append-only file written to the OS before every
-	 * reply, so whatever redis acknowledged survives a kill -9. Not
-	 * everysec: while a background fsync is slow (a loaded machine) redis
-	 * postpones those writes for up to 2 s and still replies, and a kill -9
-	 * then loses acknowledged keys. fsync is left to the OS: a machine
-	 * crash is not what dupsim simulates. */
+	/* appendfsync no, not everysec: while a background fsync is slow (a
+	 * loaded machine) everysec postpones the writes for up to 2 s and still
+	 * replies, and a kill -9 then loses acknowledged keys. With no, every
+	 * write reaches the OS before the reply; fsync is left to the OS, as a
+	 * machine crash is not what dupsim simulates. */
 	rc |= strv_addf(a, "%s", ((struct redis *)n)->server);
 	rc |= strv_addf(a, "--port");
 	rc |= strv_addf(a, "%u", n->ports[0]);
