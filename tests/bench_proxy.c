@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/proc.h"
+#include "nodes/rabbitmq.h"
 #include "workload/mq.h"
 #include "core/clock.h"
 #include "core/net.h"
@@ -31,7 +33,7 @@ extern char **environ;
 static void die(const char *what, const char *err)
 {
 	fprintf(stderr, "bench_proxy: %s: %s\n", what, err);
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	exit(1);
 }
 
@@ -169,7 +171,7 @@ static double pct(const uint64_t *sorted, int n, double p)
 
 static void on_signal(int sig)
 {
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -250,8 +252,8 @@ static void print_ratio(const char *what, double v, double target, bool at_most)
 
 int main(void)
 {
-	struct broker *b = NULL;
-	struct broker_opts o = { .quiet = true };
+	struct node *b = NULL;
+	struct node_opts o = { .quiet = true };
 	char err[1024];
 	const char *bin = getenv("DUPSIM_BIN");
 	uint16_t bport;
@@ -279,9 +281,9 @@ int main(void)
 			die("DUPSIM_BENCH_URL", err);
 		bport = t.port;
 	} else {
-		if (broker_start(&b, &o, err, sizeof(err)) < 0)
+		if (node_new(&b, &rabbitmq_ops, &o, err, sizeof(err)) < 0)
 			die("broker", err);
-		bport = broker_amqp_port(b);
+		bport = node_port(b);
 	}
 
 	throughput(bport, 99, M_DIRECT); /* warm-up */
@@ -348,6 +350,6 @@ int main(void)
 	       (p50[M_SOCAT] - p50[M_DIRECT]) / 2, (p99[M_SOCAT] - p99[M_DIRECT]) / 2);
 	printf("(added latency = (relay RTT - direct RTT) / 2 at each percentile; an RTT carries one frame each "
 	       "way)\n");
-	broker_free(b);
+	node_free(b);
 	return 0;
 }

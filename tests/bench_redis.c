@@ -7,7 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/redis.h"
 #include "dedup/dedup.h"
 #include "core/clock.h"
 
@@ -16,14 +17,14 @@
 #define DEPTH 64 /* pipeline depth: flush every DEPTH deferred puts, redis-benchmark -P DEPTH */
 #define TTL_NS (60 * NS_PER_S) /* a ttl, so every SET carries PX as in a run */
 
-static struct redis_node *rn;
+static struct node *rn;
 static const char *rb_bin;
 static struct dedup_store *hits; /* holds the keys the "hits" figures check again */
 
 static void die(const char *what, const char *err)
 {
 	fprintf(stderr, "bench_redis: %s: %s\n", what, err);
-	redis_node_free(rn);
+	node_free(rn);
 	exit(1);
 }
 
@@ -33,7 +34,7 @@ static struct dedup_store *store_open(const char *prefix, int round)
 	struct dedup_store *s;
 
 	snprintf(name, sizeof(name), "bench:%s:%d", prefix, round);
-	s = dedup_redis_new(redis_node_url(rn), name, TTL_NS, err, sizeof(err));
+	s = dedup_redis_new(node_url(rn), name, TTL_NS, err, sizeof(err));
 	if (!s)
 		die("dedup_redis_new", err);
 	return s;
@@ -119,7 +120,7 @@ static double store_deferred(int round)
 static double hiredis_sets(int round, int depth)
 {
 	struct timeval tv = { 2, 0 };
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_node_port(rn), tv);
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", node_port(rn), tv);
 	uint64_t t0, bad = 0;
 	double r;
 	void *reply;
@@ -163,7 +164,7 @@ static double redis_benchmark(const char *extra)
 	double rps = 0;
 	FILE *p;
 
-	snprintf(cmd, sizeof(cmd), "'%s' -h 127.0.0.1 -p %u -t set -n %d --csv %s 2>&1", rb_bin, redis_node_port(rn),
+	snprintf(cmd, sizeof(cmd), "'%s' -h 127.0.0.1 -p %u -t set -n %d --csv %s 2>&1", rb_bin, node_port(rn),
 		 KEYS, extra);
 	p = popen(cmd, "r");
 	if (!p)
@@ -231,7 +232,7 @@ static int cmp_double(const void *a, const void *b)
 
 int main(void)
 {
-	struct broker_opts o = { .quiet = true };
+	struct node_opts o = { .quiet = true };
 	double got[NFIGS][ROUNDS], med[NFIGS];
 	bool have_rb;
 	char err[1024];
@@ -246,11 +247,11 @@ int main(void)
 		printf("bench_redis: %s not found: no redis-benchmark figures (install redis-tools)\n", rb_bin);
 		n = RB_FIRST;
 	}
-	if (redis_node_start(&rn, &o, err, sizeof(err)) < 0)
+	if (node_new(&rn, &redis_ops, &o, err, sizeof(err)) < 0)
 		die("redis-server", err);
 	printf("== bench_redis: one redis-server on 127.0.0.1:%u; %d keys per figure, median of %d interleaved "
 	       "rounds; one connection unless said; SET NX PX 60000 ==\n",
-	       redis_node_port(rn), KEYS, ROUNDS);
+	       node_port(rn), KEYS, ROUNDS);
 	for (int r = 0; r < ROUNDS; r++)
 		for (int f = 0; f < n; f++)
 			got[f][r] = figs[f].run(r);
@@ -271,6 +272,6 @@ int main(void)
 	if (have_rb)
 		printf("(x rb: against redis-benchmark SET at the same pipeline depth, with one client (-c 1, like the "
 		       "store) and with its default 50)\n");
-	redis_node_free(rn);
+	node_free(rn);
 	return 0;
 }

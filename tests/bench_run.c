@@ -11,7 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/proc.h"
+#include "nodes/rabbitmq.h"
 #include "truth/ledger.h"
 #include "workload/mq.h"
 #include "core/clock.h"
@@ -35,7 +37,7 @@ static _Atomic uint64_t last_ns;
 static void die(const char *what, const char *err)
 {
 	fprintf(stderr, "bench_run: %s: %s\n", what, err);
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	exit(1);
 }
 
@@ -178,15 +180,15 @@ static int cmp_d(const void *a, const void *b)
 
 static void on_signal(int sig)
 {
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
 int main(void)
 {
-	struct broker *b = NULL;
-	struct broker_opts o = { .quiet = true };
+	struct node *b = NULL;
+	struct node_opts o = { .quiet = true };
 	const char *bin = getenv("DUPSIM_BIN");
 	char err[1024];
 	double bare[ROUNDS], dup[ROUNDS];
@@ -200,15 +202,15 @@ int main(void)
 	       "no faults, store none ==\n",
 	       MESSAGES, BODY, PUBLISHERS, BATCH, CONSUMERS);
 	fflush(stdout);
-	if (broker_start(&b, &o, err, sizeof(err)) < 0)
+	if (node_new(&b, &rabbitmq_ops, &o, err, sizeof(err)) < 0)
 		die("broker", err);
-	port = broker_amqp_port(b);
+	port = node_port(b);
 	for (int r = 0; r < ROUNDS; r++) {
 		if (r % 2 == 0) {
 			bare[r] = bare_round();
-			dup[r] = dupsim_round(bin, broker_url(b), r);
+			dup[r] = dupsim_round(bin, node_url(b), r);
 		} else {
-			dup[r] = dupsim_round(bin, broker_url(b), r);
+			dup[r] = dupsim_round(bin, node_url(b), r);
 			bare[r] = bare_round();
 		}
 		printf("round %d: bare librabbitmq-c %.0f msg/s, dupsim run %.0f msg/s\n", r + 1, bare[r], dup[r]);
@@ -222,6 +224,6 @@ int main(void)
 	printf("(dupsim's figure includes its fault proxy in the path, the ledger and the dedup decision)\n");
 	printf("ledger: %zu bytes per message, + 2 bytes per message of publisher state\n",
 	       sizeof(struct ledger_msg));
-	broker_free(b);
+	node_free(b);
 	return 0;
 }

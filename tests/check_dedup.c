@@ -8,7 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/redis.h"
 #include "dedup/dedup.h"
 #include "dedup/policy.h"
 #include "tests.h"
@@ -556,20 +557,20 @@ END_TEST
 
 START_TEST(test_redis_restart)
 {
-	struct broker_opts o = { .quiet = true };
-	struct redis_node *rn = NULL;
+	struct node_opts o = { .quiet = true };
+	struct node *rn = NULL;
 	struct dedup_store *s;
 	char err[1024] = "";
 
-	ck_assert_msg(redis_node_start(&rn, &o, err, sizeof(err)) == 0, "%s", err);
-	s = dedup_redis_new(redis_node_url(rn), "restart", 0, err, sizeof(err));
+	ck_assert_msg(node_new(&rn, &redis_ops, &o, err, sizeof(err)) == 0, "%s", err);
+	s = dedup_redis_new(node_url(rn), "restart", 0, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0);
 	ck_assert_int_eq(dedup_put(s, 2, 0), 0);
 	ck_assert_int_eq(dedup_put_deferred(s, 3, 0), 0);
 	ck_assert_int_eq(dedup_flush(s), 0);
 
-	ck_assert_int_eq(redis_node_kill(rn), 0);
+	ck_assert_int_eq(node_kill(rn), 0);
 	/* down: every call fails, none crashes (the first meets the dead socket, the next ones a refused reconnect) */
 	ck_assert_int_lt(dedup_check_and_put(s, 4, 0), 0);
 	ck_assert_int_lt(dedup_lookup(s, 1, 0), 0);
@@ -578,7 +579,7 @@ START_TEST(test_redis_restart)
 		ck_assert_int_lt(dedup_flush(s), 0);
 	ck_assert_uint_eq(size_of(s), 0);
 
-	ck_assert_msg(redis_node_restart(rn, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(node_restart(rn, err, sizeof(err)) == 0, "%s", err);
 	/* up again on the same port: the next call reconnects; the append-only file kept the keys */
 	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 1);
 	ck_assert_int_eq(dedup_lookup(s, 2, 0), 1);
@@ -588,12 +589,12 @@ START_TEST(test_redis_restart)
 	ck_assert_uint_eq(size_of(s), 4);
 
 	/* a connection that died while idle: the call that finds out fails, the next one reconnects */
-	ck_assert_int_eq(redis_node_kill(rn), 0);
-	ck_assert_msg(redis_node_restart(rn, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(node_kill(rn), 0);
+	ck_assert_msg(node_restart(rn, err, sizeof(err)) == 0, "%s", err);
 	if (dedup_lookup(s, 1, 0) < 0)
 		ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
 	dedup_free(s);
-	redis_node_free(rn);
+	node_free(rn);
 }
 END_TEST
 

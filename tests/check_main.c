@@ -7,7 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/proc.h"
+#include "nodes/rabbitmq.h"
+#include "nodes/redis.h"
 #include "tests.h"
 
 /* Weak so a module's suite can be added without touching this file first. */
@@ -15,7 +18,7 @@
 #pragma weak frame_suite
 #pragma weak rule_suite
 #pragma weak proxy_suite
-#pragma weak broker_suite
+#pragma weak nodes_suite
 #pragma weak scenario_suite
 #pragma weak ledger_suite
 #pragma weak workload_suite
@@ -92,7 +95,7 @@ int test_dupsim(const char *const *args, char *out, size_t outlen, void (*during
 
 static void on_signal(int sig)
 {
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -107,11 +110,11 @@ static int port_of(const char *url)
 int main(void)
 {
 	Suite *(*const all[])(void) = {
-		core_suite, frame_suite, rule_suite, broker_suite, proxy_suite, scenario_suite,
+		core_suite, frame_suite, rule_suite, nodes_suite, proxy_suite, scenario_suite,
 		ledger_suite, workload_suite, dedup_suite, stats_suite, evidence_suite, events_suite, model_suite, run_suite, batch_suite, plot_suite,
 	};
-	struct broker *b = NULL;
-	struct redis_node *rn = NULL;
+	struct node *b = NULL;
+	struct node *rn = NULL;
 	const char *ext = getenv("DUPSIM_TEST_URL");
 	SRunner *sr = NULL;
 	int failed;
@@ -124,29 +127,29 @@ int main(void)
 		snprintf(broker_url_buf, sizeof(broker_url_buf), "%s", ext);
 		broker_port = (uint16_t)port_of(ext);
 	} else {
-		struct broker_opts o = { 0 };
+		struct node_opts o = { 0 };
 		char err[1024];
 
 		fprintf(stderr, "check_dupsim: starting a private RabbitMQ node for the tests\n");
-		if (broker_start(&b, &o, err, sizeof(err)) < 0) {
+		if (node_new(&b, &rabbitmq_ops, &o, err, sizeof(err)) < 0) {
 			fprintf(stderr, "check_dupsim: %s\n", err);
 			return 1;
 		}
-		snprintf(broker_url_buf, sizeof(broker_url_buf), "%s", broker_url(b));
-		broker_port = broker_amqp_port(b);
+		snprintf(broker_url_buf, sizeof(broker_url_buf), "%s", node_url(b));
+		broker_port = node_port(b);
 		fprintf(stderr, "check_dupsim: broker at %s\n", broker_url_buf);
 	}
 
 	{
-		struct broker_opts o = { .quiet = true };
+		struct node_opts o = { .quiet = true };
 		char err[1024];
 
-		if (redis_node_start(&rn, &o, err, sizeof(err)) < 0) {
+		if (node_new(&rn, &redis_ops, &o, err, sizeof(err)) < 0) {
 			fprintf(stderr, "check_dupsim: %s\n", err);
-			broker_free(b);
+			node_free(b);
 			return 1;
 		}
-		snprintf(redis_url_buf, sizeof(redis_url_buf), "%s", redis_node_url(rn));
+		snprintf(redis_url_buf, sizeof(redis_url_buf), "%s", node_url(rn));
 	}
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -160,7 +163,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	redis_node_free(rn);
-	broker_free(b);
+	node_free(rn);
+	node_free(b);
 	return failed == 0 ? 0 : 1;
 }

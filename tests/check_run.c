@@ -14,7 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/rabbitmq.h"
 #include "workload/mq.h"
 #include "tests.h"
 #include "core/clock.h"
@@ -658,7 +659,7 @@ static void kill_broker_after_2s(pid_t pid, void *arg)
 {
 	(void)pid;
 	clock_sleep_ns(2 * NS_PER_S);
-	broker_kill(arg);
+	node_kill(arg);
 }
 
 /*
@@ -668,16 +669,16 @@ static void kill_broker_after_2s(pid_t pid, void *arg)
  */
 START_TEST(test_broker_gone_publishers_give_up)
 {
-	struct broker_opts o = { .quiet = true };
-	struct broker *b = NULL;
+	struct node_opts o = { .quiet = true };
+	struct node *b = NULL;
 	char err[512], url[300], path[100];
 	const char *args[] = { "run", "scenarios/default.ini", "--quiet", "--out", path, "--set", url, "--set",
 			       "run.messages=20000", "--set", "publishers.rate=300", "--set", "run.drain_timeout=3s", NULL };
 	struct result r = { 0 };
 	uint64_t t0;
 
-	ck_assert_msg(broker_start(&b, &o, err, sizeof(err)) == 0, "%s", err);
-	snprintf(url, sizeof(url), "broker.url=%s", broker_url(b));
+	ck_assert_msg(node_new(&b, &rabbitmq_ops, &o, err, sizeof(err)) == 0, "%s", err);
+	snprintf(url, sizeof(url), "broker.url=%s", node_url(b));
 	snprintf(path, sizeof(path), "/tmp/dupsim-gone-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(path));
 	rmdir(path);
@@ -693,7 +694,7 @@ START_TEST(test_broker_gone_publishers_give_up)
 	ck_assert_str_eq(json_string_value(json_object_get(r.summary, "status")), "publisher_gave_up");
 	ck_assert_double_lt(num(&r, "committed"), 20000);
 	result_release(&r);
-	broker_free(b);
+	node_free(b);
 }
 END_TEST
 

@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "cmd/broker.h"
+#include "nodes/node.h"
+#include "nodes/rabbitmq.h"
 #include "results/plot.h"
 #include "core/scenario.h"
 #include "analysis/evidence.h"
@@ -51,7 +53,7 @@ struct batch {
 	bool quiet;
 	struct scenario sc;     /* loaded once, to check it and for the name */
 	char dir[PATH_MAX];	/* the batch folder */
-	struct broker *broker;  /* a private node for the whole batch, or NULL */
+	struct node *broker;  /* a private node for the whole batch, or NULL */
 	char broker_set[300];   /* "broker.url=..." handed to every run, or "" */
 };
 
@@ -94,22 +96,22 @@ static int batch_prepare(struct batch *b, const char *kind)
 		return 0;
 	}
 	if (strcmp(b->sc.broker.url, "embedded") == 0 && broker_find_persistent(url, sizeof(url)) < 0) {
-		struct broker_opts o = { .quiet = b->quiet };
+		struct node_opts o = { .quiet = b->quiet };
 
 		if (!b->quiet)
 			log_line("%s: starting one private RabbitMQ node for all runs", kind);
-		if (broker_start(&b->broker, &o, err, sizeof(err)) < 0) {
+		if (node_new(&b->broker, &rabbitmq_ops, &o, err, sizeof(err)) < 0) {
 			log_line("%s: could not start a private RabbitMQ node: %s", kind, err);
 			return -1;
 		}
-		snprintf(b->broker_set, sizeof(b->broker_set), "broker.url=%s", broker_url(b->broker));
+		snprintf(b->broker_set, sizeof(b->broker_set), "broker.url=%s", node_url(b->broker));
 	}
 	return 0;
 }
 
 static void batch_release(struct batch *b)
 {
-	broker_free(b->broker);
+	node_free(b->broker);
 	scenario_release(&b->sc);
 }
 

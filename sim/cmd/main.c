@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cmd/batch.h"
-#include "nodes/broker.h"
+#include "cmd/broker.h"
 #include "results/plot.h"
 #include "proxy/proxy.h"
 #include "cmd/run.h"

@@ -17,8 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/broker.h"
 #include "dedup/factory.h"
-#include "nodes/broker.h"
+#include "nodes/node.h"
+#include "nodes/proc.h"
+#include "nodes/rabbitmq.h"
+#include "nodes/redis.h"
 #include "workload/msgid.h"
 #include "truth/events.h"
 #include "analysis/evidence.h"
@@ -52,7 +56,7 @@ struct run {
 	struct workload rc;
 	struct ledger ledger;
 	struct events events;
-	struct broker *broker; /* a private node started for this run, or NULL */
+	struct node *broker; /* a private node started for this run, or NULL */
 	char broker_url[256];
 	struct mq_target target;
 	struct proxy *proxy;
@@ -62,7 +66,7 @@ struct run {
 	struct consumer *cons;
 	pthread_t *pub_threads, *cons_threads;
 	size_t pubs_started, cons_started;
-	struct redis_node *redis; /* a private redis-server started for this run, or NULL */
+	struct node *redis; /* a private redis-server started for this run, or NULL */
 	struct dedup_factory stores; /* how consumers open their dedup stores */
 
 	pthread_mutex_t fault_lock;
@@ -89,7 +93,7 @@ static void run_on_signal(int sig)
 	(void)sig;
 	if (++run_signals >= 2) {
 		/* a second Ctrl-C: no more waiting; at least leave no broker behind */
-		broker_cleanup_signal();
+		proc_cleanup_signal();
 		_exit(EXIT_INTERRUPTED);
 	}
 }
@@ -168,7 +172,7 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 	if (!sc->faults.broker_crash_every_ns || !r->broker)
 		return;
 	if (r->restart_at_ns && now >= r->restart_at_ns) {
-		if (broker_restart(r->broker, err, sizeof(err)) < 0) {
+		if (node_restart(r->broker, err, sizeof(err)) < 0) {
 			if (++r->restart_failures >= RUN_RESTART_TRIES) {
 				log_line("run: restarting the broker failed %d times (last: %s); ending the run", RUN_RESTART_TRIES,
 					 err);
@@ -191,9 +195,9 @@ static void run_broker_crashes(struct run *r, uint64_t now)
 		return;
 	}
 	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
-		/* noted first: the workers see their connections die before broker_kill returns */
+		/* noted first: the workers see their connections die before node_kill returns */
 		events_note_crash(&r->events, clock_now_ns());
-		broker_kill(r->broker);
+		node_kill(r->broker);
 		r->broker_crashes++;
 		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
 		r->restart_at_ns = clock_now_ns() + sc->faults.broker_down_ns;
@@ -208,11 +212,11 @@ static int run_stores(struct run *r, char *err, size_t errlen)
 	char why[512];
 
 	if (sc->dedup.store == SCENARIO_STORE_REDIS && strcmp(sc->dedup.url, "embedded") == 0) {
-		struct broker_opts o = { .quiet = r->quiet };
+		struct node_opts o = { .quiet = r->quiet };
 
-		if (redis_node_start(&r->redis, &o, why, sizeof(why)) < 0)
+		if (node_new(&r->redis, &redis_ops, &o, why, sizeof(why)) < 0)
 			return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
-		redis_url = redis_node_url(r->redis);
+		redis_url = node_url(r->redis);
 	}
 	if (dedup_factory_init(&r->stores, sc, redis_url, err, errlen) < 0)
 		return -1;
@@ -465,13 +469,13 @@ static int run_broker(struct run *r, char *err, size_t errlen)
 			if (!r->quiet)
 				log_line("using the node of `dupsim broker start` at %s", r->broker_url);
 		} else {
-			struct broker_opts o = { .quiet = r->quiet };
+			struct node_opts o = { .quiet = r->quiet };
 
 			if (!r->quiet)
 				log_line("starting a private RabbitMQ node (dupsim broker start keeps one up between runs)");
-			if (broker_start(&r->broker, &o, why, sizeof(why)) < 0)
+			if (node_new(&r->broker, &rabbitmq_ops, &o, why, sizeof(why)) < 0)
 				return log_seterr(err, errlen, "could not start a private RabbitMQ node: %s", why);
-			snprintf(r->broker_url, sizeof(r->broker_url), "%s", broker_url(r->broker));
+			snprintf(r->broker_url, sizeof(r->broker_url), "%s", node_url(r->broker));
 		}
 	} else {
 		snprintf(r->broker_url, sizeof(r->broker_url), "%s", sc->broker.url);
@@ -1143,7 +1147,7 @@ static void run_release(struct run *r)
 		if (r->cons[i].own_store)
 			dedup_free(r->cons[i].store);
 	dedup_free(r->rc.shared_store);
-	redis_node_free(r->redis);
+	node_free(r->redis);
 	dedup_factory_release(&r->stores);
 	free(r->pubs);
 	free(r->cons);
@@ -1155,7 +1159,7 @@ static void run_release(struct run *r)
 	free(r->ticks);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
-	broker_free(r->broker);
+	node_free(r->broker);
 	scenario_release(&r->sc);
 	pthread_mutex_destroy(&r->fault_lock);
 }

@@ -1,4 +1,4 @@
-/* check_broker.c — private RabbitMQ nodes and redis servers: start, login, kill -9, restart, cleanup, `dupsim broker`. */
+/* check_nodes.c — private nodes (RabbitMQ, redis): start, login, kill -9, restart, cleanup, `dupsim broker`. */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
@@ -12,7 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nodes/broker.h"
+#include "cmd/broker.h"
+#include "nodes/node.h"
+#include "nodes/proc.h"
+#include "nodes/rabbitmq.h"
+#include "nodes/redis.h"
 #include "tests.h"
 #include "core/clock.h"
 #include "core/files.h"
@@ -20,7 +24,7 @@
 
 #define QUEUE "dupsim-check-persist"
 
-static const struct broker_opts quiet_opts = { .quiet = true };
+static const struct node_opts quiet_opts = { .quiet = true };
 
 /* ---------- AMQP helpers (plain librabbitmq, no dupsim code under test) ---------- */
 
@@ -160,11 +164,11 @@ static bool exists(const char *path)
 /* Waits up to 5 s for every process of a node to be gone. */
 static int procs_after(const char *name)
 {
-	int n = broker_procs_alive(name);
+	int n = node_procs_alive(name);
 
 	for (int i = 0; i < 100 && n != 0; i++) {
 		clock_sleep_ns(50 * NS_PER_MS);
-		n = broker_procs_alive(name);
+		n = node_procs_alive(name);
 	}
 	return n;
 }
@@ -181,53 +185,53 @@ END_TEST
 
 START_TEST(test_node_lifecycle)
 {
-	struct broker *b;
+	struct node *b;
 	char err[1024], body[64], name[64], dir[PATH_MAX];
 	uint16_t port;
 	int pid;
 
-	ck_assert_msg(broker_start(&b, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
-	port = broker_amqp_port(b);
-	fprintf(stderr, "check_broker: own node started in %.1fs\n", (double)broker_last_start_ns(b) / NS_PER_S);
-	snprintf(name, sizeof(name), "%s", broker_node_name(b));
-	snprintf(dir, sizeof(dir), "%s", broker_dir(b));
-	ck_assert_ptr_nonnull(strstr(broker_url(b), "@127.0.0.1:"));
-	ck_assert(broker_running(b));
+	ck_assert_msg(node_new(&b, &rabbitmq_ops, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
+	port = node_port(b);
+	fprintf(stderr, "check_nodes: own node started in %.1fs\n", (double)node_last_start_ns(b) / NS_PER_S);
+	snprintf(name, sizeof(name), "%s", node_name(b));
+	snprintf(dir, sizeof(dir), "%s", node_dir(b));
+	ck_assert_ptr_nonnull(strstr(node_url(b), "@127.0.0.1:"));
+	ck_assert(node_running(b));
 	ck_assert(can_login(port));
 	ck_assert_int_eq(non_loopback_listeners(port), 0);
 	ck_assert(exists(dir));
-	ck_assert_int_ge(broker_procs_alive(name), 2); /* the VM and its epmd, at least */
+	ck_assert_int_ge(node_procs_alive(name), 2); /* the VM and its epmd, at least */
 
 	/* kill -9 + restart: a committed persistent message survives. */
 	ck_assert(publish_tx(port, "before-kill"));
-	pid = broker_pid(b);
-	ck_assert_int_eq(broker_kill(b), 0);
-	ck_assert(!broker_running(b));
-	ck_assert_int_eq(broker_pid(b), 0);
+	pid = node_pid(b);
+	ck_assert_int_eq(node_kill(b), 0);
+	ck_assert(!node_running(b));
+	ck_assert_int_eq(node_pid(b), 0);
 	ck_assert(!net_port_open(port));
 	ck_assert_int_eq(procs_after(name), 1); /* only the private epmd, kept for the restart */
 	ck_assert_int_eq(kill(-pid, 0), -1);
 	ck_assert_int_eq(errno, ESRCH);
-	ck_assert_msg(broker_restart(b, err, sizeof(err)) == 0, "%s", err);
-	fprintf(stderr, "check_broker: restart after kill -9 took %.1fs\n",
-		(double)broker_last_start_ns(b) / NS_PER_S);
-	ck_assert_int_eq(broker_amqp_port(b), port);
+	ck_assert_msg(node_restart(b, err, sizeof(err)) == 0, "%s", err);
+	fprintf(stderr, "check_nodes: restart after kill -9 took %.1fs\n",
+		(double)node_last_start_ns(b) / NS_PER_S);
+	ck_assert_int_eq(node_port(b), port);
 	ck_assert(get_one(port, body, sizeof(body)));
 	ck_assert_str_eq(body, "before-kill");
 
 	/* Clean stop + restart on the same data. */
 	ck_assert(publish_tx(port, "before-stop"));
-	ck_assert_int_eq(broker_stop(b), 0);
-	ck_assert(!broker_running(b));
+	ck_assert_int_eq(node_stop(b), 0);
+	ck_assert(!node_running(b));
 	ck_assert_int_eq(procs_after(name), 1);
-	ck_assert_msg(broker_restart(b, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(node_restart(b, err, sizeof(err)) == 0, "%s", err);
 	ck_assert(get_one(port, body, sizeof(body)));
 	ck_assert_str_eq(body, "before-stop");
 	ck_assert(!get_one_now(port, body, sizeof(body))); /* it was the only one */
 
-	/* Nothing of it is left after broker_free. */
-	pid = broker_pid(b);
-	broker_free(b);
+	/* Nothing of it is left after node_free. */
+	pid = node_pid(b);
+	node_free(b);
 	ck_assert_int_eq(procs_after(name), 0);
 	ck_assert_int_eq(kill(-pid, 0), -1);
 	ck_assert(!exists(dir));
@@ -239,7 +243,7 @@ START_TEST(test_start_failure_names_log)
 	char tmp[] = "/tmp/dupsim-check-XXXXXX", script[PATH_MAX], err[1024];
 	const char *old_tmp = getenv("TMPDIR");
 	char *saved = old_tmp ? strdup(old_tmp) : NULL;
-	struct broker *b = (struct broker *)1;
+	struct node *b = (struct node *)1;
 	uint64_t t0;
 	FILE *f;
 	int rc;
@@ -254,14 +258,15 @@ START_TEST(test_start_failure_names_log)
 	setenv("DUPSIM_RABBITMQ_SERVER", script, 1);
 	setenv("TMPDIR", tmp, 1);
 	t0 = clock_now_ns();
-	rc = broker_start(&b, &quiet_opts, err, sizeof(err));
+	rc = node_new(&b, &rabbitmq_ops, &quiet_opts, err, sizeof(err));
 	unsetenv("DUPSIM_RABBITMQ_SERVER");
 	if (saved)
 		setenv("TMPDIR", saved, 1);
 	else
 		unsetenv("TMPDIR");
 	free(saved);
-	ck_assert_int_eq(rc, -1);
+	ck_assert_int_eq(rc, NODE_EEXIT);
+	ck_assert_str_eq(node_strerror(rc), "the server exited while starting");
 	ck_assert_ptr_null(b);
 	ck_assert_msg(clock_now_ns() - t0 < 5 * NS_PER_S, "a dead node must fail at once");
 	ck_assert_msg(strstr(err, "boom-marker") && strstr(err, "console.log") && strstr(err, "status 3"), "%s",
@@ -276,7 +281,7 @@ END_TEST
 /* Like check_main.c's: clean up, then die of the signal. */
 static void on_sigint(int sig)
 {
-	broker_cleanup_signal();
+	proc_cleanup_signal();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -293,17 +298,17 @@ static void run_and_signal(int sig)
 	child = fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
-		struct broker *b;
+		struct node *b;
 		char err[1024];
 
 		close(fds[0]);
 		signal(SIGINT, SIG_DFL);
-		if (broker_start(&b, &quiet_opts, err, sizeof(err)) < 0) {
+		if (node_new(&b, &rabbitmq_ops, &quiet_opts, err, sizeof(err)) < 0) {
 			dprintf(fds[1], "ERR %s\n", err);
 			_exit(1);
 		}
 		signal(SIGINT, on_sigint);
-		dprintf(fds[1], "%s %s\n", broker_node_name(b), broker_dir(b));
+		dprintf(fds[1], "%s %s\n", node_name(b), node_dir(b));
 		for (;;)
 			pause();
 	}
@@ -314,7 +319,7 @@ static void run_and_signal(int sig)
 	line[n] = '\0';
 	ck_assert_msg(strncmp(line, "ERR", 3) != 0, "%s", line);
 	ck_assert_int_eq(sscanf(line, "%63s %4095s", name, dir), 2);
-	ck_assert_int_ge(broker_procs_alive(name), 2);
+	ck_assert_int_ge(node_procs_alive(name), 2);
 	kill(child, sig);
 	ck_assert_int_eq(waitpid(child, &status, 0), child);
 	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == sig);
@@ -323,13 +328,13 @@ static void run_and_signal(int sig)
 		ck_assert_msg(!exists(dir), "%s left behind", dir);
 	} else {
 		/* A crash can't remove its folder: the next start in that TMPDIR does. */
-		struct redis_node *r;
+		struct node *r;
 		char err[1024];
 
 		ck_assert(exists(dir));
-		ck_assert_msg(redis_node_start(&r, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_msg(node_new(&r, &redis_ops, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
 		ck_assert_msg(!exists(dir), "%s not swept", dir);
-		redis_node_free(r);
+		node_free(r);
 	}
 }
 
@@ -391,36 +396,36 @@ out:
 
 START_TEST(test_redis_lifecycle)
 {
-	struct redis_node *r;
+	struct node *r;
 	char err[1024], out[64], name[64], dir[PATH_MAX];
 	uint16_t port;
 
-	ck_assert_msg(redis_node_start(&r, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
-	port = redis_node_port(r);
-	snprintf(name, sizeof(name), "%s", redis_node_name(r));
-	snprintf(dir, sizeof(dir), "%s", redis_node_dir(r));
-	ck_assert_ptr_nonnull(strstr(redis_node_url(r), "redis://127.0.0.1:"));
-	ck_assert(redis_node_running(r));
+	ck_assert_msg(node_new(&r, &redis_ops, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
+	port = node_port(r);
+	snprintf(name, sizeof(name), "%s", node_name(r));
+	snprintf(dir, sizeof(dir), "%s", node_dir(r));
+	ck_assert_ptr_nonnull(strstr(node_url(r), "redis://127.0.0.1:"));
+	ck_assert(node_running(r));
 	ck_assert_int_eq(non_loopback_listeners(port), 0);
 	ck_assert(redis_cmd(port, "PING", NULL, NULL, out, sizeof(out)));
 	ck_assert_str_eq(out, "PONG");
 	ck_assert(redis_cmd(port, "SET", "dupsim:k", "v1", out, sizeof(out)));
 
-	ck_assert_int_eq(redis_node_kill(r), 0);
-	ck_assert(!redis_node_running(r));
+	ck_assert_int_eq(node_kill(r), 0);
+	ck_assert(!node_running(r));
 	ck_assert(!net_port_open(port));
 	ck_assert_int_eq(procs_after(name), 0);
-	ck_assert_msg(redis_node_restart(r, err, sizeof(err)) == 0, "%s", err);
-	ck_assert_int_eq(redis_node_port(r), port);
+	ck_assert_msg(node_restart(r, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(node_port(r), port);
 	ck_assert(redis_cmd(port, "GET", "dupsim:k", NULL, out, sizeof(out)));
 	ck_assert_str_eq(out, "v1"); /* acknowledged writes survive kill -9 (appendonly) */
 
-	ck_assert_int_eq(redis_node_stop(r), 0);
-	ck_assert(!redis_node_running(r));
-	ck_assert_msg(redis_node_restart(r, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(node_stop(r), 0);
+	ck_assert(!node_running(r));
+	ck_assert_msg(node_restart(r, err, sizeof(err)) == 0, "%s", err);
 	ck_assert(redis_cmd(port, "GET", "dupsim:k", NULL, out, sizeof(out)));
 	ck_assert_str_eq(out, "v1");
-	redis_node_free(r);
+	node_free(r);
 	ck_assert_int_eq(procs_after(name), 0);
 	ck_assert(!exists(dir));
 }
@@ -504,7 +509,7 @@ START_TEST(test_cli_start_status_stop)
 	ck_assert(can_login((uint16_t)port));
 	state_value("node", node, sizeof(node));
 	state_value("dir", nodedir, sizeof(nodedir));
-	ck_assert_int_ge(broker_procs_alive(node), 2);
+	ck_assert_int_ge(node_procs_alive(node), 2);
 
 	ck_assert_int_eq(dupsim_broker("status", out, sizeof(out)), 0);
 	ck_assert_ptr_nonnull(strstr(out, url));
@@ -533,14 +538,61 @@ START_TEST(test_cli_start_status_stop)
 }
 END_TEST
 
-Suite *broker_suite(void)
+/*
+ * A node's helpers carry "<marker>-<suffix>": counted and killed with the
+ * node's family (cleanup, sweep, `dupsim broker stop`), but not by a kill -9
+ * of the node alone, which keeps its epmd for the restart.
+ */
+START_TEST(test_proc_marker_family)
 {
-	Suite *s = suite_create("broker");
+	char *argv[] = { "/bin/sleep", "60", NULL };
+	char *env_node[] = { "DUPSIM_NODE=dupsim-check-fam", NULL }, *env_helper[] = { "DUPSIM_NODE=dupsim-check-fam-epmd", NULL };
+	char *env_other[] = { "DUPSIM_NODE=dupsim-check-famx", NULL };
+	char err[256], log[] = "/tmp/dupsim-check-fam-XXXXXX";
+	pid_t node, helper, other;
+	int fd = mkstemp(log);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_msg(proc_spawn(argv, env_node, "/", log, false, &node, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(proc_spawn(argv, env_helper, "/", log, false, &helper, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(proc_spawn(argv, env_other, "/", log, false, &other, err, sizeof(err)) == 0, "%s", err);
+	for (int i = 0; i < 100 && proc_count("DUPSIM_NODE=dupsim-check-fam", true) < 2; i++)
+		clock_sleep_ns(20 * NS_PER_MS); /* until both have exec'd */
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-fam", false), 1);
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-fam", true), 2);
+	ck_assert_int_eq(node_procs_alive("dupsim-check-fam"), 2);
+	ck_assert(node_pid_is(node, "dupsim-check-fam"));
+	ck_assert(!node_pid_is(helper, "dupsim-check-fam"));
+	ck_assert(!proc_exited(node, NULL));
+
+	proc_kill(node, "DUPSIM_NODE=dupsim-check-fam");
+	ck_assert_int_eq(node_procs_alive("dupsim-check-fam"), 1);
+	ck_assert(!proc_exited(helper, NULL));
+	node_kill_named("dupsim-check-fam");
+	ck_assert_int_eq(node_procs_alive("dupsim-check-fam"), 0);
+	ck_assert(proc_exited(helper, NULL));
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-famx", false), 1); /* not of the family */
+	proc_kill(helper, "");
+	proc_kill(other, "DUPSIM_NODE=dupsim-check-famx");
+	ck_assert_int_eq(proc_count("DUPSIM_NODE=dupsim-check-famx", true), 0);
+	unlink(log);
+}
+END_TEST
+
+Suite *nodes_suite(void)
+{
+	Suite *s = suite_create("nodes");
 	TCase *tc;
 
 	tc = tcase_create("shared");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_node_login);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("proc");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_proc_marker_family);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("node");

@@ -1,0 +1,287 @@
+/* rabbitmq.c — the RabbitMQ kind of node: binaries, config files, environment, the private epmd, the login check. */
+#include "nodes/rabbitmq.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "nodes/proc.h"
+
+#define RABBITMQ_SERVER "/usr/lib/rabbitmq/bin/rabbitmq-server"
+#define NODE_PATH "/usr/bin:/bin"
+#define EPMD_TIMEOUT_NS (5 * NS_PER_S)
+#define TAIL_LINES 4
+
+struct rabbitmq {
+	struct node n;
+	const char *server, *epmd;
+	char epmd_buf[PATH_MAX];
+	pid_t epmd_pid;
+	char epmd_marker[PROC_MARKER_MAX];
+	char epmd_log[PATH_MAX];
+	struct strv epmd_argv, epmd_envp;
+};
+
+static struct rabbitmq *rmq(struct node *n)
+{
+	return (struct rabbitmq *)n;
+}
+
+uint16_t rabbitmq_port(const struct node *n, enum rabbitmq_port which)
+{
+	return n->ports[which];
+}
+
+pid_t rabbitmq_epmd_pid(const struct node *n)
+{
+	return ((const struct rabbitmq *)n)->epmd_pid;
+}
+
+/* epmd next to rabbitmq-server's erl: on PATH, or the Debian location. */
+static const char *find_epmd(char *buf, size_t len)
+{
+	const char *path = getenv("PATH");
+	char *copy, *save = NULL;
+
+	if (getenv("DUPSIM_EPMD") && *getenv("DUPSIM_EPMD"))
+		return getenv("DUPSIM_EPMD");
+	if (access("/usr/bin/epmd", X_OK) == 0)
+		return "/usr/bin/epmd";
+	copy = strdup(path ? path : "");
+	for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir; dir = strtok_r(NULL, ":", &save)) {
+		snprintf(buf, len, "%s/epmd", dir);
+		if (access(buf, X_OK) == 0) {
+			free(copy);
+			return buf;
+		}
+	}
+	free(copy);
+	return NULL;
+}
+
+static int rmq_check(struct node *n, char *err, size_t errlen)
+{
+	struct rabbitmq *r = rmq(n);
+
+	r->server = node_exe("DUPSIM_RABBITMQ_SERVER", RABBITMQ_SERVER);
+	if (access(r->server, X_OK) < 0) {
+		log_seterr(err, errlen, "cannot run %s: %s (install rabbitmq-server, or set DUPSIM_RABBITMQ_SERVER)",
+			   r->server, strerror(errno));
+		return NODE_EBIN;
+	}
+	r->epmd = find_epmd(r->epmd_buf, sizeof(r->epmd_buf));
+	if (!r->epmd) {
+		log_seterr(err, errlen, "epmd not found in /usr/bin or PATH (install erlang-base, or set DUPSIM_EPMD)");
+		return NODE_EBIN;
+	}
+	return 0;
+}
+
+static int rmq_files(struct node *n, char *err, size_t errlen)
+{
+	static const char *const sub[] = { "etc", "etc/conf.d", "home", "log", "mnesia" };
+	char path[PATH_MAX], conf[256];
+
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", n->dir, sub[i]);
+		if (files_mkdir_p(path, 0700) < 0) {
+			log_seterr(err, errlen, "cannot create %s: %s", path, strerror(errno));
+			return NODE_ESYS;
+		}
+	}
+	snprintf(conf, sizeof(conf),
+		 "# written by dupsim for a private node\n"
+		 "listeners.tcp.default = 127.0.0.1:%u\n"
+		 "log.console = false\n"
+		 "log.file.level = info\n",
+		 n->ports[RABBITMQ_PORT_AMQP]);
+	if (node_write_file(n, "etc/rabbitmq.conf", conf, err, errlen) < 0 ||
+	    node_write_file(n, "etc/enabled_plugins", "[].\n", err, errlen) < 0 ||
+	    node_write_file(n, "etc/rabbitmq-env.conf", "", err, errlen) < 0)
+		return NODE_ESYS;
+	return 0;
+}
+
+/* PATH for the node and its epmd: the caller's with a custom server (a test's fake), else a fixed one. */
+static const char *rmq_path(void)
+{
+	const char *custom = getenv("DUPSIM_RABBITMQ_SERVER");
+
+	return custom && *custom && getenv("PATH") ? getenv("PATH") : NODE_PATH;
+}
+
+static int rmq_env(struct node *n)
+{
+	struct strv *e = &n->envp;
+	const char *d = n->dir, *nm = n->name;
+	int rc = 0;
+
+	rc |= strv_addf(&n->argv, "%s", rmq(n)->server);
+	rc |= strv_addf(e, "PATH=%s", rmq_path());
+	rc |= strv_addf(e, "LANG=C.UTF-8");
+	rc |= strv_addf(e, "LC_ALL=C.UTF-8");
+	rc |= strv_addf(e, "HOME=%s/home", d); /* the Erlang cookie lives there */
+	rc |= strv_addf(e, "%s", n->marker);
+	/* Makes the script exec erl (and erl exec beam.smp) instead of running it
+	 * under a signal-forwarding sh: our child is then the VM itself, keeps the
+	 * death signal, and SIGTERM reaches it directly (a graceful stop). */
+	rc |= strv_addf(e, "detached=1");
+	rc |= strv_addf(e, "RABBITMQ_NODENAME=%s@localhost", nm);
+	rc |= strv_addf(e, "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1");
+	rc |= strv_addf(e, "RABBITMQ_NODE_PORT=%u", n->ports[RABBITMQ_PORT_AMQP]);
+	rc |= strv_addf(e, "RABBITMQ_DIST_PORT=%u", n->ports[RABBITMQ_PORT_DIST]);
+	rc |= strv_addf(e, "ERL_EPMD_PORT=%u", n->ports[RABBITMQ_PORT_EPMD]);
+	rc |= strv_addf(e, "ERL_EPMD_ADDRESS=127.0.0.1");
+	rc |= strv_addf(e, "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1} +B i");
+	rc |= strv_addf(e, "RABBITMQ_CONF_ENV_FILE=%s/etc/rabbitmq-env.conf", d);
+	rc |= strv_addf(e, "RABBITMQ_CONFIG_FILE=%s/etc/rabbitmq.conf", d);
+	rc |= strv_addf(e, "RABBITMQ_CONFIG_FILES=%s/etc/conf.d", d);
+	rc |= strv_addf(e, "RABBITMQ_ADVANCED_CONFIG_FILE=%s/etc/advanced.config", d);
+	rc |= strv_addf(e, "RABBITMQ_ENABLED_PLUGINS_FILE=%s/etc/enabled_plugins", d);
+	rc |= strv_addf(e, "RABBITMQ_MOTD_FILE=%s/etc/motd", d);
+	rc |= strv_addf(e, "RABBITMQ_MNESIA_BASE=%s/mnesia", d);
+	rc |= strv_addf(e, "RABBITMQ_MNESIA_DIR=%s/mnesia/%s", d, nm);
+	rc |= strv_addf(e, "RABBITMQ_PID_FILE=%s/mnesia/%s.pid", d, nm);
+	rc |= strv_addf(e, "RABBITMQ_LOG_BASE=%s/log", d);
+	rc |= strv_addf(e, "RABBITMQ_LOGS=%s/log/rabbit.log", d);
+	rc |= strv_addf(e, "ERL_CRASH_DUMP=%s/log/erl_crash.dump", d);
+	return rc;
+}
+
+static int rmq_epmd_env(struct rabbitmq *r)
+{
+	struct strv *a = &r->epmd_argv, *e = &r->epmd_envp;
+	unsigned port = r->n.ports[RABBITMQ_PORT_EPMD];
+	int rc = 0;
+
+	strv_release(a);
+	strv_release(e);
+	rc |= strv_addf(a, "%s", r->epmd);
+	rc |= strv_addf(a, "-port");
+	rc |= strv_addf(a, "%u", port);
+	rc |= strv_addf(a, "-address");
+	rc |= strv_addf(a, "127.0.0.1");
+	rc |= strv_addf(e, "PATH=%s", rmq_path());
+	rc |= strv_addf(e, "HOME=%s/home", r->n.dir);
+	rc |= strv_addf(e, "%s", r->epmd_marker);
+	rc |= strv_addf(e, "ERL_EPMD_PORT=%u", port);
+	rc |= strv_addf(e, "ERL_EPMD_ADDRESS=127.0.0.1");
+	return rc;
+}
+
+static int rmq_configure(struct node *n, char *err, size_t errlen)
+{
+	struct rabbitmq *r = rmq(n);
+	int rc;
+
+	node_helper_marker(n, "epmd", r->epmd_marker, sizeof(r->epmd_marker));
+	snprintf(r->epmd_log, sizeof(r->epmd_log), "%s/log/epmd.log", n->dir);
+	snprintf(n->url, sizeof(n->url), "amqp://guest:guest@127.0.0.1:%u/", n->ports[RABBITMQ_PORT_AMQP]);
+	if ((rc = rmq_files(n, err, errlen)) < 0)
+		return rc;
+	if (rmq_env(n) || rmq_epmd_env(r)) {
+		log_seterr(err, errlen, "out of memory");
+		return NODE_ESYS;
+	}
+	return 0;
+}
+
+static void epmd_stop(struct node *n)
+{
+	struct rabbitmq *r = rmq(n);
+
+	node_watch_helper(n, 0);
+	if (r->epmd_pid > 0 || r->epmd_marker[0])
+		proc_kill(r->epmd_pid, r->epmd_marker);
+	r->epmd_pid = 0;
+}
+
+/* Starts the private epmd unless it runs, and waits until its port takes connections. */
+static int epmd_start(struct node *n, char *err, size_t errlen)
+{
+	struct rabbitmq *r = rmq(n);
+	uint64_t deadline = clock_now_ns() + EPMD_TIMEOUT_NS;
+	uint16_t port = n->ports[RABBITMQ_PORT_EPMD];
+	char tail[400];
+	int code;
+
+	if (r->epmd_pid > 0) {
+		if (!proc_exited(r->epmd_pid, NULL))
+			return 0;
+		proc_kill(r->epmd_pid, r->epmd_marker);
+		r->epmd_pid = 0;
+	}
+	if (proc_spawn(r->epmd_argv.v, r->epmd_envp.v, n->dir, r->epmd_log, n->persistent, &r->epmd_pid, err,
+		       errlen) < 0)
+		return NODE_ESYS;
+	node_watch_helper(n, r->epmd_pid);
+	while (!net_port_open(port)) {
+		if (proc_exited(r->epmd_pid, &code) || clock_now_ns() >= deadline) {
+			proc_log_tail(r->epmd_log, TAIL_LINES, tail, sizeof(tail));
+			epmd_stop(n);
+			log_seterr(err, errlen, "epmd on 127.0.0.1:%u did not come up; log %s: %s", port, r->epmd_log,
+				   tail[0] ? tail : "(empty)");
+			return NODE_EPORT;
+		}
+		clock_sleep_ns(10 * NS_PER_MS);
+	}
+	return 0;
+}
+
+static void rmq_release(struct node *n)
+{
+	strv_release(&rmq(n)->epmd_argv);
+	strv_release(&rmq(n)->epmd_envp);
+}
+
+/* True when the node accepts an AMQP login as guest. */
+static bool rmq_ready(const struct node *n)
+{
+	amqp_connection_state_t c = amqp_new_connection();
+	amqp_socket_t *s;
+	struct timeval open_tv = { 0, 500000 }, hs_tv = { 2, 0 };
+	amqp_rpc_reply_t r;
+	bool ok = false;
+
+	if (!c)
+		return false;
+	s = amqp_tcp_socket_new(c);
+	if (!s || amqp_socket_open_noblock(s, "127.0.0.1", n->ports[RABBITMQ_PORT_AMQP], &open_tv) != AMQP_STATUS_OK)
+		goto out;
+	amqp_set_handshake_timeout(c, &hs_tv);
+	amqp_set_rpc_timeout(c, &hs_tv);
+	r = amqp_login(c, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest");
+	ok = r.reply_type == AMQP_RESPONSE_NORMAL;
+	if (ok)
+		amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+out:
+	amqp_destroy_connection(c);
+	return ok;
+}
+
+const struct node_ops rabbitmq_ops = {
+	.title = "RabbitMQ node",
+	.tag = "",
+	.log_name = "log/console.log",
+	.detail_log_name = "log/rabbit.log",
+	.port_taken = "eaddrinuse",
+	.size = sizeof(struct rabbitmq),
+	.nports = 3,
+	.ready_digits = 1,
+	.check = rmq_check,
+	.configure = rmq_configure,
+	.start_helpers = epmd_start,
+	.stop_helpers = epmd_stop,
+	.release = rmq_release,
+	.ready = rmq_ready,
+};

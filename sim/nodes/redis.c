@@ -1,0 +1,100 @@
+/* redis.c — the redis kind of node: the binary, its command line, the PING check. */
+#include "nodes/redis.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define NODE_PATH "/usr/bin:/bin"
+
+struct redis {
+	struct node n;
+	const char *server;
+};
+
+static int redis_check(struct node *n, char *err, size_t errlen)
+{
+	struct redis *r = (struct redis *)n;
+
+	r->server = node_exe("DUPSIM_REDIS_SERVER", "/usr/bin/redis-server");
+	if (access(r->server, X_OK) < 0) {
+		log_seterr(err, errlen, "cannot run %s: %s (install redis-server, or set DUPSIM_REDIS_SERVER)",
+			   r->server, strerror(errno));
+		return NODE_EBIN;
+	}
+	return 0;
+}
+
+static int redis_configure(struct node *n, char *err, size_t errlen)
+{
+	struct strv *a = &n->argv, *e = &n->envp;
+	int rc = 0;
+
+	snprintf(n->url, sizeof(n->url), "redis://127.0.0.1:%u", n->ports[0]);
+	/* appendfsync no, not everysec: while a background fsync is slow (a
+	 * loaded machine) everysec postpones the writes for up to 2 s and still
+	 * replies, and a kill -9 then loses acknowledged keys. With no, every
+	 * write reaches the OS before the reply; fsync is left to the OS, as a
+	 * machine crash is not what dupsim simulates. */
+	rc |= strv_addf(a, "%s", ((struct redis *)n)->server);
+	rc |= strv_addf(a, "--port");
+	rc |= strv_addf(a, "%u", n->ports[0]);
+	rc |= strv_addf(a, "--bind");
+	rc |= strv_addf(a, "127.0.0.1");
+	rc |= strv_addf(a, "--dir");
+	rc |= strv_addf(a, "%s", n->dir);
+	rc |= strv_addf(a, "--save");
+	rc |= strv_addf(a, "%s", "");
+	rc |= strv_addf(a, "--appendonly");
+	rc |= strv_addf(a, "yes");
+	rc |= strv_addf(a, "--appendfsync");
+	rc |= strv_addf(a, "no");
+	rc |= strv_addf(a, "--daemonize");
+	rc |= strv_addf(a, "no");
+	rc |= strv_addf(a, "--logfile");
+	rc |= strv_addf(a, "%s", "");
+	rc |= strv_addf(e, "PATH=%s", NODE_PATH);
+	rc |= strv_addf(e, "HOME=%s", n->dir);
+	rc |= strv_addf(e, "LANG=C.UTF-8");
+	rc |= strv_addf(e, "%s", n->marker);
+	if (rc) {
+		log_seterr(err, errlen, "out of memory");
+		return NODE_ESYS;
+	}
+	return 0;
+}
+
+/* True when the server answers PING with PONG (not -LOADING). */
+static bool redis_ready(const struct node *n)
+{
+	struct timeval tv = { 0, 500000 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", n->ports[0], tv);
+	redisReply *r;
+	bool ok = false;
+
+	if (!c || c->err)
+		goto out;
+	redisSetTimeout(c, tv);
+	r = redisCommand(c, "PING");
+	ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+	freeReplyObject(r);
+out:
+	redisFree(c);
+	return ok;
+}
+
+const struct node_ops redis_ops = {
+	.title = "redis-server",
+	.tag = "-redis",
+	.log_name = "redis.log",
+	.size = sizeof(struct redis),
+	.nports = 1,
+	.ready_digits = 2,
+	.check = redis_check,
+	.configure = redis_configure,
+	.ready = redis_ready,
+};
