@@ -1,5 +1,6 @@
 /* check_run.c — `dupsim run` end to end against the private broker: the numbers DESIGN.md defines. */
 #include <amqp.h>
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -9,7 +10,9 @@
 #include <string.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -781,6 +784,99 @@ START_TEST(test_results_disk_full)
 }
 END_TEST
 
+/* The node a run started in TMPDIR (tmp): its AMQP port, from its config; 0 while there is none. */
+static uint16_t run_node_port(const char *tmp)
+{
+	char cmd[PATH_MAX + 96], line[128];
+	unsigned port = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "cat %s/dupsim-*/etc/rabbitmq.conf 2>/dev/null", tmp);
+	f = popen(cmd, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "listeners.tcp.default = 127.0.0.1:%u", &port) == 1)
+			break;
+	pclose(f);
+	return (uint16_t)port;
+}
+
+struct squat {
+	const char *tmp;
+	int fd; /* the listener that keeps the killed node's port, or -1 */
+};
+
+/* Waits for the run's node, then for its first kill -9, and takes its port
+ * before the restart can: every restart then fails to listen. */
+static void squat_on_broker_port(pid_t pid, void *arg)
+{
+	struct squat *sq = arg;
+	uint64_t deadline = clock_now_ns() + 60 * NS_PER_S;
+	uint16_t port = 0;
+	int one = 1;
+
+	(void)pid;
+	while (!port && clock_now_ns() < deadline) {
+		port = run_node_port(sq->tmp);
+		clock_sleep_ns(50 * NS_PER_MS);
+	}
+	while (port && !net_port_open(port) && clock_now_ns() < deadline)
+		clock_sleep_ns(20 * NS_PER_MS); /* not up yet */
+	while (port && net_port_open(port) && clock_now_ns() < deadline)
+		clock_sleep_ns(5 * NS_PER_MS); /* up: wait for the kill */
+	if (!port)
+		return;
+	sq->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(sq->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	{
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+		if (bind(sq->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(sq->fd, 1) < 0) {
+			close(sq->fd);
+			sq->fd = -1;
+		}
+	}
+}
+
+/*
+ * A killed broker whose restarts all fail (its port was taken while it was
+ * down): the run tries a bounded number of times (it used to retry
+ * forever), ends with the reason in its status, and writes its results.
+ */
+START_TEST(test_broker_restart_fails)
+{
+	char tmp[] = "/tmp/dupsim-rf-XXXXXX", path[100], file[160];
+	const char *args[] = { "run", "scenarios/default.ini", "--quiet", "--out", path,
+			       "--set", "run.messages=200000", "--set", "publishers.rate=500",
+			       "--set", "faults.broker_crash_every=6s", "--set", "faults.broker_down=1s",
+			       "--set", "run.drain_timeout=5m", NULL };
+	struct squat sq = { .tmp = tmp, .fd = -1 };
+	struct result r = { 0 };
+	uint64_t t0;
+
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	setenv("TMPDIR", tmp, 1); /* this test's own process: the run's node goes where the test can find it */
+	snprintf(path, sizeof(path), "%s/out", tmp);
+	t0 = clock_now_ns();
+	r.status = test_dupsim(args, r.out, sizeof(r.out), squat_on_broker_port, &sq);
+	ck_assert_msg(sq.fd >= 0, "could not take the broker's port:\n%s", r.out);
+	close(sq.fd);
+	ck_assert_msg(clock_now_ns() - t0 < 150 * NS_PER_S, "took %.1f s", (double)(clock_now_ns() - t0) / 1e9);
+	ck_assert_msg(r.status == 1, "exit %d:\n%s", r.status, r.out);
+	ck_assert_msg(strstr(r.out, "restarting the broker failed") != NULL, "%s", r.out);
+	snprintf(r.dir, sizeof(r.dir), "%s", path);
+	snprintf(file, sizeof(file), "%s/summary.json", path);
+	r.summary = json_load_file(file, 0, NULL);
+	ck_assert_msg(r.summary != NULL, "no summary.json:\n%s", r.out);
+	ck_assert_str_eq(json_string_value(json_object_get(r.summary, "status")), "broker_restart_failed");
+	ck_assert_double_eq(num(&r, "faults.broker_crashes"), 1);
+	result_release(&r);
+	files_rm_rf(tmp);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -814,6 +910,7 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_few_events_no_interval);
 	tcase_add_test(tc, test_broker_crash_loses_nothing);
 	tcase_add_test(tc, test_broker_gone_publishers_give_up);
+	tcase_add_test(tc, test_broker_restart_fails);
 	tcase_add_test(tc, test_quorum_queue);
 	tcase_add_test(tc, test_refused_login);
 	tcase_add_test(tc, test_redis_down);

@@ -1,4 +1,4 @@
-/* dedup.h — dedup stores behind one table of functions, and the policy that decides per delivery. */
+/* dedup.h — the dedup store interface (a table of functions) and its backends: memory, redis, tokyocabinet. */
 #ifndef DUPSIM_DEDUP_H
 #define DUPSIM_DEDUP_H
 
