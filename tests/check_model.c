@@ -152,6 +152,39 @@ START_TEST(test_rules_read)
 }
 END_TEST
 
+/*
+ * Given the faults applied: commit-ok-loss at seed 1 drew 27 drops in 2027
+ * CommitOks where p = 2 % expects 40.5. Each drop republishes one batch of
+ * 10, so 270 excess copies of 20000: the realized inputs predict exactly
+ * that, the nominal ones 2.04 %.
+ */
+START_TEST(test_realized_faults)
+{
+	struct model_in nominal = { .batch = 10, .ack_every = 1, .consumers = 2, .ahead = 3, .confirms_per_msg = NAN }, in;
+	struct rule rules[2];
+	uint64_t matched[2] = { 2027, 0 }, fired[2] = { 27, 0 };
+	struct model_out out;
+	char err[256];
+
+	ck_assert_int_eq(rule_parse("drop tx.commit-ok from=broker p=0.02", &rules[0], err, sizeof(err)), 0);
+	ck_assert_int_eq(rule_parse("drop basic.ack from=client p=0.01", &rules[1], err, sizeof(err)), 0);
+	model_in_from_rules(&nominal, rules, 1);
+	model_predict(&nominal, &out);
+	close_to(out.duplicate_rate, 0.02 / 0.98, 1e-12);
+	ck_assert_int_eq(model_in_realized(&in, &nominal, rules, 1, matched, fired), 0);
+	close_to(in.commit_ok_lost, 27.0 / 2027.0, 1e-12);
+	model_predict(&in, &out);
+	close_to(out.duplicate_rate, 270.0 / 20000.0, 1e-12);
+	/* a rule that matched nothing keeps its p; the nominal inputs are left alone */
+	ck_assert_int_eq(model_in_realized(&in, &nominal, rules, 2, matched, fired), 0);
+	close_to(in.ack_dropped, 0.01, 1e-12);
+	close_to(nominal.commit_ok_lost, 0.02, 1e-12);
+	/* no counts: the rules' own p */
+	ck_assert_int_eq(model_in_realized(&in, &nominal, rules, 1, NULL, NULL), 0);
+	close_to(in.commit_ok_lost, 0.02, 1e-12);
+}
+END_TEST
+
 START_TEST(test_edges)
 {
 	struct model_in in = { .batch = 10, .ack_every = 1, .consumers = 2, .ahead = NAN, .confirms_per_msg = NAN };
@@ -198,6 +231,7 @@ Suite *model_suite(void)
 	tcase_add_test(tc, test_model_counts_the_window);
 	tcase_add_test(tc, test_rules_read);
 	tcase_add_test(tc, test_edges);
+	tcase_add_test(tc, test_realized_faults);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -4,6 +4,7 @@
 #include <amqp.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /*
@@ -106,6 +107,25 @@ void model_in_from_rules(struct model_in *in, const struct rule *rules, size_t c
 			unmodelled(in, r->text);
 		}
 	}
+}
+
+int model_in_realized(struct model_in *out, const struct model_in *nominal, const struct rule *rules, size_t count,
+		      const uint64_t *matched, const uint64_t *fired)
+{
+	struct rule *r = malloc((count ? count : 1) * sizeof(*r));
+
+	*out = *nominal;
+	if (!r)
+		return -1;
+	for (size_t i = 0; i < count; i++) {
+		r[i] = rules[i];
+		if (matched && fired && matched[i])
+			r[i].p = (double)fired[i] / (double)matched[i];
+	}
+	out->commit_ok_lost = out->confirm_lost = out->ack_dropped = out->ack_hung = out->ack_cut = 0;
+	model_in_from_rules(out, r, count);
+	free(r);
+	return 0;
 }
 
 void model_predict(const struct model_in *in, struct model_out *out)

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "wire/rule.h"
 
@@ -47,6 +48,17 @@ struct model_out {
  * measured figures are the caller's.
  */
 void model_in_from_rules(struct model_in *in, const struct rule *rules, size_t count);
+
+/*
+ * The same inputs with each rule's probability replaced by the fraction of
+ * its frames it actually hit (fired / matched; a rule that matched nothing
+ * keeps its p). The prediction from these is the model given the faults the
+ * proxy applied: it tests the mechanism (duplicates per fault) without the
+ * luck of how many faults a seed draws, which the band also covers.
+ * 0, or -1 when out of memory (out is then a copy of nominal).
+ */
+int model_in_realized(struct model_in *out, const struct model_in *nominal, const struct rule *rules, size_t count,
+		      const uint64_t *matched, const uint64_t *fired);
 
 /* The prediction; see model.c for the derivation and its assumptions. */
 void model_predict(const struct model_in *in, struct model_out *out);
