@@ -137,12 +137,11 @@ static bool since_first_accept(const struct ledger *l, const struct ledger_msg *
 	return true;
 }
 
-void ledger_note_publish(struct ledger *l, size_t m)
+unsigned ledger_note_publish(struct ledger *l, size_t m)
 {
 	struct ledger_msg *e = msg_at(l, m);
 
-	if (e)
-		inc16(e, &e->attempts);
+	return e ? inc16(e, &e->attempts) : 0;
 }
 
 void ledger_note_confirm(struct ledger *l, size_t m)

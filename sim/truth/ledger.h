@@ -96,7 +96,9 @@ int ledger_init(struct ledger *l, size_t messages, const struct ledger_setup *se
 void ledger_release(struct ledger *l);
 
 /* Publisher side. */
-void ledger_note_publish(struct ledger *l, size_t m);
+/* A publish of m; returns the publishes before it (its x-republish-count), UINT16_MAX once saturated.
+ * The ledger is the one count: a publisher keeps none of its own. */
+unsigned ledger_note_publish(struct ledger *l, size_t m);
 void ledger_note_confirm(struct ledger *l, size_t m);
 
 /*

@@ -14,7 +14,6 @@ struct pub_state {
 	struct publisher *p;
 	struct workload *w;
 	struct session sess;
-	uint16_t *attempts; /* per message of this publisher: publishes so far */
 	uint8_t *body;
 	uint64_t sent;	    /* publishes, for the rate limit */
 	uint64_t start_ns;
@@ -77,13 +76,16 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 	amqp_basic_properties_t props;
 	amqp_table_entry_t hdr[3];
 	char id[48];
+	unsigned before;
 	int rc_pub;
 
 	pub_pace(s);
+	/* counted before the write, whatever its outcome: the bytes may reach the broker */
+	before = ledger_note_publish(w->ledger, m);
 	msgid_format(id, sizeof(id), p->id, seq);
 	hdr[0].key = amqp_cstring_bytes("x-republish-count");
 	hdr[0].value.kind = AMQP_FIELD_KIND_I32;
-	hdr[0].value.value.i32 = s->attempts[seq];
+	hdr[0].value.value.i32 = (int32_t)before;
 	hdr[1].key = amqp_cstring_bytes("x-published-ns");
 	hdr[1].value.kind = AMQP_FIELD_KIND_I64;
 	hdr[1].value.value.i64 = (int64_t)(clock_now_ns() - w->ledger->t0_ns);
@@ -94,7 +96,7 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 	props.message_id = amqp_cstring_bytes(id);
 	props.timestamp = clock_wall_ns() / NS_PER_S;
 	props.headers.num_entries = 2;
-	if (cause && s->attempts[seq] > 0) {
+	if (cause && before > 0) {
 		hdr[2].key = amqp_cstring_bytes("x-dupsim-event");
 		hdr[2].value.kind = AMQP_FIELD_KIND_I64;
 		hdr[2].value.value.i64 = cause;
@@ -103,11 +105,7 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 	props.headers.entries = hdr;
 	rc_pub = amqp_basic_publish(s->sess.conn, 1, amqp_empty_bytes, amqp_cstring_bytes(w->sc->broker.queue), 0, 0,
 				    &props, (amqp_bytes_t){ w->sc->publishers.size, s->body });
-	/* counted even when the write failed: the bytes may have reached the broker */
-	if (s->attempts[seq] < UINT16_MAX)
-		s->attempts[seq]++;
 	s->sent++;
-	ledger_note_publish(w->ledger, m);
 	atomic_fetch_add(&w->published, 1);
 	return rc_pub == AMQP_STATUS_OK ? 0 : -1;
 }
@@ -317,17 +315,15 @@ void *publisher_main(void *arg)
 {
 	struct publisher *p = arg;
 	struct pub_state s = { .p = p, .w = p->w };
-	uint64_t n = p->end - p->first;
 	uint64_t window = p->w->sc->publishers.batch;
 
 	session_init(&s.sess, p->w, EVENTS_PUBLISHER, p->id, p->error, sizeof(p->error));
-	s.attempts = calloc(n ? n : 1, sizeof(*s.attempts));
 	s.body = malloc(p->w->sc->publishers.size + 1);
 	s.pending_cap = window + 1;
 	s.pending = malloc(s.pending_cap * sizeof(*s.pending));
 	s.retry = malloc((window + 1) * 2 * sizeof(*s.retry));
 	s.retry_cause = malloc((window + 1) * 2 * sizeof(*s.retry_cause));
-	if (!s.attempts || !s.body || !s.pending || !s.retry || !s.retry_cause) {
+	if (!s.body || !s.pending || !s.retry || !s.retry_cause) {
 		snprintf(p->error, sizeof(p->error), "out of memory");
 		goto out;
 	}
@@ -340,7 +336,6 @@ void *publisher_main(void *arg)
 		pub_run_confirm(&s);
 	session_release(&s.sess);
 out:
-	free(s.attempts);
 	free(s.body);
 	free(s.pending);
 	free(s.retry);
