@@ -8,6 +8,8 @@
 
 #include "results/plot.h"
 #include "results/report.h"
+#include "results/csv.h"
+#include "cmd/plot.h"
 #include "tests.h"
 #include "core/files.h"
 
@@ -149,31 +151,31 @@ static void make_run(const char *sub)
 
 START_TEST(test_csv_reader)
 {
-	struct plot_csv t;
+	struct csv t;
 
 	put("csv", "a.csv", "a,b,c\r\n1,\"x, \"\"y\"\"\",3\r\n\n4\n5,6,7,8\n");
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "a.csv"), &t), 0);
+	ck_assert_int_eq(csv_read(path_of("csv", "a.csv"), &t), 0);
 	ck_assert_uint_eq(t.ncols, 3);
 	ck_assert_uint_eq(t.nrows, 3);
-	ck_assert_int_eq(plot_csv_col(&t, "c"), 2);
-	ck_assert_int_eq(plot_csv_col(&t, "d"), -1);
-	ck_assert_str_eq(plot_csv_cell(&t, 0, 1), "x, \"y\"");
-	ck_assert_str_eq(plot_csv_cell(&t, 0, 2), "3");
-	ck_assert_str_eq(plot_csv_cell(&t, 1, 0), "4");
-	ck_assert_str_eq(plot_csv_cell(&t, 1, 2), ""); /* a short row */
-	ck_assert_str_eq(plot_csv_cell(&t, 2, 2), "7"); /* the extra field is dropped */
-	ck_assert_str_eq(plot_csv_cell(&t, 9, 0), "");
-	ck_assert_str_eq(plot_csv_cell(&t, 0, -1), "");
-	plot_csv_free(&t);
-	plot_csv_free(&t); /* twice is harmless */
+	ck_assert_int_eq(csv_col(&t, "c"), 2);
+	ck_assert_int_eq(csv_col(&t, "d"), -1);
+	ck_assert_str_eq(csv_cell(&t, 0, 1), "x, \"y\"");
+	ck_assert_str_eq(csv_cell(&t, 0, 2), "3");
+	ck_assert_str_eq(csv_cell(&t, 1, 0), "4");
+	ck_assert_str_eq(csv_cell(&t, 1, 2), ""); /* a short row */
+	ck_assert_str_eq(csv_cell(&t, 2, 2), "7"); /* the extra field is dropped */
+	ck_assert_str_eq(csv_cell(&t, 9, 0), "");
+	ck_assert_str_eq(csv_cell(&t, 0, -1), "");
+	csv_free(&t);
+	csv_free(&t); /* twice is harmless */
 
 	put("csv", "empty.csv", "");
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "empty.csv"), &t), -1);
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "missing.csv"), &t), -1);
+	ck_assert_int_eq(csv_read(path_of("csv", "empty.csv"), &t), -1);
+	ck_assert_int_eq(csv_read(path_of("csv", "missing.csv"), &t), -1);
 	put("csv", "head.csv", "x,y\n");
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "head.csv"), &t), 0);
+	ck_assert_int_eq(csv_read(path_of("csv", "head.csv"), &t), 0);
 	ck_assert_uint_eq(t.nrows, 0);
-	plot_csv_free(&t);
+	csv_free(&t);
 }
 END_TEST
 

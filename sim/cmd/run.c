@@ -22,6 +22,7 @@
 #include "analysis/model.h"
 #include "wire/frame.h"
 #include "results/plot.h"
+#include "results/report.h"
 #include "proxy/proxy.h"
 #include "core/clock.h"
 #include "core/files.h"
