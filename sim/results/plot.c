@@ -302,7 +302,7 @@ static void plot_run_vars(FILE *v, const char *dir, const struct results *r, con
 
 	plot_var_str(v, "dir", dir);
 	if (*r->scenario)
-		snprintf(name, sizeof(name), "%s (seed %.0f)", r->scenario, r->seed);
+		snprintf(name, sizeof(name), "%s (seed %" PRIu64 ")", r->scenario, r->seed);
 	else
 		plot_basename(dir, name, sizeof(name));
 	plot_var_str(v, "name", name);

@@ -2,6 +2,7 @@
 #include "results/report.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -447,7 +448,10 @@ int report_run(const char *dir, const struct results *s, char *err, size_t errle
 
 	if (!f)
 		return log_seterr(err, errlen, "out of memory");
-	fprintf(f, "# dupsim run `%s`, seed %s\n\n", s->scenario, report_count(s->seed));
+	if (s->seed_known)
+		fprintf(f, "# dupsim run `%s`, seed %" PRIu64 "\n\n", s->scenario, s->seed);
+	else
+		fprintf(f, "# dupsim run `%s`, seed –\n\n", s->scenario);
 	fprintf(f, "Status **%s**: %s messages committed in %s s. The scenario as run: [scenario.ini](scenario.ini); "
 		   "every number comes from [summary.json](summary.json), the plots from the CSV files beside it. "
 		   "The words are defined in dupsim's DESIGN.md (Vocabulary).\n\n",

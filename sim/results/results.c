@@ -25,7 +25,6 @@ static void results_nan(double *v, size_t n)
 void results_init(struct results *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->seed = NAN;
 	/* the runs of doubles between the strings, as laid out in results.h */
 	results_nan(&r->messages, 5);
 	results_nan(&r->deliveries, 9 + EVENTS_KINDS);
@@ -47,11 +46,16 @@ void results_init(struct results *r)
 
 struct results_rule *results_rule(struct results *r, const char *text)
 {
-	struct results_rule *ru;
-
 	for (size_t i = 0; i < r->faults.rule_count; i++)
 		if (strcmp(r->faults.rules[i].text, text) == 0)
 			return &r->faults.rules[i];
+	return results_rule_add(r, text);
+}
+
+struct results_rule *results_rule_add(struct results *r, const char *text)
+{
+	struct results_rule *ru;
+
 	if (r->faults.rule_count == RESULTS_RULES_MAX)
 		return NULL;
 	ru = &r->faults.rules[r->faults.rule_count++];
@@ -173,7 +177,7 @@ static json_t *results_json(const struct results *r)
 	return results_json_perf(
 		r, json_pack("{s:s, s:o, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, "
 			     "s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-			     "scenario", r->scenario, "seed", results_count(r->seed), "status", r->status, "interrupted",
+			     "scenario", r->scenario, "seed", r->seed_known ? json_integer((json_int_t)r->seed) : json_null(), "status", r->status, "interrupted",
 			     r->interrupted, "drained", r->drained, "messages", results_count(r->messages), "published",
 			     results_count(r->published), "committed", results_count(r->committed), "publish_attempts",
 			     results_count(r->publish_attempts), "excess_copies", results_count(r->excess_copies),
@@ -269,7 +273,7 @@ static void results_load_faults(struct results *r, json_t *f)
 	r->faults.duplicates_per_lost_ack = results_num(f, "duplicates_per_lost_ack");
 	json_array_foreach(rules, i, rj) {
 		const char *t = json_string_value(json_object_get(rj, "rule"));
-		struct results_rule *ru = t ? results_rule(r, t) : NULL;
+		struct results_rule *ru = t ? results_rule_add(r, t) : NULL;
 
 		if (ru) {
 			ru->in_summary = true;
@@ -320,7 +324,8 @@ static void results_load_json(struct results *r, json_t *s)
 	json_t *causes = json_object_get(s, "misses_by_cause");
 
 	results_str(s, "scenario", r->scenario, sizeof(r->scenario));
-	r->seed = results_num(s, "seed");
+	r->seed_known = json_is_integer(json_object_get(s, "seed"));
+	r->seed = (uint64_t)json_integer_value(json_object_get(s, "seed"));
 	results_str(s, "status", r->status, sizeof(r->status));
 	r->interrupted = json_is_true(json_object_get(s, "interrupted"));
 	r->drained = json_is_true(json_object_get(s, "drained"));

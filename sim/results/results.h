@@ -32,7 +32,8 @@ enum results_data { RESULTS_TIMESERIES, RESULTS_GAPS, RESULTS_CURVE, RESULTS_COP
 
 struct results {
 	char scenario[128];
-	double seed;
+	uint64_t seed; /* exact: a seed may exceed 2^53 */
+	bool seed_known;
 	char status[32];
 	bool interrupted, drained;
 	double messages, published, committed, publish_attempts, excess_copies;
@@ -93,7 +94,9 @@ struct results {
 /* Every number NaN, every string "", no rule: the state of a summary that says nothing. */
 void results_init(struct results *r);
 
-/* Adds a rule (or finds it by text); NULL when RESULTS_RULES_MAX are kept. */
+/* Appends a rule; NULL when RESULTS_RULES_MAX are kept. */
+struct results_rule *results_rule_add(struct results *r, const char *text);
+/* The first rule with this text, appended when there is none; NULL when full. */
 struct results_rule *results_rule(struct results *r, const char *text);
 
 /* The smallest positive value among v, and *m; for curve_min. */
@@ -107,7 +110,7 @@ int results_write_summary(const struct results *r, FILE *f);
  * that parses it), the TTL and capacity from DIR/scenario.ini (through the
  * scenario module; "" when missing), faults.csv's rows per rule, and which
  * data files have rows. 0, or -1 with one line in err (summary.json missing
- * or not JSON).
+ * or not JSON); r then holds what the other files say.
  */
 int results_load(struct results *r, const char *dir, char *err, size_t errlen);
 
