@@ -1,4 +1,4 @@
-/* run.c — `dupsim run`: broker, proxy, publishers, consumers, drain, invariants, results/. */
+/* run.c — `dupsim run`: broker, proxy, publishers, consumers, drain, invariants; fills struct results for its renderers. */
 #include "cmd/run.h"
 
 #include <errno.h>
