@@ -20,6 +20,7 @@
 
 #include "cmd/cli.h"
 #include "nodes/broker.h"
+#include "results/csv.h"
 #include "results/plot.h"
 #include "results/report.h"
 #include "results/results.h"
@@ -427,65 +428,59 @@ static void pool_release(struct pool *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* Room for one more event; 0 or -1 (said). */
+static int pool_grow(struct pool *p)
+{
+	size_t cap = p->cap ? p->cap * 2 : 1024;
+	uint64_t *nx, *nd;
+
+	if (p->n < p->cap)
+		return 0;
+	nx = realloc(p->x, cap * sizeof(*nx));
+	if (nx)
+		p->x = nx;
+	nd = nx ? realloc(p->d, cap * sizeof(*nd)) : NULL;
+	if (!nd) {
+		log_line("out of memory for the pooled fault events");
+		return -1;
+	}
+	p->d = nd;
+	p->cap = cap;
+	return 0;
+}
+
 /*
- * Appends the events of one run folder (events.csv: ...,duplicates,misses).
- * 0, or -1 when the file can't be read or a row is malformed (named).
+ * Appends the events of one run folder (events.csv's columns duplicates and
+ * misses). 0, or -1 when the file can't be read or a row is malformed (named).
  */
 static int pool_add_run(struct pool *p, const char *dir)
 {
-	char path[PATH_MAX + 256], line[1024];
-	FILE *f;
-	int rc = 0, lineno = 0;
+	char path[PATH_MAX + 256];
+	struct csv t;
+	int cd, cm, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/events.csv", dir);
-	f = fopen(path, "r");
-	if (!f) {
-		log_line("cannot read %s: %s", path, strerror(errno));
+	if (csv_read(path, &t) < 0) {
+		log_line("cannot read %s: %s", path, errno == EINVAL ? "it has no header line" : strerror(errno));
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f)) {
-		char *last, *prev, *end1, *end2;
+	cd = csv_col(&t, "duplicates");
+	cm = csv_col(&t, "misses");
+	for (size_t i = 0; i < t.nrows && rc == 0; i++) {
 		uint64_t dups, misses;
 
-		if (++lineno == 1)
-			continue; /* header */
-		last = strrchr(line, ',');
-		if (!last)
-			goto bad;
-		*last = '\0';
-		prev = strrchr(line, ',');
-		if (!prev)
-			goto bad;
-		errno = 0;
-		dups = strtoull(prev + 1, &end1, 10);
-		misses = strtoull(last + 1, &end2, 10);
-		if (errno || end1 == prev + 1 || *end1 || end2 == last + 1 || (*end2 && *end2 != '\n') || misses > dups)
-			goto bad;
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? p->cap * 2 : 1024;
-			uint64_t *nx = realloc(p->x, cap * sizeof(*nx)), *nd;
-
-			if (nx)
-				p->x = nx;
-			nd = nx ? realloc(p->d, cap * sizeof(*nd)) : NULL;
-			if (!nd) {
-				log_line("out of memory for the pooled fault events");
-				rc = -1;
-				break;
-			}
-			p->d = nd;
-			p->cap = cap;
+		if (cd < 0 || cm < 0 || parse_u64(csv_cell(&t, i, cd), &dups) < 0 ||
+		    parse_u64(csv_cell(&t, i, cm), &misses) < 0 || misses > dups) {
+			log_line("%s: data row %zu: malformed (expected ...,duplicates,misses)", path, i + 1);
+			rc = -1;
+		} else if ((rc = pool_grow(p)) == 0) {
+			p->x[p->n] = misses;
+			p->d[p->n] = dups;
+			p->n++;
 		}
-		p->x[p->n] = misses;
-		p->d[p->n] = dups;
-		p->n++;
 	}
-	fclose(f);
+	csv_free(&t);
 	return rc;
-bad:
-	log_line("%s:%d: malformed row (expected ...,duplicates,misses)", path, lineno);
-	fclose(f);
-	return -1;
 }
 
 /* ---- validate ---- */
