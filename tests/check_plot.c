@@ -1,5 +1,7 @@
 /* check_plot.c — plots and reports of hand-made run and sweep folders, the CSV reader, `dupsim plot`. */
+#include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,10 @@
 
 #include "results/plot.h"
 #include "results/report.h"
+#include "results/csv.h"
+#include "results/results.h"
+#include "results/sweep.h"
+#include "cmd/plot.h"
 #include "tests.h"
 #include "core/files.h"
 
@@ -149,31 +155,31 @@ static void make_run(const char *sub)
 
 START_TEST(test_csv_reader)
 {
-	struct plot_csv t;
+	struct csv t;
 
 	put("csv", "a.csv", "a,b,c\r\n1,\"x, \"\"y\"\"\",3\r\n\n4\n5,6,7,8\n");
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "a.csv"), &t), 0);
+	ck_assert_int_eq(csv_read(path_of("csv", "a.csv"), &t), 0);
 	ck_assert_uint_eq(t.ncols, 3);
 	ck_assert_uint_eq(t.nrows, 3);
-	ck_assert_int_eq(plot_csv_col(&t, "c"), 2);
-	ck_assert_int_eq(plot_csv_col(&t, "d"), -1);
-	ck_assert_str_eq(plot_csv_cell(&t, 0, 1), "x, \"y\"");
-	ck_assert_str_eq(plot_csv_cell(&t, 0, 2), "3");
-	ck_assert_str_eq(plot_csv_cell(&t, 1, 0), "4");
-	ck_assert_str_eq(plot_csv_cell(&t, 1, 2), ""); /* a short row */
-	ck_assert_str_eq(plot_csv_cell(&t, 2, 2), "7"); /* the extra field is dropped */
-	ck_assert_str_eq(plot_csv_cell(&t, 9, 0), "");
-	ck_assert_str_eq(plot_csv_cell(&t, 0, -1), "");
-	plot_csv_free(&t);
-	plot_csv_free(&t); /* twice is harmless */
+	ck_assert_int_eq(csv_col(&t, "c"), 2);
+	ck_assert_int_eq(csv_col(&t, "d"), -1);
+	ck_assert_str_eq(csv_cell(&t, 0, 1), "x, \"y\"");
+	ck_assert_str_eq(csv_cell(&t, 0, 2), "3");
+	ck_assert_str_eq(csv_cell(&t, 1, 0), "4");
+	ck_assert_str_eq(csv_cell(&t, 1, 2), ""); /* a short row */
+	ck_assert_str_eq(csv_cell(&t, 2, 2), "7"); /* the extra field is dropped */
+	ck_assert_str_eq(csv_cell(&t, 9, 0), "");
+	ck_assert_str_eq(csv_cell(&t, 0, -1), "");
+	csv_free(&t);
+	csv_free(&t); /* twice is harmless */
 
 	put("csv", "empty.csv", "");
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "empty.csv"), &t), -1);
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "missing.csv"), &t), -1);
+	ck_assert_int_eq(csv_read(path_of("csv", "empty.csv"), &t), -1);
+	ck_assert_int_eq(csv_read(path_of("csv", "missing.csv"), &t), -1);
 	put("csv", "head.csv", "x,y\n");
-	ck_assert_int_eq(plot_csv_read(path_of("csv", "head.csv"), &t), 0);
+	ck_assert_int_eq(csv_read(path_of("csv", "head.csv"), &t), 0);
 	ck_assert_uint_eq(t.nrows, 0);
-	plot_csv_free(&t);
+	csv_free(&t);
 }
 END_TEST
 
@@ -312,6 +318,107 @@ START_TEST(test_sweep)
 }
 END_TEST
 
+/* results_init says nothing: every figure of summary.json is null (none made up as 0), every string empty. */
+START_TEST(test_results_unknown)
+{
+	static struct results r;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	json_t *j, *o;
+	const char *k, *k2;
+	json_t *v, *v2;
+
+	results_init(&r);
+	ck_assert_int_eq(results_write_summary(&r, f), 0);
+	fclose(f);
+	j = json_loads(buf, 0, NULL);
+	ck_assert_ptr_nonnull(j);
+	json_object_foreach(j, k, v) {
+		if (json_is_object(v)) {
+			json_object_foreach(v, k2, v2)
+				ck_assert_msg(!json_is_number(v2), "%s.%s is a number", k, k2);
+		} else {
+			ck_assert_msg(!json_is_number(v), "%s is a number", k);
+		}
+	}
+	o = json_object_get(json_object_get(j, "miss_probability"), "independent_trials");
+	ck_assert(json_is_null(json_object_get(o, "ci_low")));
+	ck_assert(json_is_null(json_object_get(j, "duplicate_rate_band")));
+	ck_assert_uint_eq(json_array_size(json_object_get(json_object_get(j, "faults"), "rules")), 0);
+	json_decref(j);
+	free(buf);
+}
+END_TEST
+
+/* A run folder loaded, written as summary.json and loaded again renders the same report. */
+START_TEST(test_results_round_trip)
+{
+	static struct results a, b;
+	char err[1024] = "", *buf = NULL, *md1, *md2;
+	size_t len = 0;
+	FILE *f;
+
+	make_run("rt1");
+	ck_assert_msg(results_load(&a, path_of("rt1", ""), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(a.seed, 7);
+	ck_assert(a.seed_known);
+	ck_assert(a.committed == 12345);
+	ck_assert(isnan(a.messages)); /* not in the hand-made summary */
+	ck_assert_str_eq(a.dedup.ttl, "10ms");
+	ck_assert(a.dedup.ttl_ms == 10);
+	ck_assert_uint_eq(a.faults.rule_count, 3);
+	ck_assert_uint_eq(a.faults.rules[1].rows, 4); /* faults.csv rows of the ack rule */
+	ck_assert(a.has_rows[RESULTS_CURVE] && a.has_rows[RESULTS_GAPS]);
+	ck_assert(a.curve_min == 0.00851);
+	f = open_memstream(&buf, &len);
+	ck_assert_int_eq(results_write_summary(&a, f), 0);
+	fclose(f);
+	make_run("rt2");
+	put("rt2", "summary.json", buf);
+	free(buf);
+	ck_assert_int_eq(results_load(&b, path_of("rt2", ""), err, sizeof(err)), 0);
+	ck_assert_int_eq(report_run(path_of("rt1", ""), &a, err, sizeof(err)), 0);
+	ck_assert_int_eq(report_run(path_of("rt2", ""), &b, err, sizeof(err)), 0);
+	md1 = files_read(path_of("rt1", "report.md"), NULL);
+	md2 = files_read(path_of("rt2", "report.md"), NULL);
+	ck_assert_ptr_nonnull(md1);
+	ck_assert_ptr_nonnull(md2);
+	ck_assert_str_eq(md1, md2);
+	free(md1);
+	free(md2);
+
+	/* no summary: an error naming it, and the other files still read */
+	ck_assert_int_eq(unlink(path_of("rt2", "summary.json")), 0);
+	ck_assert_int_eq(results_load(&b, path_of("rt2", ""), err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "summary.json"));
+	ck_assert(b.has_rows[RESULTS_TIMESERIES]);
+}
+END_TEST
+
+/* sweep.csv read into struct sweep and written back is the same file. */
+START_TEST(test_sweep_round_trip)
+{
+	struct sweep s;
+	char err[1024] = "", *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	put("swrt", "sweep.csv", sweep_csv);
+	ck_assert_msg(sweep_load(&s, path_of("swrt", ""), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(s.nvaried, 2);
+	ck_assert_uint_eq(s.nrows, 6);
+	ck_assert_str_eq(s.rows[4].status, "failed");
+	ck_assert(isnan(s.rows[4].v[SWEEP_COMMITTED]));
+	f = open_memstream(&buf, &len);
+	sweep_write_csv(&s, f);
+	fclose(f);
+	ck_assert_str_eq(buf, sweep_csv);
+	free(buf);
+	sweep_release(&s);
+}
+END_TEST
+
 START_TEST(test_errors)
 {
 	char err[1024] = "", missing[PATH_MAX + 16], tools[PATH_MAX];
@@ -395,6 +502,9 @@ Suite *plot_suite(void)
 	tcase_add_test(tc, test_run_plots_and_report);
 	tcase_add_test(tc, test_run_without_gaps);
 	tcase_add_test(tc, test_sweep);
+	tcase_add_test(tc, test_results_unknown);
+	tcase_add_test(tc, test_results_round_trip);
+	tcase_add_test(tc, test_sweep_round_trip);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_cli);
 	suite_add_tcase(s, tc);

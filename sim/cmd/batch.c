@@ -19,9 +19,14 @@
 #include <unistd.h>
 
 #include "cmd/broker.h"
+#include "cmd/cli.h"
 #include "nodes/node.h"
 #include "nodes/rabbitmq.h"
+#include "results/csv.h"
 #include "results/plot.h"
+#include "results/report.h"
+#include "results/results.h"
+#include "results/sweep.h"
 #include "core/scenario.h"
 #include "analysis/evidence.h"
 #include "analysis/stats.h"
@@ -35,14 +40,6 @@
 #define SETS_MAX 64
 
 extern char **environ;
-
-static volatile sig_atomic_t batch_signals;
-
-static void batch_on_signal(int sig)
-{
-	(void)sig;
-	batch_signals++;
-}
 
 /* What every batch command shares: the scenario, extra --set, where results go, the broker. */
 struct batch {
@@ -117,19 +114,20 @@ static void batch_release(struct batch *b)
 
 /*
  * One `dupsim run` in a child process, into b->dir/name, with the batch's
- * --set values, then extra. Returns the summary (caller json_decref's), or
- * NULL when the run wrote none; *status is its exit status.
+ * --set values, then extra; its folder loaded into res (results_load).
+ * 0, or -1 when the run wrote no summary; *status is its exit status.
  */
-static json_t *batch_run(struct batch *b, const char *name, const char *const *extra, size_t nextra, int *status)
+static int batch_run(struct batch *b, const char *name, const char *const *extra, size_t nextra, int *status,
+		     struct results *res)
 {
-	char self[PATH_MAX], out[PATH_MAX + 64], path[PATH_MAX + 96];
+	char self[PATH_MAX], out[PATH_MAX + 64], why[PATH_MAX + 128];
 	char *argv[16 + 2 * (SETS_MAX + VARY_MAX + 4)];
 	int argc = 0, st;
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	pid_t pid;
 
 	if (n <= 0)
-		return NULL;
+		return -1;
 	self[n] = '\0';
 	snprintf(out, sizeof(out), "%s/%s", b->dir, name);
 	argv[argc++] = self;
@@ -158,24 +156,14 @@ static json_t *batch_run(struct batch *b, const char *name, const char *const *e
 		posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
 		if (posix_spawn(&pid, self, &fa, NULL, argv, environ) != 0) {
 			posix_spawn_file_actions_destroy(&fa);
-			return NULL;
+			return -1;
 		}
 		posix_spawn_file_actions_destroy(&fa);
 	}
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	snprintf(path, sizeof(path), "%s/summary.json", out);
-	return json_load_file(path, 0, NULL);
-}
-
-static double jnum(json_t *j, const char *a, const char *b)
-{
-	json_t *v = json_object_get(j, a);
-
-	if (b)
-		v = json_object_get(v, b);
-	return json_is_number(v) ? json_number_value(v) : NAN;
+	return results_load(res, out, why, sizeof(why));
 }
 
 static int batch_parse_common(struct batch *b, int opt, const char *arg)
@@ -246,7 +234,17 @@ static void sweep_usage(FILE *f)
 		   "plots and report.md. DIR defaults to results/<name>-sweep-<UTC time>.\n");
 }
 
-int batch_sweep_cli(int argc, char **argv)
+/* One sweep: its options and the rows so far. */
+struct sweep_cmd {
+	struct batch b;
+	struct vary vary[VARY_MAX];
+	size_t nvary, points, done, failed;
+	uint64_t repeat;
+	struct sweep s;
+};
+
+/* The command line into w; -1 to go on, else the exit code. */
+static int sweep_parse(struct sweep_cmd *w, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "vary", required_argument, NULL, 'v' }, { "repeat", required_argument, NULL, 'r' },
@@ -254,20 +252,11 @@ int batch_sweep_cli(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },	  { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct vary vary[VARY_MAX];
-	struct batch b = { 0 };
-	size_t nvary = 0, points = 1, done = 0, failed = 0;
-	uint64_t repeat = 1;
-	char csv[PATH_MAX + 16], err[512];
-	FILE *f = NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	struct sigaction sa = { .sa_handler = batch_on_signal };
-	int opt, code = 0;
+	int opt;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
-		int rc = batch_parse_common(&b, opt, optarg);
+		int rc = batch_parse_common(&w->b, opt, optarg);
 
 		if (rc < 0)
 			return 2;
@@ -275,16 +264,16 @@ int batch_sweep_cli(int argc, char **argv)
 			continue;
 		switch (opt) {
 		case 'v':
-			if (nvary == VARY_MAX) {
+			if (w->nvary == VARY_MAX) {
 				log_line("sweep: at most %d --vary options", VARY_MAX);
 				return 2;
 			}
-			if (vary_parse(&vary[nvary], optarg) < 0)
+			if (vary_parse(&w->vary[w->nvary], optarg) < 0)
 				return 2;
-			points *= vary[nvary++].count;
+			w->points *= w->vary[w->nvary++].count;
 			break;
 		case 'r':
-			if (parse_u64(optarg, &repeat) < 0 || repeat < 1 || repeat > 1000) {
+			if (parse_u64(optarg, &w->repeat) < 0 || w->repeat < 1 || w->repeat > 1000) {
 				log_line("sweep: --repeat '%s': expected 1 to 1000", optarg);
 				return 2;
 			}
@@ -297,122 +286,132 @@ int batch_sweep_cli(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc - 1 || nvary == 0) {
+	if (optind != argc - 1 || w->nvary == 0) {
 		log_line("sweep: expected one scenario FILE and at least one --vary; see dupsim sweep --help");
 		return 2;
 	}
-	b.file = argv[optind];
-	/* every value of every key must be valid before anything runs */
-	for (size_t k = 0; k < nvary; k++) {
-		for (size_t i = 0; i < vary[k].count; i++) {
+	w->b.file = argv[optind];
+	return -1;
+}
+
+/* Every value of every key must be valid before anything runs; 0 or -1 (said). */
+static int sweep_check_values(struct sweep_cmd *w)
+{
+	for (size_t k = 0; k < w->nvary; k++) {
+		for (size_t i = 0; i < w->vary[k].count; i++) {
 			char set[1200];
 			const char *one = set;
+			int bad = snprintf(set, sizeof(set), "%s=%s", w->vary[k].key, w->vary[k].values[i]) >=
+					  (int)sizeof(set) ||
+				  batch_load(&w->b, &one, 1) < 0;
 
-			if (snprintf(set, sizeof(set), "%s=%s", vary[k].key, vary[k].values[i]) >= (int)sizeof(set) ||
-			    batch_load(&b, &one, 1) < 0) {
-				scenario_release(&b.sc);
-				return 2;
-			}
-			scenario_release(&b.sc);
+			scenario_release(&w->b.sc);
+			if (bad)
+				return -1;
 		}
 	}
-	if (batch_load(&b, NULL, 0) < 0 || batch_prepare(&b, "sweep") < 0) {
-		batch_release(&b);
-		return b.sc.path[0] ? 1 : 2;
+	return 0;
+}
+
+/* sweep.csv from the rows so far; written after every run, so an interrupted sweep keeps what it measured. */
+static int sweep_save(const struct sweep_cmd *w)
+{
+	char csv[PATH_MAX + 16], *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int rc = -1;
+
+	snprintf(csv, sizeof(csv), "%s/sweep.csv", w->b.dir);
+	if (f) {
+		sweep_write_csv(&w->s, f);
+		if (fclose(f) == 0)
+			rc = files_write_atomic(csv, buf, len);
 	}
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	snprintf(csv, sizeof(csv), "%s/sweep.csv", b.dir);
-	f = open_memstream(&buf, &len);
-	fprintf(f, "run");
-	for (size_t k = 0; k < nvary; k++)
-		fprintf(f, ",%s", vary[k].key);
-	fprintf(f, ",committed,publish_attempts,excess_copies,deliveries,duplicate_deliveries,duplicates_processed,"
-		   "lost,wrongly_suppressed,duplicate_rate,predicted_duplicate_rate,miss_probability,miss_ci_low,"
-		   "miss_ci_high,faults_fired,fault_events,duplicate_rate_low,duplicate_rate_high,status\n");
-	for (size_t p = 0; p < points && !batch_signals; p++) {
-		char sets[VARY_MAX + 1][1200];
-		const char *extra[VARY_MAX + 1];
-		size_t idx = p;
-
-		for (size_t k = 0; k < nvary; k++) {
-			size_t i = idx % vary[k].count;
-
-			idx /= vary[k].count;
-			if (snprintf(sets[k], sizeof(sets[k]), "%s=%s", vary[k].key, vary[k].values[i]) >=
-			    (int)sizeof(sets[k]))
-				sets[k][0] = '\0'; /* can't happen: key and values are shorter */
-			extra[k] = sets[k];
-		}
-		for (uint64_t r = 0; r < repeat && !batch_signals; r++) {
-			char name[64];
-			int status = -1;
-			json_t *j;
-			double fired = 0;
-
-			snprintf(sets[nvary], sizeof(sets[nvary]), "run.seed=%" PRIu64, b.sc.run.seed + r);
-			extra[nvary] = sets[nvary];
-			snprintf(name, sizeof(name), "run-%03zu", done + 1);
-			if (!b.quiet)
-				log_line("sweep: %s (%zu of %zu): %s%s%s%s, seed %" PRIu64, name, done + 1,
-					 points * (size_t)repeat, extra[0], nvary > 1 ? ", " : "", nvary > 1 ? extra[1] : "",
-					 nvary > 2 ? ", ..." : "", b.sc.run.seed + r);
-			j = batch_run(&b, name, extra, nvary + 1, &status);
-			done++;
-			fprintf(f, "%s", name);
-			for (size_t k = 0; k < nvary; k++)
-				fprintf(f, ",%s", strchr(extra[k], '=') + 1);
-			if (!j) {
-				failed++;
-				log_line("sweep: %s failed (exit %d) and wrote no summary", name, status);
-				fprintf(f, ",,,,,,,,,,,,,,,,,,failed\n");
-				continue;
-			}
-			{
-				json_t *rules = json_object_get(json_object_get(j, "faults"), "rules");
-				size_t ri;
-				json_t *rj;
-
-				json_array_foreach(rules, ri, rj)
-					fired += jnum(rj, "fired", NULL);
-			}
-			fprintf(f, ",%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.8g,%.8g,%.8g,%.8g,%.8g,%.0f,%.0f,%.8g,%.8g,%s\n",
-				jnum(j, "committed", NULL), jnum(j, "publish_attempts", NULL),
-				jnum(j, "excess_copies", NULL), jnum(j, "deliveries", NULL),
-				jnum(j, "duplicate_deliveries", NULL), jnum(j, "duplicates_processed", NULL),
-				jnum(j, "lost", NULL), jnum(j, "wrongly_suppressed", NULL), jnum(j, "duplicate_rate", NULL),
-				jnum(j, "predicted", "duplicate_rate"), jnum(j, "miss_probability", "estimate"),
-				jnum(j, "miss_probability", "ci_low"), jnum(j, "miss_probability", "ci_high"), fired,
-				jnum(j, "fault_events", NULL), jnum(j, "duplicate_rate_band", "low"),
-				jnum(j, "duplicate_rate_band", "high"), json_string_value(json_object_get(j, "status")) ?: "?");
-			json_decref(j);
-			/* written after every run: an interrupted sweep keeps what it measured */
-			fflush(f);
-			if (files_write_atomic(csv, buf, len) < 0) {
-				log_line("sweep: cannot write %s: %s", csv, strerror(errno));
-				code = 1;
-				goto out;
-			}
-		}
-	}
-	fflush(f);
-	if (files_write_atomic(csv, buf, len) < 0) {
+	if (rc < 0)
 		log_line("sweep: cannot write %s: %s", csv, strerror(errno));
-		code = 1;
-		goto out;
-	}
-	if (plot_sweep(b.dir, err, sizeof(err)) < 0)
-		log_line("sweep: plots: %s", err);
-	if (report_write_sweep(b.dir, err, sizeof(err)) < 0)
-		log_line("sweep: report: %s", err);
-	printf("dupsim sweep: %zu run%s (%zu failed)%s -> %s/sweep.csv\n", done, done == 1 ? "" : "s", failed,
-	       batch_signals ? ", interrupted" : "", b.dir);
-	code = batch_signals ? 130 : failed ? 1 : 0;
-out:
-	if (f)
-		fclose(f);
 	free(buf);
-	batch_release(&b);
+	return rc;
+}
+
+/* The runs of grid point p (repeat seeds each); 0, or -1 when sweep.csv can't be written. */
+static int sweep_point(struct sweep_cmd *w, size_t p)
+{
+	static struct results res; /* large; one run at a time */
+	char sets[VARY_MAX + 1][1200];
+	const char *extra[VARY_MAX + 1], *values[VARY_MAX];
+	size_t idx = p, nvary = w->nvary;
+
+	for (size_t k = 0; k < nvary; k++) {
+		size_t i = idx % w->vary[k].count;
+
+		idx /= w->vary[k].count;
+		if (snprintf(sets[k], sizeof(sets[k]), "%s=%s", w->vary[k].key, w->vary[k].values[i]) >= (int)sizeof(sets[k]))
+			sets[k][0] = '\0'; /* can't happen: key and values are shorter */
+		extra[k] = sets[k];
+		values[k] = w->vary[k].values[i];
+	}
+	for (uint64_t r = 0; r < w->repeat && !cli_signals; r++) {
+		char name[64];
+		int status = -1, rc;
+
+		snprintf(sets[nvary], sizeof(sets[nvary]), "run.seed=%" PRIu64, w->b.sc.run.seed + r);
+		extra[nvary] = sets[nvary];
+		snprintf(name, sizeof(name), "run-%03zu", w->done + 1);
+		if (!w->b.quiet)
+			log_line("sweep: %s (%zu of %zu): %s%s%s%s, seed %" PRIu64, name, w->done + 1,
+				 w->points * (size_t)w->repeat, extra[0], nvary > 1 ? ", " : "", nvary > 1 ? extra[1] : "",
+				 nvary > 2 ? ", ..." : "", w->b.sc.run.seed + r);
+		rc = batch_run(&w->b, name, extra, nvary + 1, &status, &res);
+		w->done++;
+		if (rc < 0) {
+			w->failed++;
+			log_line("sweep: %s failed (exit %d) and wrote no summary", name, status);
+		}
+		if (sweep_add(&w->s, name, values, rc < 0 ? NULL : &res) < 0 || sweep_save(w) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int batch_sweep_cli(int argc, char **argv)
+{
+	static struct sweep_cmd w;
+	const char *keys[VARY_MAX];
+	char err[512];
+	int code;
+
+	memset(&w, 0, sizeof(w));
+	w.points = 1;
+	w.repeat = 1;
+	code = sweep_parse(&w, argc, argv);
+	if (code >= 0)
+		return code;
+	if (sweep_check_values(&w) < 0)
+		return 2;
+	if (batch_load(&w.b, NULL, 0) < 0 || batch_prepare(&w.b, "sweep") < 0) {
+		batch_release(&w.b);
+		return w.b.sc.path[0] ? 1 : 2;
+	}
+	cli_catch_signals(false);
+	for (size_t k = 0; k < w.nvary; k++)
+		keys[k] = w.vary[k].key;
+	sweep_init(&w.s, keys, w.nvary);
+	code = 0;
+	for (size_t p = 0; p < w.points && !cli_signals && code == 0; p++)
+		code = sweep_point(&w, p) < 0 ? 1 : 0;
+	if (code == 0 && sweep_save(&w) == 0) {
+		if (plot_draw_sweep(w.b.dir, &w.s, err, sizeof(err)) < 0)
+			log_line("sweep: plots: %s", err);
+		if (report_sweep(w.b.dir, &w.s, err, sizeof(err)) < 0)
+			log_line("sweep: report: %s", err);
+		printf("dupsim sweep: %zu run%s (%zu failed)%s -> %s/sweep.csv\n", w.done, w.done == 1 ? "" : "s",
+		       w.failed, cli_signals ? ", interrupted" : "", w.b.dir);
+		code = cli_signals ? 130 : w.failed ? 1 : 0;
+	} else {
+		code = 1;
+	}
+	sweep_release(&w.s);
+	batch_release(&w.b);
 	return code;
 }
 
@@ -431,65 +430,59 @@ static void pool_release(struct pool *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* Room for one more event; 0 or -1 (said). */
+static int pool_grow(struct pool *p)
+{
+	size_t cap = p->cap ? p->cap * 2 : 1024;
+	uint64_t *nx, *nd;
+
+	if (p->n < p->cap)
+		return 0;
+	nx = realloc(p->x, cap * sizeof(*nx));
+	if (nx)
+		p->x = nx;
+	nd = nx ? realloc(p->d, cap * sizeof(*nd)) : NULL;
+	if (!nd) {
+		log_line("out of memory for the pooled fault events");
+		return -1;
+	}
+	p->d = nd;
+	p->cap = cap;
+	return 0;
+}
+
 /*
- * Appends the events of one run folder (events.csv: ...,duplicates,misses).
- * 0, or -1 when the file can't be read or a row is malformed (named).
+ * Appends the events of one run folder (events.csv's columns duplicates and
+ * misses). 0, or -1 when the file can't be read or a row is malformed (named).
  */
 static int pool_add_run(struct pool *p, const char *dir)
 {
-	char path[PATH_MAX + 256], line[1024];
-	FILE *f;
-	int rc = 0, lineno = 0;
+	char path[PATH_MAX + 256];
+	struct csv t;
+	int cd, cm, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/events.csv", dir);
-	f = fopen(path, "r");
-	if (!f) {
-		log_line("cannot read %s: %s", path, strerror(errno));
+	if (csv_read(path, &t) < 0) {
+		log_line("cannot read %s: %s", path, errno == EINVAL ? "it has no header line" : strerror(errno));
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f)) {
-		char *last, *prev, *end1, *end2;
+	cd = csv_col(&t, "duplicates");
+	cm = csv_col(&t, "misses");
+	for (size_t i = 0; i < t.nrows && rc == 0; i++) {
 		uint64_t dups, misses;
 
-		if (++lineno == 1)
-			continue; /* header */
-		last = strrchr(line, ',');
-		if (!last)
-			goto bad;
-		*last = '\0';
-		prev = strrchr(line, ',');
-		if (!prev)
-			goto bad;
-		errno = 0;
-		dups = strtoull(prev + 1, &end1, 10);
-		misses = strtoull(last + 1, &end2, 10);
-		if (errno || end1 == prev + 1 || *end1 || end2 == last + 1 || (*end2 && *end2 != '\n') || misses > dups)
-			goto bad;
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? p->cap * 2 : 1024;
-			uint64_t *nx = realloc(p->x, cap * sizeof(*nx)), *nd;
-
-			if (nx)
-				p->x = nx;
-			nd = nx ? realloc(p->d, cap * sizeof(*nd)) : NULL;
-			if (!nd) {
-				log_line("out of memory for the pooled fault events");
-				rc = -1;
-				break;
-			}
-			p->d = nd;
-			p->cap = cap;
+		if (cd < 0 || cm < 0 || parse_u64(csv_cell(&t, i, cd), &dups) < 0 ||
+		    parse_u64(csv_cell(&t, i, cm), &misses) < 0 || misses > dups) {
+			log_line("%s: data row %zu: malformed (expected ...,duplicates,misses)", path, i + 1);
+			rc = -1;
+		} else if ((rc = pool_grow(p)) == 0) {
+			p->x[p->n] = misses;
+			p->d[p->n] = dups;
+			p->n++;
 		}
-		p->x[p->n] = misses;
-		p->d[p->n] = dups;
-		p->n++;
 	}
-	fclose(f);
+	csv_free(&t);
 	return rc;
-bad:
-	log_line("%s:%d: malformed row (expected ...,duplicates,misses)", path, lineno);
-	fclose(f);
-	return -1;
 }
 
 /* ---- validate ---- */
@@ -696,25 +689,24 @@ static bool validate_step(struct validate *v)
 {
 	char name[64], seed[64], dir[PATH_MAX + 80];
 	const char *extra[1] = { seed };
-	int status = -1;
-	json_t *j;
+	static struct results res; /* large; one run at a time */
+	int status = -1, rc;
 
 	snprintf(name, sizeof(name), "run-%03u", v->runs + 1);
 	snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, v->b.sc.run.seed + v->runs);
-	j = batch_run(&v->b, name, extra, 1, &status);
+	rc = batch_run(&v->b, name, extra, 1, &status, &res);
 	v->runs++;
 	snprintf(dir, sizeof(dir), "%s/%s", v->b.dir, name);
-	if (!j || status != 0 || pool_add_run(&v->pool, dir) < 0) {
+	if (rc < 0 || status != 0 || pool_add_run(&v->pool, dir) < 0) {
 		/* a run that did not finish can't be pooled; the plan's looks stay where they were */
 		log_line("validate: %s failed (exit %d); its events are not pooled", name, status);
-		if (!j) {
+		if (rc < 0) {
 			v->code = VALIDATE_COULD_NOT_RUN;
 			return false;
 		}
 	} else {
 		v->pooled_runs++;
 	}
-	json_decref(j);
 	return validate_look(v);
 }
 
@@ -759,7 +751,6 @@ static void validate_report(struct validate *v)
 int batch_validate_cli(int argc, char **argv)
 {
 	static struct validate v; /* large (the scenario); one per process */
-	struct sigaction sa = { .sa_handler = batch_on_signal };
 	uint64_t start;
 	int rc;
 
@@ -781,10 +772,9 @@ int batch_validate_cli(int argc, char **argv)
 	}
 	evidence_plan_init(&v.plan, (unsigned)v.max_runs, v.confidence);
 	validate_print_plan(&v.plan, v.target);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	cli_catch_signals(false);
 	start = clock_now_ns();
-	while (!batch_signals && v.runs < v.plan.max_runs && validate_step(&v)) {
+	while (!cli_signals && v.runs < v.plan.max_runs && validate_step(&v)) {
 		if (clock_now_ns() - start > v.max_ns) {
 			printf("validate: --max-time used up after run %u\n", v.runs);
 			break;
@@ -793,7 +783,7 @@ int batch_validate_cli(int argc, char **argv)
 	validate_report(&v);
 	pool_release(&v.pool);
 	batch_release(&v.b);
-	return batch_signals ? VALIDATE_INTERRUPTED : v.code;
+	return cli_signals ? VALIDATE_INTERRUPTED : v.code;
 }
 
 /* ---- coverage ---- */
@@ -894,33 +884,30 @@ static int coverage_parse(struct coverage *c, int argc, char **argv)
 /* The runs, each one's headline and independent-trials intervals; 0, or 4 when a run failed. */
 static int coverage_collect(struct coverage *c)
 {
-	for (unsigned i = 0; i < c->nruns && !batch_signals; i++) {
+	for (unsigned i = 0; i < c->nruns && !cli_signals; i++) {
 		char name[64], seed[64];
 		const char *extra[1] = { seed };
 		struct coverage_run *r = &c->cr[c->done];
+		static struct results res; /* large; one run at a time */
 		int status = -1;
-		json_t *j;
 
 		snprintf(name, sizeof(name), "run-%03u", i + 1);
 		snprintf(seed, sizeof(seed), "run.seed=%" PRIu64, c->b.sc.run.seed + i);
-		j = batch_run(&c->b, name, extra, 1, &status);
-		if (!j || status != 0) {
+		if (batch_run(&c->b, name, extra, 1, &status, &res) < 0 || status != 0) {
 			log_line("coverage: %s failed (exit %d); see %s/%s", name, status, c->b.dir, name);
-			json_decref(j);
 			return 4;
 		}
 		*r = (struct coverage_run){
-			.estimate = jnum(j, "miss_probability", "estimate"),
-			.low = jnum(j, "miss_probability", "ci_low"),
-			.high = jnum(j, "miss_probability", "ci_high"),
-			.ilow = jnum(json_object_get(j, "miss_probability"), "independent_trials", "ci_low"),
-			.ihigh = jnum(json_object_get(j, "miss_probability"), "independent_trials", "ci_high"),
-			.misses = (uint64_t)jnum(j, "miss_probability", "misses"),
-			.trials = (uint64_t)jnum(j, "miss_probability", "trials"),
+			.estimate = res.miss.estimate,
+			.low = res.miss.ci_low,
+			.high = res.miss.ci_high,
+			.ilow = res.miss.independent_low,
+			.ihigh = res.miss.independent_high,
+			.misses = (uint64_t)res.miss.misses,
+			.trials = (uint64_t)res.miss.trials,
 		};
 		r->has_interval = isfinite(r->low) && isfinite(r->high);
 		c->done++;
-		json_decref(j);
 		if (!c->b.quiet) {
 			printf("coverage: run %u of %lu: miss probability %.4g [%.4g, %.4g]\n", c->done, c->nruns, r->estimate,
 			       r->low, r->high);
@@ -980,7 +967,6 @@ static int coverage_report(struct coverage *c)
 int batch_coverage_cli(int argc, char **argv)
 {
 	static struct coverage c; /* large (the scenario); one per process */
-	struct sigaction sa = { .sa_handler = batch_on_signal };
 	int code;
 
 	memset(&c, 0, sizeof(c));
@@ -997,11 +983,10 @@ int batch_coverage_cli(int argc, char **argv)
 		batch_release(&c.b);
 		return 4;
 	}
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	cli_catch_signals(false);
 	code = coverage_collect(&c);
 	if (code == 0)
-		code = batch_signals || c.done < 2 ? 130 : coverage_report(&c);
+		code = cli_signals || c.done < 2 ? 130 : coverage_report(&c);
 	free(c.cr);
 	batch_release(&c.b);
 	return code;

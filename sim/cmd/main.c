@@ -5,7 +5,7 @@
 
 #include "cmd/batch.h"
 #include "cmd/broker.h"
-#include "results/plot.h"
+#include "cmd/plot.h"
 #include "proxy/proxy.h"
 #include "cmd/run.h"
 

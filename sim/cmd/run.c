@@ -1,4 +1,4 @@
-/* run.c — `dupsim run`: broker, proxy, publishers, consumers, drain, invariants, results/. */
+/* run.c — `dupsim run`: broker, proxy, publishers, consumers, drain, invariants; fills struct results for its renderers. */
 #include "cmd/run.h"
 
 #include <errno.h>
@@ -6,7 +6,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
-#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/cli.h"
+#include "cmd/crashes.h"
 #include "cmd/broker.h"
 #include "dedup/factory.h"
 #include "nodes/node.h"
@@ -28,14 +29,17 @@
 #include "analysis/evidence.h"
 #include "analysis/model.h"
 #include "wire/frame.h"
+#include "results/console.h"
+#include "results/csv.h"
 #include "results/plot.h"
+#include "results/report.h"
+#include "results/results.h"
 #include "proxy/proxy.h"
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/log.h"
 
 #define SETS_MAX 64
-#define RUN_RESTART_TRIES 5 /* a killed broker that won't come back in this many tries ends the run */
 
 enum {
 	EXIT_OK = 0,
@@ -43,12 +47,6 @@ enum {
 	EXIT_USAGE = 2,	     /* command line or scenario file */
 	EXIT_INVARIANT = 3,  /* the ledger's invariants do not hold */
 	EXIT_INTERRUPTED = 130,
-};
-
-/* One row of timeseries.csv. */
-struct run_tick {
-	double t;
-	uint64_t published, confirmed, deliveries, duplicates, executions, faults, reconnects;
 };
 
 struct run {
@@ -71,32 +69,20 @@ struct run {
 
 	pthread_mutex_t fault_lock;
 	FILE *fault_spill; /* faults.csv's rows as they happen (unlinked temp file: memory stays flat) */
+	uint64_t *fault_rows; /* faults.csv's rows per rule; [rule_count]: broker crashes (under fault_lock) */
 	_Atomic uint64_t faults_fired;
 
-	struct run_tick *ticks;
+	struct csv_tick *ticks;
 	size_t tick_count, tick_cap;
+	struct csv_curve_point *curve; /* curve.csv */
+	size_t curve_count;
 
-	uint64_t next_crash_ns, restart_at_ns; /* broker crashes: when the next kill, when the restart */
-	uint64_t broker_crashes;
-	int restart_failures;	/* in a row */
-	bool broker_lost;	/* the broker could not be restarted: the run ended early */
+	struct crashes crashes;
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
 	bool quiet, progress;
 };
-
-static volatile sig_atomic_t run_signals;
-
-static void run_on_signal(int sig)
-{
-	(void)sig;
-	if (++run_signals >= 2) {
-		/* a second Ctrl-C: no more waiting; at least leave no broker behind */
-		proc_cleanup_signal();
-		_exit(EXIT_INTERRUPTED);
-	}
-}
 
 static void run_usage(FILE *f)
 {
@@ -143,6 +129,8 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		events_note_rule(&r->events, f->peer_port, (int32_t)f->rule, run_fault_kind(&r->rules[f->rule], f->dir),
 				 f->time_ns);
 	pthread_mutex_lock(&r->fault_lock);
+	if (r->fault_rows)
+		r->fault_rows[f->rule < r->rule_count ? f->rule : r->rule_count]++;
 	if (r->fault_spill)
 		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S,
 			f->rule < r->rule_count ? r->rules[f->rule].text : "broker crash (kill -9)",
@@ -156,52 +144,6 @@ static void run_note_fault(struct run *r, size_t rule_index)
 	struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = rule_index, .dir = PROXY_TO_CLIENT };
 
 	run_on_fault(r, &f);
-}
-
-/*
- * Broker crashes, from the main thread (the node's death signal follows the
- * thread that started it): kill -9 every broker_crash_every, restart on the
- * same data broker_down later. Publishers and consumers see cut connections
- * and reconnect with backoff.
- */
-static void run_broker_crashes(struct run *r, uint64_t now)
-{
-	const struct scenario *sc = &r->sc;
-	char err[512];
-
-	if (!sc->faults.broker_crash_every_ns || !r->broker)
-		return;
-	if (r->restart_at_ns && now >= r->restart_at_ns) {
-		if (node_restart(r->broker, err, sizeof(err)) < 0) {
-			if (++r->restart_failures >= RUN_RESTART_TRIES) {
-				log_line("run: restarting the broker failed %d times (last: %s); ending the run", RUN_RESTART_TRIES,
-					 err);
-				r->broker_lost = true;
-				return;
-			}
-			log_line("run: restarting the broker failed: %s; trying again in 1 s (%d of %d)", err,
-				 r->restart_failures, RUN_RESTART_TRIES);
-			r->restart_at_ns = clock_now_ns() + NS_PER_S;
-			return;
-		}
-		r->restart_at_ns = 0;
-		/* Every connection was cut and rebuilt. glibc keeps the old ones'
-		 * freed chunks resident in the middle of its heaps, where it never
-		 * trims by itself: +40 KiB per broker kill in `make soak`, all of it
-		 * given back by a trim (the live set stays flat). */
-		malloc_trim(0);
-		r->restart_failures = 0;
-		r->next_crash_ns = clock_now_ns() + sc->faults.broker_crash_every_ns;
-		return;
-	}
-	if (!r->restart_at_ns && now >= r->next_crash_ns && !r->publish_done_ns) {
-		/* noted first: the workers see their connections die before node_kill returns */
-		events_note_crash(&r->events, clock_now_ns());
-		node_kill(r->broker);
-		r->broker_crashes++;
-		run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
-		r->restart_at_ns = clock_now_ns() + sc->faults.broker_down_ns;
-	}
 }
 
 /* Sets up the dedup store(s): a private redis when asked, the shared store, the file folder. */
@@ -305,7 +247,7 @@ static int64_t run_queue_depth(struct run *r, amqp_connection_state_t *c, const 
 static void run_tick(struct run *r, uint64_t now)
 {
 	struct workload *rc = &r->rc;
-	struct run_tick t = {
+	struct csv_tick t = {
 		.t = (double)(now - r->start_ns) / NS_PER_S,
 		.published = atomic_load(&rc->published),
 		.confirmed = atomic_load(&rc->confirmed),
@@ -318,7 +260,7 @@ static void run_tick(struct run *r, uint64_t now)
 
 	if (r->tick_count == r->tick_cap) {
 		size_t cap = r->tick_cap ? r->tick_cap * 2 : 256;
-		struct run_tick *nt = realloc(r->ticks, cap * sizeof(*nt));
+		struct csv_tick *nt = realloc(r->ticks, cap * sizeof(*nt));
 
 		if (!nt)
 			return;
@@ -327,7 +269,7 @@ static void run_tick(struct run *r, uint64_t now)
 	}
 	r->ticks[r->tick_count++] = t;
 	if (r->progress) {
-		const struct run_tick *prev = r->tick_count > 1 ? &r->ticks[r->tick_count - 2] : NULL;
+		const struct csv_tick *prev = r->tick_count > 1 ? &r->ticks[r->tick_count - 2] : NULL;
 		double dt = t.t - (prev ? prev->t : 0);
 		double rate = dt > 0 ? (double)(t.executions - (prev ? prev->executions : 0)) / dt : 0;
 
@@ -351,7 +293,7 @@ static void run_monitor(struct run *r)
 	for (;;) {
 		uint64_t now = clock_now_ns();
 
-		if (run_signals) {
+		if (cli_signals) {
 			r->interrupted = true;
 			break;
 		}
@@ -359,12 +301,13 @@ static void run_monitor(struct run *r)
 			run_tick(r, now);
 			next_tick += NS_PER_S;
 		}
-		run_broker_crashes(r, now);
-		if (r->broker_lost)
+		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
+			run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
+		if (r->crashes.lost)
 			break;
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
 			r->publish_done_ns = now;
-		if (r->publish_done_ns && !r->restart_at_ns) {
+		if (r->publish_done_ns && !crashes_down(&r->crashes)) {
 			if (sc->consumers.count == 0) {
 				r->drained = true;
 				break;
@@ -506,6 +449,9 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 
 	if (scenario_rules(&r->sc, &r->rules, &r->rule_count, why, sizeof(why)) < 0)
 		return log_seterr(err, errlen, "%s", why);
+	r->fault_rows = calloc(r->rule_count + 1, sizeof(*r->fault_rows));
+	if (!r->fault_rows)
+		return log_seterr(err, errlen, "out of memory");
 	cfg.rules = r->rules;
 	cfg.rule_count = r->rule_count;
 	if (proxy_new(&r->proxy, &cfg, why, sizeof(why)) < 0 || proxy_start(r->proxy) < 0)
@@ -681,7 +627,7 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 		return "interrupted";
 	if (rep->violations)
 		return "invariant_violation";
-	if (r->broker_lost)
+	if (r->crashes.lost)
 		return "broker_restart_failed";
 	if (run_publishers_gave_up(r))
 		return "publisher_gave_up";
@@ -690,169 +636,162 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 	return "ok";
 }
 
-/* A number, or null when there is none (not predicted, not measured, not finite). */
-static json_t *run_json_num(bool have, double v)
-{
-	return have && isfinite(v) ? json_real(v) : json_null();
-}
-
-/* An interval over fault events as JSON; ci_low/ci_high are null when there is none, and reason says why. */
-static json_t *run_json_interval(const struct evidence_interval *iv)
-{
-	json_t *o = json_object();
-
-	json_object_set_new(o, "estimate", json_real(iv->estimate));
-	json_object_set_new(o, "ci_low", iv->has_interval ? json_real(iv->low) : json_null());
-	json_object_set_new(o, "ci_high", iv->has_interval ? json_real(iv->high) : json_null());
-	json_object_set_new(o, "method", json_string(iv->method));
-	json_object_set_new(o, "confidence", json_real(iv->confidence));
-	json_object_set_new(o, "misses", json_integer((json_int_t)iv->misses));
-	json_object_set_new(o, "trials", json_integer((json_int_t)iv->dups));
-	json_object_set_new(o, "events", json_integer((json_int_t)iv->events));
-	json_object_set_new(o, "design_effect", isfinite(iv->deff) ? json_real(iv->deff) : json_null());
-	json_object_set_new(o, "effective_trials", isfinite(iv->n_eff) ? json_real(iv->n_eff) : json_null());
-	json_object_set_new(o, "reason", json_string(iv->reason));
-	return o;
-}
-
-static json_t *run_json(const struct run *r, const struct run_report *rep)
+/* The top level of the results: what was published, delivered, duplicated, lost. */
+static void run_fill_counts(struct results *res, const struct run *r, const struct run_report *rep)
 {
 	const struct ledger_totals *t = &rep->t;
-	const struct scenario *sc = &r->sc;
-	json_t *root = json_object(), *o;
 	double committed = (double)t->committed;
 
-	json_object_set_new(root, "scenario", json_string(sc->run.name));
-	json_object_set_new(root, "seed", json_integer((json_int_t)sc->run.seed));
-	json_object_set_new(root, "status", json_string(run_status(r, rep)));
-	json_object_set_new(root, "interrupted", json_boolean(r->interrupted));
-	json_object_set_new(root, "drained", json_boolean(r->drained));
-	json_object_set_new(root, "messages", json_integer((json_int_t)t->messages));
-	json_object_set_new(root, "published", json_integer((json_int_t)t->published));
-	json_object_set_new(root, "committed", json_integer((json_int_t)t->committed));
-	json_object_set_new(root, "publish_attempts", json_integer((json_int_t)t->publish_attempts));
-	json_object_set_new(root, "excess_copies", json_integer((json_int_t)t->excess_copies));
-	json_object_set_new(root, "excess_copies_from", json_string(rep->excess_source));
-	json_object_set_new(root, "deliveries", json_integer((json_int_t)t->deliveries));
-	json_object_set_new(root, "duplicate_deliveries", json_integer((json_int_t)t->duplicate_deliveries));
-	json_object_set_new(root, "duplicates_processed", json_integer((json_int_t)t->duplicates_processed));
-	json_object_set_new(root, "lost", json_integer((json_int_t)t->lost));
-	json_object_set_new(root, "wrongly_suppressed", json_integer((json_int_t)t->wrongly_suppressed));
-	json_object_set_new(root, "duplicate_rate",
-			    json_real(committed > 0 ? (double)t->duplicate_deliveries / committed : 0));
-	json_object_set_new(root, "duplicate_rate_band",
-			    rep->has_dup_band && committed > 0
-				    ? json_pack("{s:f, s:f, s:f, s:s}", "low", rep->dup_lo / committed, "high",
-						rep->dup_hi / committed, "confidence", 0.95, "method",
-						"compound Poisson over fault events: var = sum of squared event sizes")
-				    : json_null());
-	json_object_set_new(root, "fault_events", json_integer((json_int_t)rep->ev.with_dups));
-	o = json_object();
+	snprintf(res->scenario, sizeof(res->scenario), "%s", r->sc.run.name);
+	res->seed = r->sc.run.seed;
+	res->seed_known = true;
+	snprintf(res->status, sizeof(res->status), "%s", run_status(r, rep));
+	res->interrupted = r->interrupted;
+	res->drained = r->drained;
+	res->messages = (double)t->messages;
+	res->published = (double)t->published;
+	res->committed = committed;
+	res->publish_attempts = (double)t->publish_attempts;
+	res->excess_copies = (double)t->excess_copies;
+	snprintf(res->excess_copies_from, sizeof(res->excess_copies_from), "%s", rep->excess_source);
+	res->deliveries = (double)t->deliveries;
+	res->duplicate_deliveries = (double)t->duplicate_deliveries;
+	res->duplicates_processed = (double)t->duplicates_processed;
+	res->lost = (double)t->lost;
+	res->wrongly_suppressed = (double)t->wrongly_suppressed;
+	res->duplicate_rate = committed > 0 ? (double)t->duplicate_deliveries / committed : 0;
+	if (rep->has_dup_band && committed > 0) {
+		res->duplicate_rate_low = rep->dup_lo / committed;
+		res->duplicate_rate_high = rep->dup_hi / committed;
+	}
+	res->fault_events = (double)rep->ev.with_dups;
 	for (int k = 1; k < EVENTS_KINDS; k++)
-		json_object_set_new(o, events_kind_name(k), json_integer((json_int_t)rep->ev.by_kind[k]));
-	json_object_set_new(root, "fault_events_by_kind", o);
-	o = run_json_interval(&rep->miss);
-	json_object_set_new(o, "independent_trials",
-			    json_pack("{s:f, s:f, s:s, s:s}", "ci_low", rep->miss_indep.low, "ci_high",
-				      rep->miss_indep.high, "method", rep->miss_indep.method, "note",
-				      "treats every duplicate delivery as an independent trial; too narrow when "
-				      "duplicates come in bursts"));
-	json_object_set_new(root, "miss_probability", o);
-	o = json_object();
+		res->fault_events_by_kind[k] = (double)rep->ev.by_kind[k];
 	for (int c = 0; c < LEDGER_CAUSES; c++)
-		json_object_set_new(o, ledger_cause_name(c), json_integer((json_int_t)t->misses[c]));
-	json_object_set_new(root, "misses_by_cause", o);
-	o = json_object();
-	json_object_set_new(o, "duplicate_rate", run_json_num(rep->model.predicted, rep->model.duplicate_rate));
-	json_object_set_new(o, "excess_copies_per_message",
-			    run_json_num(rep->model.predicted, rep->model.excess_copies_per_msg));
-	json_object_set_new(o, "excess_copies",
-			    run_json_num(rep->model.predicted, rep->model.excess_copies_per_msg * committed));
-	json_object_set_new(o, "duplicates_per_lost_ack",
-			    run_json_num(rep->model.predicted && rep->model_in.ack_dropped > 0,
-					 rep->model.dups_per_lost_ack));
-	json_object_set_new(o, "why_not", json_string(rep->model.why));
-	json_object_set_new(o, "assumes", json_string(model_assumptions));
-	json_object_set_new(o, "measured_inputs",
-			    json_pack("{s:o, s:I, s:o}", "deliveries_ahead_of_an_ack",
-				      run_json_num(isfinite(rep->model_in.ahead), rep->model_in.ahead), "acks_sampled",
-				      (json_int_t)rep->px.acks_sampled, "confirms_per_publish",
-				      run_json_num(isfinite(rep->model_in.confirms_per_msg), rep->model_in.confirms_per_msg)));
-	json_object_set_new(root, "predicted", o);
-	o = json_object();
-	json_object_set_new(o, "frames_dropped", json_integer((json_int_t)rep->px.drops));
-	json_object_set_new(o, "connections_cut", json_integer((json_int_t)rep->px.cuts));
-	json_object_set_new(o, "proxy_connections", json_integer((json_int_t)rep->px.conns_accepted));
-	json_object_set_new(o, "reconnects", json_integer((json_int_t)atomic_load(&r->rc.reconnects)));
-	json_object_set_new(o, "consumer_crashes", json_integer((json_int_t)atomic_load(&r->rc.consumer_crashes)));
-	json_object_set_new(o, "broker_crashes", json_integer((json_int_t)r->broker_crashes));
-	{
-		json_t *rules = json_array();
+		res->misses_by_cause[c] = (double)t->misses[c];
+}
 
-		for (size_t i = 0; i < r->rule_count && i < rep->px.rule_count; i++) {
-			json_t *rj = json_object();
+/* The miss probability over fault events, and the too-narrow one over duplicates. */
+static void run_fill_miss(struct results *res, const struct run_report *rep)
+{
+	const struct evidence_interval *iv = &rep->miss;
 
-			json_object_set_new(rj, "rule", json_string(r->rules[i].text));
-			json_object_set_new(rj, "matched", json_integer((json_int_t)rep->px.rule_matched[i]));
-			json_object_set_new(rj, "fired", json_integer((json_int_t)rep->px.rule_fired[i]));
-			json_array_append_new(rules, rj);
+	res->miss.estimate = iv->estimate;
+	res->miss.ci_low = iv->has_interval ? iv->low : NAN;
+	res->miss.ci_high = iv->has_interval ? iv->high : NAN;
+	snprintf(res->miss.method, sizeof(res->miss.method), "%s", iv->method);
+	res->miss.confidence = iv->confidence;
+	res->miss.misses = (double)iv->misses;
+	res->miss.trials = (double)iv->dups;
+	res->miss.events = (double)iv->events;
+	res->miss.design_effect = iv->deff;
+	res->miss.effective_trials = iv->n_eff;
+	snprintf(res->miss.reason, sizeof(res->miss.reason), "%s", iv->reason);
+	res->miss.independent_low = rep->miss_indep.low;
+	res->miss.independent_high = rep->miss_indep.high;
+	snprintf(res->miss.independent_method, sizeof(res->miss.independent_method), "%s", rep->miss_indep.method);
+}
+
+/* The model's prediction; NaN where it has none. */
+static void run_fill_predicted(struct results *res, const struct run_report *rep)
+{
+	bool p = rep->model.predicted;
+
+	res->predicted.duplicate_rate = p ? rep->model.duplicate_rate : NAN;
+	res->predicted.excess_copies_per_message = p ? rep->model.excess_copies_per_msg : NAN;
+	res->predicted.excess_copies = p ? rep->model.excess_copies_per_msg * (double)rep->t.committed : NAN;
+	res->predicted.duplicates_per_lost_ack = p && rep->model_in.ack_dropped > 0 ? rep->model.dups_per_lost_ack : NAN;
+	snprintf(res->predicted.why_not, sizeof(res->predicted.why_not), "%s", rep->model.why);
+	snprintf(res->predicted.assumes, sizeof(res->predicted.assumes), "%s", model_assumptions);
+	res->predicted.ahead = rep->model_in.ahead;
+	res->predicted.acks_sampled = (double)rep->px.acks_sampled;
+	res->predicted.confirms_per_publish = rep->model_in.confirms_per_msg;
+}
+
+/* The faults: the proxy's counters per rule, faults.csv's rows per rule, the crashes. */
+static void run_fill_faults(struct results *res, const struct run *r, const struct run_report *rep)
+{
+	const struct proxy_stats *px = &rep->px;
+
+	res->faults.frames_dropped = (double)px->drops;
+	res->faults.connections_cut = (double)px->cuts;
+	res->faults.proxy_connections = (double)px->conns_accepted;
+	res->faults.reconnects = (double)atomic_load(&r->rc.reconnects);
+	res->faults.consumer_crashes = (double)atomic_load(&r->rc.consumer_crashes);
+	res->faults.broker_crashes = (double)r->crashes.count;
+	for (size_t i = 0; i < r->rule_count && i < px->rule_count; i++) {
+		struct results_rule *ru = results_rule_add(res, r->rules[i].text);
+
+		if (ru) {
+			ru->in_summary = true;
+			ru->matched = (double)px->rule_matched[i];
+			ru->fired = (double)px->rule_fired[i];
 		}
-		json_object_set_new(o, "rules", rules);
 	}
-	json_object_set_new(o, "commit_ok_dropped",
-			    json_integer((json_int_t)rep->px.method_dropped[PROXY_TO_CLIENT]
-									  [frame_method_index(AMQP_TX_COMMIT_OK_METHOD)]));
-	json_object_set_new(o, "confirms_dropped",
-			    json_integer((json_int_t)(rep->px.method_dropped[PROXY_TO_CLIENT]
-									   [frame_method_index(AMQP_BASIC_ACK_METHOD)] +
-						      rep->px.method_dropped[PROXY_TO_CLIENT]
-									   [frame_method_index(AMQP_BASIC_NACK_METHOD)])));
-	json_object_set_new(o, "acks_dropped", json_integer((json_int_t)rep->acks_dropped));
-	json_object_set_new(o, "duplicates_per_lost_ack",
-			    isnan(rep->dup_per_lost_ack) ? json_null() : json_real(rep->dup_per_lost_ack));
-	json_object_set_new(root, "faults", o);
-	o = json_object();
-	json_object_set_new(o, "duration_s", json_real(rep->duration_s));
-	json_object_set_new(o, "publish_s", json_real(rep->publish_s));
-	json_object_set_new(o, "published_per_s",
-			    json_real(rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0));
-	json_object_set_new(o, "process_s", json_real(rep->process_s));
-	json_object_set_new(o, "processed_per_s",
-			    json_real(rep->process_s > 0 ? (double)t->executions / rep->process_s : 0));
-	json_object_set_new(root, "throughput", o);
-	o = json_object();
-	json_object_set_new(o, "p50", json_real(stats_hist_quantile(&r->ledger.latency, 0.50) / 1e6));
-	json_object_set_new(o, "p90", json_real(stats_hist_quantile(&r->ledger.latency, 0.90) / 1e6));
-	json_object_set_new(o, "p99", json_real(stats_hist_quantile(&r->ledger.latency, 0.99) / 1e6));
-	json_object_set_new(o, "p999", json_real(stats_hist_quantile(&r->ledger.latency, 0.999) / 1e6));
-	json_object_set_new(o, "max", json_real(r->ledger.latency.max / 1e6));
-	json_object_set_new(root, "latency_ms", o);
-	o = json_object();
-	json_object_set_new(o, "count", json_integer((json_int_t)r->ledger.gaps.count));
-	json_object_set_new(o, "p50", json_real(stats_hist_quantile(&r->ledger.gaps, 0.50) / 1e6));
-	json_object_set_new(o, "p99", json_real(stats_hist_quantile(&r->ledger.gaps, 0.99) / 1e6));
-	json_object_set_new(o, "max", json_real(r->ledger.gaps.max / 1e6));
-	json_object_set_new(root, "gap_ms", o);
-	o = json_object();
-	{
-		static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet" };
+	for (size_t i = 0; r->fault_rows && i <= r->rule_count; i++) {
+		struct results_rule *ru =
+			r->fault_rows[i] ? results_rule(res, i < r->rule_count ? r->rules[i].text : "broker crash (kill -9)")
+					 : NULL;
 
-		json_object_set_new(o, "store", json_string(stores[sc->dedup.store]));
+		if (ru)
+			ru->rows += r->fault_rows[i];
 	}
-	json_object_set_new(o, "scope", json_string(sc->dedup.scope == SCENARIO_SCOPE_SHARED ? "shared" : "local"));
-	json_object_set_new(o, "mark", json_string(sc->dedup.mark == SCENARIO_MARK_BEFORE ? "before" : "after"));
-	json_object_set_new(o, "lookups", json_integer((json_int_t)atomic_load(&r->rc.lookups)));
-	json_object_set_new(o, "inserts", json_integer((json_int_t)atomic_load(&r->rc.inserts)));
-	json_object_set_new(o, "errors", json_integer((json_int_t)atomic_load(&r->rc.store_errors)));
-	json_object_set_new(o, "store_latency_us_p50", json_real(stats_hist_quantile(&r->rc.store_latency, 0.5) / 1e3));
-	json_object_set_new(o, "store_latency_us_p99", json_real(stats_hist_quantile(&r->rc.store_latency, 0.99) / 1e3));
-	json_object_set_new(root, "dedup", o);
-	o = json_object();
-	json_object_set_new(o, "violations", json_integer((json_int_t)rep->violations));
-	json_object_set_new(o, "detail", json_string(rep->violation_text));
-	json_object_set_new(o, "foreign_deliveries", json_integer((json_int_t)t->foreign));
-	json_object_set_new(root, "invariants", o);
-	return root;
+	res->faults.commit_ok_dropped =
+		(double)px->method_dropped[PROXY_TO_CLIENT][frame_method_index(AMQP_TX_COMMIT_OK_METHOD)];
+	res->faults.confirms_dropped =
+		(double)(px->method_dropped[PROXY_TO_CLIENT][frame_method_index(AMQP_BASIC_ACK_METHOD)] +
+			 px->method_dropped[PROXY_TO_CLIENT][frame_method_index(AMQP_BASIC_NACK_METHOD)]);
+	res->faults.acks_dropped = (double)rep->acks_dropped;
+	res->faults.duplicates_per_lost_ack = rep->dup_per_lost_ack;
+}
+
+/* Throughput, latency, gaps, the dedup store, the invariants, and what the plots need. */
+static void run_fill_perf(struct results *res, const struct run *r, const struct run_report *rep)
+{
+	static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet" };
+	const struct scenario *sc = &r->sc;
+	const struct stats_hist *lat = &r->ledger.latency, *gaps = &r->ledger.gaps;
+	double executions = (double)rep->t.executions;
+
+	res->throughput.duration_s = rep->duration_s;
+	res->throughput.publish_s = rep->publish_s;
+	res->throughput.published_per_s = rep->publish_s > 0 ? (double)rep->t.publish_attempts / rep->publish_s : 0;
+	res->throughput.process_s = rep->process_s;
+	res->throughput.processed_per_s = rep->process_s > 0 ? executions / rep->process_s : 0;
+	res->latency_ms.p50 = stats_hist_quantile(lat, 0.50) / 1e6;
+	res->latency_ms.p90 = stats_hist_quantile(lat, 0.90) / 1e6;
+	res->latency_ms.p99 = stats_hist_quantile(lat, 0.99) / 1e6;
+	res->latency_ms.p999 = stats_hist_quantile(lat, 0.999) / 1e6;
+	res->latency_ms.max = lat->max / 1e6;
+	res->gap_ms.count = (double)gaps->count;
+	res->gap_ms.p50 = stats_hist_quantile(gaps, 0.50) / 1e6;
+	res->gap_ms.p99 = stats_hist_quantile(gaps, 0.99) / 1e6;
+	res->gap_ms.max = gaps->max / 1e6;
+	res->dedup.known = true;
+	snprintf(res->dedup.store, sizeof(res->dedup.store), "%s", stores[sc->dedup.store]);
+	snprintf(res->dedup.scope, sizeof(res->dedup.scope), "%s", sc->dedup.scope == SCENARIO_SCOPE_SHARED ? "shared" : "local");
+	snprintf(res->dedup.mark, sizeof(res->dedup.mark), "%s", sc->dedup.mark == SCENARIO_MARK_BEFORE ? "before" : "after");
+	res->dedup.lookups = (double)atomic_load(&r->rc.lookups);
+	res->dedup.inserts = (double)atomic_load(&r->rc.inserts);
+	res->dedup.errors = (double)atomic_load(&r->rc.store_errors);
+	res->dedup.store_latency_us_p50 = stats_hist_quantile(&r->rc.store_latency, 0.5) / 1e3;
+	res->dedup.store_latency_us_p99 = stats_hist_quantile(&r->rc.store_latency, 0.99) / 1e3;
+	clock_fmt_duration(sc->dedup.ttl_ns, res->dedup.ttl, sizeof(res->dedup.ttl)); /* as scenario.ini has them */
+	snprintf(res->dedup.capacity, sizeof(res->dedup.capacity), "%" PRIu64, sc->dedup.capacity);
+	res->dedup.ttl_ms = (double)sc->dedup.ttl_ns / 1e6;
+	res->invariants.violations = (double)rep->violations;
+	snprintf(res->invariants.detail, sizeof(res->invariants.detail), "%s", rep->violation_text);
+	res->invariants.foreign_deliveries = (double)rep->t.foreign;
+	res->has_rows[RESULTS_TIMESERIES] = r->tick_count > 0;
+	res->has_rows[RESULTS_GAPS] = gaps->count > 0;
+	res->has_rows[RESULTS_CURVE] = r->curve_count > 0;
+	for (int c = 0; c < 34; c++)
+		res->has_rows[RESULTS_COPIES] |= rep->t.copies_hist[c] > 0;
+	for (size_t i = 0; i < r->curve_count; i++) {
+		results_minpos(&res->curve_min, r->curve[i].estimate);
+		results_minpos(&res->curve_min, r->curve[i].low);
+		results_minpos(&res->curve_min, r->curve[i].high);
+	}
 }
 
 /*
@@ -861,42 +800,57 @@ static json_t *run_json(const struct run *r, const struct run_report *rep)
  * duplicate exactly when its gap exceeds TTL, so P(miss | TTL) = P(gap > TTL),
  * with a 95 % interval over fault events (the duplicates of one event share
  * their gaps). Log-spaced TTLs from 0.1 ms to twice the longest gap. No
- * interval (empty cells) with fewer than 20 events.
+ * interval (NaN bounds) with fewer than 20 events. Into r->curve.
  */
-static void run_write_curve_csv(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_curve(struct run *r, const struct run_report *rep)
 {
 	const struct events_summary *s = &rep->ev;
 	uint64_t *x = malloc((s->n ? s->n : 1) * sizeof(*x)), *d = malloc((s->n ? s->n : 1) * sizeof(*d));
 	uint32_t max_us = 0;
 	double hi_ms;
+	size_t cap = 0;
 
-	fprintf(f, "ttl_ms,miss_probability,ci_low,ci_high,duplicates,events\n");
-	if (!s->gap_start)
+	if (!s->gap_start || !x || !d || s->dups == 0)
 		goto out;
 	for (size_t i = 0; i < s->gap_start[s->n]; i++)
 		if (s->gaps_us[i] > max_us)
 			max_us = s->gaps_us[i];
-	if (!x || !d || s->dups == 0)
-		goto out;
-	(void)r;
 	hi_ms = 2.0 * max_us / 1e3;
 	if (hi_ms < 1)
 		hi_ms = 1;
 	for (double ttl_ms = 0.1; ttl_ms <= hi_ms * 1.0001; ttl_ms *= 1.1892071150027210667) { /* 4 per octave */
 		struct evidence_interval iv;
 
+		if (r->curve_count == cap) {
+			struct csv_curve_point *np = realloc(r->curve, (cap ? cap * 2 : 64) * sizeof(*np));
+
+			if (!np)
+				break;
+			r->curve = np;
+			cap = cap ? cap * 2 : 64;
+		}
 		events_summary_above(s, ttl_ms * 1e3, x, d);
 		evidence_ratio2(x, d, s->n, 0.95, &iv);
-		if (iv.has_interval)
-			fprintf(f, "%.6g,%.6g,%.6g,%.6g,%" PRIu64 ",%" PRIu64 "\n", ttl_ms, iv.estimate, iv.low, iv.high,
-				iv.dups, iv.events);
-		else
-			fprintf(f, "%.6g,%.6g,,,%" PRIu64 ",%" PRIu64 "\n", ttl_ms, iv.estimate, iv.dups, iv.events);
+		r->curve[r->curve_count++] = (struct csv_curve_point){
+			.ttl_ms = ttl_ms,
+			.estimate = iv.estimate,
+			.low = iv.has_interval ? iv.low : NAN,
+			.high = iv.has_interval ? iv.high : NAN,
+			.dups = iv.dups,
+			.events = iv.events,
+		};
 	}
 out:
 	free(x);
 	free(d);
 }
+
+/* What the results files are written from. */
+struct run_out {
+	const struct run *r;
+	const struct run_report *rep;
+	const struct results *res;
+};
 
 static const char *run_rule_text(void *arg, int32_t rule)
 {
@@ -905,65 +859,55 @@ static const char *run_rule_text(void *arg, int32_t rule)
 	return rule >= 0 && (size_t)rule < r->rule_count ? r->rules[rule].text : "";
 }
 
-static void run_write_events(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_write_scenario(FILE *f, const struct run_out *o)
 {
-	events_write_csv(&rep->ev, f, r->start_ns, run_rule_text, (void *)r);
+	scenario_write(&o->r->sc, f);
 }
 
-static void run_write_scenario(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_write_timeseries(FILE *f, const struct run_out *o)
 {
-	(void)rep;
-	scenario_write(&r->sc, f);
+	csv_write_timeseries(f, o->r->ticks, o->r->tick_count);
 }
 
-static void run_write_timeseries(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_write_gaps(FILE *f, const struct run_out *o)
 {
-	(void)rep;
-	fprintf(f, "t_s,published,committed,deliveries,duplicate_deliveries,processed,faults,reconnects\n");
-	for (size_t i = 0; i < r->tick_count; i++) {
-		const struct run_tick *t = &r->ticks[i];
-
-		fprintf(f, "%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", t->t,
-			t->published, t->confirmed, t->deliveries, t->duplicates, t->executions, t->faults, t->reconnects);
-	}
+	stats_hist_write_csv(&o->r->ledger.gaps, f, "ms", 1e6);
 }
 
-static void run_write_gaps(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_write_curve(FILE *f, const struct run_out *o)
 {
-	(void)rep;
-	stats_hist_write_csv(&r->ledger.gaps, f, "ms", 1e6);
+	csv_write_curve(f, o->r->curve, o->r->curve_count);
 }
 
-static void run_write_copies(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_write_copies(FILE *f, const struct run_out *o)
 {
-	(void)r;
-	fprintf(f, "copies,messages\n");
-	for (int c = 0; c < 34; c++)
-		if (rep->t.copies_hist[c])
-			fprintf(f, "%s%d,%" PRIu64 "\n", c == 33 ? ">" : "", c == 33 ? 32 : c, rep->t.copies_hist[c]);
+	csv_write_copies(f, o->rep->t.copies_hist);
 }
 
-static void run_write_faults(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_write_events(FILE *f, const struct run_out *o)
 {
-	(void)rep;
+	events_write_csv(&o->rep->ev, f, o->r->start_ns, run_rule_text, (void *)o->r);
+}
+
+/* faults.csv: the rows run_on_fault spilled as the faults happened. */
+static void run_write_faults(FILE *f, const struct run_out *o)
+{
+	FILE *spill = o->r->fault_spill;
+
 	fprintf(f, "t_s,rule,from\n");
-	if (r->fault_spill && fflush(r->fault_spill) == 0 && fseek(r->fault_spill, 0, SEEK_SET) == 0) {
+	if (spill && fflush(spill) == 0 && fseek(spill, 0, SEEK_SET) == 0) {
 		char buf[8192];
 		size_t n;
 
-		while ((n = fread(buf, 1, sizeof(buf), r->fault_spill)) > 0)
+		while ((n = fread(buf, 1, sizeof(buf), spill)) > 0)
 			fwrite(buf, 1, n, f);
-		fseek(r->fault_spill, 0, SEEK_END);
+		fseek(spill, 0, SEEK_END);
 	}
 }
 
-static void run_write_summary(FILE *f, const struct run *r, const struct run_report *rep)
+static void run_write_summary(FILE *f, const struct run_out *o)
 {
-	json_t *j = run_json(r, rep);
-
-	json_dumpf(j, f, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-	fputc('\n', f);
-	json_decref(j);
+	results_write_summary(o->res, f);
 }
 
 /*
@@ -973,17 +917,16 @@ static void run_write_summary(FILE *f, const struct run *r, const struct run_rep
  * its presence means the rest was attempted. 0, or -1 naming the first
  * file that failed.
  */
-static int run_write_results(struct run *r, const struct run_report *rep, char *err, size_t errlen)
+static int run_write_results(struct run *r, const struct run_out *o, char *err, size_t errlen)
 {
 	static const struct {
 		const char *name;
-		void (*write)(FILE *f, const struct run *r, const struct run_report *rep);
+		void (*write)(FILE *f, const struct run_out *o);
 	} files[] = {
 		{ "scenario.ini", run_write_scenario }, { "timeseries.csv", run_write_timeseries },
-		{ "gaps.csv", run_write_gaps },		{ "curve.csv", run_write_curve_csv },
+		{ "gaps.csv", run_write_gaps },		{ "curve.csv", run_write_curve },
 		{ "copies.csv", run_write_copies },	{ "faults.csv", run_write_faults },
-		{ "events.csv", run_write_events },
-		{ "summary.json", run_write_summary },
+		{ "events.csv", run_write_events },	{ "summary.json", run_write_summary },
 	};
 	const char *failed = NULL;
 	int failed_errno = 0;
@@ -998,7 +941,7 @@ static int run_write_results(struct run *r, const struct run_report *rep, char *
 		int ok = 0;
 
 		if (f) {
-			files[i].write(f, r, rep);
+			files[i].write(f, o);
 			if (fclose(f) == 0) {
 				snprintf(path, sizeof(path), "%s/%s", r->out_dir, files[i].name);
 				ok = files_write_atomic(path, buf, len) == 0;
@@ -1013,7 +956,7 @@ static int run_write_results(struct run *r, const struct run_report *rep, char *
 	pthread_mutex_unlock(&r->fault_lock);
 	if (failed)
 		return log_seterr(err, errlen, "writing %s/%s failed: %s (disk full?); the files before it are kept",
-				r->out_dir, failed, strerror(failed_errno));
+				  r->out_dir, failed, strerror(failed_errno));
 	return 0;
 }
 
@@ -1033,110 +976,35 @@ static void run_link_latest(const char *dir)
 		unlink(tmp);
 }
 
-static void run_fmt_pct(char *buf, size_t len, double v)
+/* The console's lines about how the run ended that summary.json holds only as its status. */
+static void run_notes(const struct run *r, FILE *f)
 {
-	snprintf(buf, len, "%.4g%%", v * 100);
-}
-
-/* The headline claim, phrased in events. */
-static void run_print_miss(const struct run_report *rep)
-{
-	const struct evidence_interval *iv = &rep->miss;
-
-	if (!iv->dups) {
-		printf("  %-28s %18s   no duplicate delivery: nothing to miss\n", "miss probability", "-");
-		return;
-	}
-	if (!iv->has_interval)
-		printf("  %-28s %18.4g   no interval: %s (%" PRIu64 ")\n", "miss probability", iv->estimate, iv->reason,
-		       iv->events);
-	else if (!iv->misses)
-		printf("  %-28s %18.4g   0 misses in %" PRIu64 " duplicate deliveries from %" PRIu64
-		       " fault events: below %.3g at 95%%\n",
-		       "miss probability", iv->estimate, iv->dups, iv->events, iv->high);
-	else
-		printf("  %-28s %18.4g   95%% [%.3g, %.3g] over %" PRIu64 " fault events (%s, design effect %.3g)\n",
-		       "miss probability", iv->estimate, iv->low, iv->high, iv->events, iv->method, iv->deff);
-	printf("  %-28s %18s   [%.3g, %.3g] %s, if duplicates were independent (they are not)\n", "", "",
-	       rep->miss_indep.low, rep->miss_indep.high, rep->miss_indep.method);
-}
-
-static void run_print_summary(const struct run *r, const struct run_report *rep)
-{
-	const struct ledger_totals *t = &rep->t;
-	double committed = (double)t->committed;
-	double rate = committed > 0 ? (double)t->duplicate_deliveries / committed : 0;
-	double excess = committed > 0 ? (double)t->excess_copies / committed : 0;
-	char a[64], b[64];
-
-	printf("\ndupsim run '%s' (seed %" PRIu64 "): %s in %.1f s -> %s\n", r->sc.run.name, r->sc.run.seed,
-	       run_status(r, rep), rep->duration_s, r->out_dir);
-	printf("  %-28s %18s %18s\n", "", "measured", "predicted");
-	printf("  %-28s %18" PRIu64 "\n", "committed messages", t->committed);
-	printf("  %-28s %18" PRIu64 "\n", "publish attempts", t->publish_attempts);
-	run_fmt_pct(a, sizeof(a), excess);
-	run_fmt_pct(b, sizeof(b), rep->model.excess_copies_per_msg);
-	printf("  %-28s %11" PRIu64 " %6s %18s\n", "excess copies (per msg)", t->excess_copies, a,
-	       rep->model.predicted ? b : "-");
-	printf("  %-28s %18" PRIu64 "\n", "deliveries", t->deliveries);
-	printf("  %-28s %18" PRIu64 "\n", "duplicate deliveries", t->duplicate_deliveries);
-	run_fmt_pct(a, sizeof(a), rate);
-	run_fmt_pct(b, sizeof(b), rep->model.duplicate_rate);
-	printf("  %-28s %18s %18s\n", "duplicate rate", a, rep->model.predicted ? b : "-");
-	if (rep->has_dup_band && committed > 0)
-		printf("  %-28s %18s   95%% band %.4g%% - %.4g%% over %" PRIu64 " fault events%s\n", "", "",
-		       rep->dup_lo / committed * 100, rep->dup_hi / committed * 100, rep->ev.with_dups,
-		       !rep->model.predicted ? ""
-		       : rep->model.duplicate_rate * committed >= rep->dup_lo &&
-				       rep->model.duplicate_rate * committed <= rep->dup_hi
-			       ? ": the prediction is inside"
-			       : ": the prediction is OUTSIDE");
-	printf("  %-28s %18" PRIu64 "\n", "duplicates processed", t->duplicates_processed);
-	printf("  %-28s %18" PRIu64 "\n", "fault events (with dups)", rep->ev.with_dups);
-	run_print_miss(rep);
-	for (int c = 0; c < LEDGER_CAUSES; c++)
-		if (t->misses[c])
-			printf("  %-28s %18" PRIu64 "\n", ledger_cause_name(c), t->misses[c]);
-	printf("  %-28s %18" PRIu64 "\n", "lost", t->lost);
-	printf("  %-28s %18" PRIu64 "\n", "wrongly suppressed", t->wrongly_suppressed);
-	printf("  %-28s %18.0f msg/s published, %.0f processed\n", "throughput",
-	       rep->publish_s > 0 ? (double)t->publish_attempts / rep->publish_s : 0,
-	       rep->process_s > 0 ? (double)t->executions / rep->process_s : 0);
-	printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "latency publish->processed",
-	       stats_hist_quantile(&r->ledger.latency, 0.5) / 1e6, stats_hist_quantile(&r->ledger.latency, 0.99) / 1e6,
-	       r->ledger.latency.max / 1e6);
-	if (r->ledger.gaps.count)
-		printf("  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "duplicate gap",
-		       stats_hist_quantile(&r->ledger.gaps, 0.5) / 1e6, stats_hist_quantile(&r->ledger.gaps, 0.99) / 1e6,
-		       r->ledger.gaps.max / 1e6);
-	for (size_t i = 0; i < r->rule_count && i < rep->px.rule_count; i++)
-		printf("  fault '%s': fired %" PRIu64 " of %" PRIu64 "\n", r->rules[i].text, rep->px.rule_fired[i],
-		       rep->px.rule_matched[i]);
-	if (r->broker_crashes)
-		printf("  broker crashes (kill -9)     %18" PRIu64 "\n", r->broker_crashes);
-	if (atomic_load(&r->rc.consumer_crashes))
-		printf("  consumer crashes             %18" PRIu64 "\n", (uint64_t)atomic_load(&r->rc.consumer_crashes));
-	if (rep->violations)
-		printf("  INVARIANTS VIOLATED (%zu): %s\n", rep->violations, rep->violation_text);
-	else
-		printf("  ledger invariants hold\n");
-	if (r->broker_lost)
-		printf("  the killed broker could not be restarted (%d tries): the run ended early\n", RUN_RESTART_TRIES);
+	if (r->crashes.lost)
+		fprintf(f, "  the killed broker could not be restarted (%d tries): the run ended early\n",
+			CRASHES_RESTART_TRIES);
 	for (size_t i = 0; r->pubs && i < r->sc.publishers.count; i++)
 		if (r->pubs[i].gave_up)
-			printf("  publisher %zu found no broker for run.drain_timeout and gave up: %s\n", i, r->pubs[i].error);
+			fprintf(f, "  publisher %zu found no broker for run.drain_timeout and gave up: %s\n", i,
+				r->pubs[i].error);
 	if (r->drain_timed_out)
-		printf("  the queue did not drain within run.drain_timeout\n");
-	if (!isnan(rep->dup_per_lost_ack))
-		printf("  %-28s %18.2f %18.2f\n", "duplicates per lost ack", rep->dup_per_lost_ack,
-		       rep->model.dups_per_lost_ack);
-	if (isfinite(rep->model_in.ahead))
-		printf("  measured for the model: %.2f deliveries ahead of an ack (mean of %" PRIu64 " acks)\n",
-		       rep->model_in.ahead, rep->px.acks_sampled);
-	if (!rep->model.predicted)
-		printf("  no prediction: %s\n", rep->model.why);
-	printf("  the model and its assumptions: sim/model.c\n");
-	fflush(stdout);
+		fprintf(f, "  the queue did not drain within run.drain_timeout\n");
+}
+
+static void run_print_summary(const struct run *r, const struct results *res)
+{
+	char *notes = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&notes, &len);
+
+	if (f) {
+		run_notes(r, f);
+		if (fclose(f) != 0) {
+			free(notes);
+			notes = NULL;
+		}
+	}
+	console_print(stdout, res, r->out_dir, notes ? notes : "");
+	free(notes);
 }
 
 static void run_release(struct run *r)
@@ -1157,6 +1025,8 @@ static void run_release(struct run *r)
 	if (r->fault_spill)
 		fclose(r->fault_spill);
 	free(r->ticks);
+	free(r->curve);
+	free(r->fault_rows);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
 	node_free(r->broker);
@@ -1178,24 +1048,19 @@ static void run_cleanup_queue(struct run *r)
 	mq_close(c);
 }
 
-int run_cli(int argc, char **argv)
+/* The command line and the scenario into r; -1 to go on, else the exit code. *out is --out or NULL. */
+static int run_parse(struct run *r, int argc, char **argv, const char **out)
 {
 	static const struct option opts[] = {
 		{ "set", required_argument, NULL, 's' }, { "out", required_argument, NULL, 'o' },
 		{ "seed", required_argument, NULL, 'S' }, { "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },	  { NULL, 0, NULL, 0 },
 	};
-	static struct run r; /* large; one per process */
-	const char *sets[SETS_MAX], *out = NULL, *seed = NULL;
+	const char *sets[SETS_MAX], *seed = NULL;
 	size_t nsets = 0;
 	char err[1024], seedset[64];
-	struct sigaction sa = { .sa_handler = run_on_signal };
-	struct ledger_setup pol;
-	struct run_report rep;
-	int opt, code = EXIT_OK;
+	int opt;
 
-	memset(&r, 0, sizeof(r));
-	pthread_mutex_init(&r.fault_lock, NULL);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
 		switch (opt) {
@@ -1207,13 +1072,13 @@ int run_cli(int argc, char **argv)
 			sets[nsets++] = optarg;
 			break;
 		case 'o':
-			out = optarg;
+			*out = optarg;
 			break;
 		case 'S':
 			seed = optarg;
 			break;
 		case 'q':
-			r.quiet = true;
+			r->quiet = true;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -1227,20 +1092,150 @@ int run_cli(int argc, char **argv)
 		log_line("run: expected one scenario FILE (e.g. scenarios/default.ini); see dupsim run --help");
 		return EXIT_USAGE;
 	}
-	scenario_init_defaults(&r.sc, argv[optind]);
-	if (scenario_load(&r.sc, argv[optind], err, sizeof(err)) < 0)
+	scenario_init_defaults(&r->sc, argv[optind]);
+	if (scenario_load(&r->sc, argv[optind], err, sizeof(err)) < 0)
 		goto usage_error;
 	for (size_t i = 0; i < nsets; i++)
-		if (scenario_set(&r.sc, sets[i], err, sizeof(err)) < 0)
+		if (scenario_set(&r->sc, sets[i], err, sizeof(err)) < 0)
 			goto usage_error;
 	if (seed) {
 		snprintf(seedset, sizeof(seedset), "run.seed=%s", seed);
-		if (scenario_set(&r.sc, seedset, err, sizeof(err)) < 0)
+		if (scenario_set(&r->sc, seedset, err, sizeof(err)) < 0)
 			goto usage_error;
 	}
-	if (scenario_check(&r.sc, err, sizeof(err)) < 0)
+	if (scenario_check(&r->sc, err, sizeof(err)) < 0)
 		goto usage_error;
+	return -1;
+usage_error:
+	log_line("%s", err);
+	scenario_release(&r->sc);
+	return EXIT_USAGE;
+}
 
+/* The ledger (with the policy it judges by), the fault spill and the fault events. 0 or -1 with err. */
+static int run_truth(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	struct ledger_setup pol = {
+		.store_none = sc->dedup.store == SCENARIO_STORE_NONE,
+		.scope_local = sc->dedup.scope == SCENARIO_SCOPE_LOCAL,
+		.ttl_ns = sc->dedup.ttl_ns,
+		.capacity = sc->dedup.capacity,
+		.crash_wipes_cache = sc->faults.consumer_crash > 0 && sc->dedup.store == SCENARIO_STORE_MEMORY &&
+				     sc->dedup.scope == SCENARIO_SCOPE_LOCAL,
+	};
+
+	if (ledger_init(&r->ledger, sc->run.messages, &pol) < 0)
+		return log_seterr(err, errlen, "out of memory for a ledger of %" PRIu64 " messages", sc->run.messages);
+	r->fault_spill = tmpfile();
+	if (!r->fault_spill)
+		return log_seterr(err, errlen, "cannot create a temporary file for faults.csv in $TMPDIR: %s",
+				  strerror(errno));
+	if (events_init(&r->events, err, errlen) < 0)
+		return -1;
+	r->ledger.events = &r->events;
+	r->rc.events = &r->events;
+	return 0;
+}
+
+/* Everything up to the first publish: stores, broker, queue, proxy, ledger, threads. 0 or -1 (said). */
+static int run_setup(struct run *r)
+{
+	char err[1024];
+
+	r->rc.sc = &r->sc;
+	r->rc.ledger = &r->ledger;
+	r->rc.per_publisher = (r->sc.run.messages + r->sc.publishers.count - 1) / r->sc.publishers.count;
+	stats_hist_init(&r->rc.store_latency);
+	if (run_stores(r, err, sizeof(err)) < 0 || run_broker(r, err, sizeof(err)) < 0 ||
+	    run_setup_queue(r, err, sizeof(err)) < 0 || run_proxy(r, err, sizeof(err)) < 0)
+		goto fail;
+	if (!r->quiet)
+		log_line("run '%s': %" PRIu64 " messages, %" PRIu64 " publishers (%s), %" PRIu64
+			 " consumers, %zu fault rule%s, broker %s, proxy 127.0.0.1:%u",
+			 r->sc.run.name, r->sc.run.messages, r->sc.publishers.count,
+			 r->sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", r->sc.consumers.count,
+			 r->rule_count, r->rule_count == 1 ? "" : "s", r->broker_url, proxy_port(r->proxy));
+	if (run_truth(r, err, sizeof(err)) < 0)
+		goto fail;
+	r->start_ns = r->ledger.t0_ns;
+	crashes_init(&r->crashes, r->broker, &r->events, r->sc.faults.broker_crash_every_ns, r->sc.faults.broker_down_ns,
+		     r->start_ns);
+	atomic_store(&r->rc.last_delivery_ns, r->start_ns);
+	if (run_start_threads(r, err, sizeof(err)) < 0) {
+		run_stop_threads(r);
+		goto fail;
+	}
+	return 0;
+fail:
+	log_line("run: %s", err);
+	return -1;
+}
+
+/* After the drain: the ledger's totals, the evidence, the model, into rep. */
+static void run_measure(struct run *r, struct run_report *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	rep->excess_source = "deliveries";
+	if (proxy_stats_get(r->proxy, &rep->px) < 0)
+		log_line("run: out of memory for the proxy's rule counters; summary.json leaves them out");
+	ledger_totals(&r->ledger, &rep->t);
+	if (r->sc.consumers.count == 0 && !r->interrupted)
+		run_count_queue(r, rep);
+	rep->violations = ledger_check(&r->ledger, r->drained, rep->violation_text, sizeof(rep->violation_text));
+	run_evidence(r, rep);
+	run_model(r, rep);
+	rep->duration_s = (double)(r->end_ns - r->start_ns) / NS_PER_S;
+	rep->publish_s = (double)(r->publish_done_ns - r->start_ns) / NS_PER_S;
+	rep->process_s = (double)(atomic_load(&r->rc.last_delivery_ns) - r->start_ns) / NS_PER_S;
+	rep->acks_dropped = rep->px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
+	rep->dup_per_lost_ack = run_dups_per_lost_ack(rep);
+	run_curve(r, rep);
+}
+
+/* The results in memory, then every renderer of them: the files, the plots, report.md, the console. */
+static int run_results(struct run *r, const struct run_report *rep, bool link_latest)
+{
+	static struct results res; /* large; one per process */
+	struct run_out o = { .r = r, .rep = rep, .res = &res };
+	char err[1024];
+	int code = EXIT_OK;
+
+	results_init(&res);
+	run_fill_counts(&res, r, rep);
+	run_fill_miss(&res, rep);
+	run_fill_predicted(&res, rep);
+	run_fill_faults(&res, r, rep);
+	run_fill_perf(&res, r, rep);
+	if (run_write_results(r, &o, err, sizeof(err)) < 0) {
+		log_line("run: %s", err);
+		code = EXIT_FAIL;
+	} else {
+		/* plots and the report are a reading aid: a failure is reported, the run stands */
+		if (plot_draw_run(r->out_dir, &res, err, sizeof(err)) < 0)
+			log_line("run: plots: %s", err);
+		if (report_run(r->out_dir, &res, err, sizeof(err)) < 0)
+			log_line("run: report: %s", err);
+		if (link_latest)
+			run_link_latest(r->out_dir);
+	}
+	run_print_summary(r, &res);
+	return code;
+}
+
+int run_cli(int argc, char **argv)
+{
+	static struct run r; /* large; one per process */
+	const char *out = NULL;
+	struct run_report rep;
+	int code;
+
+	memset(&r, 0, sizeof(r));
+	pthread_mutex_init(&r.fault_lock, NULL);
+	code = run_parse(&r, argc, argv, &out);
+	if (code >= 0)
+		return code;
+	code = EXIT_OK;
 	/* fail early, before minutes of work, if the results can't be written */
 	if (files_results_dir(r.out_dir, sizeof(r.out_dir), out, r.sc.run.name, NULL) < 0) {
 		log_line("run: cannot write results into %s: %s; choose another folder with --out", r.out_dir,
@@ -1249,59 +1244,10 @@ int run_cli(int argc, char **argv)
 		goto out;
 	}
 	r.progress = !r.quiet && isatty(STDERR_FILENO);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	cli_catch_signals(true);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN); /* a file size limit: writes fail with EFBIG, reported, instead of a kill */
-
-	r.rc.sc = &r.sc;
-	r.rc.ledger = &r.ledger;
-	r.rc.per_publisher = (r.sc.run.messages + r.sc.publishers.count - 1) / r.sc.publishers.count;
-	stats_hist_init(&r.rc.store_latency);
-	if (run_stores(&r, err, sizeof(err)) < 0 || run_broker(&r, err, sizeof(err)) < 0 ||
-	    run_setup_queue(&r, err, sizeof(err)) < 0 || run_proxy(&r, err, sizeof(err)) < 0) {
-		log_line("run: %s", err);
-		code = EXIT_FAIL;
-		goto out;
-	}
-	if (!r.quiet)
-		log_line("run '%s': %" PRIu64 " messages, %" PRIu64 " publishers (%s), %" PRIu64
-			 " consumers, %zu fault rule%s, broker %s, proxy 127.0.0.1:%u",
-			 r.sc.run.name, r.sc.run.messages, r.sc.publishers.count,
-			 r.sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", r.sc.consumers.count,
-			 r.rule_count, r.rule_count == 1 ? "" : "s", r.broker_url, proxy_port(r.proxy));
-	pol = (struct ledger_setup){
-		.store_none = r.sc.dedup.store == SCENARIO_STORE_NONE,
-		.scope_local = r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
-		.ttl_ns = r.sc.dedup.ttl_ns,
-		.capacity = r.sc.dedup.capacity,
-		.crash_wipes_cache = r.sc.faults.consumer_crash > 0 && r.sc.dedup.store == SCENARIO_STORE_MEMORY &&
-				     r.sc.dedup.scope == SCENARIO_SCOPE_LOCAL,
-	};
-	if (ledger_init(&r.ledger, r.sc.run.messages, &pol) < 0) {
-		log_line("run: out of memory for a ledger of %" PRIu64 " messages", r.sc.run.messages);
-		code = EXIT_FAIL;
-		goto out;
-	}
-	r.fault_spill = tmpfile();
-	if (!r.fault_spill) {
-		log_line("run: cannot create a temporary file for faults.csv in $TMPDIR: %s", strerror(errno));
-		code = EXIT_FAIL;
-		goto out;
-	}
-	if (events_init(&r.events, err, sizeof(err)) < 0) {
-		log_line("run: %s", err);
-		code = EXIT_FAIL;
-		goto out;
-	}
-	r.ledger.events = &r.events;
-	r.rc.events = &r.events;
-	r.start_ns = r.ledger.t0_ns;
-	r.next_crash_ns = r.start_ns + r.sc.faults.broker_crash_every_ns;
-	atomic_store(&r.rc.last_delivery_ns, r.start_ns);
-	if (run_start_threads(&r, err, sizeof(err)) < 0) {
-		log_line("run: %s", err);
-		run_stop_threads(&r);
+	if (run_setup(&r) < 0) {
 		code = EXIT_FAIL;
 		goto out;
 	}
@@ -1310,42 +1256,15 @@ int run_cli(int argc, char **argv)
 	r.end_ns = clock_now_ns();
 	if (!r.publish_done_ns)
 		r.publish_done_ns = r.end_ns;
-
-	memset(&rep, 0, sizeof(rep));
-	rep.excess_source = "deliveries";
-	if (proxy_stats_get(r.proxy, &rep.px) < 0)
-		log_line("run: out of memory for the proxy's rule counters; summary.json leaves them out");
-	ledger_totals(&r.ledger, &rep.t);
-	if (r.sc.consumers.count == 0 && !r.interrupted)
-		run_count_queue(&r, &rep);
-	rep.violations = ledger_check(&r.ledger, r.drained, rep.violation_text, sizeof(rep.violation_text));
-	run_evidence(&r, &rep);
-	run_model(&r, &rep);
-	rep.duration_s = (double)(r.end_ns - r.start_ns) / NS_PER_S;
-	rep.publish_s = (double)(r.publish_done_ns - r.start_ns) / NS_PER_S;
-	rep.process_s = (double)(atomic_load(&r.rc.last_delivery_ns) - r.start_ns) / NS_PER_S;
-	rep.acks_dropped = rep.px.method_dropped[PROXY_TO_BROKER][frame_method_index(AMQP_BASIC_ACK_METHOD)];
-	rep.dup_per_lost_ack = run_dups_per_lost_ack(&rep);
-	if (run_write_results(&r, &rep, err, sizeof(err)) < 0) {
-		log_line("run: %s", err);
-		code = EXIT_FAIL;
-	} else {
-		/* plots and the report are a reading aid: a failure is reported, the run stands */
-		if (plot_run(r.out_dir, err, sizeof(err)) < 0)
-			log_line("run: plots: %s", err);
-		if (report_write(r.out_dir, err, sizeof(err)) < 0)
-			log_line("run: report: %s", err);
-		if (!out)
-			run_link_latest(r.out_dir);
-	}
-	run_print_summary(&r, &rep);
+	run_measure(&r, &rep);
+	code = run_results(&r, &rep, !out);
 	events_summary_release(&rep.ev);
 	proxy_stats_release(&rep.px);
 	if (code == EXIT_OK)
-		code = r.interrupted	       ? EXIT_INTERRUPTED
-		       : rep.violations	       ? EXIT_INVARIANT
-		       : r.broker_lost || run_publishers_gave_up(&r) ? EXIT_FAIL
-							       : EXIT_OK;
+		code = r.interrupted	 ? EXIT_INTERRUPTED
+		       : rep.violations ? EXIT_INVARIANT
+		       : r.crashes.lost || run_publishers_gave_up(&r) ? EXIT_FAIL
+								 : EXIT_OK;
 	if (!r.interrupted)
 		run_cleanup_queue(&r);
 out:
@@ -1353,8 +1272,4 @@ out:
 		rmdir(r.out_dir); /* only if nothing was written into it */
 	run_release(&r);
 	return code;
-usage_error:
-	log_line("%s", err);
-	scenario_release(&r.sc);
-	return EXIT_USAGE;
 }

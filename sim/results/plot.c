@@ -1,10 +1,9 @@
-/* plot.c — runs gnuplot over a run or sweep folder, the CSV reader plots and reports share, and `dupsim plot`. */
+/* plot.c — gnuplot over a run or sweep: the runner, the variables of the scripts, the sweep's data file. */
 #include "results/plot.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
-#include <jansson.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -18,7 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "analysis/stats.h"
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -34,174 +32,6 @@ extern char **environ;
 static const char *const plot_formats[] = { "png", "svg" };
 static const char *const plot_run_names[] = { "timeseries", "gaps-cdf", "miss-vs-ttl", "copies" };
 static const char *const plot_sweep_names[] = { "sweep-duprate", "sweep-miss" };
-
-/* ---- CSV ---- */
-
-/*
- * Copies the field at src[*pos] into dst, NUL-terminated, and moves *pos past
- * its terminator. Returns what ended it: ',', '\n', or 0 at the end of input.
- */
-static int plot_csv_field(const char *src, size_t len, size_t *pos, char *dst, size_t *dlen)
-{
-	size_t i = *pos, n = 0;
-	bool quoted = false;
-	int end;
-
-	while (i < len) {
-		char c = src[i];
-
-		if (quoted) {
-			if (c == '"' && i + 1 < len && src[i + 1] == '"') {
-				dst[n++] = '"';
-				i += 2;
-				continue;
-			}
-			if (c == '"')
-				quoted = false;
-			else
-				dst[n++] = c;
-			i++;
-			continue;
-		}
-		if (c == '"')
-			quoted = true;
-		else if (c == ',' || c == '\n')
-			break;
-		else if (c != '\r')
-			dst[n++] = c;
-		i++;
-	}
-	dst[n] = '\0';
-	*dlen = n;
-	end = i < len ? src[i] : 0;
-	*pos = i < len ? i + 1 : len;
-	return end;
-}
-
-/* Appends p to a growing array of strings; 0 or -1. */
-static int plot_csv_push(char ***v, size_t *n, size_t *cap, char *p)
-{
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 64;
-		char **nv = realloc(*v, nc * sizeof(*nv));
-
-		if (!nv)
-			return -1;
-		*v = nv;
-		*cap = nc;
-	}
-	(*v)[(*n)++] = p;
-	return 0;
-}
-
-int plot_csv_read(const char *path, struct plot_csv *t)
-{
-	size_t len = 0, pos = 0, out = 1, hcap = 0, ccap = 0, ncells = 0, nhead = 0;
-	char *src, *empty;
-
-	memset(t, 0, sizeof(*t));
-	src = files_read(path, &len);
-	if (!src)
-		return -1;
-	/* every field costs at least its bytes plus a terminator or the end of input */
-	t->buf = malloc(2 * len + 2);
-	if (!t->buf)
-		goto fail;
-	t->buf[0] = '\0';
-	empty = t->buf;
-	while (pos < len) {
-		size_t fi = 0, n;
-		int end;
-
-		do {
-			char *dst = t->buf + out;
-
-			end = plot_csv_field(src, len, &pos, dst, &n);
-			out += n + 1;
-			if (fi == 0 && n == 0 && end != ',')
-				break; /* a blank line */
-			if (t->ncols == 0) {
-				if (plot_csv_push(&t->head, &nhead, &hcap, dst) < 0)
-					goto fail;
-			} else if (fi < t->ncols) {
-				if (fi == 0) {
-					for (size_t k = 0; k < t->ncols; k++)
-						if (plot_csv_push(&t->cells, &ncells, &ccap, empty) < 0)
-							goto fail;
-					t->nrows++;
-				}
-				t->cells[(t->nrows - 1) * t->ncols + fi] = dst;
-			}
-			fi++;
-		} while (end == ',');
-		if (t->ncols == 0 && nhead > 0)
-			t->ncols = nhead;
-	}
-	free(src);
-	if (t->ncols == 0) {
-		plot_csv_free(t);
-		errno = EINVAL;
-		return -1;
-	}
-	return 0;
-fail:
-	free(src);
-	plot_csv_free(t);
-	errno = ENOMEM;
-	return -1;
-}
-
-void plot_csv_free(struct plot_csv *t)
-{
-	free(t->head);
-	free(t->cells);
-	free(t->buf);
-	memset(t, 0, sizeof(*t));
-}
-
-int plot_csv_col(const struct plot_csv *t, const char *name)
-{
-	for (size_t i = 0; i < t->ncols; i++)
-		if (strcmp(t->head[i], name) == 0)
-			return (int)i;
-	return -1;
-}
-
-const char *plot_csv_cell(const struct plot_csv *t, size_t row, int col)
-{
-	if (col < 0 || (size_t)col >= t->ncols || row >= t->nrows)
-		return "";
-	return t->cells[row * t->ncols + (size_t)col];
-}
-
-/* The cell as a number; NaN when empty or not a number. */
-static double plot_csv_num(const struct plot_csv *t, size_t row, int col)
-{
-	const char *s = plot_csv_cell(t, row, col);
-	char *end;
-	double v;
-
-	if (!*s)
-		return NAN;
-	errno = 0;
-	v = strtod(s, &end);
-	return *end || errno ? NAN : v;
-}
-
-/* Data rows of a CSV file; 0 when it is missing or has only its header. */
-static size_t plot_csv_rows(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-	struct plot_csv t;
-	size_t n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (plot_csv_read(path, &t) < 0)
-		return 0;
-	n = t.nrows;
-	plot_csv_free(&t);
-	return n;
-}
 
 /* ---- gnuplot ---- */
 
@@ -424,144 +254,30 @@ static double plot_floor(double min_pos)
 	return f < 1e-12 ? 1e-12 : f > 0.1 ? 0.1 : f;
 }
 
-static void plot_minpos(double *m, double v)
-{
-	if (isfinite(v) && v > 0 && (!isfinite(*m) || v < *m))
-		*m = v;
-}
-
 /* ---- run folder ---- */
 
-/* A number at obj.key1.key2 of a summary, NaN when absent. */
-static double plot_json_num(json_t *root, const char *k1, const char *k2)
+/* The fault rules for the raster under the time series (the summary's first, so rules that never fired
+ * still get their empty row), and their -e variables; none when faults.csv has no row. */
+static void plot_run_rules(FILE *v, const struct results *r)
 {
-	json_t *v = json_object_get(root, k1);
+	size_t n = r->faults.rule_count < PLOT_MAX_RULES ? r->faults.rule_count : PLOT_MAX_RULES;
+	uint64_t rows = 0;
 
-	if (k2)
-		v = json_object_get(v, k2);
-	return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
-/* [dedup] ttl of the run's scenario.ini in ms; NaN when absent or 0. */
-static double plot_scenario_ttl_ms(const char *dir)
-{
-	char path[PATH_MAX], line[512];
-	bool in_dedup = false;
-	double ms = NAN;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/scenario.ini", dir);
-	f = fopen(path, "r");
-	if (!f)
-		return NAN;
-	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *eq, *end;
-		uint64_t ns;
-
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p == '[') {
-			in_dedup = strncmp(p, "[dedup]", 7) == 0;
-			continue;
-		}
-		if (!in_dedup || strncmp(p, "ttl", 3) != 0)
-			continue;
-		eq = p + 3;
-		while (*eq == ' ' || *eq == '\t')
-			eq++;
-		if (*eq != '=')
-			continue;
-		eq++;
-		while (*eq == ' ' || *eq == '\t')
-			eq++;
-		end = eq + strcspn(eq, ";#\r\n");
-		while (end > eq && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		*end = '\0';
-		if (parse_duration(eq, &ns) == 0 && ns > 0)
-			ms = (double)ns / 1e6;
-	}
-	fclose(f);
-	return ms;
-}
-
-struct plot_rule {
-	const char *text;
-	long fired;
-};
-
-/* Adds text to the rule list (if new and there is room); returns its index or -1. */
-static int plot_rule_index(struct plot_rule *r, size_t *n, const char *text)
-{
-	for (size_t i = 0; i < *n; i++)
-		if (strcmp(r[i].text, text) == 0)
-			return (int)i;
-	if (*n == PLOT_MAX_RULES)
-		return -1;
-	r[*n] = (struct plot_rule){ .text = text, .fired = 0 };
-	return (int)(*n)++;
-}
-
-/* The fault rules for the raster under the time series, and their -e variables. */
-static void plot_run_rules(FILE *v, const char *dir, json_t *sum)
-{
-	struct plot_rule rules[PLOT_MAX_RULES];
-	struct plot_csv fl;
-	char path[PATH_MAX];
-	size_t n = 0;
-	json_t *list = json_object_get(json_object_get(sum, "faults"), "rules");
-	int rcol;
-
-	snprintf(path, sizeof(path), "%s/faults.csv", dir);
-	if (plot_csv_read(path, &fl) < 0 || fl.nrows == 0) {
-		if (fl.buf)
-			plot_csv_free(&fl);
-		plot_var_int(v, "nrules", 0);
-		return;
-	}
-	/* the summary's order first, so rules that never fired still get their (empty) row */
-	for (size_t i = 0; i < json_array_size(list); i++) {
-		const char *t = json_string_value(json_object_get(json_array_get(list, i), "rule"));
-
-		if (t)
-			plot_rule_index(rules, &n, t);
-	}
-	rcol = plot_csv_col(&fl, "rule");
-	for (size_t i = 0; i < fl.nrows; i++) {
-		int k = plot_rule_index(rules, &n, plot_csv_cell(&fl, i, rcol));
-
-		if (k >= 0)
-			rules[k].fired++;
-	}
+	for (size_t i = 0; i < r->faults.rule_count; i++)
+		rows += r->faults.rules[i].rows;
+	if (!rows)
+		n = 0;
 	plot_var_int(v, "nrules", (long)n);
 	for (size_t i = 0; i < n; i++) {
+		const struct results_rule *ru = &r->faults.rules[i];
 		char name[32], title[600];
 
 		snprintf(name, sizeof(name), "rule%zu", i + 1);
-		plot_var_str(v, name, rules[i].text);
+		plot_var_str(v, name, ru->text);
 		snprintf(name, sizeof(name), "rtitle%zu", i + 1);
-		snprintf(title, sizeof(title), "%s (fired %ld time%s)", rules[i].text, rules[i].fired,
-			 rules[i].fired == 1 ? "" : "s");
+		snprintf(title, sizeof(title), "%s (fired %" PRIu64 " time%s)", ru->text, ru->rows, ru->rows == 1 ? "" : "s");
 		plot_var_str(v, name, title);
 	}
-	plot_csv_free(&fl);
-}
-
-/* Smallest positive probability in curve.csv, for the bottom of the log axis. */
-static double plot_curve_min(const char *dir)
-{
-	char path[PATH_MAX];
-	struct plot_csv c;
-	double m = NAN;
-
-	snprintf(path, sizeof(path), "%s/curve.csv", dir);
-	if (plot_csv_read(path, &c) < 0)
-		return NAN;
-	for (size_t i = 0; i < c.nrows; i++)
-		for (int k = 1; k <= 3; k++)
-			plot_minpos(&m, plot_csv_num(&c, i, k));
-	plot_csv_free(&c);
-	return m;
 }
 
 /* Base name of a folder path, ignoring trailing slashes. */
@@ -578,85 +294,80 @@ static void plot_basename(const char *dir, char *out, size_t len)
 	snprintf(out, len, "%.*s", (int)(dir + n - s), s);
 }
 
-int plot_run(const char *dir, char *err, size_t errlen)
+/* The -e variables of plot-run.gp. */
+static void plot_run_vars(FILE *v, const char *dir, const struct results *r, const bool *want)
 {
-	char script[PATH_MAX], path[PATH_MAX], name[300];
-	bool want[4];
+	double minpos = want[RESULTS_CURVE] ? r->curve_min : NAN, ttl = r->dedup.ttl_ms;
+	char name[300];
+
+	plot_var_str(v, "dir", dir);
+	if (*r->scenario)
+		snprintf(name, sizeof(name), "%s (seed %" PRIu64 ")", r->scenario, r->seed);
+	else
+		plot_basename(dir, name, sizeof(name));
+	plot_var_str(v, "name", name);
+	plot_var_int(v, "has_ts", want[RESULTS_TIMESERIES]);
+	plot_var_int(v, "has_gaps", want[RESULTS_GAPS]);
+	plot_var_int(v, "has_curve", want[RESULTS_CURVE]);
+	plot_var_int(v, "has_copies", want[RESULTS_COPIES]);
+	if (want[RESULTS_TIMESERIES])
+		plot_run_rules(v, r);
+	if (r->gap_ms.count > 0) {
+		plot_var_num(v, "gap_p50", r->gap_ms.p50);
+		plot_var_num(v, "gap_p99", r->gap_ms.p99);
+	}
+	/* this run's own TTL and miss probability, as a point on the predicted curve */
+	if (want[RESULTS_CURVE] && ttl > 0 && r->miss.trials > 0 && isfinite(r->miss.estimate) &&
+	    isfinite(r->miss.ci_low) && isfinite(r->miss.ci_high)) {
+		plot_var_num(v, "meas_ttl", ttl);
+		plot_var_num(v, "meas_miss", r->miss.estimate);
+		plot_var_num(v, "meas_lo", r->miss.ci_low);
+		plot_var_num(v, "meas_hi", r->miss.ci_high);
+		results_minpos(&minpos, r->miss.estimate);
+		results_minpos(&minpos, r->miss.ci_low);
+		results_minpos(&minpos, r->miss.ci_high);
+	}
+	plot_var_num(v, "miss_floor", plot_floor(minpos));
+}
+
+int plot_draw_run(const char *dir, const struct results *r, char *err, size_t errlen)
+{
+	char script[PATH_MAX];
+	const bool *want = r->has_rows;
 	char *vars = NULL;
 	size_t vlen = 0;
-	json_t *sum;
 	FILE *v;
-	double minpos, ttl, trials;
 	int rc;
 
 	if (plot_prepare(dir, err, errlen) < 0 || plot_script("plot-run.gp", script, sizeof(script), err, errlen) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/summary.json", dir);
-	sum = json_load_file(path, 0, NULL); /* optional: titles and marks only */
-
-	want[0] = plot_csv_rows(dir, "timeseries.csv") > 0;
-	want[1] = plot_csv_rows(dir, "gaps.csv") > 0;
-	want[2] = plot_csv_rows(dir, "curve.csv") > 0;
-	want[3] = plot_csv_rows(dir, "copies.csv") > 0;
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < RESULTS_DATA_COUNT; i++)
 		if (!want[i])
 			plot_remove(dir, plot_run_names[i]);
-	if (!want[0] && !want[1] && !want[2] && !want[3]) {
-		json_decref(sum);
+	if (!want[0] && !want[1] && !want[2] && !want[3])
 		return 0;
-	}
-
 	v = open_memstream(&vars, &vlen);
-	if (!v) {
-		json_decref(sum);
+	if (!v)
 		return log_seterr(err, errlen, "out of memory");
-	}
-	plot_var_str(v, "dir", dir);
-	if (json_is_string(json_object_get(sum, "scenario")))
-		snprintf(name, sizeof(name), "%s (seed %.0f)", json_string_value(json_object_get(sum, "scenario")),
-			 plot_json_num(sum, "seed", NULL));
-	else
-		plot_basename(dir, name, sizeof(name));
-	plot_var_str(v, "name", name);
-	plot_var_int(v, "has_ts", want[0]);
-	plot_var_int(v, "has_gaps", want[1]);
-	plot_var_int(v, "has_curve", want[2]);
-	plot_var_int(v, "has_copies", want[3]);
-	if (want[0])
-		plot_run_rules(v, dir, sum);
-	if (plot_json_num(sum, "gap_ms", "count") > 0) {
-		plot_var_num(v, "gap_p50", plot_json_num(sum, "gap_ms", "p50"));
-		plot_var_num(v, "gap_p99", plot_json_num(sum, "gap_ms", "p99"));
-	}
-	minpos = want[2] ? plot_curve_min(dir) : NAN;
-	ttl = plot_json_num(sum, "dedup", "ttl_ms");
-	if (!(ttl > 0))
-		ttl = plot_scenario_ttl_ms(dir);
-	trials = plot_json_num(sum, "miss_probability", "trials");
-	if (want[2] && ttl > 0 && trials > 0) {
-		double m = plot_json_num(sum, "miss_probability", "estimate");
-		double lo = plot_json_num(sum, "miss_probability", "ci_low");
-		double hi = plot_json_num(sum, "miss_probability", "ci_high");
-
-		if (isfinite(m) && isfinite(lo) && isfinite(hi)) {
-			plot_var_num(v, "meas_ttl", ttl);
-			plot_var_num(v, "meas_miss", m);
-			plot_var_num(v, "meas_lo", lo);
-			plot_var_num(v, "meas_hi", hi);
-			plot_minpos(&minpos, m);
-			plot_minpos(&minpos, lo);
-			plot_minpos(&minpos, hi);
-		}
-	}
-	plot_var_num(v, "miss_floor", plot_floor(minpos));
-	json_decref(sum);
+	plot_run_vars(v, dir, r, want);
 	if (fclose(v) != 0) {
 		free(vars);
 		return log_seterr(err, errlen, "out of memory");
 	}
-	rc = plot_draw(dir, script, vars, plot_run_names, want, 4, err, errlen);
+	rc = plot_draw(dir, script, vars, plot_run_names, want, RESULTS_DATA_COUNT, err, errlen);
 	free(vars);
 	return rc;
+}
+
+int plot_run(const char *dir, char *err, size_t errlen)
+{
+	static struct results r; /* large; one plot at a time */
+	char why[512];
+
+	if (plot_prepare(dir, err, errlen) < 0)
+		return -1;
+	results_load(&r, dir, why, sizeof(why)); /* without summary.json: the data files alone, no titles or marks */
+	return plot_draw_run(dir, &r, err, errlen);
 }
 
 /* ---- sweep folder ---- */
@@ -694,16 +405,17 @@ static int plot_strict_num(const char *s, double *v)
 }
 
 /*
- * How the values of a varied column read: all plain numbers, all percentages
- * ("1%"), numbers and percentages (as fractions), durations ("10ms", and a
- * bare 0) in ms, or else categories. Fills x[] for the numeric kinds.
+ * How the values of the first varied key read: all plain numbers, all
+ * percentages ("1%"), numbers and percentages (as fractions), durations
+ * ("10ms", and a bare 0) in ms, or else categories. Fills x[] for the
+ * numeric kinds.
  */
-static enum plot_xkind plot_sweep_xkind(const struct plot_csv *t, int col, const size_t *rows, size_t n, double *x)
+static enum plot_xkind plot_sweep_xkind(const struct sweep *t, const size_t *rows, size_t n, double *x)
 {
 	size_t plain = 0, pct = 0, dur = 0, zero = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const char *s = plot_csv_cell(t, rows[i], col);
+		const char *s = t->rows[rows[i]].values[0];
 		size_t len = strlen(s);
 		double v;
 		uint64_t ns;
@@ -728,7 +440,7 @@ static enum plot_xkind plot_sweep_xkind(const struct plot_csv *t, int col, const
 	if (dur > 0 && pct > 0)
 		return PLOT_X_CAT;
 	for (size_t i = 0; i < n; i++) {
-		const char *s = plot_csv_cell(t, rows[i], col);
+		const char *s = t->rows[rows[i]].values[0];
 		uint64_t ns = 0;
 		char num[64];
 
@@ -751,194 +463,225 @@ static enum plot_xkind plot_sweep_xkind(const struct plot_csv *t, int col, const
 	return PLOT_X_NUM;
 }
 
-/* Writes plots/sweep.dat and the variables of plot-sweep.gp; 0, or -1 with err. */
-static int plot_sweep_data(const char *dir, const struct plot_csv *t, FILE *v, bool *has_miss, char *err,
-			   size_t errlen)
+/* The points of a sweep plot: one per run with committed messages, grouped by the other varied keys. */
+struct plot_points {
+	struct plot_sweep_row *r;
+	size_t *rows, n;
+	double *x;
+	const char **cats;
+	size_t ncats;
+	char **gtitles;
+	size_t ngroups;
+	enum plot_xkind kind;
+	double minpos, xmin, xmax;
+	bool has_miss;
+};
+
+static void plot_points_release(struct plot_points *p)
 {
-	int c_committed = plot_csv_col(t, "committed"), c_dup = plot_csv_col(t, "duplicate_deliveries");
-	int c_rate = plot_csv_col(t, "duplicate_rate"), c_pred = plot_csv_col(t, "predicted_duplicate_rate");
-	int c_miss = plot_csv_col(t, "miss_probability"), c_lo = plot_csv_col(t, "miss_ci_low");
-	int c_hi = plot_csv_col(t, "miss_ci_high"), c_dlo = plot_csv_col(t, "duplicate_rate_low");
-	int c_dhi = plot_csv_col(t, "duplicate_rate_high");
-	int nvaried = c_committed - 1;
-	struct plot_sweep_row *r = NULL;
-	size_t *rows = NULL, n = 0, ngroups = 0, ncats = 0;
-	double *x = NULL, minpos = NAN, xmin = INFINITY, xmax = -INFINITY;
-	const char **cats = NULL;
-	char **gtitles = NULL, path[PATH_MAX], xlabel[300];
-	enum plot_xkind kind = PLOT_X_CAT;
-	FILE *f = NULL;
-	int rc = -1;
+	for (size_t g = 0; p->gtitles && g < p->ngroups; g++)
+		free(p->gtitles[g]);
+	free(p->gtitles);
+	free(p->cats);
+	free(p->x);
+	free(p->r);
+	free(p->rows);
+}
 
-	if (c_committed < 1 || c_dup < 0 || c_rate < 0 || c_pred < 0 || c_miss < 0 || c_lo < 0 || c_hi < 0 ||
-	    plot_csv_col(t, "run") != 0)
-		return log_seterr(err, errlen,
-				"%s/sweep.csv lacks the columns run, committed, duplicate_deliveries, duplicate_rate, "
-				"predicted_duplicate_rate, miss_probability, miss_ci_low, miss_ci_high",
-				dir);
-	rows = calloc(t->nrows + 1, sizeof(*rows));
-	r = calloc(t->nrows + 1, sizeof(*r));
-	x = calloc(t->nrows + 1, sizeof(*x));
-	gtitles = calloc(t->nrows + 1, sizeof(*gtitles));
-	cats = calloc(t->nrows + 1, sizeof(*cats));
-	if (!rows || !r || !x || !gtitles || !cats) {
-		log_seterr(err, errlen, "out of memory");
-		goto out;
-	}
-	/* runs that failed have no numbers and are left out */
-	for (size_t i = 0; i < t->nrows; i++)
-		if (plot_csv_num(t, i, c_committed) > 0)
-			rows[n++] = i;
-	if (n == 0) {
-		log_seterr(err, errlen, "%s/sweep.csv has no run with committed messages to plot", dir);
-		goto out;
-	}
-	if (nvaried > 0)
-		kind = plot_sweep_xkind(t, 1, rows, n, x);
-	for (size_t i = 0; i < n; i++) {
-		struct plot_sweep_row *w = &r[i];
-		const char *label = nvaried > 0 ? plot_csv_cell(t, rows[i], 1) : plot_csv_cell(t, rows[i], 0);
-		double committed = plot_csv_num(t, rows[i], c_committed), d = plot_csv_num(t, rows[i], c_dup);
-		char *key = NULL;
-		size_t klen = 0, g, k;
-		FILE *kf;
+/* The group of a row: the other varied keys with their values ("" with one key); its index, or -1. */
+static int plot_point_group(struct plot_points *p, const struct sweep *t, const struct sweep_row *row)
+{
+	char *key = NULL;
+	size_t klen = 0, g;
+	FILE *kf = open_memstream(&key, &klen);
 
-		w->order = i;
-		w->label = label;
-		if (kind == PLOT_X_CAT) {
-			for (k = 0; k < ncats && strcmp(cats[k], label) != 0; k++)
-				;
-			if (k == ncats)
-				cats[ncats++] = label;
-			w->x = (double)k;
-		} else {
-			w->x = x[i];
-			xmin = fmin(xmin, w->x);
-			xmax = fmax(xmax, w->x);
-		}
-		/* the other varied keys name the group (one line per combination) */
-		kf = open_memstream(&key, &klen);
-		if (!kf) {
-			log_seterr(err, errlen, "out of memory");
-			goto out;
-		}
-		for (int c = 2; c <= nvaried; c++)
-			fprintf(kf, "%s%s=%s", c > 2 ? ", " : "", t->head[c], plot_csv_cell(t, rows[i], c));
-		fclose(kf);
-		for (g = 0; g < ngroups && strcmp(gtitles[g], key) != 0; g++)
+	if (!kf)
+		return -1;
+	for (size_t c = 1; c < t->nvaried; c++)
+		fprintf(kf, "%s%s=%s", c > 1 ? ", " : "", t->keys[c], row->values[c]);
+	if (fclose(kf) != 0) {
+		free(key);
+		return -1;
+	}
+	for (g = 0; g < p->ngroups && strcmp(p->gtitles[g], key) != 0; g++)
+		;
+	if (g == p->ngroups)
+		p->gtitles[p->ngroups++] = key;
+	else
+		free(key);
+	return (int)g;
+}
+
+/* Fills point i from its row: x, group, the rate with its band, the prediction, the miss probability. */
+static int plot_point(struct plot_points *p, const struct sweep *t, size_t i)
+{
+	const struct sweep_row *row = &t->rows[p->rows[i]];
+	struct plot_sweep_row *w = &p->r[i];
+	double committed = row->v[SWEEP_COMMITTED], d = row->v[SWEEP_DUPLICATE_DELIVERIES];
+	int g;
+	size_t k;
+
+	w->order = i;
+	w->label = t->nvaried > 0 ? row->values[0] : row->name;
+	if (p->kind == PLOT_X_CAT) {
+		for (k = 0; k < p->ncats && strcmp(p->cats[k], w->label) != 0; k++)
 			;
-		if (g == ngroups)
-			gtitles[ngroups++] = key;
-		else
-			free(key);
-		w->group = g;
-		w->dup = plot_csv_num(t, rows[i], c_rate);
-		if (!isfinite(w->dup) && isfinite(d))
-			w->dup = d / committed;
-		/* the run's own 95 % band over its fault events (none with fewer than 20) */
-		w->dup_lo = c_dlo >= 0 ? plot_csv_num(t, rows[i], c_dlo) : NAN;
-		w->dup_hi = c_dhi >= 0 ? plot_csv_num(t, rows[i], c_dhi) : NAN;
-		w->pred = plot_csv_num(t, rows[i], c_pred);
-		w->miss = w->miss_lo = w->miss_hi = NAN;
-		if (isfinite(d) && d > 0) {
-			w->miss = plot_csv_num(t, rows[i], c_miss);
-			w->miss_lo = plot_csv_num(t, rows[i], c_lo);
-			w->miss_hi = plot_csv_num(t, rows[i], c_hi);
-		}
-		if (isfinite(w->miss_hi)) {
-			*has_miss = true;
-			plot_minpos(&minpos, w->miss);
-			plot_minpos(&minpos, w->miss_lo);
-			plot_minpos(&minpos, w->miss_hi);
-		}
+		if (k == p->ncats)
+			p->cats[p->ncats++] = w->label;
+		w->x = (double)k;
+	} else {
+		w->x = p->x[i];
+		p->xmin = fmin(p->xmin, w->x);
+		p->xmax = fmax(p->xmax, w->x);
 	}
-	qsort(r, n, sizeof(*r), plot_sweep_cmp);
+	g = plot_point_group(p, t, row);
+	if (g < 0)
+		return -1;
+	w->group = (size_t)g;
+	w->dup = row->v[SWEEP_DUPLICATE_RATE];
+	if (!isfinite(w->dup) && isfinite(d))
+		w->dup = d / committed;
+	/* the run's own 95 % band over its fault events (none with fewer than 20) */
+	w->dup_lo = row->v[SWEEP_DUPLICATE_RATE_LOW];
+	w->dup_hi = row->v[SWEEP_DUPLICATE_RATE_HIGH];
+	w->pred = row->v[SWEEP_PREDICTED_DUPLICATE_RATE];
+	w->miss = w->miss_lo = w->miss_hi = NAN;
+	if (isfinite(d) && d > 0) {
+		w->miss = row->v[SWEEP_MISS_PROBABILITY];
+		w->miss_lo = row->v[SWEEP_MISS_CI_LOW];
+		w->miss_hi = row->v[SWEEP_MISS_CI_HIGH];
+	}
+	if (isfinite(w->miss_hi)) {
+		p->has_miss = true;
+		results_minpos(&p->minpos, w->miss);
+		results_minpos(&p->minpos, w->miss_lo);
+		results_minpos(&p->minpos, w->miss_hi);
+	}
+	return 0;
+}
+
+/* The points of every run with committed messages (failed runs have no numbers), sorted. 0 or -1 with err. */
+static int plot_points_make(struct plot_points *p, const char *dir, const struct sweep *t, char *err, size_t errlen)
+{
+	memset(p, 0, sizeof(*p));
+	p->minpos = NAN;
+	p->xmin = INFINITY;
+	p->xmax = -INFINITY;
+	p->kind = PLOT_X_CAT;
+	p->rows = calloc(t->nrows + 1, sizeof(*p->rows));
+	p->r = calloc(t->nrows + 1, sizeof(*p->r));
+	p->x = calloc(t->nrows + 1, sizeof(*p->x));
+	p->gtitles = calloc(t->nrows + 1, sizeof(*p->gtitles));
+	p->cats = calloc(t->nrows + 1, sizeof(*p->cats));
+	if (!p->rows || !p->r || !p->x || !p->gtitles || !p->cats)
+		return log_seterr(err, errlen, "out of memory");
+	for (size_t i = 0; i < t->nrows; i++)
+		if (t->rows[i].v[SWEEP_COMMITTED] > 0)
+			p->rows[p->n++] = i;
+	if (p->n == 0)
+		return log_seterr(err, errlen, "%s/sweep.csv has no run with committed messages to plot", dir);
+	if (t->nvaried > 0)
+		p->kind = plot_sweep_xkind(t, p->rows, p->n, p->x);
+	for (size_t i = 0; i < p->n; i++)
+		if (plot_point(p, t, i) < 0)
+			return log_seterr(err, errlen, "out of memory");
+	qsort(p->r, p->n, sizeof(*p->r), plot_sweep_cmp);
+	return 0;
+}
+
+/* plots/sweep.dat: a block per group, a line per point. 0 or -1 with err. */
+static int plot_points_write(const struct plot_points *p, const char *dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/plots/sweep.dat", dir);
 	f = fopen(path, "w");
-	if (!f) {
-		log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
-		goto out;
-	}
+	if (!f)
+		return log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
 	fprintf(f, "# written by dupsim plot from sweep.csv for tools/plot-sweep.gp\n"
 		   "# x label dup_rate dup_low dup_high predicted miss miss_low miss_high\n");
-	for (size_t i = 0; i < n; i++) {
-		const struct plot_sweep_row *w = &r[i];
+	for (size_t i = 0; i < p->n; i++) {
+		const struct plot_sweep_row *w = &p->r[i];
 
-		if (i == 0 || w->group != r[i - 1].group)
-			fprintf(f, "%s# group %zu: %s\n", i ? "\n\n" : "", w->group + 1, gtitles[w->group]);
+		if (i == 0 || w->group != p->r[i - 1].group)
+			fprintf(f, "%s# group %zu: %s\n", i ? "\n\n" : "", w->group + 1, p->gtitles[w->group]);
 		fprintf(f, "%.10g \"", w->x);
-		for (const char *p = w->label; *p; p++)
-			fputc(*p == '"' ? '\'' : *p, f);
+		for (const char *c = w->label; *c; c++)
+			fputc(*c == '"' ? '\'' : *c, f);
 		fprintf(f, "\" %.10g %.10g %.10g %.10g %.10g %.10g %.10g\n", w->dup, w->dup_lo, w->dup_hi, w->pred,
 			w->miss, w->miss_lo, w->miss_hi);
 	}
-	if (fclose(f) != 0) {
-		f = NULL;
-		log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
-		goto out;
-	}
-	f = NULL;
+	if (fclose(f) != 0)
+		return log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
+	return 0;
+}
 
-	snprintf(xlabel, sizeof(xlabel), "%s%s", nvaried > 0 ? t->head[1] : "run (in sweep order)",
-		 kind == PLOT_X_MS ? " (ms)" : kind == PLOT_X_PCT ? " (%)" : "");
+/* The variables of plot-sweep.gp. */
+static void plot_points_vars(FILE *v, const struct plot_points *p, const struct sweep *t)
+{
+	char xlabel[300];
+
+	snprintf(xlabel, sizeof(xlabel), "%s%s", t->nvaried > 0 ? t->keys[0] : "run (in sweep order)",
+		 p->kind == PLOT_X_MS ? " (ms)" : p->kind == PLOT_X_PCT ? " (%)" : "");
 	plot_var_str(v, "xlabel", xlabel);
-	plot_var_int(v, "xcat", kind == PLOT_X_CAT);
-	plot_var_int(v, "xlog", kind != PLOT_X_CAT && xmin > 0 && xmax / xmin >= 20);
-	plot_var_int(v, "ngroups", (long)ngroups);
-	for (size_t g = 0; g < ngroups; g++) {
+	plot_var_int(v, "xcat", p->kind == PLOT_X_CAT);
+	plot_var_int(v, "xlog", p->kind != PLOT_X_CAT && p->xmin > 0 && p->xmax / p->xmin >= 20);
+	plot_var_int(v, "ngroups", (long)p->ngroups);
+	for (size_t g = 0; g < p->ngroups; g++) {
 		char name[32];
 
 		snprintf(name, sizeof(name), "gtitle%zu", g + 1);
-		plot_var_str(v, name, gtitles[g]);
+		plot_var_str(v, name, p->gtitles[g]);
 	}
-	plot_var_int(v, "has_miss", *has_miss);
-	plot_var_num(v, "miss_floor", plot_floor(minpos));
-	rc = 0;
-out:
-	if (f)
-		fclose(f);
-	if (gtitles)
-		for (size_t g = 0; g < ngroups; g++)
-			free(gtitles[g]);
-	free(gtitles);
-	free(cats);
-	free(x);
-	free(r);
-	free(rows);
+	plot_var_int(v, "has_miss", p->has_miss);
+	plot_var_num(v, "miss_floor", plot_floor(p->minpos));
+}
+
+/* Writes plots/sweep.dat and the variables of plot-sweep.gp; 0, or -1 with err. */
+static int plot_sweep_data(const char *dir, const struct sweep *t, FILE *v, bool *has_miss, char *err, size_t errlen)
+{
+	static const int need[] = { SWEEP_DUPLICATE_DELIVERIES, SWEEP_DUPLICATE_RATE, SWEEP_PREDICTED_DUPLICATE_RATE,
+				    SWEEP_MISS_PROBABILITY, SWEEP_MISS_CI_LOW, SWEEP_MISS_CI_HIGH };
+	struct plot_points p;
+	int rc;
+
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!t->has[need[i]])
+			return log_seterr(err, errlen,
+					  "%s/sweep.csv lacks the columns run, committed, duplicate_deliveries, "
+					  "duplicate_rate, predicted_duplicate_rate, miss_probability, miss_ci_low, "
+					  "miss_ci_high",
+					  dir);
+	rc = plot_points_make(&p, dir, t, err, errlen);
+	if (rc == 0)
+		rc = plot_points_write(&p, dir, err, errlen);
+	if (rc == 0) {
+		plot_points_vars(v, &p, t);
+		*has_miss = p.has_miss;
+	}
+	plot_points_release(&p);
 	return rc;
 }
 
-int plot_sweep(const char *dir, char *err, size_t errlen)
+int plot_draw_sweep(const char *dir, const struct sweep *t, char *err, size_t errlen)
 {
-	char script[PATH_MAX], path[PATH_MAX], name[300];
-	struct plot_csv t;
+	char script[PATH_MAX], name[300];
 	bool want[2] = { true, false };
 	char *vars = NULL;
 	size_t vlen = 0;
 	FILE *v;
 	int rc;
 
-	if (plot_prepare(dir, err, errlen) < 0)
+	if (plot_prepare(dir, err, errlen) < 0 || plot_script("plot-sweep.gp", script, sizeof(script), err, errlen) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/sweep.csv", dir);
-	if (plot_csv_read(path, &t) < 0)
-		return log_seterr(err, errlen, "cannot read %s: %s", path,
-				errno == EINVAL ? "it has no header line" : strerror(errno));
-	if (plot_script("plot-sweep.gp", script, sizeof(script), err, errlen) < 0) {
-		plot_csv_free(&t);
-		return -1;
-	}
 	v = open_memstream(&vars, &vlen);
-	if (!v) {
-		plot_csv_free(&t);
+	if (!v)
 		return log_seterr(err, errlen, "out of memory");
-	}
 	plot_var_str(v, "dir", dir);
 	plot_basename(dir, name, sizeof(name));
 	plot_var_str(v, "name", name);
-	rc = plot_sweep_data(dir, &t, v, &want[1], err, errlen);
-	plot_csv_free(&t);
+	rc = plot_sweep_data(dir, t, v, &want[1], err, errlen);
 	if (fclose(v) != 0 && rc == 0)
 		rc = log_seterr(err, errlen, "out of memory");
 	if (rc == 0) {
@@ -953,74 +696,14 @@ int plot_sweep(const char *dir, char *err, size_t errlen)
 	return rc;
 }
 
-/* ---- dupsim plot ---- */
-
-static void plot_usage(FILE *f)
+int plot_sweep(const char *dir, char *err, size_t errlen)
 {
-	fprintf(f, "usage: dupsim plot DIR\n"
-		   "\n"
-		   "Draws the plots of a results folder with gnuplot into DIR/plots/ (PNG and SVG)\n"
-		   "and writes DIR/report.md beside them:\n"
-		   "  a run folder (summary.json): timeseries, gaps-cdf, miss-vs-ttl, copies\n"
-		   "  a sweep folder (sweep.csv):  sweep-duprate, sweep-miss\n"
-		   "The scripts are tools/plot-run.gp and tools/plot-sweep.gp (found beside the\n"
-		   "dupsim binary, or in $DUPSIM_TOOLS).\n"
-		   "\n"
-		   "Exit codes: 0 done, 1 could not plot or write, 2 bad command line or DIR is\n"
-		   "not a results folder.\n");
-}
+	struct sweep t;
+	int rc;
 
-int plot_cli(int argc, char **argv)
-{
-	static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-	char path[PATH_MAX + 32], err[1024], rerr[1024], dirbuf[PATH_MAX];
-	const char *dir;
-	struct stat st;
-	bool sweep;
-	int opt, prc, rrc;
-
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (opt == 'h') {
-			plot_usage(stdout);
-			return 0;
-		}
-		log_line("plot: unknown option '%s'; see dupsim plot --help", argv[optind - 1]);
-		return 2;
-	}
-	if (optind != argc - 1) {
-		log_line("plot: expected one results folder DIR (e.g. results/latest); see dupsim plot --help");
-		return 2;
-	}
-	snprintf(dirbuf, sizeof(dirbuf), "%s", argv[optind]);
-	for (size_t n = strlen(dirbuf); n > 1 && dirbuf[n - 1] == '/'; n--)
-		dirbuf[n - 1] = '\0';
-	dir = dirbuf;
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		log_line("plot: %s: %s", dir, stat(dir, &st) < 0 ? strerror(errno) : "not a folder");
-		return 2;
-	}
-	snprintf(path, sizeof(path), "%s/summary.json", dir);
-	if (access(path, R_OK) == 0) {
-		sweep = false;
-	} else {
-		snprintf(path, sizeof(path), "%s/sweep.csv", dir);
-		if (access(path, R_OK) != 0) {
-			log_line("plot: %s is neither a run folder (summary.json) nor a sweep folder (sweep.csv)", dir);
-			return 2;
-		}
-		sweep = true;
-	}
-	prc = sweep ? plot_sweep(dir, err, sizeof(err)) : plot_run(dir, err, sizeof(err));
-	/* the report is worth having without its plots */
-	rrc = sweep ? report_write_sweep(dir, rerr, sizeof(rerr)) : report_write(dir, rerr, sizeof(rerr));
-	if (prc < 0)
-		log_line("plot: %s", err);
-	if (rrc < 0)
-		log_line("plot: report: %s", rerr);
-	if (prc < 0 || rrc < 0)
-		return 1;
-	printf("dupsim plot: %s/plots/, %s/report.md\n", dir, dir);
-	return 0;
+	if (plot_prepare(dir, err, errlen) < 0 || sweep_load(&t, dir, err, errlen) < 0)
+		return -1;
+	rc = plot_draw_sweep(dir, &t, err, errlen);
+	sweep_release(&t);
+	return rc;
 }

@@ -1,0 +1,114 @@
+/* console.c — the summary `dupsim run` prints when it is done, rendered from struct results. */
+#include "results/console.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+
+static const char *console_pct(char *buf, size_t len, double v)
+{
+	snprintf(buf, len, "%.4g%%", v * 100);
+	return buf;
+}
+
+/* The headline claim, phrased in events. */
+static void console_miss(FILE *f, const struct results *r)
+{
+	bool has_interval = isfinite(r->miss.ci_low) && isfinite(r->miss.ci_high);
+
+	if (!(r->miss.trials > 0)) {
+		fprintf(f, "  %-28s %18s   no duplicate delivery: nothing to miss\n", "miss probability", "-");
+		return;
+	}
+	if (!has_interval)
+		fprintf(f, "  %-28s %18.4g   no interval: %s (%.0f)\n", "miss probability", r->miss.estimate, r->miss.reason,
+			r->miss.events);
+	else if (!(r->miss.misses > 0))
+		fprintf(f, "  %-28s %18.4g   0 misses in %.0f duplicate deliveries from %.0f fault events: below %.3g at 95%%\n",
+			"miss probability", r->miss.estimate, r->miss.trials, r->miss.events, r->miss.ci_high);
+	else
+		fprintf(f, "  %-28s %18.4g   95%% [%.3g, %.3g] over %.0f fault events (%s, design effect %.3g)\n",
+			"miss probability", r->miss.estimate, r->miss.ci_low, r->miss.ci_high, r->miss.events, r->miss.method,
+			r->miss.design_effect);
+	fprintf(f, "  %-28s %18s   [%.3g, %.3g] %s, if duplicates were independent (they are not)\n", "", "",
+		r->miss.independent_low, r->miss.independent_high, r->miss.independent_method);
+}
+
+/* Committed to duplicates processed, measured beside predicted, with the rate's band. */
+static void console_counts(FILE *f, const struct results *r, bool predicted)
+{
+	double committed = r->committed;
+	double rate = committed > 0 ? r->duplicate_deliveries / committed : 0;
+	double excess = committed > 0 ? r->excess_copies / committed : 0, pred = r->predicted.duplicate_rate;
+	char a[64], b[64];
+
+	fprintf(f, "  %-28s %18s %18s\n", "", "measured", "predicted");
+	fprintf(f, "  %-28s %18.0f\n", "committed messages", committed);
+	fprintf(f, "  %-28s %18.0f\n", "publish attempts", r->publish_attempts);
+	fprintf(f, "  %-28s %11.0f %6s %18s\n", "excess copies (per msg)", r->excess_copies,
+		console_pct(a, sizeof(a), excess),
+		predicted ? console_pct(b, sizeof(b), r->predicted.excess_copies_per_message) : "-");
+	fprintf(f, "  %-28s %18.0f\n", "deliveries", r->deliveries);
+	fprintf(f, "  %-28s %18.0f\n", "duplicate deliveries", r->duplicate_deliveries);
+	fprintf(f, "  %-28s %18s %18s\n", "duplicate rate", console_pct(a, sizeof(a), rate),
+		predicted ? console_pct(b, sizeof(b), pred) : "-");
+	if (isfinite(r->duplicate_rate_low) && committed > 0)
+		fprintf(f, "  %-28s %18s   95%% band %.4g%% - %.4g%% over %.0f fault events%s\n", "", "",
+			r->duplicate_rate_low * 100, r->duplicate_rate_high * 100, r->fault_events,
+			!predicted ? ""
+			: pred >= r->duplicate_rate_low && pred <= r->duplicate_rate_high ? ": the prediction is inside"
+											     : ": the prediction is OUTSIDE");
+	fprintf(f, "  %-28s %18.0f\n", "duplicates processed", r->duplicates_processed);
+	fprintf(f, "  %-28s %18.0f\n", "fault events (with dups)", r->fault_events);
+}
+
+/* Throughput, latency, the gaps, the rules, the crashes, the invariants. */
+static void console_run(FILE *f, const struct results *r)
+{
+	fprintf(f, "  %-28s %18.0f msg/s published, %.0f processed\n", "throughput", r->throughput.published_per_s,
+		r->throughput.processed_per_s);
+	fprintf(f, "  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "latency publish->processed", r->latency_ms.p50,
+		r->latency_ms.p99, r->latency_ms.max);
+	if (r->gap_ms.count > 0)
+		fprintf(f, "  %-28s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", "duplicate gap", r->gap_ms.p50, r->gap_ms.p99,
+			r->gap_ms.max);
+	for (size_t i = 0; i < r->faults.rule_count; i++)
+		if (r->faults.rules[i].in_summary)
+			fprintf(f, "  fault '%s': fired %.0f of %.0f\n", r->faults.rules[i].text, r->faults.rules[i].fired,
+				r->faults.rules[i].matched);
+	if (r->faults.broker_crashes > 0)
+		fprintf(f, "  broker crashes (kill -9)     %18.0f\n", r->faults.broker_crashes);
+	if (r->faults.consumer_crashes > 0)
+		fprintf(f, "  consumer crashes             %18.0f\n", r->faults.consumer_crashes);
+	if (r->invariants.violations > 0)
+		fprintf(f, "  INVARIANTS VIOLATED (%.0f): %s\n", r->invariants.violations, r->invariants.detail);
+	else
+		fprintf(f, "  ledger invariants hold\n");
+}
+
+void console_print(FILE *f, const struct results *r, const char *out_dir, const char *notes)
+{
+	bool predicted = isfinite(r->predicted.duplicate_rate);
+
+	fprintf(f, "\ndupsim run '%s' (seed %" PRIu64 "): %s in %.1f s -> %s\n", r->scenario, r->seed, r->status,
+		r->throughput.duration_s, out_dir);
+	console_counts(f, r, predicted);
+	console_miss(f, r);
+	for (int c = 0; c < LEDGER_CAUSES; c++)
+		if (r->misses_by_cause[c] > 0)
+			fprintf(f, "  %-28s %18.0f\n", ledger_cause_name(c), r->misses_by_cause[c]);
+	fprintf(f, "  %-28s %18.0f\n", "lost", r->lost);
+	fprintf(f, "  %-28s %18.0f\n", "wrongly suppressed", r->wrongly_suppressed);
+	console_run(f, r);
+	fputs(notes, f);
+	if (isfinite(r->faults.duplicates_per_lost_ack))
+		fprintf(f, "  %-28s %18.2f %18.2f\n", "duplicates per lost ack", r->faults.duplicates_per_lost_ack,
+			r->predicted.duplicates_per_lost_ack);
+	if (isfinite(r->predicted.ahead))
+		fprintf(f, "  measured for the model: %.2f deliveries ahead of an ack (mean of %.0f acks)\n",
+			r->predicted.ahead, r->predicted.acks_sampled);
+	if (!predicted)
+		fprintf(f, "  no prediction: %s\n", r->predicted.why_not);
+	fprintf(f, "  the model and its assumptions: sim/model.c\n");
+	fflush(f);
+}
