@@ -475,6 +475,7 @@ struct run_report {
 	uint64_t queue_copies;	       /* publish-only: copies found in the queue */
 	struct model_in model_in;
 	struct model_out model;
+	struct model_out model_given; /* the same model at the loss fractions the proxy applied */
 	struct proxy_stats px;
 	size_t violations;
 	char violation_text[1024];
@@ -606,6 +607,14 @@ static void run_model(const struct run *r, struct run_report *rep)
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
 	model_predict(mi, &rep->model);
+	{
+		struct model_in given;
+
+		if (model_in_realized(&given, mi, r->rules, r->rule_count, rep->px.rule_matched, rep->px.rule_fired) == 0)
+			model_predict(&given, &rep->model_given);
+		else
+			rep->model_given = (struct model_out){ .duplicate_rate = NAN };
+	}
 }
 
 /* Measured: the mean duplicates of the fault events a dropped consumer ack made; NAN: none. */
@@ -698,6 +707,7 @@ static void run_fill_predicted(struct results *res, const struct run_report *rep
 	bool p = rep->model.predicted;
 
 	res->predicted.duplicate_rate = p ? rep->model.duplicate_rate : NAN;
+	res->predicted.duplicate_rate_given_faults = rep->model_given.predicted ? rep->model_given.duplicate_rate : NAN;
 	res->predicted.excess_copies_per_message = p ? rep->model.excess_copies_per_msg : NAN;
 	res->predicted.excess_copies = p ? rep->model.excess_copies_per_msg * (double)rep->t.committed : NAN;
 	res->predicted.duplicates_per_lost_ack = p && rep->model_in.ack_dropped > 0 ? rep->model.dups_per_lost_ack : NAN;

@@ -34,6 +34,18 @@ static void console_miss(FILE *f, const struct results *r)
 		r->miss.independent_low, r->miss.independent_high, r->miss.independent_method);
 }
 
+/* Where the prediction lies against the band, from the loss rates and given the faults applied. */
+static const char *console_verdict(const struct results *r, double pred)
+{
+	double lo = r->duplicate_rate_low, hi = r->duplicate_rate_high, g = r->predicted.duplicate_rate_given_faults;
+
+	if (pred >= lo && pred <= hi)
+		return ": the prediction is inside";
+	if (g >= lo && g <= hi)
+		return ": the prediction is outside, inside given the faults applied";
+	return ": the prediction is OUTSIDE";
+}
+
 /* Committed to duplicates processed, measured beside predicted, with the rate's band. */
 static void console_counts(FILE *f, const struct results *r, bool predicted)
 {
@@ -55,9 +67,10 @@ static void console_counts(FILE *f, const struct results *r, bool predicted)
 	if (isfinite(r->duplicate_rate_low) && committed > 0)
 		fprintf(f, "  %-28s %18s   95%% band %.4g%% - %.4g%% over %.0f fault events%s\n", "", "",
 			r->duplicate_rate_low * 100, r->duplicate_rate_high * 100, r->fault_events,
-			!predicted ? ""
-			: pred >= r->duplicate_rate_low && pred <= r->duplicate_rate_high ? ": the prediction is inside"
-											     : ": the prediction is OUTSIDE");
+			!predicted ? "" : console_verdict(r, pred));
+	if (predicted && isfinite(r->predicted.duplicate_rate_given_faults))
+		fprintf(f, "  %-28s %18s %18s\n", "  given the faults applied", "",
+			console_pct(b, sizeof(b), r->predicted.duplicate_rate_given_faults));
 	fprintf(f, "  %-28s %18.0f\n", "duplicates processed", r->duplicates_processed);
 	fprintf(f, "  %-28s %18.0f\n", "fault events (with dups)", r->fault_events);
 }

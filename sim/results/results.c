@@ -32,7 +32,7 @@ void results_init(struct results *r)
 	r->miss.independent_low = r->miss.independent_high = NAN;
 	RESULTS_NAN(r->misses_by_cause);
 	results_nan(&r->predicted.duplicate_rate, 4);
-	results_nan(&r->predicted.ahead, 3);
+	results_nan(&r->predicted.ahead, 4);
 	results_nan(&r->faults.frames_dropped, 6);
 	results_nan(&r->faults.commit_ok_dropped, 4);
 	RESULTS_NAN(r->throughput);
@@ -100,8 +100,9 @@ static json_t *results_json_miss(const struct results *r)
 
 static json_t *results_json_predicted(const struct results *r)
 {
-	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s, s:{s:o, s:o, s:o}}", "duplicate_rate",
-			 results_real(r->predicted.duplicate_rate), "excess_copies_per_message",
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:{s:o, s:o, s:o}}", "duplicate_rate",
+			 results_real(r->predicted.duplicate_rate), "duplicate_rate_given_faults",
+			 results_real(r->predicted.duplicate_rate_given_faults), "excess_copies_per_message",
 			 results_real(r->predicted.excess_copies_per_message), "excess_copies",
 			 results_real(r->predicted.excess_copies), "duplicates_per_lost_ack",
 			 results_real(r->predicted.duplicates_per_lost_ack), "why_not", r->predicted.why_not, "assumes",
@@ -254,6 +255,7 @@ static void results_load_predicted(struct results *r, json_t *p)
 	r->predicted.ahead = results_num(mi, "deliveries_ahead_of_an_ack");
 	r->predicted.acks_sampled = results_num(mi, "acks_sampled");
 	r->predicted.confirms_per_publish = results_num(mi, "confirms_per_publish");
+	r->predicted.duplicate_rate_given_faults = results_num(p, "duplicate_rate_given_faults");
 }
 
 static void results_load_faults(struct results *r, json_t *f)

@@ -56,6 +56,7 @@ struct results {
 		char why_not[256];
 		char assumes[1024];
 		double ahead, acks_sampled, confirms_per_publish; /* measured_inputs */
+		double duplicate_rate_given_faults; /* the model at the fraction of frames each rule hit */
 	} predicted;
 	struct {
 		double frames_dropped, connections_cut, proxy_connections, reconnects, consumer_crashes, broker_crashes;
