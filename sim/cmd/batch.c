@@ -392,7 +392,7 @@ int batch_sweep_cli(int argc, char **argv)
 		batch_release(&w.b);
 		return w.b.sc.path[0] ? 1 : 2;
 	}
-	cli_catch_signals(false);
+	cli_catch_signals(false, NULL);
 	for (size_t k = 0; k < w.nvary; k++)
 		keys[k] = w.vary[k].key;
 	sweep_init(&w.s, keys, w.nvary);
@@ -772,7 +772,7 @@ int batch_validate_cli(int argc, char **argv)
 	}
 	evidence_plan_init(&v.plan, (unsigned)v.max_runs, v.confidence);
 	validate_print_plan(&v.plan, v.target);
-	cli_catch_signals(false);
+	cli_catch_signals(false, NULL);
 	start = clock_now_ns();
 	while (!cli_signals && v.runs < v.plan.max_runs && validate_step(&v)) {
 		if (clock_now_ns() - start > v.max_ns) {
@@ -983,7 +983,7 @@ int batch_coverage_cli(int argc, char **argv)
 		batch_release(&c.b);
 		return 4;
 	}
-	cli_catch_signals(false);
+	cli_catch_signals(false, NULL);
 	code = coverage_collect(&c);
 	if (code == 0)
 		code = cli_signals || c.done < 2 ? 130 : coverage_report(&c);

@@ -6,7 +6,7 @@
 #include "cmd/batch.h"
 #include "cmd/broker.h"
 #include "cmd/plot.h"
-#include "proxy/proxy.h"
+#include "cmd/proxy.h"
 #include "cmd/run.h"
 
 #define DUPSIM_VERSION "0.1.0"
@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "plot") == 0)
 		return plot_cli(argc - 1, argv + 1);
 	if (strcmp(cmd, "proxy") == 0)
-		return proxy_cli(argc - 1, argv + 1);
+		return proxy_cmd(argc - 1, argv + 1);
 	if (strcmp(cmd, "broker") == 0)
 		return broker_cli(argc - 1, argv + 1);
 	fprintf(stderr, "dupsim: unknown command '%s'; commands: run, sweep, validate, coverage, plot, proxy, broker, help, version\n", cmd);

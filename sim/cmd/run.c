@@ -1254,7 +1254,7 @@ int run_cli(int argc, char **argv)
 		goto out;
 	}
 	r.progress = !r.quiet && isatty(STDERR_FILENO);
-	cli_catch_signals(true);
+	cli_catch_signals(true, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGXFSZ, SIG_IGN); /* a file size limit: writes fail with EFBIG, reported, instead of a kill */
 	if (run_setup(&r) < 0) {

@@ -1,9 +1,7 @@
 /* proxy.c — the AMQP fault proxy: the relay's judge (rules, content, counters) and `dupsim proxy`. */
 #include "proxy/proxy.h"
 
-#include <getopt.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +10,6 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "core/parse.h"
 #include "proxy/relay.h"
 #include "wire/frame.h"
 
@@ -496,167 +493,4 @@ void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, si
 	for (size_t i = 0; i < rule_count && i < s->rule_count; i++)
 		fprintf(f, "rule %zu '%s': matched %llu, fired %llu\n", i + 1, rules[i].text,
 			(unsigned long long)s->rule_matched[i], (unsigned long long)s->rule_fired[i]);
-}
-
-static struct proxy *cli_proxy;
-
-static void cli_on_signal(int sig)
-{
-	(void)sig;
-	if (cli_proxy)
-		proxy_stop_signal(cli_proxy);
-}
-
-static void proxy_usage(FILE *f)
-{
-	fprintf(f,
-		"usage: dupsim proxy --listen HOST:PORT --upstream HOST:PORT [--rule RULE]... [--seed N]\n"
-		"                    [--max-frame BYTES] [--max-conns N] [--log-faults] [--quiet]\n"
-		"\n"
-		"An AMQP 0-9-1 relay that forwards whole frames and injects faults by rule.\n"
-		"Serves any AMQP client; counters are printed when it stops (Ctrl-C).\n"
-		"\n"
-		"  --listen HOST:PORT    where clients connect (PORT 0: any free port, printed)\n"
-		"  --upstream HOST:PORT  the RabbitMQ broker\n"
-		"  --rule RULE           repeatable; RULE is\n"
-		"                          drop|cut METHOD [from=client|broker] [p=PROB] [then=close|hang] [after=N]\n"
-		"                        METHOD is an AMQP name such as tx.commit-ok, basic.ack, basic.nack\n"
-		"                        e.g. --rule 'drop tx.commit-ok from=broker p=0.01'\n"
-		"  --seed N              seeds the rules' generators (default 1), one per rule and connection:\n"
-		"                        the n-th connection's decisions depend on the seed and its own frames\n"
-		"                        only; after=N counts a connection's own matching frames\n"
-		"  --max-frame BYTES     largest frame accepted (default %u)\n"
-		"  --max-conns N         most connections at once (default 4096)\n"
-		"  --log-faults          a line on stderr each time a rule fires\n"
-		"  --quiet               no line per failed or malformed connection\n",
-		FRAME_DEFAULT_MAX);
-}
-
-/* proxy_cli's work; rules has room for argc rules (each --rule takes at least one argument). */
-static int proxy_cli_run(int argc, char **argv, struct rule *rules)
-{
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' },   { "upstream", required_argument, NULL, 'u' },
-		{ "rule", required_argument, NULL, 'r' },     { "seed", required_argument, NULL, 's' },
-		{ "max-frame", required_argument, NULL, 'f' }, { "max-conns", required_argument, NULL, 'c' },
-		{ "log-faults", no_argument, NULL, 'L' },     { "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },	      { NULL, 0, NULL, 0 },
-	};
-	struct proxy_config cfg = { 0 };
-	size_t nrules = 0;
-	char lhost[256] = "", uhost[256] = "", err[512];
-	uint64_t v;
-	struct proxy *px;
-	struct proxy_stats st;
-	struct sigaction sa = { .sa_handler = cli_on_signal };
-	int opt, rc;
-
-	cfg.seed = 1;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'l':
-			if (parse_hostport(optarg, lhost, sizeof(lhost), &cfg.listen_port, true) < 0) {
-				log_line("proxy: --listen '%s': expected HOST:PORT, e.g. 127.0.0.1:5673", optarg);
-				return 2;
-			}
-			break;
-		case 'u':
-			if (parse_hostport(optarg, uhost, sizeof(uhost), &cfg.upstream_port, false) < 0) {
-				log_line("proxy: --upstream '%s': expected HOST:PORT with a port 1-65535, e.g. "
-					 "127.0.0.1:5672",
-					 optarg);
-				return 2;
-			}
-			break;
-		case 'r':
-			if (rule_parse(optarg, &rules[nrules], err, sizeof(err)) < 0) {
-				log_line("proxy: --rule: %s", err);
-				return 2;
-			}
-			nrules++;
-			break;
-		case 's':
-			if (parse_u64(optarg, &cfg.seed) < 0) {
-				log_line("proxy: --seed '%s': expected a whole number", optarg);
-				return 2;
-			}
-			break;
-		case 'f':
-			if (parse_u64(optarg, &v) < 0 || v < FRAME_MIN_MAX || v > (1u << 30)) {
-				log_line("proxy: --max-frame '%s': expected bytes between %u and %u", optarg,
-					 FRAME_MIN_MAX, 1u << 30);
-				return 2;
-			}
-			cfg.max_frame = (uint32_t)v;
-			break;
-		case 'c':
-			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 1000000) {
-				log_line("proxy: --max-conns '%s': expected 1 to 1000000", optarg);
-				return 2;
-			}
-			cfg.max_conns = (size_t)v;
-			break;
-		case 'L':
-			cfg.log_faults = true;
-			break;
-		case 'q':
-			cfg.quiet = true;
-			break;
-		case 'h':
-			proxy_usage(stdout);
-			return 0;
-		default:
-			proxy_usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		log_line("proxy: unexpected argument '%s' (rules go after --rule, quoted)", argv[optind]);
-		return 2;
-	}
-	if (!*lhost || !*uhost) {
-		log_line("proxy: --listen and --upstream are required; see dupsim proxy --help");
-		return 2;
-	}
-	cfg.listen_host = lhost;
-	cfg.upstream_host = uhost;
-	cfg.rules = rules;
-	cfg.rule_count = nrules;
-	if (proxy_new(&px, &cfg, err, sizeof(err)) < 0) {
-		log_line("proxy: %s", err);
-		return 1;
-	}
-	cli_proxy = px;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	printf("dupsim proxy: listening on %s:%u, upstream %s:%u, %zu rule%s, seed %llu\n", lhost, proxy_port(px),
-	       uhost, cfg.upstream_port, nrules, nrules == 1 ? "" : "s", (unsigned long long)cfg.seed);
-	for (size_t i = 0; i < nrules; i++)
-		printf("  rule %zu: %s\n", i + 1, rules[i].text);
-	fflush(stdout);
-	rc = proxy_run(px);
-	if (proxy_stats_get(px, &st) < 0)
-		log_line("proxy: out of memory for the rule counters; they are left out");
-	printf("dupsim proxy: stopped\n");
-	proxy_stats_print(&st, rules, nrules, stdout);
-	proxy_stats_release(&st);
-	cli_proxy = NULL;
-	proxy_free(px);
-	return rc < 0 ? 1 : 0;
-}
-
-int proxy_cli(int argc, char **argv)
-{
-	struct rule *rules = calloc((size_t)argc, sizeof(*rules));
-	int code;
-
-	if (!rules) {
-		log_line("proxy: out of memory");
-		return 1;
-	}
-	code = proxy_cli_run(argc, argv, rules);
-	free(rules);
-	return code;
 }

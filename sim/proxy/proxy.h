@@ -128,7 +128,4 @@ void proxy_free(struct proxy *px);
 /* Prints the counters as a table: connections, bytes, frames and drops per method and direction. */
 void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, size_t rule_count, FILE *f);
 
-/* `dupsim proxy ...`; argv[0] is "proxy". Returns an exit code. */
-int proxy_cli(int argc, char **argv);
-
 #endif
