@@ -1,6 +1,6 @@
 # plot-run.gp — the plots of one dupsim run folder, written into DIR/plots/.
 #
-# Called by `dupsim plot DIR` (sim/plot.c), which checks which data files have
+# Called by `dupsim plot DIR` (sim/results/plot.c), which checks which data files have
 # rows and passes everything as -e variables:
 #
 #   dir='results/x'  fmt='png'|'svg'  name='default (seed 1)'

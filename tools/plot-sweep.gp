@@ -1,6 +1,6 @@
 # plot-sweep.gp — the plots of a dupsim sweep folder, written into DIR/plots/.
 #
-# sim/plot.c reads DIR/sweep.csv, whose varied columns differ from sweep to
+# sim/results/plot.c reads DIR/sweep.csv, whose varied columns differ from sweep to
 # sweep, and writes DIR/plots/sweep.dat for this script: one block per
 # combination of the other varied keys (blocks separated by two blank lines),
 # rows sorted by x, whitespace-separated columns

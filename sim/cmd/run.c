@@ -576,7 +576,7 @@ out:
 }
 
 /*
- * The model's prediction for this run (sim/model.c): the scenario's keys, the
+ * The model's prediction for this run (sim/analysis/model.c): the scenario's keys, the
  * rules the proxy applied, and two figures the proxy measured during normal
  * operation (deliveries ahead of each ack, confirm frames per publish).
  */

@@ -122,6 +122,6 @@ void console_print(FILE *f, const struct results *r, const char *out_dir, const 
 			r->predicted.ahead, r->predicted.acks_sampled);
 	if (!predicted)
 		fprintf(f, "  no prediction: %s\n", r->predicted.why_not);
-	fprintf(f, "  the model and its assumptions: sim/model.c\n");
+	fprintf(f, "  the model and its assumptions: sim/analysis/model.c\n");
 	fflush(f);
 }

@@ -329,7 +329,7 @@ static void report_table(FILE *f, const struct results *s)
 	fprintf(f, "| lost (committed, never processed) | %s | 0 |\n", report_count(s->lost));
 	fprintf(f, "| wrongly suppressed | %s | 0 |\n\n", report_count(s->wrongly_suppressed));
 	if (*s->predicted.assumes)
-		fprintf(f, "**The model assumes** %s. Its derivation: sim/model.c.\n\n", s->predicted.assumes);
+		fprintf(f, "**The model assumes** %s. Its derivation: sim/analysis/model.c.\n\n", s->predicted.assumes);
 	report_measured_inputs(f, s);
 
 	fputs("### Misses by cause\n\n", f);
