@@ -45,7 +45,8 @@ static void proxy_cmd_usage(FILE *f)
 		FRAME_DEFAULT_MAX);
 }
 
-/* The command line into cfg and rules (room for argc); hosts into lhost/uhost. -1 to go on, else an exit code. */
+/* The command line into cfg and rules (room for argc); hosts into lhost/uhost. -1 to go on, else an exit
+ * code. A getopt table and its switch: longer than 80 lines, one case per option. */
 static int proxy_cmd_parse(int argc, char **argv, struct proxy_config *cfg, struct rule *rules, char *lhost,
 			   char *uhost, size_t hostlen)
 {

@@ -63,6 +63,54 @@ static void rule_canonical(struct rule *r)
 		snprintf(r->text + n, sizeof(r->text) - (size_t)n, " after=%llu", (unsigned long long)r->after);
 }
 
+/* One `key=value` option of a rule's text into r; *seen_then when it was then=. 0, or -1 with err. */
+static int rule_parse_option(const char *text, char *tok, struct rule *r, int *seen_then, char *err, size_t errlen)
+{
+	char *eq = strchr(tok, '=');
+	const char *val;
+
+	if (!eq)
+		return log_seterr(err, errlen,
+				"rule '%s': '%s' is not an option; options are from=, p=, then=, after=", text,
+				tok);
+	*eq = '\0';
+	val = eq + 1;
+	if (strcmp(tok, "from") == 0) {
+		if (strcmp(val, "client") == 0)
+			r->from = RULE_FROM_CLIENT;
+		else if (strcmp(val, "broker") == 0)
+			r->from = RULE_FROM_BROKER;
+		else
+			return log_seterr(err, errlen, "rule '%s': from=%s; allowed: from=client, from=broker",
+					text, val);
+	} else if (strcmp(tok, "p") == 0) {
+		if (parse_prob(val, &r->p) < 0)
+			return log_seterr(err, errlen,
+					"rule '%s': p=%s; a probability is a fraction in [0, 1] (0.01) or "
+					"a percentage (1%%)",
+					text, val);
+	} else if (strcmp(tok, "then") == 0) {
+		if (strcmp(val, "close") == 0)
+			r->then = RULE_THEN_CLOSE;
+		else if (strcmp(val, "hang") == 0)
+			r->then = RULE_THEN_HANG;
+		else
+			return log_seterr(err, errlen, "rule '%s': then=%s; allowed: then=close, then=hang",
+					text, val);
+		*seen_then = 1;
+	} else if (strcmp(tok, "after") == 0) {
+		if (parse_u64(val, &r->after) < 0 || r->after < 1)
+			return log_seterr(err, errlen,
+					"rule '%s': after=%s; after takes a whole number N >= 1 (fire from "
+					"the N-th matching frame on)",
+					text, val);
+	} else {
+		return log_seterr(err, errlen, "rule '%s': unknown option '%s'; options are from=, p=, then=, after=",
+				text, tok);
+	}
+	return 0;
+}
+
 int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 {
 	char buf[512];
@@ -104,50 +152,9 @@ int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 				text, tok);
 	}
 
-	while ((tok = strtok_r(NULL, " \t", &save))) {
-		char *eq = strchr(tok, '=');
-		const char *val;
-
-		if (!eq)
-			return log_seterr(err, errlen,
-					"rule '%s': '%s' is not an option; options are from=, p=, then=, after=", text,
-					tok);
-		*eq = '\0';
-		val = eq + 1;
-		if (strcmp(tok, "from") == 0) {
-			if (strcmp(val, "client") == 0)
-				r->from = RULE_FROM_CLIENT;
-			else if (strcmp(val, "broker") == 0)
-				r->from = RULE_FROM_BROKER;
-			else
-				return log_seterr(err, errlen, "rule '%s': from=%s; allowed: from=client, from=broker",
-						text, val);
-		} else if (strcmp(tok, "p") == 0) {
-			if (parse_prob(val, &r->p) < 0)
-				return log_seterr(err, errlen,
-						"rule '%s': p=%s; a probability is a fraction in [0, 1] (0.01) or "
-						"a percentage (1%%)",
-						text, val);
-		} else if (strcmp(tok, "then") == 0) {
-			if (strcmp(val, "close") == 0)
-				r->then = RULE_THEN_CLOSE;
-			else if (strcmp(val, "hang") == 0)
-				r->then = RULE_THEN_HANG;
-			else
-				return log_seterr(err, errlen, "rule '%s': then=%s; allowed: then=close, then=hang",
-						text, val);
-			seen_then = 1;
-		} else if (strcmp(tok, "after") == 0) {
-			if (parse_u64(val, &r->after) < 0 || r->after < 1)
-				return log_seterr(err, errlen,
-						"rule '%s': after=%s; after takes a whole number N >= 1 (fire from "
-						"the N-th matching frame on)",
-						text, val);
-		} else {
-			return log_seterr(err, errlen, "rule '%s': unknown option '%s'; options are from=, p=, then=, after=",
-					text, tok);
-		}
-	}
+	while ((tok = strtok_r(NULL, " \t", &save)))
+		if (rule_parse_option(text, tok, r, &seen_then, err, errlen) < 0)
+			return -1;
 	if (seen_then && r->action == RULE_CUT)
 		return log_seterr(err, errlen,
 				"rule '%s': then= applies to drop only (cut always forwards the frame and closes)",
