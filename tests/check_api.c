@@ -459,6 +459,24 @@ START_TEST(test_stats)
 }
 END_TEST
 
+/* An API that cannot listen says where and why, once. */
+START_TEST(test_port_taken)
+{
+	struct fixture f;
+	struct api *again = (struct api *)&f;
+	char err[512], want[64];
+
+	fixture_start(&f, NULL, 0);
+	ck_assert_int_eq(api_new(&again, f.px, "127.0.0.1", f.port, err, sizeof(err)), -1);
+	ck_assert_ptr_null(again);
+	snprintf(want, sizeof(want), "api: cannot serve on 127.0.0.1:%u: ", f.port);
+	ck_assert_msg(strstr(err, want) == err && strlen(err) > strlen(want), "%s", err);
+	ck_assert_int_eq(api_new(&again, f.px, "no-such-host.invalid", 0, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "cannot resolve 'no-such-host.invalid'") != NULL, "%s", err);
+	fixture_stop(&f);
+}
+END_TEST
+
 /* `dupsim proxy --api`: a rule added with curl's requests while it runs, listed when it stops. */
 static void add_rule_then_stop(pid_t pid, void *arg)
 {
@@ -525,6 +543,7 @@ Suite *api_suite(void)
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_cut);
 	tcase_add_test(tc, test_stats);
+	tcase_add_test(tc, test_port_taken);
 	tcase_add_test(tc, test_cli);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,8 @@ struct api {
 	struct proxy *px;
 	struct MHD_Daemon *daemon;
 	uint16_t port;
-	char last_log[256]; /* libmicrohttpd's last message: why the daemon did not start */
+	atomic_bool started; /* libmicrohttpd's messages go to stderr from now on, not into last_log */
+	char last_log[256];  /* libmicrohttpd's last message while starting: why it did not start */
 };
 
 /* An answer: its status, a JSON body (NULL: none) and, for a 405, the methods the path takes. */
@@ -389,17 +391,21 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **state, 
 	}
 }
 
+/* libmicrohttpd's messages: while starting, kept for api_new's err (its thread is not serving yet); then logged. */
 static void api_log(void *cls, const char *fmt, va_list ap)
 {
 	struct api *a = cls;
+	char msg[256];
 	size_t n;
 
-	vsnprintf(a->last_log, sizeof(a->last_log), fmt, ap);
-	n = strlen(a->last_log);
-	while (n > 0 && (a->last_log[n - 1] == '\n' || a->last_log[n - 1] == '.'))
-		a->last_log[--n] = '\0';
-	if (a->daemon) /* while starting, the message goes into api_new's err instead */
-		log_line("proxy api: %s", a->last_log);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
+		msg[--n] = '\0';
+	if (atomic_load(&a->started))
+		log_line("proxy api: %s", msg);
+	else
+		memcpy(a->last_log, msg, n + 1);
 }
 
 int api_new(struct api **out, struct proxy *px, const char *host, uint16_t port, char *err, size_t errlen)
@@ -437,6 +443,7 @@ int api_new(struct api **out, struct proxy *px, const char *host, uint16_t port,
 		free(a);
 		return -1;
 	}
+	atomic_store(&a->started, true);
 	info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	a->port = info && info->port ? info->port : port;
 	*out = a;
