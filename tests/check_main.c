@@ -18,6 +18,7 @@
 #pragma weak frame_suite
 #pragma weak rule_suite
 #pragma weak proxy_suite
+#pragma weak api_suite
 #pragma weak nodes_suite
 #pragma weak scenario_suite
 #pragma weak ledger_suite
@@ -110,7 +111,7 @@ static int port_of(const char *url)
 int main(void)
 {
 	Suite *(*const all[])(void) = {
-		core_suite, frame_suite, rule_suite, nodes_suite, proxy_suite, scenario_suite,
+		core_suite, frame_suite, rule_suite, nodes_suite, proxy_suite, api_suite, scenario_suite,
 		ledger_suite, workload_suite, dedup_suite, stats_suite, evidence_suite, events_suite, model_suite, run_suite, batch_suite, plot_suite,
 	};
 	struct node *b = NULL;

@@ -294,6 +294,97 @@ START_TEST(test_rule_seed)
 }
 END_TEST
 
+/*
+ * Rules change under open connections (the proxy's control API): a rule
+ * added after a connection opened decides on it as if it had been there from
+ * the start with the same id; removing a rule leaves the others' ids and
+ * decisions; ids are never reused.
+ */
+START_TEST(test_add_and_remove)
+{
+	struct rule r[2];
+	struct rule_set ref, s;
+	struct rule_conn rc_ref, rc;
+	uint64_t id;
+	int want[400], got[400];
+
+	ck_assert_int_eq(rule_parse("drop tx.commit-ok p=0.5", &r[0], NULL, 0), 0);
+	ck_assert_int_eq(rule_parse("drop basic.ack p=0.5", &r[1], NULL, 0), 0);
+	/* the reference: both rules from the start, ids 1 and 2, on connection 5 */
+	ck_assert_int_eq(rule_set_init(&ref, r, 2, 9), 0);
+	ck_assert_int_eq(rule_conn_init(&rc_ref, &ref, 5), 0);
+	for (int i = 0; i < 400; i++)
+		want[i] = rule_set_decide(&ref, &rc_ref, i % 2 ? BASIC_ACK : COMMIT_OK, RULE_FROM_BROKER);
+	/* rule 2 added after the connection opened and its first 100 frames (none of them a basic.ack) */
+	ck_assert_int_eq(rule_set_init(&s, r, 1, 9), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 5), 0);
+	ck_assert_uint_eq(rc.count, 1);
+	for (int i = 0; i < 100; i++)
+		got[i] = rule_set_decide(&s, &rc, COMMIT_OK, RULE_FROM_BROKER);
+	ck_assert_int_eq(rule_set_add(&s, &r[1], &id), 0);
+	ck_assert_uint_eq(id, 2);
+	/* the reference's commit-oks at even places: the first 100 commit-oks decide alike */
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(got[i], want[2 * i]);
+	rule_conn_release(&rc);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 5), 0); /* fresh, to replay the reference's order */
+	for (int i = 0; i < 200; i++)
+		got[i] = rule_set_decide(&s, &rc, i % 2 ? BASIC_ACK : COMMIT_OK, RULE_FROM_BROKER);
+	ck_assert(memcmp(got, want, 200 * sizeof(*got)) == 0);
+	rule_conn_release(&rc);
+
+	/* a connection opened with rule 1 only, rule 2 added later: its acks decide as the reference's */
+	rule_set_release(&s);
+	ck_assert_int_eq(rule_set_init(&s, r, 1, 9), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 5), 0);
+	ck_assert_int_eq(rule_set_add(&s, &r[1], &id), 0);
+	for (int i = 0; i < 400; i++)
+		got[i] = rule_set_decide(&s, &rc, i % 2 ? BASIC_ACK : COMMIT_OK, RULE_FROM_BROKER);
+	ck_assert_uint_eq(rc.count, 2);
+	ck_assert(memcmp(got, want, sizeof(got)) == 0);
+
+	/* removing rule 1: rule 2 keeps its id, its place is now 0, its decisions go on as before */
+	ck_assert_int_eq(rule_set_remove(&s, 1), 0);
+	ck_assert_int_eq(rule_set_remove(&s, 1), -1);
+	ck_assert_int_eq(rule_set_find(&s, 1), -1);
+	ck_assert_int_eq(rule_set_find(&s, 2), 0);
+	ck_assert_uint_eq(s.count, 1);
+	for (int i = 0; i < 200; i++) {
+		int w = rule_set_decide(&ref, &rc_ref, BASIC_ACK, RULE_FROM_BROKER);
+
+		ck_assert_int_eq(rule_set_decide(&s, &rc, BASIC_ACK, RULE_FROM_BROKER), w < 0 ? -1 : 0);
+		ck_assert_int_eq(rule_set_decide(&s, &rc, COMMIT_OK, RULE_FROM_BROKER), -1);
+	}
+	/* the removed rule keeps its counts; the next id is 3, never 1 again */
+	ck_assert_uint_eq(s.matched[0], 200);
+	ck_assert_int_eq(rule_set_add(&s, &r[0], &id), 0);
+	ck_assert_uint_eq(id, 3);
+	ck_assert_uint_eq(s.ids, 3);
+	ck_assert_int_eq(rule_set_find(&s, 3), 1);
+	ck_assert_uint_eq(s.matched[2], 0);
+	rule_conn_release(&rc);
+	rule_conn_release(&rc_ref);
+	rule_set_release(&s);
+	rule_set_release(&ref);
+}
+END_TEST
+
+/* rule_change_p: the probability and the canonical text follow. */
+START_TEST(test_change_p)
+{
+	struct rule r;
+
+	ck_assert_int_eq(rule_parse("drop basic.ack from=client p=0.01", &r, NULL, 0), 0);
+	rule_change_p(&r, 0.05);
+	ck_assert(r.p == 0.05);
+	ck_assert_str_eq(r.text, "drop basic.ack from=client p=0.05");
+	rule_change_p(&r, 1);
+	ck_assert_str_eq(r.text, "drop basic.ack from=client");
+	rule_change_p(&r, 0);
+	ck_assert_str_eq(r.text, "drop basic.ack from=client p=0");
+}
+END_TEST
+
 Suite *rule_suite(void)
 {
 	Suite *s = suite_create("rule");
@@ -308,6 +399,8 @@ Suite *rule_suite(void)
 	tcase_add_test(tc, test_p_zero_never);
 	tcase_add_test(tc, test_per_connection_interleaving);
 	tcase_add_test(tc, test_rule_seed);
+	tcase_add_test(tc, test_add_and_remove);
+	tcase_add_test(tc, test_change_p);
 	suite_add_tcase(s, tc);
 	return s;
 }

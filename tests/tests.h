@@ -12,6 +12,7 @@ Suite *core_suite(void);
 Suite *frame_suite(void);
 Suite *rule_suite(void);
 Suite *proxy_suite(void);
+Suite *api_suite(void);
 Suite *nodes_suite(void);
 Suite *scenario_suite(void);
 Suite *ledger_suite(void);

@@ -5,14 +5,22 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cmd/cli.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "proxy/api.h"
 #include "proxy/proxy.h"
 #include "wire/frame.h"
 
 static struct proxy *proxy_cmd_running; /* what a signal stops */
+
+/* The addresses on the command line. */
+struct proxy_cmd_hosts {
+	char listen[256], upstream[256], api[256]; /* api: "" when there is no --api */
+	uint16_t api_port;
+};
 
 static void proxy_cmd_stop(void)
 {
@@ -24,7 +32,7 @@ static void proxy_cmd_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: dupsim proxy --listen HOST:PORT --upstream HOST:PORT [--rule RULE]... [--seed N]\n"
-		"                    [--max-frame BYTES] [--max-conns N] [--log-faults] [--quiet]\n"
+		"                    [--max-frame BYTES] [--max-conns N] [--log-faults] [--quiet] [--api [HOST:]PORT]\n"
 		"\n"
 		"An AMQP 0-9-1 relay that forwards whole frames and injects faults by rule.\n"
 		"Serves any AMQP client; counters are printed when it stops (Ctrl-C).\n"
@@ -41,21 +49,42 @@ static void proxy_cmd_usage(FILE *f)
 		"  --max-frame BYTES     largest frame accepted (default %u)\n"
 		"  --max-conns N         most connections at once (default 4096)\n"
 		"  --log-faults          a line on stderr each time a rule fires\n"
-		"  --quiet               no line per failed or malformed connection\n",
+		"  --quiet               no line per failed or malformed connection\n"
+		"  --api [HOST:]PORT     an HTTP + JSON control API: GET/POST /rules, GET/PATCH/DELETE /rules/ID,\n"
+		"                        POST /cut, GET /stats (see the README). A bare PORT listens on\n"
+		"                        127.0.0.1; another host only when given. No auth: whoever reaches\n"
+		"                        it can change the faults. PORT 0: any free port, printed\n",
 		FRAME_DEFAULT_MAX);
 }
 
-/* The command line into cfg and rules (room for argc); hosts into lhost/uhost. -1 to go on, else an exit
- * code. A getopt table and its switch: longer than 80 lines, one case per option. */
-static int proxy_cmd_parse(int argc, char **argv, struct proxy_config *cfg, struct rule *rules, char *lhost,
-			   char *uhost, size_t hostlen)
+/* --api's argument: HOST:PORT, or a bare PORT on 127.0.0.1. 0, or -1 (the line is logged). */
+static int proxy_cmd_parse_api(const char *arg, struct proxy_cmd_hosts *h)
+{
+	uint64_t v;
+
+	if (!strchr(arg, ':') && parse_u64(arg, &v) == 0 && v <= 65535) {
+		snprintf(h->api, sizeof(h->api), "127.0.0.1");
+		h->api_port = (uint16_t)v;
+		return 0;
+	}
+	if (parse_hostport(arg, h->api, sizeof(h->api), &h->api_port, true) == 0)
+		return 0;
+	log_line("proxy: --api '%s': expected [HOST:]PORT, e.g. 127.0.0.1:8474 or 8474", arg);
+	return -1;
+}
+
+/* The command line into cfg, rules (room for argc) and h. -1 to go on, else an exit code.
+ * A getopt table and its switch: longer than 80 lines, one case per option. */
+static int proxy_cmd_parse(int argc, char **argv, struct proxy_config *cfg, struct rule *rules,
+			   struct proxy_cmd_hosts *h)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },   { "upstream", required_argument, NULL, 'u' },
 		{ "rule", required_argument, NULL, 'r' },     { "seed", required_argument, NULL, 's' },
 		{ "max-frame", required_argument, NULL, 'f' }, { "max-conns", required_argument, NULL, 'c' },
 		{ "log-faults", no_argument, NULL, 'L' },     { "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },	      { NULL, 0, NULL, 0 },
+		{ "api", required_argument, NULL, 'a' },      { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	char err[512];
 	uint64_t v;
@@ -66,13 +95,13 @@ static int proxy_cmd_parse(int argc, char **argv, struct proxy_config *cfg, stru
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
-			if (parse_hostport(optarg, lhost, hostlen, &cfg->listen_port, true) < 0) {
+			if (parse_hostport(optarg, h->listen, sizeof(h->listen), &cfg->listen_port, true) < 0) {
 				log_line("proxy: --listen '%s': expected HOST:PORT, e.g. 127.0.0.1:5673", optarg);
 				return 2;
 			}
 			break;
 		case 'u':
-			if (parse_hostport(optarg, uhost, hostlen, &cfg->upstream_port, false) < 0) {
+			if (parse_hostport(optarg, h->upstream, sizeof(h->upstream), &cfg->upstream_port, false) < 0) {
 				log_line("proxy: --upstream '%s': expected HOST:PORT with a port 1-65535, e.g. "
 					 "127.0.0.1:5672",
 					 optarg);
@@ -113,6 +142,10 @@ static int proxy_cmd_parse(int argc, char **argv, struct proxy_config *cfg, stru
 		case 'q':
 			cfg->quiet = true;
 			break;
+		case 'a':
+			if (proxy_cmd_parse_api(optarg, h) < 0)
+				return 2;
+			break;
 		case 'h':
 			proxy_cmd_usage(stdout);
 			return 0;
@@ -125,7 +158,7 @@ static int proxy_cmd_parse(int argc, char **argv, struct proxy_config *cfg, stru
 		log_line("proxy: unexpected argument '%s' (rules go after --rule, quoted)", argv[optind]);
 		return 2;
 	}
-	if (!*lhost || !*uhost) {
+	if (!*h->listen || !*h->upstream) {
 		log_line("proxy: --listen and --upstream are required; see dupsim proxy --help");
 		return 2;
 	}
@@ -133,37 +166,76 @@ static int proxy_cmd_parse(int argc, char **argv, struct proxy_config *cfg, stru
 	return -1;
 }
 
+/* Whether host names this machine's loopback (by its usual spellings; anything else gets a warning). */
+static bool proxy_cmd_is_loopback(const char *host)
+{
+	return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0;
+}
+
+/* The rules the API added, which proxy_stats_print (configured rules only) leaves out. */
+static void proxy_cmd_print_added(struct proxy *px, size_t configured)
+{
+	struct proxy_rule *rules;
+	size_t n;
+
+	if (proxy_rules_get(px, &rules, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (rules[i].id > configured)
+			printf("rule %llu '%s' (added through the API): matched %llu, fired %llu\n",
+			       (unsigned long long)rules[i].id, rules[i].rule.text,
+			       (unsigned long long)rules[i].matched, (unsigned long long)rules[i].fired);
+	free(rules);
+}
+
 /* proxy_cmd's work; rules has room for argc rules (each --rule takes at least one argument). */
 static int proxy_cmd_run(int argc, char **argv, struct rule *rules)
 {
 	struct proxy_config cfg = { 0 };
-	char lhost[256] = "", uhost[256] = "", err[512];
+	struct proxy_cmd_hosts h = { 0 };
+	char err[512];
 	struct proxy *px;
+	struct api *api = NULL;
 	struct proxy_stats st;
-	int rc = proxy_cmd_parse(argc, argv, &cfg, rules, lhost, uhost, sizeof(lhost));
+	int rc = proxy_cmd_parse(argc, argv, &cfg, rules, &h);
 
 	if (rc >= 0)
 		return rc;
-	cfg.listen_host = lhost;
-	cfg.upstream_host = uhost;
+	cfg.listen_host = h.listen;
+	cfg.upstream_host = h.upstream;
 	if (proxy_new(&px, &cfg, err, sizeof(err)) < 0) {
 		log_line("proxy: %s", err);
+		return 1;
+	}
+	if (*h.api && api_new(&api, px, h.api, h.api_port, err, sizeof(err)) < 0) {
+		log_line("proxy: %s", err);
+		proxy_free(px);
 		return 1;
 	}
 	proxy_cmd_running = px;
 	cli_catch_signals(false, proxy_cmd_stop);
 	signal(SIGPIPE, SIG_IGN);
-	printf("dupsim proxy: listening on %s:%u, upstream %s:%u, %zu rule%s, seed %llu\n", lhost, proxy_port(px),
-	       uhost, cfg.upstream_port, cfg.rule_count, cfg.rule_count == 1 ? "" : "s", (unsigned long long)cfg.seed);
+	printf("dupsim proxy: listening on %s:%u, upstream %s:%u, %zu rule%s, seed %llu\n", h.listen, proxy_port(px),
+	       h.upstream, cfg.upstream_port, cfg.rule_count, cfg.rule_count == 1 ? "" : "s",
+	       (unsigned long long)cfg.seed);
 	for (size_t i = 0; i < cfg.rule_count; i++)
 		printf("  rule %zu: %s\n", i + 1, rules[i].text);
+	if (api)
+		printf("dupsim proxy: control API on http://%s:%u/ (GET /rules, /stats; no auth)\n", h.api, api_port(api));
+	if (api && !proxy_cmd_is_loopback(h.api))
+		log_line("proxy: warning: the control API listens on %s, beyond loopback, with no auth: whoever "
+			 "reaches it can change the faults",
+			 h.api);
 	fflush(stdout);
 	rc = proxy_run(px);
+	api_free(api); /* first: its requests use px */
 	if (proxy_stats_get(px, &st) < 0)
 		log_line("proxy: out of memory for the rule counters; they are left out");
 	printf("dupsim proxy: stopped\n");
 	proxy_stats_print(&st, rules, cfg.rule_count, stdout);
 	proxy_stats_release(&st);
+	if (api)
+		proxy_cmd_print_added(px, cfg.rule_count);
 	proxy_cmd_running = NULL;
 	proxy_free(px);
 	return rc < 0 ? 1 : 0;

@@ -233,7 +233,7 @@ static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_
 	bool content = amqp_method_has_content(frame_method_number(fi));
 
 	if (px->cfg.on_fault) {
-		struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = (size_t)hit,
+		struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = (size_t)px->rules.id[hit] - 1,
 					 .method = r->method, .dir = d, .conn_id = c->peer->id,
 					 .peer_port = c->peer->port };
 
@@ -415,7 +415,8 @@ int proxy_stats_get(struct proxy *px, struct proxy_stats *out)
 	out->bytes[0] = rs->bytes[0];
 	out->bytes[1] = rs->bytes[1];
 	out->loop_wakeups = rs->loop_wakeups;
-	out->rule_count = px->rules.count;
+	out->cuts_requested = rs->conns_cut_all;
+	out->rule_count = px->rules.ids;
 	out->rule_matched = out->rule_fired = NULL;
 	if (out->rule_count > 0) {
 		out->rule_matched = malloc(out->rule_count * sizeof(*out->rule_matched));
@@ -452,6 +453,87 @@ void proxy_free(struct proxy *px)
 	free(px);
 }
 
+/* The rule at index i of the rules in force, as proxy_rule; under the lock. */
+static void proxy_rule_copy(const struct proxy *px, int i, struct proxy_rule *out)
+{
+	const struct rule_set *s = &px->rules;
+	uint64_t id = s->id[i];
+
+	*out = (struct proxy_rule){ .id = id, .rule = s->rules[i], .matched = s->matched[id - 1],
+				    .fired = s->fired[id - 1] };
+}
+
+int proxy_rules_get(struct proxy *px, struct proxy_rule **out, size_t *n)
+{
+	int rc = 0;
+
+	relay_lock(px->relay);
+	*out = NULL;
+	*n = px->rules.count;
+	if (*n > 0 && !(*out = malloc(*n * sizeof(**out)))) {
+		*n = 0;
+		rc = -1;
+	}
+	for (size_t i = 0; i < *n; i++)
+		proxy_rule_copy(px, (int)i, &(*out)[i]);
+	relay_unlock(px->relay);
+	return rc;
+}
+
+int proxy_rule_get(struct proxy *px, uint64_t id, struct proxy_rule *out)
+{
+	int i;
+
+	relay_lock(px->relay);
+	i = rule_set_find(&px->rules, id);
+	if (i >= 0)
+		proxy_rule_copy(px, i, out);
+	relay_unlock(px->relay);
+	return i >= 0 ? 0 : -1;
+}
+
+int proxy_rule_add(struct proxy *px, const struct rule *r, struct proxy_rule *out)
+{
+	uint64_t id;
+	int rc;
+
+	relay_lock(px->relay);
+	rc = rule_set_add(&px->rules, r, &id);
+	if (rc == 0)
+		proxy_rule_copy(px, (int)px->rules.count - 1, out);
+	relay_unlock(px->relay);
+	return rc;
+}
+
+int proxy_rule_set_p(struct proxy *px, uint64_t id, double p, struct proxy_rule *out)
+{
+	int i;
+
+	relay_lock(px->relay);
+	i = rule_set_find(&px->rules, id);
+	if (i >= 0) {
+		rule_change_p(&px->rules.rules[i], p);
+		proxy_rule_copy(px, i, out);
+	}
+	relay_unlock(px->relay);
+	return i >= 0 ? 0 : -1;
+}
+
+int proxy_rule_remove(struct proxy *px, uint64_t id)
+{
+	int rc;
+
+	relay_lock(px->relay);
+	rc = rule_set_remove(&px->rules, id);
+	relay_unlock(px->relay);
+	return rc;
+}
+
+size_t proxy_cut_all(struct proxy *px)
+{
+	return relay_cut_all(px->relay);
+}
+
 void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, size_t rule_count, FILE *f)
 {
 	static const char *const types[4] = { "method", "header", "body", "heartbeat" };
@@ -465,6 +547,8 @@ void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, si
 		(unsigned long long)s->bytes[1]);
 	fprintf(f, "faults: %llu frames dropped, %llu connections cut\n", (unsigned long long)s->drops,
 		(unsigned long long)s->cuts);
+	if (s->cuts_requested)
+		fprintf(f, "cut on request (POST /cut): %llu connections\n", (unsigned long long)s->cuts_requested);
 	if (s->acks_sampled) {
 		double n = (double)s->acks_sampled, mean = (double)s->ahead_sum / n;
 		double var = (double)s->ahead_sq_sum / n - mean * mean;

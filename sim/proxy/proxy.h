@@ -46,6 +46,7 @@ struct proxy_stats {
 	uint64_t drops;		     /* method frames swallowed by a drop rule */
 	uint64_t content_dropped;    /* header and body frames swallowed with their method (then=hang) */
 	uint64_t cuts;		     /* connections cut by a rule (drop+close or cut) */
+	uint64_t cuts_requested;     /* connections cut by proxy_cut_all (the control API's POST /cut) */
 	uint64_t bytes[2];	     /* per direction, bytes forwarded */
 	uint64_t frames[2][4];	     /* per direction: method, header, body, heartbeat */
 	uint64_t method_seen[2][PROXY_METHOD_SLOTS];
@@ -67,7 +68,12 @@ struct proxy_stats {
 	uint64_t acks_sampled;
 	uint64_t ahead_sum;
 	uint64_t ahead_sq_sum;
-	/* per rule, every rule: rule_count entries each, owned by whoever called proxy_stats_get */
+	/*
+	 * Per rule id - 1, every id given so far (the configured rules are ids
+	 * 1..rule_count of the config, so entry i is configured rule i; a rule
+	 * the control API removed keeps its counts): rule_count entries each,
+	 * owned by whoever called proxy_stats_get.
+	 */
 	size_t rule_count;
 	uint64_t *rule_matched;	     /* matching frames, over all connections */
 	uint64_t *rule_fired;	     /* times fired, over all connections */
@@ -76,7 +82,7 @@ struct proxy_stats {
 /* A rule fired: handed to the on_fault callback from the proxy's thread. */
 struct proxy_fault {
 	uint64_t time_ns;  /* clock_now_ns() when it fired */
-	size_t rule;	   /* index into the configured rules */
+	size_t rule;	   /* the rule's id - 1: for the configured rules, their index in the config */
 	uint32_t method;
 	enum proxy_dir dir;
 	uint64_t conn_id;
@@ -124,6 +130,33 @@ int proxy_stats_get(struct proxy *px, struct proxy_stats *out);
 void proxy_stats_release(struct proxy_stats *s);
 /* Closes every connection and frees. NULL ok. */
 void proxy_free(struct proxy *px);
+
+/*
+ * Changing the rules while the proxy runs (the control API, proxy/api.h).
+ * Each call takes the relay's lock, so it may come from any thread but the
+ * relay's own (not from on_fault). A change applies from the next frame the
+ * relay judges on, on open connections too; ids are rule_set's (wire/rule.h):
+ * the configured rules are 1..rule_count, each rule added takes the next id,
+ * and no id is reused.
+ */
+struct proxy_rule {
+	uint64_t id;
+	struct rule rule;
+	uint64_t matched, fired; /* over all connections */
+};
+
+/* Copies of the rules in force, in id order: *out (free() it; NULL when none) and *n. 0 or -1 (out of memory). */
+int proxy_rules_get(struct proxy *px, struct proxy_rule **out, size_t *n);
+/* The rule in force with this id into *out; 0, or -1 when there is none. */
+int proxy_rule_get(struct proxy *px, uint64_t id, struct proxy_rule *out);
+/* Adds r (from rule_parse) after the others; 0 and the new rule in *out, or -1 (out of memory). */
+int proxy_rule_add(struct proxy *px, const struct rule *r, struct proxy_rule *out);
+/* Sets a rule's probability, p in [0, 1] (the caller checks); 0 and the rule in *out, or -1 when no rule has the id. */
+int proxy_rule_set_p(struct proxy *px, uint64_t id, double p, struct proxy_rule *out);
+/* Removes a rule; 0, or -1 when no rule has the id. */
+int proxy_rule_remove(struct proxy *px, uint64_t id);
+/* Cuts every open connection now (relay_cut_all: what was decided still arrives, then a FIN); returns how many. */
+size_t proxy_cut_all(struct proxy *px);
 
 /* Prints the counters as a table: connections, bytes, frames and drops per method and direction. */
 void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, size_t rule_count, FILE *f);

@@ -77,7 +77,7 @@ struct relay {
 	struct sockaddr_storage upstream;
 	socklen_t upstream_len;
 	char upstream_name[128];
-	int listen_fd, epoll_fd, stop_fd;
+	int listen_fd, epoll_fd, stop_fd, wake_fd; /* wake_fd: relay_cut_all has the loop move the cut on */
 	uint16_t port;
 	uint64_t next_id;
 	struct rconn *conns;	 /* open connections */
@@ -89,7 +89,7 @@ struct relay {
 	bool threaded;
 };
 
-static int listen_tag, stop_tag; /* epoll data for the listening socket and the stop eventfd */
+static int listen_tag, stop_tag, wake_tag; /* epoll data for the listening socket and the eventfds */
 
 static const char *const dir_sender[2] = { "client", "broker" };
 
@@ -175,12 +175,15 @@ static int relay_listen(struct relay *r, char *err, size_t errlen)
 						: ((struct sockaddr_in6 *)&ss)->sin6_port);
 	r->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	r->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (r->epoll_fd < 0 || r->stop_fd < 0)
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->epoll_fd < 0 || r->stop_fd < 0 || r->wake_fd < 0)
 		return log_seterr(err, errlen, "epoll/eventfd: %s", strerror(errno));
 	ev.data.ptr = &listen_tag;
 	epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->listen_fd, &ev);
 	ev.data.ptr = &stop_tag;
 	epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->stop_fd, &ev);
+	ev.data.ptr = &wake_tag;
+	epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->wake_fd, &ev);
 	return 0;
 }
 
@@ -191,7 +194,7 @@ int relay_new(struct relay **out, const struct relay_config *cfg, char *err, siz
 	*out = NULL;
 	if (!r)
 		return log_seterr(err, errlen, "out of memory");
-	r->listen_fd = r->epoll_fd = r->stop_fd = -1;
+	r->listen_fd = r->epoll_fd = r->stop_fd = r->wake_fd = -1;
 	r->cfg = *cfg;
 	pthread_mutex_init(&r->lock, NULL);
 	if (resolve(cfg->upstream_host, cfg->upstream_port, &r->upstream, &r->upstream_len, err, errlen) < 0 ||
@@ -692,12 +695,20 @@ static bool relay_batch(struct relay *r, const struct epoll_event *evs, int n)
 	for (int k = 0; k < n; k++) {
 		void *tag = evs[k].data.ptr;
 
-		if (tag == &stop_tag)
+		if (tag == &stop_tag) {
 			stop = true;
-		else if (tag == &listen_tag)
+		} else if (tag == &wake_tag) {
+			uint64_t count;
+
+			/* only to reset the eventfd; the closing connections move on below */
+			if (read(r->wake_fd, &count, sizeof(count)) < 0) {
+				/* already reset */
+			}
+		} else if (tag == &listen_tag) {
 			relay_accept(r);
-		else
+		} else {
 			relay_handle(tag, evs[k].events);
+		}
 	}
 	if (r->closing) { /* the grace period runs out even for connections whose peers went quiet */
 		for (struct rconn *c = r->conns, *next; c; c = next) {
@@ -761,6 +772,27 @@ int relay_start(struct relay *r)
 	return 0;
 }
 
+size_t relay_cut_all(struct relay *r)
+{
+	uint64_t one = 1;
+	size_t n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct rconn *c = r->conns; c; c = c->next) {
+		if (c->closing)
+			continue;
+		rconn_begin_closing(c);
+		n++;
+	}
+	r->stats.conns_cut_all += n;
+	pthread_mutex_unlock(&r->lock);
+	/* the loop may sleep with no timeout: the closing connections need it for their drain and grace */
+	if (n > 0 && write(r->wake_fd, &one, sizeof(one)) < 0) {
+		/* the counter is already non-zero: the loop will wake */
+	}
+	return n;
+}
+
 void relay_stop_signal(struct relay *r)
 {
 	uint64_t one = 1;
@@ -799,6 +831,8 @@ void relay_free(struct relay *r)
 		close(r->epoll_fd);
 	if (r->stop_fd >= 0)
 		close(r->stop_fd);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }

@@ -81,6 +81,7 @@ struct relay_stats {
 	uint64_t malformed;	    /* connections closed for malformed AMQP */
 	uint64_t bytes[2];	    /* per direction, bytes forwarded */
 	uint64_t loop_wakeups;	    /* epoll_wait returns: a relay with nothing to do must not wake */
+	uint64_t conns_cut_all;	    /* connections cut by relay_cut_all */
 };
 
 struct relay;
@@ -97,6 +98,13 @@ int relay_start(struct relay *r);
 void relay_stop(struct relay *r);
 /* Only wakes the loop to return; safe from a signal handler. */
 void relay_stop_signal(struct relay *r);
+/*
+ * Cuts every open connection that is not closing already, as a RELAY_CUT
+ * verdict would: nothing more is judged, what was decided still goes out,
+ * then a FIN to each side. Callable from any thread (it takes the lock, so
+ * not from the judge). Returns how many connections it cut.
+ */
+size_t relay_cut_all(struct relay *r);
 /*
  * The lock the loop holds while it works (and calls the judge): hold it to
  * read the relay's counters, or the judge's own, from another thread.

@@ -163,30 +163,100 @@ int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 	return 0;
 }
 
+void rule_change_p(struct rule *r, double p)
+{
+	r->p = p;
+	rule_canonical(r);
+}
+
+/* Room for n rules in force and n ids' counters; 0 or -1 (out of memory: what was grown stays, s is intact). */
+static int rule_set_grow(struct rule_set *s, size_t n)
+{
+	struct rule *rules;
+	uint64_t *id, *matched, *fired;
+	size_t cap = s->cap ? s->cap : 4;
+
+	while (cap < n)
+		cap *= 2;
+	if (cap == s->cap)
+		return 0;
+	/* each realloc that succeeds is kept, so a failure part way leaves s consistent */
+	if (!(rules = realloc(s->rules, cap * sizeof(*rules))))
+		return -1;
+	s->rules = rules;
+	if (!(id = realloc(s->id, cap * sizeof(*id))))
+		return -1;
+	s->id = id;
+	if (!(matched = realloc(s->matched, cap * sizeof(*matched))))
+		return -1;
+	s->matched = matched;
+	if (!(fired = realloc(s->fired, cap * sizeof(*fired))))
+		return -1;
+	s->fired = fired;
+	s->cap = cap;
+	return 0;
+}
+
 int rule_set_init(struct rule_set *s, const struct rule *rules, size_t count, uint64_t seed)
 {
 	memset(s, 0, sizeof(*s));
 	s->seed = seed;
-	if (count == 0)
-		return 0;
-	s->rules = malloc(count * sizeof(*s->rules));
-	s->matched = calloc(count, sizeof(*s->matched));
-	s->fired = calloc(count, sizeof(*s->fired));
-	if (!s->rules || !s->matched || !s->fired) {
-		rule_set_release(s);
-		return -1;
+	for (size_t i = 0; i < count; i++) {
+		uint64_t id;
+
+		if (rule_set_add(s, &rules[i], &id) < 0) {
+			rule_set_release(s);
+			return -1;
+		}
 	}
-	memcpy(s->rules, rules, count * sizeof(*s->rules));
-	s->count = count;
 	return 0;
 }
 
 void rule_set_release(struct rule_set *s)
 {
 	free(s->rules);
+	free(s->id);
 	free(s->matched);
 	free(s->fired);
 	memset(s, 0, sizeof(*s));
+}
+
+/*
+ * The counters are indexed by id - 1 and the rules in force are at most the
+ * ids given, so cap covers both: both arrays grow together.
+ */
+int rule_set_add(struct rule_set *s, const struct rule *r, uint64_t *id)
+{
+	if (rule_set_grow(s, s->ids + 1) < 0)
+		return -1;
+	s->matched[s->ids] = s->fired[s->ids] = 0;
+	s->ids++;
+	s->rules[s->count] = *r;
+	s->id[s->count] = s->ids;
+	s->count++;
+	*id = s->ids;
+	return 0;
+}
+
+int rule_set_find(const struct rule_set *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->count; i++)
+		if (s->id[i] == id)
+			return (int)i;
+	return -1;
+}
+
+int rule_set_remove(struct rule_set *s, uint64_t id)
+{
+	int i = rule_set_find(s, id);
+
+	if (i < 0)
+		return -1;
+	/* keep id order: the first rule that fires is the earliest added */
+	memmove(&s->rules[i], &s->rules[i + 1], (s->count - (size_t)i - 1) * sizeof(*s->rules));
+	memmove(&s->id[i], &s->id[i + 1], (s->count - (size_t)i - 1) * sizeof(*s->id));
+	s->count--;
+	return 0;
 }
 
 /* splitmix64's finaliser: every input bit moves every output bit. */
@@ -206,20 +276,36 @@ uint64_t rule_seed(uint64_t seed, size_t rule, uint64_t conn)
 	return rule_mix(h + golden * (conn + 1));
 }
 
+/* Covers ids up to `ids`: generators and counters for the ones rc lacks; 0 or -1 (out of memory, rc unchanged). */
+static int rule_conn_grow(struct rule_conn *rc, uint64_t seed, size_t ids)
+{
+	struct rng *rng;
+	uint64_t *matched;
+
+	if (ids <= rc->count)
+		return 0;
+	if (!(rng = realloc(rc->rng, ids * sizeof(*rng))))
+		return -1;
+	rc->rng = rng;
+	if (!(matched = realloc(rc->matched, ids * sizeof(*matched))))
+		return -1;
+	rc->matched = matched;
+	for (size_t k = rc->count; k < ids; k++) {
+		rng_seed(&rc->rng[k], rule_seed(seed, k, rc->conn));
+		rc->matched[k] = 0;
+	}
+	rc->count = ids;
+	return 0;
+}
+
 int rule_conn_init(struct rule_conn *rc, const struct rule_set *s, uint64_t conn)
 {
 	memset(rc, 0, sizeof(*rc));
-	if (s->count == 0)
-		return 0;
-	rc->rng = malloc(s->count * sizeof(*rc->rng));
-	rc->matched = calloc(s->count, sizeof(*rc->matched));
-	if (!rc->rng || !rc->matched) {
+	rc->conn = conn;
+	if (rule_conn_grow(rc, s->seed, s->ids) < 0) {
 		rule_conn_release(rc);
 		return -1;
 	}
-	rc->count = s->count;
-	for (size_t i = 0; i < s->count; i++)
-		rng_seed(&rc->rng[i], rule_seed(s->seed, i, conn));
 	return 0;
 }
 
@@ -236,18 +322,21 @@ int rule_set_decide(struct rule_set *s, struct rule_conn *rc, uint32_t method, e
 {
 	int hit = -1;
 
-	for (size_t i = 0; i < s->count && i < rc->count; i++) {
+	if (rc->count < s->ids)
+		(void)rule_conn_grow(rc, s->seed, s->ids); /* on failure the newer ids are skipped below */
+	for (size_t i = 0; i < s->count; i++) {
 		const struct rule *r = &s->rules[i];
+		size_t k = (size_t)s->id[i] - 1;
 		double u;
 
-		if (r->method != method || (r->from != RULE_FROM_ANY && r->from != from))
+		if (k >= rc->count || r->method != method || (r->from != RULE_FROM_ANY && r->from != from))
 			continue;
-		s->matched[i]++;
-		rc->matched[i]++;
-		u = rng_unit(&rc->rng[i]);
-		if (rc->matched[i] < r->after || u >= r->p || hit >= 0)
+		s->matched[k]++;
+		rc->matched[k]++;
+		u = rng_unit(&rc->rng[k]);
+		if (rc->matched[k] < r->after || u >= r->p || hit >= 0)
 			continue;
-		s->fired[i]++;
+		s->fired[k]++;
 		hit = (int)i;
 	}
 	return hit;

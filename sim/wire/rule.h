@@ -42,36 +42,56 @@ struct rule {
  */
 int rule_parse(const char *text, struct rule *r, char *err, size_t errlen);
 
+/* Sets r's probability and rewrites its canonical text to match (p in [0, 1]). */
+void rule_change_p(struct rule *r, double p);
+
 /*
  * Decisions are made per connection: each rule has, on each connection, its
- * own generator, seeded from the run seed, the rule's index and the
+ * own generator, seeded from the run seed, the rule's id and the
  * connection's ordinal (rule_seed), and its own count of matching frames
  * (after=N counts that connection's frames). The same seed then gives the
  * same decisions on each connection, whatever the interleaving of the
  * connections' frames and whoever else is connected.
+ *
+ * A set's rules can change while connections are open (the proxy's control
+ * API): each rule has an id, 1, 2, ... in the order rules were added (the
+ * rules given to rule_set_init are ids 1..count), never reused; removing a
+ * rule leaves the others' ids, generators and counters as they were. A
+ * connection opened before a rule was added gets that rule's generator when
+ * it first decides after the addition, seeded the same way from the id: the
+ * n-th connection's decisions for a rule do not depend on when it was added.
  */
 
 /* The rules and their counters over all connections. */
 struct rule_set {
-	struct rule *rules;
-	size_t count;
+	struct rule *rules; /* the rules in force, in id order (ids ascending) */
+	uint64_t *id;	    /* per rule in force: its id */
+	size_t count, cap;  /* rules in force, room */
 	uint64_t seed;
-	uint64_t *matched; /* matching frames seen, per rule, over all connections */
-	uint64_t *fired;   /* times fired, per rule, over all connections */
+	size_t ids;	   /* ids given so far: the next rule added gets ids + 1 */
+	uint64_t *matched; /* per id - 1, every id given (a removed rule keeps its counts): matching frames */
+	uint64_t *fired;   /* per id - 1: times fired, over all connections */
 };
 
 /* One connection's decision state for a rule set. */
 struct rule_conn {
-	size_t count;	   /* rules covered (the set's count when made) */
-	struct rng *rng; /* per rule */
-	uint64_t *matched;    /* per rule: matching frames on this connection */
+	uint64_t conn;	   /* the connection's ordinal: later rules' generators are seeded from it */
+	size_t count;	   /* ids covered: rng and matched have an entry per id - 1 below it */
+	struct rng *rng;   /* per id - 1 */
+	uint64_t *matched; /* per id - 1: matching frames on this connection */
 };
 
-/* Copies the rules; 0 or -1 (out of memory). */
+/* Copies the rules, ids 1..count; 0 or -1 (out of memory). */
 int rule_set_init(struct rule_set *s, const struct rule *rules, size_t count, uint64_t seed);
 void rule_set_release(struct rule_set *s);
+/* Adds a copy of r after the others, with the next id (into *id); 0 or -1 (out of memory, s unchanged). */
+int rule_set_add(struct rule_set *s, const struct rule *r, uint64_t *id);
+/* The index among the rules in force of the rule with this id, or -1 when there is none (removed, never given). */
+int rule_set_find(const struct rule_set *s, uint64_t id);
+/* Removes the rule with this id; its counters stay under its id. 0, or -1 when no rule has it. */
+int rule_set_remove(struct rule_set *s, uint64_t id);
 
-/* The seed of rule number `rule` on connection ordinal `conn` (a splitmix64 hash of the three). */
+/* The seed of rule number `rule` (its id - 1) on connection ordinal `conn` (a splitmix64 hash of the three). */
 uint64_t rule_seed(uint64_t seed, size_t rule, uint64_t conn);
 
 /* Makes connection ordinal conn's decision state for s; 0 or -1 (out of memory). */
@@ -82,10 +102,13 @@ void rule_conn_release(struct rule_conn *rc);
 /*
  * Decides for one complete method frame sent by `from` on the connection
  * whose state is rc (made by rule_conn_init for this s). Returns the index
- * of the first rule that fires, or -1 when none does. Every matching rule
- * counts the frame (on the connection and in the set) and draws from the
- * connection's generator, fired or not, so a connection's decisions depend
- * only on the seed, its ordinal and its own frames.
+ * among the rules in force (s->rules, s->id) of the first rule that fires,
+ * or -1 when none does. Every matching rule counts the frame (on the
+ * connection and in the set) and draws from the connection's generator,
+ * fired or not, so a connection's decisions depend only on the seed, its
+ * ordinal and its own frames. A rule added since rc last grew gets its
+ * generator here; when that cannot be allocated, the rules added since are
+ * not applied to this connection (the proxy goes on relaying).
  */
 int rule_set_decide(struct rule_set *s, struct rule_conn *rc, uint32_t method, enum rule_from from);
 
