@@ -477,7 +477,8 @@ START_TEST(test_port_taken)
 }
 END_TEST
 
-/* `dupsim proxy --api`: a rule added with curl's requests while it runs, listed when it stops. */
+/* `dupsim proxy --api`: rules added, changed and deleted with curl's requests while it runs,
+ * listed as they ended when it stops. */
 static void add_rule_then_stop(pid_t pid, void *arg)
 {
 	uint16_t port = *(uint16_t *)arg;
@@ -497,6 +498,9 @@ static void add_rule_then_stop(pid_t pid, void *arg)
 			clock_sleep_ns(50 * NS_PER_MS);
 	}
 	ck_assert_msg(status == 201, "%d %s", status, out);
+	ck_assert_int_eq(http(port, "PATCH", "/rules/1", "{\"p\": 0.25}", out, sizeof(out)), 200);
+	ck_assert_int_eq(http(port, "POST", "/rules", "{\"rule\": \"cut basic.ack\"}", out, sizeof(out)), 201);
+	ck_assert_int_eq(http(port, "DELETE", "/rules/2", NULL, out, sizeof(out)), 204);
 	kill(pid, SIGINT);
 }
 
@@ -527,8 +531,10 @@ START_TEST(test_cli)
 		snprintf(api, sizeof(api), "control API on http://127.0.0.1:%u/", port);
 		ck_assert_msg(strstr(out, api) != NULL, "%s", out);
 		ck_assert_msg(strstr(out, "warning") == NULL, "%s", out);
-		ck_assert_msg(strstr(out, "rule 1 'drop basic.nack p=0.5' (added through the API): matched 0, fired 0"),
+		/* the text as it reads now (it used to print the one it started with), and the deleted one marked */
+		ck_assert_msg(strstr(out, "rule 1 'drop basic.nack p=0.25' (added through the API): matched 0, fired 0"),
 			      "%s", out);
+		ck_assert_msg(strstr(out, "rule 2 (deleted): matched 0, fired 0"), "%s", out);
 	}
 }
 END_TEST

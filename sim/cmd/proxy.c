@@ -172,20 +172,35 @@ static bool proxy_cmd_is_loopback(const char *host)
 	return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0;
 }
 
-/* The rules the API added, which proxy_stats_print (configured rules only) leaves out. */
-static void proxy_cmd_print_added(struct proxy *px, size_t configured)
+/*
+ * Every rule the proxy had, by id, with its counts: as it reads now (the API
+ * may have changed its p), marked when the API added it, and the ones it
+ * deleted with their counts up to then.
+ */
+static void proxy_cmd_print_rules(struct proxy *px, const struct proxy_stats *st, const struct rule *configured,
+				  size_t nconfigured)
 {
-	struct proxy_rule *rules;
-	size_t n;
+	struct proxy_rule *now = NULL;
+	size_t n = 0, j = 0;
 
-	if (proxy_rules_get(px, &rules, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++)
-		if (rules[i].id > configured)
-			printf("rule %llu '%s' (added through the API): matched %llu, fired %llu\n",
-			       (unsigned long long)rules[i].id, rules[i].rule.text,
-			       (unsigned long long)rules[i].matched, (unsigned long long)rules[i].fired);
-	free(rules);
+	if (proxy_rules_get(px, &now, &n) < 0)
+		n = 0; /* out of memory: the deleted-or-not marks are left out, the counts stay */
+	for (size_t i = 0; i < st->rule_count; i++) {
+		uint64_t id = i + 1;
+
+		while (j < n && now[j].id < id)
+			j++;
+		if (j < n && now[j].id == id)
+			printf("rule %llu '%s'%s: matched %llu, fired %llu\n", (unsigned long long)id, now[j].rule.text,
+			       id > nconfigured ? " (added through the API)" : "", (unsigned long long)st->rule_matched[i],
+			       (unsigned long long)st->rule_fired[i]);
+		else
+			printf("rule %llu%s%s%s (deleted): matched %llu, fired %llu\n", (unsigned long long)id,
+			       i < nconfigured ? " '" : "", i < nconfigured ? configured[i].text : "",
+			       i < nconfigured ? "'" : "", (unsigned long long)st->rule_matched[i],
+			       (unsigned long long)st->rule_fired[i]);
+	}
+	free(now);
 }
 
 /* proxy_cmd's work; rules has room for argc rules (each --rule takes at least one argument). */
@@ -232,10 +247,9 @@ static int proxy_cmd_run(int argc, char **argv, struct rule *rules)
 	if (proxy_stats_get(px, &st) < 0)
 		log_line("proxy: out of memory for the rule counters; they are left out");
 	printf("dupsim proxy: stopped\n");
-	proxy_stats_print(&st, rules, cfg.rule_count, stdout);
+	proxy_stats_print(&st, stdout);
+	proxy_cmd_print_rules(px, &st, rules, cfg.rule_count);
 	proxy_stats_release(&st);
-	if (api)
-		proxy_cmd_print_added(px, cfg.rule_count);
 	proxy_cmd_running = NULL;
 	proxy_free(px);
 	return rc < 0 ? 1 : 0;

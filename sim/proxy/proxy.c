@@ -534,7 +534,7 @@ size_t proxy_cut_all(struct proxy *px)
 	return relay_cut_all(px->relay);
 }
 
-void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, size_t rule_count, FILE *f)
+void proxy_stats_print(const struct proxy_stats *s, FILE *f)
 {
 	static const char *const types[4] = { "method", "header", "body", "heartbeat" };
 
@@ -574,7 +574,4 @@ void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, si
 				(unsigned long long)s->method_seen[d][m], (unsigned long long)s->method_dropped[d][m]);
 		}
 	}
-	for (size_t i = 0; i < rule_count && i < s->rule_count; i++)
-		fprintf(f, "rule %zu '%s': matched %llu, fired %llu\n", i + 1, rules[i].text,
-			(unsigned long long)s->rule_matched[i], (unsigned long long)s->rule_fired[i]);
 }

@@ -158,7 +158,8 @@ int proxy_rule_remove(struct proxy *px, uint64_t id);
 /* Cuts every open connection now (relay_cut_all: what was decided still arrives, then a FIN); returns how many. */
 size_t proxy_cut_all(struct proxy *px);
 
-/* Prints the counters as a table: connections, bytes, frames and drops per method and direction. */
-void proxy_stats_print(const struct proxy_stats *s, const struct rule *rules, size_t rule_count, FILE *f);
+/* Prints the counters as a table: connections, bytes, frames and drops per method and direction
+ * (not the rules: their texts can change while the proxy runs; see cmd/proxy.c). */
+void proxy_stats_print(const struct proxy_stats *s, FILE *f);
 
 #endif
