@@ -135,19 +135,10 @@ static json_int_t jint(json_t *o, const char *key)
 
 /* ---- AMQP ---- */
 
-static amqp_connection_state_t open_or_fail(uint16_t port)
-{
-	char err[256];
-	amqp_connection_state_t c = mq_open_local(port, 5000, err, sizeof(err));
-
-	ck_assert_msg(c != NULL, "%s", err);
-	return c;
-}
-
 /* A fresh, empty queue q on the broker. */
 static void queue_fresh(const char *q)
 {
-	amqp_connection_state_t c = open_or_fail(test_broker_port());
+	amqp_connection_state_t c = test_open(test_broker_port());
 
 	amqp_queue_delete(c, 1, amqp_cstring_bytes(q), 0, 0);
 	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
@@ -159,7 +150,7 @@ static void queue_fresh(const char *q)
 /* The messages ids[0..n) into q, published directly. */
 static void publish_ids(const char *q, const char *const *ids, int n)
 {
-	amqp_connection_state_t c = open_or_fail(test_broker_port());
+	amqp_connection_state_t c = test_open(test_broker_port());
 
 	for (int i = 0; i < n; i++) {
 		amqp_basic_properties_t p = { ._flags = AMQP_BASIC_MESSAGE_ID_FLAG, .message_id = amqp_cstring_bytes(ids[i]) };
@@ -171,22 +162,10 @@ static void publish_ids(const char *q, const char *const *ids, int n)
 	mq_close(c);
 }
 
-static uint32_t queue_depth(const char *q)
-{
-	amqp_connection_state_t c = open_or_fail(test_broker_port());
-	amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
-	uint32_t n;
-
-	ck_assert_ptr_nonnull(ok);
-	n = ok->message_count;
-	mq_close(c);
-	return n;
-}
-
 /* A consumer through port on q, manual acks, not yet given a message. */
 static amqp_connection_state_t consumer(uint16_t port, const char *q)
 {
-	amqp_connection_state_t c = open_or_fail(port);
+	amqp_connection_state_t c = test_open(port);
 
 	amqp_basic_qos(c, 1, 0, 10, 0);
 	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
@@ -267,7 +246,7 @@ START_TEST(test_rule_lifecycle)
 	ck_assert_int_eq(take_and_ack(c, &redelivered), 1);
 	ck_assert_int_eq(redelivered, 1);
 	mq_close(c);
-	ck_assert_uint_eq(queue_depth("api-ack"), 0);
+	ck_assert_uint_eq(test_queue_depth("api-ack"), 0);
 	j = listed_rule(f.port, 1);
 	ck_assert_int_eq(jint(j, "matched"), 2);
 	ck_assert_int_eq(jint(j, "fired"), 1);
@@ -377,7 +356,7 @@ START_TEST(test_cut)
 
 	fixture_start(&f, NULL, 0);
 	for (int i = 0; i < 3; i++)
-		c[i] = open_or_fail(proxy_port(f.px));
+		c[i] = test_open(proxy_port(f.px));
 	j = http_json(f.port, "POST", "/cut", NULL, 200);
 	ck_assert_int_eq(jint(j, "cut"), 3);
 	json_decref(j);
@@ -396,7 +375,7 @@ START_TEST(test_cut)
 	ck_assert_int_eq(jint(json_object_get(j, "connections"), "accepted"), 3);
 	json_decref(j);
 	/* new connections go through as before */
-	c[0] = open_or_fail(proxy_port(f.px));
+	c[0] = test_open(proxy_port(f.px));
 	amqp_basic_qos(c[0], 1, 0, 10, 0);
 	ck_assert(mq_ok(amqp_get_rpc_reply(c[0])));
 	mq_close(c[0]);

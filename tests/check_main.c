@@ -12,6 +12,7 @@
 #include "nodes/rabbitmq.h"
 #include "nodes/redis.h"
 #include "tests.h"
+#include "workload/mq.h"
 
 /* Weak so a module's suite can be added without touching this file first. */
 #pragma weak core_suite
@@ -56,6 +57,27 @@ const char *test_dupsim_bin(void)
 	const char *b = getenv("DUPSIM_BIN");
 
 	return b && *b ? b : "build/dupsim";
+}
+
+amqp_connection_state_t test_open(uint16_t port)
+{
+	char err[256];
+	amqp_connection_state_t c = mq_open_local(port, 5000, err, sizeof(err));
+
+	ck_assert_msg(c != NULL, "%s", err);
+	return c;
+}
+
+uint32_t test_queue_depth(const char *q)
+{
+	amqp_connection_state_t c = test_open(test_broker_port());
+	amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
+	uint32_t n;
+
+	ck_assert_ptr_nonnull(ok);
+	n = ok->message_count;
+	mq_close(c);
+	return n;
 }
 
 int test_dupsim(const char *const *args, char *out, size_t outlen, void (*during)(pid_t pid, void *arg), void *arg)

@@ -49,15 +49,6 @@ static struct proxy *start_proxy(const char *const *rules, size_t n, uint16_t up
 	return px;
 }
 
-static amqp_connection_state_t open_or_fail(uint16_t port)
-{
-	char err[256];
-	amqp_connection_state_t c = mq_open_local(port, 5000, err, sizeof(err));
-
-	ck_assert_msg(c != NULL, "%s", err);
-	return c;
-}
-
 static void declare_fresh(amqp_connection_state_t c, const char *q)
 {
 	char why[256];
@@ -82,7 +73,7 @@ static int publish(amqp_connection_state_t c, const char *q, const char *id, con
 /* basic.get on a direct connection, retried for up to wait_ms; 1 found, 0 empty. */
 static int direct_get(const char *q, int wait_ms, char *id, size_t idlen, int *redelivered)
 {
-	amqp_connection_state_t c = open_or_fail(test_broker_port());
+	amqp_connection_state_t c = test_open(test_broker_port());
 	uint64_t deadline = clock_now_ns() + (uint64_t)wait_ms * NS_PER_MS;
 	int found = 0;
 
@@ -110,18 +101,6 @@ static int direct_get(const char *q, int wait_ms, char *id, size_t idlen, int *r
 	return found;
 }
 
-static uint32_t queue_depth(const char *q)
-{
-	amqp_connection_state_t c = open_or_fail(test_broker_port());
-	amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 1, 0, 0, 0, amqp_empty_table);
-	uint32_t n;
-
-	ck_assert_ptr_nonnull(ok);
-	n = ok->message_count;
-	mq_close(c);
-	return n;
-}
-
 /* (1) no rules: random bodies, some spanning several body frames, arrive byte-identical. */
 struct relay_job {
 	uint16_t port;
@@ -135,7 +114,7 @@ static void *relay_worker(void *arg)
 	struct relay_job *j = arg;
 	char q[32], id[32];
 	struct rng rng;
-	amqp_connection_state_t c = open_or_fail(j->port);
+	amqp_connection_state_t c = test_open(j->port);
 	uint8_t *body = malloc(j->max_body + 1);
 	uint64_t *sums = calloc((size_t)j->messages, sizeof(*sums));
 	size_t *lens = calloc((size_t)j->messages, sizeof(*lens));
@@ -219,7 +198,7 @@ START_TEST(test_drop_commit_ok)
 {
 	const char *rules[] = { "drop tx.commit-ok from=broker p=1 then=close" };
 	struct proxy *px = start_proxy(rules, 1, 0);
-	amqp_connection_state_t c = open_or_fail(proxy_port(px));
+	amqp_connection_state_t c = test_open(proxy_port(px));
 	char id[64];
 	int redelivered;
 	struct proxy_stats st;
@@ -259,7 +238,7 @@ START_TEST(test_many_rule_counters)
 		rules[i] = "drop basic.publish from=client p=0";
 	rules[19] = "drop tx.commit-ok from=broker then=close";
 	px = start_proxy(rules, 20, 0);
-	c = open_or_fail(proxy_port(px));
+	c = test_open(proxy_port(px));
 	declare_fresh(c, "many-rules");
 	amqp_tx_select(c, 1);
 	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
@@ -293,7 +272,7 @@ static void consume_one_and_ack(uint16_t port, const char *q, int *ack_status, i
 	amqp_rpc_reply_t r;
 	uint64_t t0;
 
-	amqp_connection_state_t c = open_or_fail(port);
+	amqp_connection_state_t c = test_open(port);
 	amqp_envelope_t e;
 
 	amqp_basic_qos(c, 1, 0, 10, 0);
@@ -316,7 +295,7 @@ static void consume_one_and_ack(uint16_t port, const char *q, int *ack_status, i
 
 static void put_one(const char *q, const char *id)
 {
-	amqp_connection_state_t c = open_or_fail(test_broker_port());
+	amqp_connection_state_t c = test_open(test_broker_port());
 
 	declare_fresh(c, q);
 	ck_assert_int_eq(publish(c, q, id, "hello", 5), AMQP_STATUS_OK);
@@ -360,7 +339,7 @@ START_TEST(test_cut_ack)
 	ck_assert_msg(after == AMQP_STATUS_CONNECTION_CLOSED || after == AMQP_STATUS_SOCKET_ERROR, "%d", after);
 	/* long enough for the broker to requeue if it had not seen the ack */
 	ck_assert_int_eq(direct_get("ack-cut", 1500, id, sizeof(id), &redelivered), 0);
-	ck_assert_uint_eq(queue_depth("ack-cut"), 0);
+	ck_assert_uint_eq(test_queue_depth("ack-cut"), 0);
 	proxy_stats_get(px, &st);
 	ck_assert_uint_eq(st.cuts, 1);
 	ck_assert_uint_eq(st.drops, 0);
@@ -375,7 +354,7 @@ START_TEST(test_hang_commit_ok)
 {
 	const char *rules[] = { "drop tx.commit-ok from=broker then=hang after=2" };
 	struct proxy *px = start_proxy(rules, 1, 0);
-	amqp_connection_state_t c = open_or_fail(proxy_port(px));
+	amqp_connection_state_t c = test_open(proxy_port(px));
 	struct timeval tv = { .tv_sec = 1 };
 	char id[64];
 	int redelivered;
@@ -1113,7 +1092,7 @@ END_TEST
 /* Consumes `messages` through port with this prefetch, working work_ms on each and acking each. */
 static void consume_and_ack(uint16_t port, const char *q, uint16_t prefetch, int messages, int work_ms)
 {
-	amqp_connection_state_t c = open_or_fail(port);
+	amqp_connection_state_t c = test_open(port);
 
 	amqp_basic_qos(c, 1, 0, prefetch, 0);
 	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
@@ -1144,7 +1123,7 @@ START_TEST(test_ahead_prefetch)
 
 	for (int k = 0; k < 2; k++) {
 		struct proxy *px = start_proxy(NULL, 0, 0);
-		amqp_connection_state_t d = open_or_fail(test_broker_port());
+		amqp_connection_state_t d = test_open(test_broker_port());
 		struct proxy_stats st;
 
 		declare_fresh(d, "ahead");
@@ -1169,7 +1148,7 @@ START_TEST(test_hang_drops_deliver_content)
 {
 	const char *rules[] = { "drop basic.deliver from=broker then=hang after=2" };
 	struct proxy *px = start_proxy(rules, 1, 0);
-	amqp_connection_state_t d = open_or_fail(test_broker_port()), c;
+	amqp_connection_state_t d = test_open(test_broker_port()), c;
 	struct timeval tv = { .tv_sec = 1 };
 	amqp_envelope_t e;
 	amqp_rpc_reply_t r;
@@ -1179,7 +1158,7 @@ START_TEST(test_hang_drops_deliver_content)
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(publish(d, "hang-deliver", "m", "hello", 5), AMQP_STATUS_OK);
 	mq_close(d);
-	c = open_or_fail(proxy_port(px));
+	c = test_open(proxy_port(px));
 	amqp_basic_consume(c, 1, amqp_cstring_bytes("hang-deliver"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
 	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
 	ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
@@ -1205,7 +1184,7 @@ START_TEST(test_hang_drops_publish_content)
 {
 	const char *rules[] = { "drop basic.publish from=client then=hang after=2" };
 	struct proxy *px = start_proxy(rules, 1, 0);
-	amqp_connection_state_t c = open_or_fail(proxy_port(px));
+	amqp_connection_state_t c = test_open(proxy_port(px));
 	char id[64];
 	int redelivered;
 
@@ -1221,7 +1200,7 @@ START_TEST(test_hang_drops_publish_content)
 	mq_close(c);
 	ck_assert_int_eq(direct_get("hang-publish", 1000, id, sizeof(id), &redelivered), 1);
 	ck_assert_str_eq(id, "p-1");
-	ck_assert_uint_eq(queue_depth("hang-publish"), 0);
+	ck_assert_uint_eq(test_queue_depth("hang-publish"), 0);
 	proxy_free(px);
 }
 END_TEST
@@ -1236,7 +1215,7 @@ START_TEST(test_cut_deliver)
 	amqp_rpc_reply_t r;
 
 	put_one("cut-deliver", "d-1");
-	c = open_or_fail(proxy_port(px));
+	c = test_open(proxy_port(px));
 	amqp_basic_consume(c, 1, amqp_cstring_bytes("cut-deliver"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
 	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
 	r = amqp_consume_message(c, &e, NULL, 0);
@@ -1255,7 +1234,7 @@ END_TEST
 START_TEST(test_malformed_peer)
 {
 	struct proxy *px = start_proxy(NULL, 0, 0);
-	amqp_connection_state_t good = open_or_fail(proxy_port(px));
+	amqp_connection_state_t good = test_open(proxy_port(px));
 	static const uint8_t bad_end[] = { 'A', 'M', 'Q', 'P', 0, 0, 9, 1, 8, 0, 0, 0, 0, 0, 0, 0x00 };
 	const char *garbage = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 	struct proxy_stats st;
@@ -1291,7 +1270,7 @@ END_TEST
 START_TEST(test_fuzzed_clients)
 {
 	struct proxy *px = start_proxy(NULL, 0, 0);
-	amqp_connection_state_t good = open_or_fail(proxy_port(px));
+	amqp_connection_state_t good = test_open(proxy_port(px));
 	struct rng rng;
 	size_t len;
 	uint8_t *rec = (uint8_t *)files_read("tests/corpus/frame/session-client.bin", &len);
@@ -1366,7 +1345,7 @@ START_TEST(test_connection_flood)
 		for (int i = 0; i < 100; i++)
 			close(fds[i]);
 	}
-	c = open_or_fail(proxy_port(px));
+	c = test_open(proxy_port(px));
 	declare_fresh(c, "after-flood");
 	mq_close(c);
 	/* everything the flood opened is closed again (the broker notices the FINs) */

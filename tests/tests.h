@@ -2,6 +2,7 @@
 #ifndef DUPSIM_TESTS_H
 #define DUPSIM_TESTS_H
 
+#include <amqp.h>
 #include <check.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,10 @@ const char *test_broker_url(void);
 uint16_t test_broker_port(void);
 /* The private redis-server of the test run: redis://127.0.0.1:PORT. */
 const char *test_redis_url(void);
+/* A logged-in AMQP connection to 127.0.0.1:port (the broker, or a proxy in front of it); fails the test otherwise. */
+amqp_connection_state_t test_open(uint16_t port);
+/* Messages ready in queue q on the test broker (a passive declare: q must exist). */
+uint32_t test_queue_depth(const char *q);
 /* Path of the dupsim binary under test ($DUPSIM_BIN, default build/dupsim). */
 const char *test_dupsim_bin(void);
 
