@@ -530,9 +530,7 @@ static bool run_publishers_gave_up(const struct run *r)
 static void run_count_queue(struct run *r, struct run_report *rep)
 {
 	uint16_t *copies = calloc(r->ledger.count ? r->ledger.count : 1, sizeof(*copies));
-	struct msgid_space ids = { .publishers = (unsigned)r->sc.publishers.count,
-				   .per_publisher = r->rc.per_publisher,
-				   .messages = r->ledger.count };
+	struct msgid_space ids = workload_ids(&r->rc);
 	amqp_connection_state_t c;
 	uint64_t seen = 0, excess = 0;
 	char err[256];

@@ -346,8 +346,7 @@ void *consumer_main(void *arg)
 		.c = c,
 		.w = c->w,
 		.policy = { .check = sc->dedup.check, .mark = sc->dedup.mark },
-		.ids = { .publishers = (unsigned)sc->publishers.count, .per_publisher = c->w->per_publisher,
-			 .messages = c->w->ledger->count },
+		.ids = workload_ids(c->w),
 	};
 
 	session_init(&s.sess, c->w, EVENTS_CONSUMER, c->id, c->error, sizeof(c->error));

@@ -12,6 +12,7 @@
 #include "truth/events.h"
 #include "truth/ledger.h"
 #include "workload/mq.h"
+#include "workload/msgid.h"
 
 /* Filled by the run before the first worker starts; workers only read the
  * pointers and bump the counters. */
@@ -45,5 +46,13 @@ struct workload {
 	_Atomic uint64_t lookups, inserts, store_errors;
 	struct stats_hist store_latency; /* ns per store call */
 };
+
+/* How this run's message ids map onto its ledger. */
+static inline struct msgid_space workload_ids(const struct workload *w)
+{
+	return (struct msgid_space){ .publishers = (unsigned)w->sc->publishers.count,
+				     .per_publisher = w->per_publisher,
+				     .messages = w->ledger->count };
+}
 
 #endif
