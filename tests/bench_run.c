@@ -63,7 +63,7 @@ static void *bare_publisher(void *arg)
 	p.headers.num_entries = 1;
 	p.headers.entries = &h;
 	for (int i = 0; i < MESSAGES / PUBLISHERS; i++) {
-		snprintf(mid, sizeof(mid), "p%d-%d", id, i);
+		snprintf(mid, sizeof(mid), "%d", id * (MESSAGES / PUBLISHERS) + i);
 		p.message_id = amqp_cstring_bytes(mid);
 		amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0, &p,
 				   (amqp_bytes_t){ sizeof(body), body });

@@ -60,14 +60,7 @@ static void proxy_cmd_usage(FILE *f)
 /* --api's argument: HOST:PORT, or a bare PORT on 127.0.0.1. 0, or -1 (the line is logged). */
 static int proxy_cmd_parse_api(const char *arg, struct proxy_cmd_hosts *h)
 {
-	uint64_t v;
-
-	if (!strchr(arg, ':') && parse_u64(arg, &v) == 0 && v <= 65535) {
-		snprintf(h->api, sizeof(h->api), "127.0.0.1");
-		h->api_port = (uint16_t)v;
-		return 0;
-	}
-	if (parse_hostport(arg, h->api, sizeof(h->api), &h->api_port, true) == 0)
+	if (parse_listen_addr(arg, h->api, sizeof(h->api), &h->api_port) == 0)
 		return 0;
 	log_line("proxy: --api '%s': expected [HOST:]PORT, e.g. 127.0.0.1:8474 or 8474", arg);
 	return -1;

@@ -24,6 +24,8 @@
 #include "nodes/proc.h"
 #include "nodes/rabbitmq.h"
 #include "nodes/redis.h"
+#include "workload/app.h"
+#include "workload/appview.h"
 #include "workload/msgid.h"
 #include "truth/events.h"
 #include "analysis/evidence.h"
@@ -65,6 +67,10 @@ struct run {
 	pthread_t *pub_threads, *cons_threads;
 	size_t pubs_started, cons_started;
 	struct node *redis; /* a private redis-server started for this run, or NULL */
+	struct app app;	    /* [app]: the user's consumer, instead of consumer threads */
+	struct appview *view; /* [app]: its ledger, from the proxy's tap and its effects files */
+	struct appview_totals app_totals;
+	char app_redis_url[256]; /* DUPSIM_REDIS_URL, "" none */
 	struct dedup_factory stores; /* how consumers open their dedup stores */
 
 	pthread_mutex_t fault_lock;
@@ -101,6 +107,12 @@ static void run_usage(FILE *f)
 		   "broker was lost mid-run: results are written, summary.json's status says why:\n"
 		   "broker_restart_failed, publisher_gave_up), 2 bad command line or scenario,\n"
 		   "3 ledger invariant violated, 130 interrupted.\n");
+}
+
+/* Who consumes: dupsim's consumer threads, or the app's instances. */
+static uint64_t run_consumers(const struct run *r)
+{
+	return scenario_has_app(&r->sc) ? r->sc.app.instances : r->sc.consumers.count;
 }
 
 /* What kind of fault event a rule makes of the connection it fires on. */
@@ -159,6 +171,11 @@ static int run_stores(struct run *r, char *err, size_t errlen)
 		if (node_new(&r->redis, &redis_ops, &o, why, sizeof(why)) < 0)
 			return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
 		redis_url = node_url(r->redis);
+	}
+	if (scenario_has_app(sc)) { /* the app has its own store: dupsim only hands redis over */
+		if (sc->dedup.store == SCENARIO_STORE_REDIS)
+			snprintf(r->app_redis_url, sizeof(r->app_redis_url), "%s", redis_url);
+		return 0;
 	}
 	if (dedup_factory_init(&r->stores, sc, redis_url, err, errlen) < 0)
 		return -1;
@@ -303,12 +320,18 @@ static void run_monitor(struct run *r)
 		}
 		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
 			run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
+		if (r->view) {
+			app_step(&r->app, now, !r->publish_done_ns);
+			appview_poll(r->view, now);
+			if (app_failure(&r->app))
+				break;
+		}
 		if (r->crashes.lost)
 			break;
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
 			r->publish_done_ns = now;
 		if (r->publish_done_ns && !crashes_down(&r->crashes)) {
-			if (sc->consumers.count == 0) {
+			if (run_consumers(r) == 0) {
 				r->drained = true;
 				break;
 			}
@@ -353,7 +376,7 @@ static int run_start_threads(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
 	struct workload *rc = &r->rc;
-	size_t np = sc->publishers.count, nc = sc->consumers.count;
+	size_t np = sc->publishers.count, nc = scenario_has_app(sc) ? 0 : sc->consumers.count;
 
 	r->pubs = calloc(np, sizeof(*r->pubs));
 	r->pub_threads = calloc(np, sizeof(*r->pub_threads));
@@ -454,6 +477,17 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 		return log_seterr(err, errlen, "out of memory");
 	cfg.rules = r->rules;
 	cfg.rule_count = r->rule_count;
+	if (scenario_has_app(&r->sc)) {
+		struct appview_config vc = {
+			.ledger = &r->ledger, .events = &r->events, .w = &r->rc,
+			.ids = { .messages = r->sc.run.messages }, .instances = (unsigned)r->sc.app.instances,
+			.dir = r->out_dir, .owner = app_owner, .owner_arg = &r->app,
+		};
+
+		if (appview_new(&r->view, &vc, err, errlen) < 0)
+			return -1;
+		cfg.tap = appview_tap(r->view);
+	}
 	if (proxy_new(&r->proxy, &cfg, why, sizeof(why)) < 0 || proxy_start(r->proxy) < 0)
 		return log_seterr(err, errlen, "fault proxy: %s", why);
 	r->rc.via = r->target;
@@ -588,8 +622,8 @@ static void run_model(const struct run *r, struct run_report *rep)
 	*mi = (struct model_in){
 		.confirm_mode = sc->publishers.mode == SCENARIO_MODE_CONFIRM,
 		.batch = (unsigned)sc->publishers.batch,
-		.ack_every = (unsigned)sc->consumers.ack_every,
-		.consumers = (unsigned)sc->consumers.count,
+		.ack_every = scenario_has_app(sc) ? 1 : (unsigned)sc->consumers.ack_every,
+		.consumers = (unsigned)run_consumers(r),
 		.ahead = rep->px.acks_sampled ? (double)rep->px.ahead_sum / (double)rep->px.acks_sampled : NAN,
 		.confirms_per_msg = confirms && rep->t.publish_attempts
 					    ? (double)confirms / (double)rep->t.publish_attempts
@@ -602,6 +636,8 @@ static void run_model(const struct run *r, struct run_report *rep)
 			 "redelivered too)");
 	if (sc->faults.consumer_crash > 0)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
+	if (scenario_has_app(sc) && sc->app.crash_every_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "app crashes (app.crash_every)");
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
 	model_predict(mi, &rep->model);
@@ -632,6 +668,8 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 {
 	if (r->interrupted)
 		return "interrupted";
+	if (r->view && app_failure(&r->app))
+		return "app_failed";
 	if (rep->violations)
 		return "invariant_violation";
 	if (r->crashes.lost)
@@ -800,6 +838,32 @@ static void run_fill_perf(struct results *res, const struct run *r, const struct
 		results_minpos(&res->curve_min, r->curve[i].low);
 		results_minpos(&res->curve_min, r->curve[i].high);
 	}
+}
+
+/* [app]: the app's own counts; its dedup is out of sight, so the dedup figures say "unknown" (NaN). */
+static void run_fill_app(struct results *res, const struct run *r)
+{
+	const struct appview_totals *t = &r->app_totals;
+
+	if (!r->view)
+		return;
+	res->app.on = true;
+	snprintf(res->app.command, sizeof(res->app.command), "%s", r->sc.app.consumer);
+	res->app.n = (struct results_app_counts){
+		.instances = (double)r->sc.app.instances, .kills = (double)r->app.kills, .exits = (double)r->app.exits,
+		.restarts = (double)r->app.restarts, .connections = (double)t->conns,
+		.connections_unmapped = (double)t->conns_unmapped, .deliveries = (double)t->deliveries,
+		.redelivered = (double)t->redelivered, .acks = (double)t->acks, .nacks = (double)t->nacks,
+		.abandoned = (double)t->abandoned, .judged_late = (double)t->judged_late,
+		.effect_lines = (double)t->effect_lines, .effects_foreign = (double)t->effects_foreign,
+		.effects_unmatched = (double)t->effects_unmatched,
+	};
+	snprintf(res->dedup.store, sizeof(res->dedup.store), "%s",
+		 r->sc.dedup.store == SCENARIO_STORE_REDIS ? "app+redis" : "app");
+	res->dedup.scope[0] = res->dedup.mark[0] = res->dedup.ttl[0] = res->dedup.capacity[0] = '\0';
+	res->dedup.lookups = res->dedup.inserts = res->dedup.errors = NAN;
+	res->dedup.store_latency_us_p50 = res->dedup.store_latency_us_p99 = res->dedup.ttl_ms = NAN;
+	res->faults.consumer_crashes = (double)r->app.kills;
 }
 
 /*
@@ -1017,9 +1081,12 @@ static void run_print_summary(const struct run *r, const struct results *res)
 
 static void run_release(struct run *r)
 {
+	app_stop(&r->app);
 	if (r->proxy)
 		proxy_free(r->proxy);
-	for (size_t i = 0; r->cons && i < r->sc.consumers.count; i++)
+	app_release(&r->app);
+	appview_free(r->view);
+	for (size_t i = 0; r->cons && !scenario_has_app(&r->sc) && i < r->sc.consumers.count; i++)
 		if (r->cons[i].own_store)
 			dedup_free(r->cons[i].store);
 	dedup_free(r->rc.shared_store);
@@ -1131,6 +1198,7 @@ static int run_truth(struct run *r, char *err, size_t errlen)
 		.capacity = sc->dedup.capacity,
 		.crash_wipes_cache = sc->faults.consumer_crash > 0 && sc->dedup.store == SCENARIO_STORE_MEMORY &&
 				     sc->dedup.scope == SCENARIO_SCOPE_LOCAL,
+		.app = scenario_has_app(sc),
 	};
 
 	if (ledger_init(&r->ledger, sc->run.messages, &pol) < 0)
@@ -1144,6 +1212,20 @@ static int run_truth(struct run *r, char *err, size_t errlen)
 	r->ledger.events = &r->events;
 	r->rc.events = &r->events;
 	return 0;
+}
+
+/* [app]: the user's consumer instances, behind the proxy. 0 or -1 with err. */
+static int run_start_app(struct run *r, char *err, size_t errlen)
+{
+	char url[512];
+	struct app_config ac = { .sc = &r->sc, .dir = r->out_dir, .amqp_url = url,
+				 .redis_url = r->app_redis_url[0] ? r->app_redis_url : NULL, .view = r->view };
+
+	mq_format_url(&r->rc.via, url, sizeof(url));
+	if (!r->quiet)
+		log_line("app: %" PRIu64 " instance%s of `%s`, through the proxy at %s; logs in %s/app-N.log",
+			 r->sc.app.instances, r->sc.app.instances == 1 ? "" : "s", r->sc.app.consumer, url, r->out_dir);
+	return app_start(&r->app, &ac, err, errlen);
 }
 
 /* Everything up to the first publish: stores, broker, queue, proxy, ledger, threads. 0 or -1 (said). */
@@ -1162,7 +1244,7 @@ static int run_setup(struct run *r)
 		log_line("run '%s': %" PRIu64 " messages, %" PRIu64 " publishers (%s), %" PRIu64
 			 " consumers, %zu fault rule%s, broker %s, proxy 127.0.0.1:%u",
 			 r->sc.run.name, r->sc.run.messages, r->sc.publishers.count,
-			 r->sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", r->sc.consumers.count,
+			 r->sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", run_consumers(r),
 			 r->rule_count, r->rule_count == 1 ? "" : "s", r->broker_url, proxy_port(r->proxy));
 	if (run_truth(r, err, sizeof(err)) < 0)
 		goto fail;
@@ -1170,6 +1252,8 @@ static int run_setup(struct run *r)
 	crashes_init(&r->crashes, r->broker, &r->events, r->sc.faults.broker_crash_every_ns, r->sc.faults.broker_down_ns,
 		     r->start_ns);
 	atomic_store(&r->rc.last_delivery_ns, r->start_ns);
+	if (scenario_has_app(&r->sc) && run_start_app(r, err, sizeof(err)) < 0)
+		goto fail;
 	if (run_start_threads(r, err, sizeof(err)) < 0) {
 		run_stop_threads(r);
 		goto fail;
@@ -1188,9 +1272,18 @@ static void run_measure(struct run *r, struct run_report *rep)
 	if (proxy_stats_get(r->proxy, &rep->px) < 0)
 		log_line("run: out of memory for the proxy's rule counters; summary.json leaves them out");
 	ledger_totals(&r->ledger, &rep->t);
-	if (r->sc.consumers.count == 0 && !r->interrupted)
+	if (run_consumers(r) == 0 && !r->interrupted)
 		run_count_queue(r, rep);
 	rep->violations = ledger_check(&r->ledger, r->drained, rep->violation_text, sizeof(rep->violation_text));
+	if (r->view && r->app_totals.effects_unmatched) {
+		size_t used = strlen(rep->violation_text);
+
+		rep->violations++;
+		snprintf(rep->violation_text + used, sizeof(rep->violation_text) - used,
+			 "%s%" PRIu64 " lines of the app's effects files match no delivery of their message to their "
+			 "instance: the app wrote an effect after its ack, twice for one delivery, or for a message "
+			 "it was not given\n", used ? "" : "", r->app_totals.effects_unmatched);
+	}
 	run_evidence(r, rep);
 	run_model(r, rep);
 	rep->duration_s = (double)(r->end_ns - r->start_ns) / NS_PER_S;
@@ -1215,6 +1308,7 @@ static int run_results(struct run *r, const struct run_report *rep, bool link_la
 	run_fill_predicted(&res, rep);
 	run_fill_faults(&res, r, rep);
 	run_fill_perf(&res, r, rep);
+	run_fill_app(&res, r);
 	if (run_write_results(r, &o, err, sizeof(err)) < 0) {
 		log_line("run: %s", err);
 		code = EXIT_FAIL;
@@ -1260,7 +1354,14 @@ int run_cli(int argc, char **argv)
 		goto out;
 	}
 	run_monitor(&r);
+	if (r.view && app_failure(&r.app))
+		log_line("run: %s", app_failure(&r.app));
 	run_stop_threads(&r);
+	if (r.view) {
+		/* the app goes first, so that the proxy sees its connections end and the view judges them */
+		app_stop(&r.app);
+		appview_finish(r.view, &r.app_totals);
+	}
 	r.end_ns = clock_now_ns();
 	if (!r.publish_done_ns)
 		r.publish_done_ns = r.end_ns;
@@ -1271,8 +1372,8 @@ int run_cli(int argc, char **argv)
 	if (code == EXIT_OK)
 		code = r.interrupted	 ? EXIT_INTERRUPTED
 		       : rep.violations ? EXIT_INVARIANT
-		       : r.crashes.lost || run_publishers_gave_up(&r) ? EXIT_FAIL
-								 : EXIT_OK;
+		       : r.crashes.lost || run_publishers_gave_up(&r) || (r.view && app_failure(&r.app)) ? EXIT_FAIL
+														 : EXIT_OK;
 	if (!r.interrupted)
 		run_cleanup_queue(&r);
 out:

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 int parse_u64(const char *s, uint64_t *out)
@@ -122,6 +123,20 @@ int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port, bo
 	host[n] = '\0';
 	*port = (uint16_t)p;
 	return 0;
+}
+
+int parse_listen_addr(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	uint64_t v;
+
+	if (s && !strchr(s, ':') && parse_u64(s, &v) == 0 && v <= 65535) {
+		if (hostlen < sizeof("127.0.0.1"))
+			return -1;
+		snprintf(host, hostlen, "127.0.0.1");
+		*port = (uint16_t)v;
+		return 0;
+	}
+	return parse_hostport(s, host, hostlen, port, true);
 }
 
 size_t parse_edit_distance(const char *a, const char *b)

@@ -22,6 +22,9 @@ int parse_u64(const char *s, uint64_t *out);
 int parse_bool(const char *s, bool *out);
 /* "HOST:PORT" with a numeric port 0..65535 (0 allowed only if allow_zero). */
 int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port, bool allow_zero);
+/* A listening address given by a user: HOST:PORT, or a bare PORT on 127.0.0.1 (loopback unless
+ * another host is named); port 0 = any free one. 0 or -1. */
+int parse_listen_addr(const char *s, char *host, size_t hostlen, uint16_t *port);
 /* Levenshtein distance between two short strings (for "did you mean"). */
 size_t parse_edit_distance(const char *a, const char *b);
 

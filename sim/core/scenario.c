@@ -50,6 +50,11 @@ enum scenario_key_id {
 	K_DEDUP_MARK,
 	K_DEDUP_URL,
 	K_DEDUP_SYNC,
+	K_APP_CONSUMER,
+	K_APP_INSTANCES,
+	K_APP_CRASH_EVERY,
+	K_APP_RESTART_DELAY,
+	K_PROXY_API,
 	K_COUNT
 };
 
@@ -66,6 +71,8 @@ enum scenario_kind {
 	KIND_AMQP_URL,
 	KIND_REDIS_URL,
 	KIND_RULE,
+	KIND_COMMAND,  /* free text for /bin/sh -c: printable, may be empty */
+	KIND_HOSTPORT, /* "" or [HOST:]PORT */
 };
 
 /* Enum fields are written through an int lvalue (their compatible type's
@@ -163,9 +170,20 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 	[K_DEDUP_URL] = { "dedup", "url", KIND_REDIS_URL, S(dedup.url), SLEN(dedup.url),
 			  .allowed = "embedded or redis://host:port" },
 	[K_DEDUP_SYNC] = { "dedup", "sync", KIND_BOOL, S(dedup.sync), .allowed = "true, false" },
+	[K_APP_CONSUMER] = { "app", "consumer", KIND_COMMAND, S(app.consumer), SLEN(app.consumer),
+			     .allowed = "a command for /bin/sh -c, up to 180 printable characters" },
+	[K_APP_INSTANCES] = { "app", "instances", KIND_U64, S(app.instances), .min = 1, .max = 64,
+			      .allowed = "1..64" },
+	[K_APP_CRASH_EVERY] = { "app", "crash_every", KIND_DURATION, S(app.crash_every_ns), .min = 100 * MS,
+				.max = 24 * HOUR, .zero_ok = true, .allowed = "0 (never) or 100ms..24h" },
+	[K_APP_RESTART_DELAY] = { "app", "restart_delay", KIND_DURATION, S(app.restart_delay_ns), .min = 0,
+				  .max = 10 * MIN, .allowed = "0..10m" },
+	[K_PROXY_API] = { "proxy", "api", KIND_HOSTPORT, S(proxy.api), SLEN(proxy.api),
+			  .allowed = "empty (no API), PORT (on 127.0.0.1) or HOST:PORT" },
 };
 
-static const char *const scenario_sections[] = { "run", "broker", "publishers", "consumers", "faults", "dedup" };
+static const char *const scenario_sections[] = { "run",	  "broker", "publishers", "consumers",
+						 "faults", "dedup",  "app",	   "proxy" };
 #define SECTION_COUNT (sizeof(scenario_sections) / sizeof(scenario_sections[0]))
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -521,6 +539,19 @@ static int scenario_apply(struct scenario *sc, const struct scenario_key *k, con
 	}
 	case KIND_RULE:
 		return scenario_add_rule(sc, v, msg, msglen);
+	case KIND_COMMAND:
+	case KIND_HOSTPORT: {
+		char host[SCENARIO_STR_MAX + 1];
+		uint16_t port;
+
+		if (strlen(v) >= k->len || !scenario_printable(v))
+			return log_seterr(msg, msglen, "'%.40s...' is too long or not printable; allowed: %s", v,
+					k->allowed);
+		if (k->kind == KIND_HOSTPORT && v[0] && parse_listen_addr(v, host, sizeof(host), &port) < 0)
+			return log_seterr(msg, msglen, "'%s' is not [HOST:]PORT; allowed: %s", v, k->allowed);
+		memcpy(field, v, strlen(v) + 1);
+		return 0;
+	}
 	}
 	abort();
 }
@@ -582,6 +613,8 @@ void scenario_init_defaults(struct scenario *sc, const char *path)
 	sc->dedup.mark = SCENARIO_MARK_AFTER;
 	strcpy(sc->dedup.url, "embedded");
 	sc->dedup.sync = false;
+	sc->app.instances = 1;
+	sc->app.restart_delay_ns = 500 * MS;
 }
 
 void scenario_release(struct scenario *sc)
@@ -1161,8 +1194,55 @@ static int scenario_check_store_none(const struct scenario *sc, char *err, size_
 	return 0;
 }
 
+/* Keys only dupsim's own consumer threads use: refused with [app], which replaces them. */
+static const int app_refused[] = {
+	K_CONS_COUNT, K_CONS_PREFETCH, K_CONS_ACK_EVERY, K_CONS_WORK, K_FAULT_CONSUMER_CRASH, K_FAULT_CONSUMER_CRASH_AT,
+	K_DEDUP_SCOPE, K_DEDUP_TTL, K_DEDUP_CAPACITY, K_DEDUP_CHECK, K_DEDUP_MARK, K_DEDUP_SYNC,
+};
+/* Keys that mean something only with [app] consumer. */
+static const int app_only[] = { K_APP_INSTANCES, K_APP_CRASH_EVERY, K_APP_RESTART_DELAY };
+
+/* [app] (DESIGN.md, "Your own application"): what it replaces, and what needs it. */
+static int scenario_check_app(const struct scenario *sc, char *err, size_t errlen)
+{
+	char where[4200], how[64];
+
+	if (!scenario_has_app(sc)) {
+		for (size_t i = 0; i < sizeof(app_only) / sizeof(app_only[0]); i++) {
+			if (!sc->origin[app_only[i]])
+				continue;
+			scenario_where(sc, app_only[i], where, sizeof(where));
+			return log_seterr(err, errlen, "%sapp.%s needs app.consumer (the command of your consumer); "
+					"set it, or remove app.%s to run dupsim's own consumers", where,
+					scenario_keys[app_only[i]].name, scenario_keys[app_only[i]].name);
+		}
+		return 0;
+	}
+	scenario_how(sc, K_APP_CONSUMER, how, sizeof(how));
+	for (size_t i = 0; i < sizeof(app_refused) / sizeof(app_refused[0]); i++) {
+		const struct scenario_key *k = &scenario_keys[app_refused[i]];
+
+		if (!sc->origin[app_refused[i]])
+			continue;
+		scenario_where(sc, app_refused[i], where, sizeof(where));
+		return log_seterr(err, errlen, "%s%s.%s is for dupsim's own consumers, but app.consumer%s makes your "
+				"app consume instead; remove it (the app's own settings are its own; "
+				"app.instances and app.crash_every are dupsim's)", where, k->section, k->name, how);
+	}
+	if (sc->origin[K_DEDUP_STORE] && sc->dedup.store != SCENARIO_STORE_NONE &&
+	    sc->dedup.store != SCENARIO_STORE_REDIS) {
+		scenario_where(sc, K_DEDUP_STORE, where, sizeof(where));
+		return log_seterr(err, errlen, "%sdedup.store = %s with app.consumer%s: your app has its own store; "
+				"allowed: none, or redis (dupsim starts a private redis and hands it over "
+				"in DUPSIM_REDIS_URL)", where, stores[sc->dedup.store], how);
+	}
+	return 0;
+}
+
 int scenario_check(const struct scenario *sc, char *err, size_t errlen)
 {
+	if (scenario_check_app(sc, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < sizeof(scenario_conflicts) / sizeof(scenario_conflicts[0]); i++) {
 		const struct scenario_conflict_rule *c = &scenario_conflicts[i];
 		char hk[64], ho[64], msg[768];
@@ -1223,6 +1303,24 @@ int scenario_rules(const struct scenario *sc, struct rule **out, size_t *count, 
 
 /* ---- the effective file ----------------------------------------------- */
 
+/* Keys the effective file leaves out, so that it reads back: [app]'s without an app, and with one, the keys it refuses. */
+static bool scenario_write_skips(const struct scenario *sc, int k)
+{
+	bool app = scenario_has_app(sc);
+
+	if (k == K_APP_CONSUMER)
+		return !app;
+	if (k == K_PROXY_API) /* "no API" has no spelling: the key is left out */
+		return !sc->proxy.api[0];
+	for (size_t i = 0; i < sizeof(app_only) / sizeof(app_only[0]); i++)
+		if (app_only[i] == k)
+			return !app;
+	for (size_t i = 0; i < sizeof(app_refused) / sizeof(app_refused[0]); i++)
+		if (app_refused[i] == k)
+			return app;
+	return false;
+}
+
 int scenario_write(const struct scenario *sc, FILE *f)
 {
 	const char *section = "";
@@ -1236,6 +1334,8 @@ int scenario_write(const struct scenario *sc, FILE *f)
 		double p;
 		bool b;
 
+		if (scenario_write_skips(sc, i))
+			continue;
 		if (strcmp(section, k->section) != 0) {
 			section = k->section;
 			fprintf(f, "\n[%s]\n", section);
@@ -1265,6 +1365,8 @@ int scenario_write(const struct scenario *sc, FILE *f)
 		case KIND_QUEUE:
 		case KIND_AMQP_URL:
 		case KIND_REDIS_URL:
+		case KIND_COMMAND:
+		case KIND_HOSTPORT:
 			fprintf(f, "%s = %s\n", k->name, field);
 			break;
 		case KIND_RULE:

@@ -43,7 +43,7 @@ enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 35  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 40  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -97,6 +97,15 @@ struct scenario {
 		char url[SCENARIO_STR_MAX + 1]; /* redis only: "embedded" or "redis://host:port" */
 		bool sync;			/* tokyocabinet only: sync after every insert */
 	} dedup;
+	struct {
+		char consumer[SCENARIO_STR_MAX + 1]; /* the user's consumer, run with /bin/sh -c; "" = none */
+		uint64_t instances;		     /* copies of it */
+		uint64_t crash_every_ns;	     /* mean time between kill -9s of a random instance; 0 = never */
+		uint64_t restart_delay_ns;	     /* how long a killed instance stays down */
+	} app;
+	struct {
+		char api[SCENARIO_STR_MAX + 1]; /* [HOST:]PORT of the control API during the run; "" = none */
+	} proxy;
 
 	/* Private to scenario.c: where each key got its value (0 = default,
 	 * SCENARIO_ORIGIN_SET = --set, else the line in path). */
@@ -149,6 +158,12 @@ int scenario_rules(const struct scenario *sc, struct rule **out, size_t *count, 
  * the stream reports an error.
  */
 int scenario_write(const struct scenario *sc, FILE *f);
+
+/* True when [app] consumer is set: the user's app consumes instead of dupsim's consumer threads. */
+static inline bool scenario_has_app(const struct scenario *sc)
+{
+	return sc->app.consumer[0] != '\0';
+}
 
 /* Frees the rules; sc may be initialised again. */
 void scenario_release(struct scenario *sc);

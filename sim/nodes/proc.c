@@ -484,3 +484,101 @@ void proc_log_tail(const char *path, int lines, char *out, size_t len)
 	}
 	join_lines(p, out, len);
 }
+
+/* The inode of the socket bound to 127.0.0.1:port, from /proc/net/tcp; 0 when there is none. */
+static unsigned long proc_socket_inode(uint16_t port)
+{
+	FILE *f = fopen("/proc/net/tcp", "r");
+	char line[512];
+	unsigned long inode = 0;
+
+	if (!f)
+		return 0;
+	if (!fgets(line, sizeof(line), f)) { /* the header */
+		fclose(f);
+		return 0;
+	}
+	while (!inode && fgets(line, sizeof(line), f)) {
+		unsigned addr, lport, raddr, rport, st;
+		unsigned long ino;
+
+		/* "  0: 0100007F:9C40 0100007F:1628 01 00000000:00000000 00:00000000 00000000  0  0 12345 ..." */
+		if (sscanf(line, " %*u: %X:%X %X:%X %X %*X:%*X %*X:%*X %*X %*u %*u %lu", &addr, &lport, &raddr,
+			   &rport, &st, &ino) == 6 &&
+		    lport == port && addr == 0x0100007FU && ino != 0)
+			inode = ino;
+	}
+	fclose(f);
+	return inode;
+}
+
+/* True when one of pid's open files is socket:[inode]. */
+static bool proc_holds_socket(const char *pid, unsigned long inode)
+{
+	char path[64], link[64], want[40];
+	struct dirent *e;
+	DIR *d;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "/proc/%s/fd", pid);
+	snprintf(want, sizeof(want), "socket:[%lu]", inode);
+	if (!(d = opendir(path)))
+		return false;
+	while (!found && (e = readdir(d))) {
+		char fd[sizeof(path) + sizeof(e->d_name) + 2];
+		ssize_t n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(fd, sizeof(fd), "%s/%s", path, e->d_name);
+		n = readlink(fd, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = '\0';
+			found = strcmp(link, want) == 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+pid_t proc_socket_owner(uint16_t port)
+{
+	unsigned long inode = proc_socket_inode(port);
+	struct dirent *e;
+	pid_t owner = 0;
+	DIR *d;
+
+	if (!inode)
+		return 0;
+	if (proc_holds_socket("self", inode)) /* our own (a publisher's): the quick answer */
+		return getpid();
+	if (!(d = opendir("/proc")))
+		return 0;
+	while (!owner && (e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		if (proc_holds_socket(e->d_name, inode))
+			owner = (pid_t)atoi(e->d_name);
+	}
+	closedir(d);
+	return owner;
+}
+
+bool proc_alive(pid_t pid)
+{
+	char path[32], buf[256], *paren;
+	FILE *f;
+	size_t n;
+
+	if (pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')' (comm may hold one) */
+	paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X' && paren[2] != '\0';
+}

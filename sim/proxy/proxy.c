@@ -42,6 +42,13 @@ struct ptag {
 	uint64_t max_tag;
 };
 
+/* A basic.deliver sent to the client whose content header has not come yet (for the tap). */
+struct pdeliver {
+	uint16_t channel;
+	bool redelivered;
+	uint64_t tag;
+};
+
 /* The judge's state for one connection. */
 struct pconn {
 	struct proxy *px;
@@ -50,6 +57,8 @@ struct pconn {
 	struct pcontents content[2];   /* per direction */
 	struct ptag *tags;	       /* per channel that had deliveries (for the acks' "ahead") */
 	size_t ntags, tags_cap;
+	struct pdeliver *pending;      /* the tap's deliveries waiting for their header */
+	size_t npending, pending_cap;
 };
 
 struct proxy {
@@ -103,6 +112,8 @@ static uint64_t pcontent_body_size(const uint8_t *frame)
 	return v;
 }
 
+static void pconn_tap_header(struct pconn *c, const struct frame_info *fi, const uint8_t *frame, bool forwarded);
+
 /*
  * A frame on a channel whose content shares a hit method's fate. Returns
  * true and the verdict when it was judged here (swallowed, or forwarded as
@@ -118,6 +129,8 @@ static bool pconn_content_frame(struct pconn *c, struct pcontents *l, struct pco
 	if (fi->type == FRAME_HEADER && !pc->header_seen) {
 		pc->header_seen = true;
 		pc->remaining = pcontent_body_size(frame);
+		if (c->npending > 0)
+			pconn_tap_header(c, fi, frame, fate == PCONTENT_CUT);
 	} else if (fi->type == FRAME_BODY && pc->header_seen && pc->remaining > 0) {
 		pc->remaining -= fi->payload_size < pc->remaining ? fi->payload_size : pc->remaining;
 	} else { /* a method, or a frame out of order: the content ended early */
@@ -192,6 +205,72 @@ static void pconn_sample_ack(struct pconn *c, uint16_t ch, const amqp_basic_ack_
 	st->ahead_sq_sum += ahead * ahead;
 }
 
+/* The tap: a basic.deliver went by on channel ch; its header comes next on that channel. */
+static void pconn_pending_add(struct pconn *c, uint16_t ch, const amqp_basic_deliver_t *dm)
+{
+	if (c->npending == c->pending_cap) {
+		size_t cap = c->pending_cap ? 2 * c->pending_cap : 4;
+		struct pdeliver *n = realloc(c->pending, cap * sizeof(*n));
+
+		if (!n)
+			return; /* out of memory: the tap misses this delivery (the ledger says foreign/unsettled) */
+		c->pending = n;
+		c->pending_cap = cap;
+	}
+	c->pending[c->npending++] =
+		(struct pdeliver){ .channel = ch, .redelivered = dm->redelivered, .tag = dm->delivery_tag };
+}
+
+/*
+ * A content header on channel ch: when it belongs to a basic.deliver the tap
+ * waits for, it is taken off the list; told to the tap when `forwarded` (the
+ * client gets it), else only forgotten (a rule swallowed the message).
+ */
+static void pconn_tap_header(struct pconn *c, const struct frame_info *fi, const uint8_t *frame, bool forwarded)
+{
+	struct proxy *px = c->px;
+	struct pdeliver pd;
+	size_t i;
+	void *props = NULL;
+
+	for (i = 0; i < c->npending && c->pending[i].channel != fi->channel; i++)
+		;
+	if (i == c->npending)
+		return;
+	pd = c->pending[i];
+	c->pending[i] = c->pending[--c->npending];
+	if (!forwarded || fi->payload_size < 12)
+		return;
+	recycle_amqp_pool(&px->pool);
+	if (amqp_decode_properties(fi->class_id, &px->pool,
+				   (amqp_bytes_t){ fi->payload_size - 12, (void *)(frame + FRAME_HEADER_SIZE + 12) },
+				   &props) != AMQP_STATUS_OK)
+		props = NULL;
+	px->cfg.tap.delivery(px->cfg.tap.arg, &(struct proxy_delivery){
+		.time_ns = clock_now_ns(), .conn_id = c->peer->id, .channel = fi->channel,
+		.redelivered = pd.redelivered, .delivery_tag = pd.tag, .props = props });
+}
+
+/* The tap: the client settled deliveries on channel ch, or the channel closed. */
+static void pconn_tap_settle(struct pconn *c, uint16_t ch, enum proxy_settle_kind kind, uint64_t tag, bool multiple)
+{
+	struct proxy *px = c->px;
+
+	if (!px->cfg.tap.settle)
+		return;
+	if (kind == PROXY_SETTLE_CHANNEL) { /* what was on its way is given back with it */
+		for (size_t i = 0; i < c->npending;) {
+			if (c->pending[i].channel == ch)
+				c->pending[i] = c->pending[--c->npending];
+			else
+				i++;
+		}
+	}
+	px->cfg.tap.settle(px->cfg.tap.arg, &(struct proxy_settle){ .time_ns = clock_now_ns(), .conn_id = c->peer->id,
+								    .channel = ch, .kind = kind,
+								    .delivery_tag = tag, .multiple = multiple });
+}
+
 /* What the judge learns from a method frame before the rules see it; *deliver_tag: a basic.deliver's tag, else 0. */
 static void pconn_observe(struct pconn *c, int d, const struct frame_info *fi, const uint8_t *frame,
 			  uint64_t *deliver_tag)
@@ -201,11 +280,27 @@ static void pconn_observe(struct pconn *c, int d, const struct frame_info *fi, c
 
 	*deliver_tag = 0;
 	if (d == PROXY_TO_CLIENT && number == AMQP_BASIC_DELIVER_METHOD) {
-		if (pconn_decode(c, fi, frame, &m) == 0)
+		if (pconn_decode(c, fi, frame, &m) == 0) {
 			*deliver_tag = ((amqp_basic_deliver_t *)m)->delivery_tag;
+			if (c->px->cfg.tap.delivery)
+				pconn_pending_add(c, fi->channel, m);
+		}
 	} else if (d == PROXY_TO_BROKER && number == AMQP_BASIC_ACK_METHOD) {
-		if (pconn_decode(c, fi, frame, &m) == 0)
+		if (pconn_decode(c, fi, frame, &m) == 0) {
 			pconn_sample_ack(c, fi->channel, m);
+			pconn_tap_settle(c, fi->channel, PROXY_SETTLE_ACK, ((amqp_basic_ack_t *)m)->delivery_tag,
+					 ((amqp_basic_ack_t *)m)->multiple);
+		}
+	} else if (d == PROXY_TO_BROKER && number == AMQP_BASIC_NACK_METHOD) {
+		if (pconn_decode(c, fi, frame, &m) == 0)
+			pconn_tap_settle(c, fi->channel, PROXY_SETTLE_NACK, ((amqp_basic_nack_t *)m)->delivery_tag,
+					 ((amqp_basic_nack_t *)m)->multiple);
+	} else if (d == PROXY_TO_BROKER && number == AMQP_BASIC_REJECT_METHOD) {
+		if (pconn_decode(c, fi, frame, &m) == 0)
+			pconn_tap_settle(c, fi->channel, PROXY_SETTLE_NACK, ((amqp_basic_reject_t *)m)->delivery_tag,
+					 false);
+	} else if (number == AMQP_CHANNEL_CLOSE_METHOD) {
+		pconn_tap_settle(c, fi->channel, PROXY_SETTLE_CHANNEL, 0, true);
 	} else if (d == PROXY_TO_BROKER && number == AMQP_CHANNEL_OPEN_METHOD) {
 		/* a reopened channel numbers its deliveries from 1 again */
 		for (size_t i = 0; i < c->ntags; i++)
@@ -296,6 +391,8 @@ static enum relay_verdict proxy_judge_frame(void *arg, void *conn, enum relay_di
 		if (pc && pconn_content_frame(c, l, pc, fi, frame, &v))
 			return v;
 	}
+	if (fi->type == FRAME_HEADER && c->npending > 0 && d == RELAY_TO_CLIENT)
+		pconn_tap_header(c, fi, frame, true);
 	if (fi->type != FRAME_METHOD)
 		return RELAY_FORWARD;
 	px->stats.method_seen[d][frame_method_index(frame_method_number(fi))]++;
@@ -320,7 +417,19 @@ static void *proxy_judge_open(void *arg, const struct relay_peer *peer)
 		free(c);
 		return NULL;
 	}
+	if (px->cfg.tap.conn_open)
+		px->cfg.tap.conn_open(px->cfg.tap.arg, peer->id, peer->port);
 	return c;
+}
+
+/* The connection began to end (relay.h): for the tap, what it had unsettled goes back now. */
+static void proxy_judge_ending(void *arg, void *conn)
+{
+	struct proxy *px = arg;
+	struct pconn *c = conn;
+
+	if (px->cfg.tap.conn_close)
+		px->cfg.tap.conn_close(px->cfg.tap.arg, c->peer->id);
 }
 
 static void proxy_judge_close(void *arg, void *conn)
@@ -330,6 +439,7 @@ static void proxy_judge_close(void *arg, void *conn)
 	(void)arg;
 	rule_conn_release(&c->rules);
 	free(c->tags);
+	free(c->pending);
 	for (int d = 0; d < 2; d++)
 		free(c->content[d].at);
 	free(c);
@@ -363,7 +473,7 @@ int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, siz
 		.upstream_host = cfg->upstream_host, .upstream_port = cfg->upstream_port,
 		.max_frame = px->cfg.max_frame, .max_conns = px->cfg.max_conns, .quiet = cfg->quiet,
 		.judge = { .conn_open = proxy_judge_open, .conn_frame = proxy_judge_frame,
-			   .conn_close = proxy_judge_close, .arg = px },
+			   .conn_close = proxy_judge_close, .conn_ending = proxy_judge_ending, .arg = px },
 	};
 	if (relay_new(&px->relay, &rc, err, errlen) < 0)
 		goto fail;

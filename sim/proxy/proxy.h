@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <amqp.h>
+
 #include "wire/rule.h"
 
 /*
@@ -89,6 +91,50 @@ struct proxy_fault {
 	uint16_t peer_port; /* the client's TCP port: tells the run whose connection it was */
 };
 
+/*
+ * The tap: what the proxy learns of a consumer's traffic, so that a run can
+ * keep the ledger of an app it cannot see inside (DESIGN.md, "Your own
+ * application"). Every callback runs on the proxy's thread with the relay's
+ * lock held; none may call back into the proxy. Pointers are valid only
+ * during the call.
+ */
+struct proxy_delivery {
+	uint64_t time_ns;      /* clock_now_ns() when its content header went to the client */
+	uint64_t conn_id;
+	uint16_t channel;
+	bool redelivered;
+	uint64_t delivery_tag;
+	const amqp_basic_properties_t *props; /* decoded content header; NULL when it did not decode */
+};
+
+enum proxy_settle_kind {
+	PROXY_SETTLE_ACK,     /* basic.ack from the client */
+	PROXY_SETTLE_NACK,    /* basic.nack or basic.reject: the client gave it back (requeue or not) */
+	PROXY_SETTLE_CHANNEL, /* the channel closed (either side): the broker takes back what is unsettled */
+};
+
+struct proxy_settle {
+	uint64_t time_ns;
+	uint64_t conn_id;
+	uint16_t channel;
+	enum proxy_settle_kind kind;
+	uint64_t delivery_tag; /* ack/nack: the tag; 0 with multiple: everything outstanding */
+	bool multiple;	       /* ack/nack: every tag up to delivery_tag; CHANNEL: always true */
+};
+
+struct proxy_tap {
+	void (*conn_open)(void *arg, uint64_t conn_id, uint16_t peer_port);
+	/* a basic.deliver and its content header reached the client (a cut after it included) */
+	void (*delivery)(void *arg, const struct proxy_delivery *d);
+	/* the client settled deliveries, or their channel closed; told before the rules judge the frame
+	 * (a dropped ack was sent all the same) */
+	void (*settle)(void *arg, const struct proxy_settle *s);
+	/* the connection began to end (an EOF, a failure, a cut): whatever it had unsettled goes back
+	 * to the queue; nothing more of it reaches the tap */
+	void (*conn_close)(void *arg, uint64_t conn_id);
+	void *arg;
+};
+
 struct proxy_config {
 	const char *listen_host;   /* e.g. "127.0.0.1" */
 	uint16_t listen_port;	   /* 0: any free port (see proxy_port) */
@@ -103,6 +149,7 @@ struct proxy_config {
 	bool quiet;		   /* no line per malformed/failed connection */
 	void (*on_fault)(void *arg, const struct proxy_fault *f);
 	void *on_fault_arg;
+	struct proxy_tap tap;	   /* all NULL: no tap (no content header is decoded) */
 };
 
 struct proxy;

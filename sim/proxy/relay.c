@@ -67,6 +67,7 @@ struct rconn {
 	struct rbuf buf[2]; /* buf[d]: read from fd[d], written to fd[1 - d] */
 	bool connecting;    /* the upstream connect is in progress */
 	bool closing;	    /* judge and forward nothing more: drain, FIN, discard until the peers' FIN, close */
+	bool ending_told;   /* the judge heard conn_ending */
 	bool dead;	    /* closed; freed after the current batch of events */
 	uint64_t closing_since;
 	struct rconn *prev, *next;
@@ -258,12 +259,23 @@ static void rconn_side_close(struct rconn *c, int i)
 	c->side[i].registered = false;
 }
 
+/* The connection began to end: tell the judge, once. */
+static void rconn_ending(struct rconn *c)
+{
+	if (c->ending_told || !c->judged)
+		return;
+	c->ending_told = true;
+	if (c->r->cfg.judge.conn_ending)
+		c->r->cfg.judge.conn_ending(c->r->cfg.judge.arg, c->judged);
+}
+
 static void rconn_close(struct rconn *c)
 {
 	struct relay *r = c->r;
 
 	if (c->dead)
 		return;
+	rconn_ending(c);
 	c->dead = true;
 	rconn_side_close(c, 0);
 	rconn_side_close(c, 1);
@@ -295,6 +307,7 @@ static void rconn_begin_closing(struct rconn *c)
 {
 	if (c->closing)
 		return;
+	rconn_ending(c);
 	c->closing = true;
 	c->closing_since = clock_now_ns();
 	c->r->closing++;
@@ -416,6 +429,7 @@ static int rconn_read(struct rconn *c, struct rbuf *b, int src)
 	}
 	if (rc == IO_EOF) {
 		b->eof = true;
+		rconn_ending(c);
 		return -1;
 	}
 	if (rc == IO_ERR) {

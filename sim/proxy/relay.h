@@ -51,13 +51,17 @@ struct relay_peer {
  * The judge, called from the relay's thread with the stats lock held.
  * conn_open returns the connection's judge state, or NULL to refuse it (out
  * of memory); conn_frame gets each whole frame in place, frame[0..fi->length);
- * conn_close is called once for every state conn_open returned.
+ * conn_close is called once for every state conn_open returned; conn_ending,
+ * when set, once before it.
  */
 struct relay_judge {
 	void *(*conn_open)(void *arg, const struct relay_peer *peer);
 	enum relay_verdict (*conn_frame)(void *arg, void *conn, enum relay_dir d, const struct frame_info *fi,
 					 const uint8_t *frame);
 	void (*conn_close)(void *arg, void *conn);
+	/* optional: the connection began to end (a side's EOF or failure, a cut); at most once, before
+	 * conn_close, which may come up to the drain's grace later */
+	void (*conn_ending)(void *arg, void *conn);
 	void *arg;
 };
 

@@ -28,6 +28,7 @@ static const struct {
 	{ "race", "two consumers had the message in flight at once" },
 	{ "lost_in_crash", "the store lost the key in a crash" },
 	{ "store_error", "the store failed and the policy went on without it" },
+	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
 	{ "unexplained", "no cause found (a harness bug to report)" },
 };
 

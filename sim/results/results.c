@@ -38,6 +38,7 @@ void results_init(struct results *r)
 	RESULTS_NAN(r->throughput);
 	RESULTS_NAN(r->latency_ms);
 	RESULTS_NAN(r->gap_ms);
+	RESULTS_NAN(r->app.n);
 	results_nan(&r->dedup.lookups, 5);
 	r->dedup.ttl_ms = NAN;
 	r->invariants.violations = r->invariants.foreign_deliveries = NAN;
@@ -133,6 +134,22 @@ static json_t *results_json_faults(const struct results *r)
 			 "duplicates_per_lost_ack", results_real(r->faults.duplicates_per_lost_ack));
 }
 
+/* The app's own counts (DESIGN.md, "Your own application"); the keys of results_app_keys. */
+#define RESULTS_APP_KEYS(X)                                                                                  \
+	X(instances) X(kills) X(exits) X(restarts) X(connections) X(connections_unmapped) X(deliveries)       \
+	X(redelivered) X(acks) X(nacks) X(abandoned) X(judged_late) X(effect_lines) X(effects_foreign)         \
+	X(effects_unmatched)
+
+static json_t *results_json_app(const struct results *r)
+{
+	json_t *o = json_pack("{s:s}", "command", r->app.command);
+
+#define RESULTS_APP_SET(k) json_object_set_new(o, #k, results_count(r->app.n.k));
+	RESULTS_APP_KEYS(RESULTS_APP_SET)
+#undef RESULTS_APP_SET
+	return o;
+}
+
 /* The figures and the rest of summary.json around them. */
 static json_t *results_json_perf(const struct results *r, json_t *root)
 {
@@ -160,6 +177,8 @@ static json_t *results_json_perf(const struct results *r, json_t *root)
 			    json_pack("{s:o, s:s, s:o}", "violations", results_count(r->invariants.violations), "detail",
 				      r->invariants.detail, "foreign_deliveries",
 				      results_count(r->invariants.foreign_deliveries)));
+	if (r->app.on)
+		json_object_set_new(root, "app", results_json_app(r));
 	return root;
 }
 
@@ -320,8 +339,23 @@ static void results_load_perf(struct results *r, json_t *s)
 }
 
 /* The top level of summary.json. */
+static void results_load_app(struct results *r, json_t *a)
+{
+	json_t *cmd = json_object_get(a, "command");
+
+	if (!json_is_object(a))
+		return;
+	r->app.on = true;
+	if (json_is_string(cmd))
+		snprintf(r->app.command, sizeof(r->app.command), "%s", json_string_value(cmd));
+#define RESULTS_APP_GET(k) r->app.n.k = results_num(a, #k);
+	RESULTS_APP_KEYS(RESULTS_APP_GET)
+#undef RESULTS_APP_GET
+}
+
 static void results_load_json(struct results *r, json_t *s)
 {
+	results_load_app(r, json_object_get(s, "app"));
 	json_t *band = json_object_get(s, "duplicate_rate_band"), *kinds = json_object_get(s, "fault_events_by_kind");
 	json_t *causes = json_object_get(s, "misses_by_cause");
 

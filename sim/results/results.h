@@ -86,6 +86,15 @@ struct results {
 		char detail[1024];
 		double foreign_deliveries;
 	} invariants;
+	struct {
+		bool on; /* the run's consumers were the user's app ([app]): summary.json has "app" */
+		char command[192];
+		struct results_app_counts {
+			double instances, kills, exits, restarts, connections, connections_unmapped, deliveries,
+				redelivered, acks, nacks, abandoned, judged_late, effect_lines, effects_foreign,
+				effects_unmatched;
+		} n;
+	} app;
 
 	/* beside summary.json, for the plots */
 	bool has_rows[RESULTS_DATA_COUNT];

@@ -17,6 +17,8 @@ static const char *const kind_names[EVENTS_KINDS] = {
 	[EVENTS_CONSUMER_CRASH] = "consumer_crash",
 	[EVENTS_BROKER_CRASH] = "broker_crash",
 	[EVENTS_CONNECTION_LOST] = "connection_lost",
+	[EVENTS_APP_CRASH] = "app_crash",
+	[EVENTS_APP_EXIT] = "app_exit",
 	[EVENTS_UNATTRIBUTED] = "unattributed",
 };
 

@@ -33,6 +33,8 @@ enum events_kind {
 	EVENTS_CONSUMER_CRASH,	/* consumer_crash killed the consumer */
 	EVENTS_BROKER_CRASH,	/* kill -9 of the broker */
 	EVENTS_CONNECTION_LOST, /* the connection died, no fault of the run's on it (a timeout, an error) */
+	EVENTS_APP_CRASH,	/* [app]: dupsim killed the app instance that held it (kill -9) */
+	EVENTS_APP_EXIT,	/* [app]: the app instance that held it exited on its own */
 	EVENTS_UNATTRIBUTED,	/* duplicates the ledger could not tie to a session (a bug if ever > 0) */
 	EVENTS_KINDS
 };

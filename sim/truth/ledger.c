@@ -25,6 +25,7 @@ static const char *const cause_names[LEDGER_CAUSES] = {
 	[LEDGER_CAUSE_RACE] = "race",
 	[LEDGER_CAUSE_LOST_IN_CRASH] = "lost_in_crash",
 	[LEDGER_CAUSE_STORE_ERROR] = "store_error",
+	[LEDGER_CAUSE_UNKNOWN_APP] = "unknown_app",
 	[LEDGER_CAUSE_UNEXPLAINED] = "unexplained",
 };
 
@@ -331,6 +332,7 @@ static bool take_race_token(struct ledger_msg *e)
  *   evicted       capacity > 0 and at least `capacity` keys were inserted or
  *                 found since this key last was (so LRU can have pushed it out)
  *   lost_in_crash consumers crash with a local memory store (the key died with it)
+ *   unknown_app   the consumer is the user's own app: its store and policy are out of sight
  *   unexplained   none of these: a store or a policy lost a key it should have kept
  * Expiry is judged from the first accept, while a store's ttl runs from its
  * insert (later with mark = after): a duplicate within the processing time of
@@ -343,6 +345,8 @@ static enum ledger_cause ledger_classify(const struct ledger *l, struct ledger_m
 	bool raced = take_race_token(e); /* taken whatever the verdict, so tokens never pile up */
 	uint64_t since;
 
+	if (p->app) /* never a guess at what happened inside someone else's code */
+		return LEDGER_CAUSE_UNKNOWN_APP;
 	if (p->store_none || !looked_up)
 		return LEDGER_CAUSE_UNCHECKED;
 	if ((accept_flags & LEDGER_ACCEPT_STORE_ERROR) || (atomic_load_explicit(&e->flags, RLX) & LEDGER_F_MARK_FAILED))

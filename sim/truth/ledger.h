@@ -20,6 +20,7 @@ enum ledger_cause {
 	LEDGER_CAUSE_RACE,	   /* the first copy was still in flight at another consumer */
 	LEDGER_CAUSE_LOST_IN_CRASH, /* a crashed consumer's memory (local store) took the key with it */
 	LEDGER_CAUSE_STORE_ERROR,  /* the store failed (a lookup, or the first copy's mark) and the policy went on */
+	LEDGER_CAUSE_UNKNOWN_APP,  /* the user's own app executed it again: dupsim can't see inside it to say why */
 	LEDGER_CAUSE_UNEXPLAINED,  /* none of the above: a bug in a store or policy */
 	LEDGER_CAUSES
 };
@@ -67,6 +68,7 @@ struct ledger_setup {
 	uint64_t ttl_ns;    /* 0: never expires */
 	uint64_t capacity;  /* 0: unbounded */
 	bool crash_wipes_cache; /* consumers crash and their store is memory: keys die with them */
+	bool app;	    /* the consumers are the user's app ([app]): every miss is unknown_app */
 };
 
 /* What ledger_note_decision saw, handed to ledger_note_accept (0: not a duplicate). */

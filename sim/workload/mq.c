@@ -175,3 +175,29 @@ int64_t mq_header_int(const amqp_basic_properties_t *p, const char *key, int64_t
 	}
 	return dflt;
 }
+
+/* s percent-encoded into out (RFC 3986: what is not unreserved is escaped). */
+static void mq_escape(const char *s, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *s && o + 4 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("-._~", c))
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, len - o, "%%%02X", c);
+	}
+	out[o] = '\0';
+}
+
+void mq_format_url(const struct mq_target *t, char *buf, size_t len)
+{
+	char user[200], pass[200], vhost[200];
+
+	mq_escape(t->user, user, sizeof(user));
+	mq_escape(t->pass, pass, sizeof(pass));
+	mq_escape(t->vhost, vhost, sizeof(vhost));
+	snprintf(buf, len, "amqp://%s:%s@%s:%u/%s", user, pass, t->host, t->port, vhost);
+}

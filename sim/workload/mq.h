@@ -15,6 +15,9 @@ struct mq_target {
 	char vhost[64];
 };
 
+/* The amqp:// URL of t, user, password and vhost percent-encoded (what a user's client library parses). */
+void mq_format_url(const struct mq_target *t, char *buf, size_t len);
+
 /* Parses an amqp:// URL (librabbitmq's amqp_parse_url rules). 0 or -1 with err. */
 int mq_parse_url(const char *url, struct mq_target *t, char *err, size_t errlen);
 

@@ -1,19 +1,21 @@
-/* msgid.h — message ids: "p<publisher>-<sequence>", and the ledger index they stand for. */
+/* msgid.h — message ids: the ledger index as a decimal string (DESIGN.md: what users' apps see), and back. */
 #ifndef DUPSIM_MSGID_H
 #define DUPSIM_MSGID_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* How ids map onto ledger indices: index = publisher * per_publisher + sequence. */
+/*
+ * A run's ids are its ledger indices, 0 .. messages - 1, in decimal: the
+ * message_id property DESIGN.md promises users' apps. Publisher p sends the
+ * indices p * per_publisher onwards.
+ */
 struct msgid_space {
-	unsigned publishers;
-	uint64_t per_publisher; /* the last publisher may have fewer */
 	size_t messages;
 };
 
-/* Writes publisher's sequence-th id into buf (48 bytes are always enough); returns buf. */
-const char *msgid_format(char *buf, size_t len, unsigned publisher, uint64_t sequence);
+/* Writes the id of ledger index `index` into buf (24 bytes are always enough); returns buf. */
+const char *msgid_format(char *buf, size_t len, uint64_t index);
 
 /* The ledger index of id (len bytes, not NUL-terminated); 0, or -1 when id is
  * not one of this run's ids. */

@@ -70,9 +70,7 @@ static void pub_pace(struct pub_state *s)
  * publish); 0 or -1 when the connection failed. */
 static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 {
-	struct publisher *p = s->p;
 	struct workload *w = s->w;
-	uint64_t seq = m - p->first;
 	amqp_basic_properties_t props;
 	amqp_table_entry_t hdr[3];
 	char id[48];
@@ -82,7 +80,7 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 	pub_pace(s);
 	/* counted before the write, whatever its outcome: the bytes may reach the broker */
 	before = ledger_note_publish(w->ledger, m);
-	msgid_format(id, sizeof(id), p->id, seq);
+	msgid_format(id, sizeof(id), m);
 	hdr[0].key = amqp_cstring_bytes("x-republish-count");
 	hdr[0].value.kind = AMQP_FIELD_KIND_I32;
 	hdr[0].value.value.i32 = (int32_t)before;
