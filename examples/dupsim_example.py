@@ -92,11 +92,12 @@ class App:
         try:
             ch = conn.channel()
             ch.basic_qos(prefetch_count=self.prefetch)
-            self.log(f"consuming {self.queue} (prefetch {self.prefetch})")
-            self.backoff = 0.2  # connected: the next loss retries quickly again
             # No queue_declare: dupsim declared it durable; redeclaring with
             # other arguments would close the channel (406).
             for method, props, body in ch.consume(self.queue, inactivity_timeout=0.5):
+                if not self.connected:  # basic.consume went through
+                    self.connected = True
+                    self.log(f"consuming {self.queue} (prefetch {self.prefetch})")
                 if self.stopping:
                     break
                 if method is None:  # idle for 0.5 s: look at the flag again
@@ -106,6 +107,7 @@ class App:
                     ch.basic_ack(method.delivery_tag)
                     continue
                 handle(ch, method, props, body)
+                self.backoff = 0.2  # it works again: the next loss retries quickly
             ch.cancel()  # messages prefetched but not handled go back to the queue
         finally:
             if conn.is_open:
@@ -122,11 +124,12 @@ class App:
                   pika.exceptions.AMQPChannelError, OSError) + tuple(retry_on)
         self.backoff = 0.2
         while not self.stopping:
+            self.connected = False
             try:
                 self._consume_once(handle)
             except errors as e:
-                self.log(f"connection lost ({type(e).__name__}: {e}); "
-                         f"again in {self.backoff:.1f}s")
+                what = "connection lost" if self.connected else "cannot connect"
+                self.log(f"{what} ({e!r}); again in {self.backoff:.1f}s")
                 self._sleep(self.backoff)
                 self.backoff = min(self.backoff * 2, 2.0)
         self.log(f"stopping: processed {self.counts['processed']}, "

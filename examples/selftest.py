@@ -5,8 +5,9 @@ For each EXAMPLE: a fresh durable queue, a private redis-server (for the
 redis examples), INSTANCES workers started with the DUPSIM_* environment,
 optionally behind `dupsim proxy` dropping the workers' acks (which cuts
 their connections), MESSAGES published with message_id 1..MESSAGES plus
-COPIES deliberate duplicates (x-republish-count 1) at the end; one worker
-is killed with SIGKILL once mid-run and restarted; then every worker gets
+COPIES deliberate duplicates (x-republish-count 1) at the end; a worker
+is killed with SIGKILL mid-run (once, or --kills times, spread over the
+run) and restarted half a second later; then every worker gets
 SIGTERM and must exit 0. The effects and tally files are checked:
 
   * every message processed at least once (mark-before: except at most one
@@ -136,7 +137,7 @@ class Run:
             ch.basic_publish("", self.queue, b"body %d" % i, props(i, 1))
 
     def drive(self, ch):
-        """Start the workers, publish, kill one once mid-run, wait until all is handled."""
+        """Start the workers, publish, kill one mid-run, wait until all is handled."""
         for i in range(self.args.instances):
             self.start_worker(i)
         self.publish(ch)
@@ -145,12 +146,14 @@ class Run:
         last, still_since = -1, time.monotonic()
         while time.monotonic() < end:
             tally = self.lines("tally-")
-            if self.kills == 0 and len(tally) >= total // 3:
-                os.killpg(self.workers[0].pid, signal.SIGKILL)  # dupsim's kill -9
-                self.workers[0].wait()
+            if self.kills < self.args.kills and \
+               len(tally) >= total * (self.kills + 1) // (self.args.kills + 1):
+                victim = self.kills % self.args.instances
+                os.killpg(self.workers[victim].pid, signal.SIGKILL)  # dupsim's kill -9
+                self.workers[victim].wait()
                 self.kills += 1
                 time.sleep(0.5)  # dupsim's restart_delay
-                self.start_worker(0)
+                self.start_worker(victim)
             ready = ch.queue_declare(self.queue, passive=True).method.message_count
             if len(tally) != last:
                 last, still_since = len(tally), time.monotonic()
@@ -239,6 +242,7 @@ def main():
     p.add_argument("--copies", type=int, default=20, help="deliberate duplicates")
     p.add_argument("--instances", type=int, default=2)
     p.add_argument("--work-ms", type=int, default=10)
+    p.add_argument("--kills", type=int, default=1, help="SIGKILLs of a worker, spread over the run")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--dupsim", help="dupsim binary, for --ack-loss")
     p.add_argument("--ack-loss", default="0",
