@@ -154,6 +154,7 @@ class Run:
                 self.kills += 1
                 time.sleep(0.5)  # dupsim's restart_delay
                 self.start_worker(victim)
+                still_since = time.monotonic()  # give it a second before SIGTERM
             ready = ch.queue_declare(self.queue, passive=True).method.message_count
             if len(tally) != last:
                 last, still_since = len(tally), time.monotonic()
