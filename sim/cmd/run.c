@@ -321,7 +321,9 @@ static void run_monitor(struct run *r)
 		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
 			run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
 		if (r->view) {
-			app_step(&r->app, now, !r->publish_done_ns);
+			/* the app is killed while there is work for it: publishing, or committed messages not done */
+			app_step(&r->app, now,
+				 app_kill_due(&r->app, now) && (!r->publish_done_ns || !ledger_all_processed(&r->ledger)));
 			appview_poll(r->view, now);
 			if (app_failure(&r->app))
 				break;

@@ -302,6 +302,15 @@ static void scenario_fmt_double(double v, char *buf, size_t len)
 	}
 }
 
+/* Printable, blanks allowed (a command line); tabs and control characters are not. */
+static bool scenario_printable_text(const char *s)
+{
+	for (; *s; s++)
+		if (*s < ' ' || *s >= 0x7f)
+			return false;
+	return true;
+}
+
 static bool scenario_printable(const char *s)
 {
 	for (; *s; s++)
@@ -544,7 +553,7 @@ static int scenario_apply(struct scenario *sc, const struct scenario_key *k, con
 		char host[SCENARIO_STR_MAX + 1];
 		uint16_t port;
 
-		if (strlen(v) >= k->len || !scenario_printable(v))
+		if (strlen(v) >= k->len || !(k->kind == KIND_COMMAND ? scenario_printable_text(v) : scenario_printable(v)))
 			return log_seterr(msg, msglen, "'%.40s...' is too long or not printable; allowed: %s", v,
 					k->allowed);
 		if (k->kind == KIND_HOSTPORT && v[0] && parse_listen_addr(v, host, sizeof(host), &port) < 0)

@@ -91,7 +91,11 @@ static void console_run(FILE *f, const struct results *r)
 				r->faults.rules[i].matched);
 	if (r->faults.broker_crashes > 0)
 		fprintf(f, "  broker crashes (kill -9)     %18.0f\n", r->faults.broker_crashes);
-	if (r->faults.consumer_crashes > 0)
+	if (r->app.on)
+		fprintf(f, "  app: %.0f kill -9s, %.0f exits, %.0f restarts; %.0f deliveries abandoned; report.md "
+			   "says how the app's fates are read\n",
+			r->app.n.kills, r->app.n.exits, r->app.n.restarts, r->app.n.abandoned);
+	else if (r->faults.consumer_crashes > 0)
 		fprintf(f, "  consumer crashes             %18.0f\n", r->faults.consumer_crashes);
 	if (r->invariants.violations > 0)
 		fprintf(f, "  INVARIANTS VIOLATED (%.0f): %s\n", r->invariants.violations, r->invariants.detail);

@@ -29,6 +29,7 @@ static const struct {
 	{ "lost_in_crash", "the store lost the key in a crash" },
 	{ "store_error", "the store failed and the policy went on without it" },
 	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
+	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
 	{ "unexplained", "no cause found (a harness bug to report)" },
 };
 
@@ -423,6 +424,38 @@ static void report_perf(FILE *f, const struct results *s)
 	fputc('\n', f);
 }
 
+/* [app]: how the user's consumer was run, and how its ledger was read off the wire and its effects file. */
+static void report_app(FILE *f, const struct results *s)
+{
+	const struct results_app_counts *n = &s->app.n;
+
+	if (!s->app.on)
+		return;
+	fputs("## Your app\n\nThe consumers of this run were your own: `", f);
+	report_cell(f, s->app.command);
+	fprintf(f, "`, %s instance%s behind the fault proxy (logs: app-N.log). dupsim killed instances with kill -9 "
+		   "%s times; they exited on their own %s times; restarts %s.\n\n",
+		report_count(n->instances), n->instances == 1 ? "" : "s", report_count(n->kills), report_count(n->exits),
+		report_count(n->restarts));
+	fputs("dupsim can't see inside the app, so each delivery's fate is read off what it can see: the proxy "
+	      "decodes every `basic.deliver` with its content header (message id, copy, connection) and every "
+	      "ack, nack or reject the app sends (dropped or not); the instance's effects file (effects-N.txt, one "
+	      "line per side effect, written before the ack) says what it executed. A delivery whose ack came with a "
+	      "new effect line was executed; one acked without was rejected by the app's dedup; one its connection "
+	      "took back unsettled and without a new effect line was abandoned (as a crash before the decision, so "
+	      "not a duplicate delivery even if the app had looked it up). Every duplicate processed has the cause "
+	      "`unknown_app`: dupsim does not guess what happened inside.\n\n| | |\n|---|---:|\n", f);
+	fprintf(f, "| connections through the proxy | %s (%s not tied to an instance) |\n", report_count(n->connections),
+		report_count(n->connections_unmapped));
+	fprintf(f, "| deliveries seen by the proxy | %s (%s with the redelivered flag) |\n", report_count(n->deliveries),
+		report_count(n->redelivered));
+	fprintf(f, "| acks / nacks and rejects sent by the app | %s / %s |\n", report_count(n->acks),
+		report_count(n->nacks));
+	fprintf(f, "| deliveries abandoned (no settle, no effect) | %s |\n", report_count(n->abandoned));
+	fprintf(f, "| effect lines | %s (%s not of this run's ids, %s that no delivery explains) |\n\n",
+		report_count(n->effect_lines), report_count(n->effects_foreign), report_count(n->effects_unmatched));
+}
+
 /* Writes the buffer to DIR/report.md; 0 or -1 with err. */
 static int report_save(const char *dir, FILE *f, char **buf, size_t *len, char *err, size_t errlen)
 {
@@ -476,6 +509,7 @@ int report_run(const char *dir, const struct results *s, char *err, size_t errle
 		*s->status ? s->status : "?", report_count(s->committed), report_g(s->throughput.duration_s));
 	report_claims(f, s);
 	report_table(f, s);
+	report_app(f, s);
 	report_faults(f, s);
 	report_perf(f, s);
 	report_run_plots(f, dir);

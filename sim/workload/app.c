@@ -153,6 +153,11 @@ static void app_kill_one(struct app *a, uint64_t now)
 	}
 }
 
+bool app_kill_due(const struct app *a, uint64_t now)
+{
+	return a->next_kill_ns && now >= a->next_kill_ns;
+}
+
 void app_step(struct app *a, uint64_t now, bool crashes_on)
 {
 	char err[512];

@@ -63,6 +63,8 @@ struct app {
 
 /* Starts every instance. 0, or -1 with one line in err (and nothing left running). */
 int app_start(struct app *a, const struct app_config *cfg, char *err, size_t errlen);
+/* True when the kill schedule has a kill -9 due now (so the caller can decide whether crashes are on). */
+bool app_kill_due(const struct app *a, uint64_t now_ns);
 /* Exits, restarts and (while crashes_on) the kill schedule; call every few tens of ms. */
 void app_step(struct app *a, uint64_t now_ns, bool crashes_on);
 /* Why the app failed the run, or NULL. */
