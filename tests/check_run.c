@@ -1,5 +1,6 @@
 /* check_run.c — `dupsim run` end to end against the private broker: the numbers DESIGN.md defines. */
 #include <amqp.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -39,7 +40,8 @@ static void interrupt_after(pid_t pid, void *arg)
  * Runs `dupsim run scenarios/default.ini --quiet --out DIR --set broker.url=... SETS...`;
  * interrupt_after_ms > 0 sends SIGINT then. Loads DIR/summary.json when there.
  */
-static void run_dupsim(struct result *r, const char *queue, const char *const *sets, int interrupt_after_ms)
+static void run_dupsim_file(struct result *r, const char *file, const char *queue, const char *const *sets,
+			    int interrupt_after_ms)
 {
 	char url[300], qset[128], path[256];
 	const char *args[64];
@@ -52,7 +54,7 @@ static void run_dupsim(struct result *r, const char *queue, const char *const *s
 	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
 	snprintf(qset, sizeof(qset), "broker.queue=%s", queue);
 	args[n++] = "run";
-	args[n++] = "scenarios/default.ini";
+	args[n++] = file;
 	args[n++] = "--quiet";
 	args[n++] = "--out";
 	args[n++] = r->dir;
@@ -69,6 +71,11 @@ static void run_dupsim(struct result *r, const char *queue, const char *const *s
 				&interrupt_after_ms);
 	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
 	r->summary = json_load_file(path, 0, NULL);
+}
+
+static void run_dupsim(struct result *r, const char *queue, const char *const *sets, int interrupt_after_ms)
+{
+	run_dupsim_file(r, "scenarios/default.ini", queue, sets, interrupt_after_ms);
 }
 
 static void result_release(struct result *r)
@@ -874,6 +881,160 @@ START_TEST(test_broker_restart_fails)
 }
 END_TEST
 
+/* ---- [app]: the user's own consumer ---- */
+
+/* What the app's files in a run folder say, counted here without dupsim. */
+struct own_count {
+	uint64_t dups;	   /* from the tally files: Σ max(0, processed(m) - 1) */
+	uint64_t skipped;  /* tally lines "skipped": duplicates the app's dedup caught */
+	uint64_t distinct; /* messages processed at least once */
+	uint64_t effect_dups; /* the same Σ from the effects files */
+};
+
+/* Counts "<id> processed|skipped" lines (tally-N.txt), or effects lines (effects-N.txt, kind NULL). */
+static void own_count_file(const char *path, const char *kind, uint32_t *per_msg, size_t n, uint64_t *skipped)
+{
+	FILE *f = fopen(path, "r");
+	char line[256], what[32];
+	unsigned long id;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		int k = sscanf(line, "%lu %31s", &id, what);
+
+		if (k < 1 || id >= n)
+			continue;
+		if (kind && k == 2 && strcmp(what, "skipped") == 0)
+			(*skipped)++;
+		else if (!kind || (k == 2 && strcmp(what, kind) == 0))
+			per_msg[id]++;
+	}
+	fclose(f);
+}
+
+static void own_count(const struct result *r, unsigned instances, size_t messages, struct own_count *oc)
+{
+	uint32_t *tally = calloc(messages, sizeof(*tally)), *eff = calloc(messages, sizeof(*eff));
+	char path[256];
+
+	ck_assert(tally && eff);
+	memset(oc, 0, sizeof(*oc));
+	for (unsigned i = 0; i < instances; i++) {
+		snprintf(path, sizeof(path), "%s/tally-%u.txt", r->dir, i);
+		own_count_file(path, "processed", tally, messages, &oc->skipped);
+		snprintf(path, sizeof(path), "%s/effects-%u.txt", r->dir, i);
+		own_count_file(path, NULL, eff, messages, NULL);
+	}
+	for (size_t m = 0; m < messages; m++) {
+		oc->dups += tally[m] > 1 ? tally[m] - 1 : 0;
+		oc->distinct += tally[m] > 0;
+		oc->effect_dups += eff[m] > 1 ? eff[m] - 1 : 0;
+	}
+	free(tally);
+	free(eff);
+}
+
+static const char *const app_examples[] = { "scenarios/app-mark-after.ini", "scenarios/app-mark-before.ini" };
+
+/*
+ * The shipped examples (a) and (b) behind ack loss and kill -9s: dupsim's
+ * figures against what each app counted itself, in its tally files that
+ * dupsim never reads. A kill between the effect line and the tally line
+ * makes them differ by one, so the tolerance is the number of kills.
+ */
+START_TEST(test_app_examples_match_own_count)
+{
+	const char *sets[] = { "run.messages=1200", "publishers.rate=300", "app.crash_every=700ms",
+			       "faults.ack_loss=2%", NULL };
+	bool after = _i == 0;
+	struct own_count oc;
+	struct result r;
+	double kills, dups, lost, dd;
+
+	run_dupsim_file(&r, app_examples[_i], after ? "t-app-after" : "t-app-before", sets, 0);
+	assert_ok(&r);
+	kills = num(&r, "app.kills");
+	dups = num(&r, "duplicates_processed");
+	lost = num(&r, "lost");
+	dd = num(&r, "duplicate_deliveries");
+	own_count(&r, 2, 1200, &oc);
+	printf("app %s: kills %.0f, lost acks %.0f; dupsim: duplicate deliveries %.0f, processed %.0f, lost %.0f, "
+	       "miss %.4g; the app's own count: duplicates processed %" PRIu64 ", skipped %" PRIu64
+	       ", lost %" PRIu64 "\n", after ? "mark-after" : "mark-before", kills, num(&r, "faults.acks_dropped"), dd,
+	       dups, lost, num(&r, "miss_probability.estimate"), oc.dups, oc.skipped, 1200 - oc.distinct);
+	ck_assert_msg(kills >= 1 && num(&r, "faults.acks_dropped") >= 1, "no faults:\n%s", r.out);
+	ck_assert_double_eq(num(&r, "committed"), 1200);
+	/* the ledger's judging of the effects files, against a plain count of the same files */
+	ck_assert_double_eq(dups, (double)oc.effect_dups);
+	ck_assert_msg(fabs(dups - (double)oc.dups) <= kills, "processed %.0f vs tally %" PRIu64, dups, oc.dups);
+	ck_assert_msg(fabs(lost - (double)(1200 - oc.distinct)) <= kills, "lost %.0f vs tally %" PRIu64, lost,
+		      1200 - oc.distinct);
+	/* every "skipped" the app counted is a duplicate caught, or a wrong suppression (mark before a crash) */
+	ck_assert_msg(fabs(dd + num(&r, "wrongly_suppressed") - (double)(oc.skipped + oc.dups)) <= kills,
+		      "duplicates %.0f + wrongly suppressed %.0f vs tally %" PRIu64, dd, num(&r, "wrongly_suppressed"),
+		      oc.skipped + oc.dups);
+	ck_assert_double_eq(num(&r, "misses_by_cause.unknown_app"), dups);
+	if (after)
+		ck_assert_double_eq(lost, 0); /* marking after never loses */
+	else
+		ck_assert_double_eq(dups, 0); /* marking before never processes twice */
+	result_release(&r);
+}
+END_TEST
+
+/* No dedup at all: every duplicate delivery is processed, and that is what the app's effects say. */
+START_TEST(test_app_no_dedup_misses_all)
+{
+	const char *sets[] = { "run.messages=1000", "publishers.rate=300", "app.crash_every=0", NULL };
+	struct own_count oc;
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-none", sets, 0);
+	assert_ok(&r);
+	own_count(&r, 2, 1000, &oc);
+	ck_assert_msg(num(&r, "duplicate_deliveries") > 0, "%s", r.out);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "duplicates_processed"), (double)oc.effect_dups);
+	ck_assert_double_eq(num(&r, "miss_probability.estimate"), 1);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "app.effects_unmatched"), 0);
+	ck_assert_double_eq(num(&r, "app.connections_unmapped"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/* An instance that exits on its own is restarted and counted, and the run goes on (app.h). */
+START_TEST(test_app_exit_restarted)
+{
+	const char *sets[] = { "run.messages=1500", "publishers.rate=250", "app.crash_every=0", "app.instances=1",
+			       "app.consumer=timeout 2.5 examples/pika_no_dedup.py", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-exit", sets, 0);
+	assert_ok(&r);
+	ck_assert_msg(num(&r, "app.exits") >= 1 && num(&r, "app.restarts") >= 1, "%s", r.out);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/* One that keeps exiting at once fails the run: exit 1, its status and its log's last lines, the results kept. */
+START_TEST(test_app_crash_loop_fails)
+{
+	const char *sets[] = { "run.messages=200", "app.consumer=echo no such module >&2; exit 3", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-loop", sets, 0);
+	ck_assert_msg(r.status == 1, "exit %d:\n%s", r.status, r.out);
+	ck_assert_msg(strstr(r.out, "exited with status 3") && strstr(r.out, "app-0.log") &&
+			      strstr(r.out, "no such module"),
+		      "%s", r.out);
+	ck_assert_str_eq(json_string_value(json_object_get(r.summary, "status")), "app_failed");
+	result_release(&r);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -912,6 +1073,14 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_refused_login);
 	tcase_add_test(tc, test_redis_down);
 	tcase_add_test(tc, test_results_disk_full);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("app");
+	tcase_add_loop_test(tc, test_app_examples_match_own_count, 0,
+			    (int)(sizeof(app_examples) / sizeof(app_examples[0])));
+	tcase_add_test(tc, test_app_no_dedup_misses_all);
+	tcase_add_test(tc, test_app_exit_restarted);
+	tcase_add_test(tc, test_app_crash_loop_fails);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
