@@ -75,7 +75,9 @@ struct run {
 
 	pthread_mutex_t fault_lock;
 	FILE *fault_spill; /* faults.csv's rows as they happen (unlinked temp file: memory stays flat) */
-	uint64_t *fault_rows; /* faults.csv's rows per rule; [rule_count]: broker crashes (under fault_lock) */
+	struct run_source *sources; /* what faults.csv's rows name; [i] is configured rule i (under fault_lock) */
+	size_t nsources, capsources;
+	struct api *api;	    /* [proxy] api: the control API during the run, or NULL */
 	_Atomic uint64_t faults_fired;
 
 	struct csv_tick *ticks;
@@ -109,6 +111,14 @@ static void run_usage(FILE *f)
 		   "3 ledger invariant violated, 130 interrupted.\n");
 }
 
+/* What a row of faults.csv names: a rule (by id - 1), or one of the sentinels below. */
+struct run_source {
+	size_t rule;
+	char text[256];
+	uint64_t rows;
+};
+#define RUN_FAULT_BROKER_CRASH (SIZE_MAX - 1) /* proxy_fault.rule of a kill -9 of the broker */
+
 /* Who consumes: dupsim's consumer threads, or the app's instances. */
 static uint64_t run_consumers(const struct run *r)
 {
@@ -132,22 +142,60 @@ static enum events_kind run_fault_kind(const struct rule *rule, enum proxy_dir d
 	}
 }
 
+/* The source of faults with this rule id - 1 (or sentinel), added with text when new; its index, -1 out of memory. */
+static int32_t run_source(struct run *r, size_t rule, const char *text)
+{
+	for (size_t i = 0; i < r->nsources; i++)
+		if (r->sources[i].rule == rule)
+			return (int32_t)i;
+	if (r->nsources == r->capsources) {
+		size_t cap = r->capsources ? 2 * r->capsources : 16;
+		struct run_source *n = realloc(r->sources, cap * sizeof(*n));
+
+		if (!n)
+			return -1;
+		r->sources = n;
+		r->capsources = cap;
+	}
+	r->sources[r->nsources] = (struct run_source){ .rule = rule };
+	snprintf(r->sources[r->nsources].text, sizeof(r->sources[r->nsources].text), "%s", text);
+	return (int32_t)r->nsources++;
+}
+
+/*
+ * A fault: a configured rule, one the control API added, a cut it asked
+ * for (POST /cut), or a broker crash. Each makes a row of faults.csv; the
+ * proxy's also end the session of the connection they hit.
+ */
 static void run_on_fault(void *arg, const struct proxy_fault *f)
 {
 	struct run *r = arg;
+	enum events_kind kind = EVENTS_RULE;
+	const char *text = "?";
+	int32_t src;
 
 	atomic_fetch_add(&r->faults_fired, 1);
-	if (f->rule < r->rule_count)
-		events_note_rule(&r->events, f->peer_port, (int32_t)f->rule, run_fault_kind(&r->rules[f->rule], f->dir),
-				 f->time_ns);
+	if (f->rule == PROXY_FAULT_CUT_ALL) {
+		text = "POST /cut (control API)";
+	} else if (f->rule == RUN_FAULT_BROKER_CRASH) {
+		text = "broker crash (kill -9)";
+	} else if (f->rule < r->rule_count) {
+		text = r->rules[f->rule].text;
+		kind = run_fault_kind(&r->rules[f->rule], f->dir);
+	} else if (f->r) { /* added by the control API */
+		text = f->r->text;
+		kind = run_fault_kind(f->r, f->dir);
+	}
 	pthread_mutex_lock(&r->fault_lock);
-	if (r->fault_rows)
-		r->fault_rows[f->rule < r->rule_count ? f->rule : r->rule_count]++;
+	src = run_source(r, f->rule, text);
+	if (src >= 0)
+		r->sources[src].rows++;
 	if (r->fault_spill)
-		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S,
-			f->rule < r->rule_count ? r->rules[f->rule].text : "broker crash (kill -9)",
+		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S, text,
 			f->dir == PROXY_TO_BROKER ? "client" : "broker");
 	pthread_mutex_unlock(&r->fault_lock);
+	if (f->rule != RUN_FAULT_BROKER_CRASH) /* a crash is its own event (crashes.c) */
+		events_note_rule(&r->events, f->peer_port, src, kind, f->time_ns);
 }
 
 /* A fault the run itself injected (a broker crash), beside the proxy's. */
@@ -319,7 +367,7 @@ static void run_monitor(struct run *r)
 			next_tick += NS_PER_S;
 		}
 		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
-			run_note_fault(r, r->rule_count); /* the slot after the proxy's rules: "broker crash" */
+			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
 		if (r->view) {
 			/* the app is killed while there is work for it: publishing, or committed messages not done */
 			app_step(&r->app, now,
@@ -474,9 +522,9 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 
 	if (scenario_rules(&r->sc, &r->rules, &r->rule_count, why, sizeof(why)) < 0)
 		return log_seterr(err, errlen, "%s", why);
-	r->fault_rows = calloc(r->rule_count + 1, sizeof(*r->fault_rows));
-	if (!r->fault_rows)
-		return log_seterr(err, errlen, "out of memory");
+	for (size_t i = 0; i < r->rule_count; i++) /* configured rule i is source i */
+		if (run_source(r, i, r->rules[i].text) != (int32_t)i)
+			return log_seterr(err, errlen, "out of memory");
 	cfg.rules = r->rules;
 	cfg.rule_count = r->rule_count;
 	if (scenario_has_app(&r->sc)) {
@@ -776,13 +824,21 @@ static void run_fill_faults(struct results *res, const struct run *r, const stru
 			ru->fired = (double)px->rule_fired[i];
 		}
 	}
-	for (size_t i = 0; r->fault_rows && i <= r->rule_count; i++) {
-		struct results_rule *ru =
-			r->fault_rows[i] ? results_rule(res, i < r->rule_count ? r->rules[i].text : "broker crash (kill -9)")
-					 : NULL;
+	for (size_t i = r->rule_count; i < r->nsources; i++) { /* the control API's rules, once they fired */
+		struct run_source *so = &r->sources[i];
+		struct results_rule *ru;
+
+		if (so->rule >= px->rule_count || !(ru = results_rule_add(res, so->text)))
+			continue;
+		ru->in_summary = true;
+		ru->matched = (double)px->rule_matched[so->rule];
+		ru->fired = (double)px->rule_fired[so->rule];
+	}
+	for (size_t i = 0; i < r->nsources; i++) {
+		struct results_rule *ru = r->sources[i].rows ? results_rule(res, r->sources[i].text) : NULL;
 
 		if (ru)
-			ru->rows += r->fault_rows[i];
+			ru->rows += r->sources[i].rows;
 	}
 	res->faults.commit_ok_dropped =
 		(double)px->method_dropped[PROXY_TO_CLIENT][frame_method_index(AMQP_TX_COMMIT_OK_METHOD)];
@@ -930,7 +986,7 @@ static const char *run_rule_text(void *arg, int32_t rule)
 {
 	const struct run *r = arg;
 
-	return rule >= 0 && (size_t)rule < r->rule_count ? r->rules[rule].text : "";
+	return rule >= 0 && (size_t)rule < r->nsources ? r->sources[rule].text : "";
 }
 
 static void run_write_scenario(FILE *f, const struct run_out *o)
@@ -1103,7 +1159,7 @@ static void run_release(struct run *r)
 		fclose(r->fault_spill);
 	free(r->ticks);
 	free(r->curve);
-	free(r->fault_rows);
+	free(r->sources);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
 	node_free(r->broker);

@@ -328,7 +328,7 @@ static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_
 	bool content = amqp_method_has_content(frame_method_number(fi));
 
 	if (px->cfg.on_fault) {
-		struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = (size_t)px->rules.id[hit] - 1,
+		struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = (size_t)px->rules.id[hit] - 1, .r = r,
 					 .method = r->method, .dir = d, .conn_id = c->peer->id,
 					 .peer_port = c->peer->port };
 
@@ -639,9 +639,20 @@ int proxy_rule_remove(struct proxy *px, uint64_t id)
 	return rc;
 }
 
+/* proxy_cut_all cuts this connection: a fault of its own for the run (relay's lock held). */
+static void proxy_cut_one(void *arg, void *conn)
+{
+	struct proxy *px = arg;
+	struct pconn *c = conn;
+	struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = PROXY_FAULT_CUT_ALL, .dir = PROXY_TO_CLIENT,
+				 .conn_id = c->peer->id, .peer_port = c->peer->port };
+
+	px->cfg.on_fault(px->cfg.on_fault_arg, &f);
+}
+
 size_t proxy_cut_all(struct proxy *px)
 {
-	return relay_cut_all(px->relay);
+	return relay_cut_all(px->relay, px->cfg.on_fault ? proxy_cut_one : NULL, px);
 }
 
 void proxy_stats_print(const struct proxy_stats *s, FILE *f)

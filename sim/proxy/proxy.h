@@ -81,10 +81,19 @@ struct proxy_stats {
 	uint64_t *rule_fired;	     /* times fired, over all connections */
 };
 
-/* A rule fired: handed to the on_fault callback from the proxy's thread. */
+/* proxy_fault.rule of a connection that proxy_cut_all (the control API's POST /cut) cut. */
+#define PROXY_FAULT_CUT_ALL SIZE_MAX
+
+/*
+ * A rule fired: handed to the on_fault callback from the proxy's thread (or,
+ * for a cut asked for, from the caller of proxy_cut_all, the relay's lock
+ * held as always).
+ */
 struct proxy_fault {
 	uint64_t time_ns;  /* clock_now_ns() when it fired */
-	size_t rule;	   /* the rule's id - 1: for the configured rules, their index in the config */
+	size_t rule;	   /* the rule's id - 1: for the configured rules, their index in the config;
+			    * PROXY_FAULT_CUT_ALL for a cut asked for */
+	const struct rule *r; /* the rule as it reads now (valid during the call); NULL for a cut asked for */
 	uint32_t method;
 	enum proxy_dir dir;
 	uint64_t conn_id;
@@ -202,7 +211,8 @@ int proxy_rule_add(struct proxy *px, const struct rule *r, struct proxy_rule *ou
 int proxy_rule_set_p(struct proxy *px, uint64_t id, double p, struct proxy_rule *out);
 /* Removes a rule; 0, or -1 when no rule has the id. */
 int proxy_rule_remove(struct proxy *px, uint64_t id);
-/* Cuts every open connection now (relay_cut_all: what was decided still arrives, then a FIN); returns how many. */
+/* Cuts every open connection now (relay_cut_all: what was decided still arrives, then a FIN); returns how many.
+ * Each one cut is told to on_fault, rule PROXY_FAULT_CUT_ALL. */
 size_t proxy_cut_all(struct proxy *px);
 
 /* Prints the counters as a table: connections, bytes, frames and drops per method and direction

@@ -786,7 +786,7 @@ int relay_start(struct relay *r)
 	return 0;
 }
 
-size_t relay_cut_all(struct relay *r)
+size_t relay_cut_all(struct relay *r, void (*each)(void *arg, void *conn), void *arg)
 {
 	uint64_t one = 1;
 	size_t n = 0;
@@ -795,6 +795,8 @@ size_t relay_cut_all(struct relay *r)
 	for (struct rconn *c = r->conns; c; c = c->next) {
 		if (c->closing)
 			continue;
+		if (each && c->judged)
+			each(arg, c->judged);
 		rconn_begin_closing(c);
 		n++;
 	}

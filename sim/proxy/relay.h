@@ -106,9 +106,10 @@ void relay_stop_signal(struct relay *r);
  * Cuts every open connection that is not closing already, as a RELAY_CUT
  * verdict would: nothing more is judged, what was decided still goes out,
  * then a FIN to each side. Callable from any thread (it takes the lock, so
- * not from the judge). Returns how many connections it cut.
+ * not from the judge). each, when not NULL, gets the judge's state of every
+ * connection it cuts, first (the lock held). Returns how many it cut.
  */
-size_t relay_cut_all(struct relay *r);
+size_t relay_cut_all(struct relay *r, void (*each)(void *arg, void *conn), void *arg);
 /*
  * The lock the loop holds while it works (and calls the judge): hold it to
  * read the relay's counters, or the judge's own, from another thread.
