@@ -254,6 +254,59 @@ START_TEST(test_run_without_gaps)
 }
 END_TEST
 
+/* periods.csv: what csv_write_periods writes, csv_read reads back; the timeseries plot labels each period. */
+START_TEST(test_run_periods)
+{
+	static const struct csv_period periods[] = {
+		{ 0, 0.5, "warmup" },
+		{ 1, 2, "1s-2s drop basic.ack from=client p=0.05" },
+		{ 2.5, 9, "say \"hi\", twice" }, /* past the end of the time series: cut at its end */
+		{ 2.75, 3.5, "cooldown" },
+	};
+	char err[1024] = "", *buf = NULL, *svg;
+	size_t len = 0;
+	struct csv t;
+	FILE *f = open_memstream(&buf, &len);
+
+	ck_assert_ptr_nonnull(f);
+	csv_write_periods(f, periods, 4);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_str_eq(buf, "start_s,end_s,label\n"
+			      "0.000000,0.500000,\"warmup\"\n"
+			      "1.000000,2.000000,\"1s-2s drop basic.ack from=client p=0.05\"\n"
+			      "2.500000,9.000000,\"say \"\"hi\"\", twice\"\n"
+			      "2.750000,3.500000,\"cooldown\"\n");
+	make_run("periods");
+	put("periods", "periods.csv", buf);
+	free(buf);
+	ck_assert_int_eq(csv_read(path_of("periods", "periods.csv"), &t), 0);
+	ck_assert_uint_eq(t.nrows, 4);
+	ck_assert_str_eq(csv_cell(&t, 2, csv_col(&t, "label")), "say \"hi\", twice");
+	ck_assert(csv_num(&t, 1, csv_col(&t, "end_s")) == 2.0);
+	csv_free(&t);
+
+	ck_assert_msg(plot_run(path_of("periods", ""), err, sizeof(err)) == 0, "plot_run: %s", err);
+	assert_image("periods", "timeseries");
+	svg = files_read(path_of("periods", "plots/timeseries.svg"), NULL);
+	ck_assert_ptr_nonnull(svg);
+	ck_assert_ptr_nonnull(strstr(svg, "1s-2s drop basic.ack from=client p=0.05"));
+	ck_assert_ptr_nonnull(strstr(svg, "warm-up"));
+	ck_assert_ptr_nonnull(strstr(svg, "cool-down"));
+	free(svg);
+
+	/* no periods (a header only, or no file): the plot as before, without them */
+	put("periods", "periods.csv", "start_s,end_s,label\n");
+	ck_assert_msg(plot_run(path_of("periods", ""), err, sizeof(err)) == 0, "plot_run: %s", err);
+	assert_image("periods", "timeseries");
+	svg = files_read(path_of("periods", "plots/timeseries.svg"), NULL);
+	ck_assert_ptr_null(strstr(svg, "warm-up"));
+	free(svg);
+	ck_assert_int_eq(unlink(path_of("periods", "periods.csv")), 0);
+	ck_assert_msg(plot_run(path_of("periods", ""), err, sizeof(err)) == 0, "plot_run: %s", err);
+	assert_image("periods", "timeseries");
+}
+END_TEST
+
 static const char sweep_csv[] =
 	"run,dedup.ttl,faults.ack_loss,committed,publish_attempts,excess_copies,deliveries,duplicate_deliveries,"
 	"duplicates_processed,lost,wrongly_suppressed,duplicate_rate,predicted_duplicate_rate,miss_probability,"
@@ -501,6 +554,7 @@ Suite *plot_suite(void)
 	tcase_add_test(tc, test_csv_reader);
 	tcase_add_test(tc, test_run_plots_and_report);
 	tcase_add_test(tc, test_run_without_gaps);
+	tcase_add_test(tc, test_run_periods);
 	tcase_add_test(tc, test_sweep);
 	tcase_add_test(tc, test_results_unknown);
 	tcase_add_test(tc, test_results_round_trip);

@@ -5,6 +5,7 @@
 #include "wire/frame.h"
 #include "wire/rule.h"
 #include "tests.h"
+#include "core/clock.h"
 #include "core/rng.h"
 
 #define COMMIT_OK (90u << 16 | 21)
@@ -385,6 +386,167 @@ START_TEST(test_change_p)
 }
 END_TEST
 
+START_TEST(test_parse_scheduled)
+{
+	struct rule r, back;
+	char err[256];
+
+	ck_assert_int_eq(rule_parse_scheduled("10s-20s drop basic.ack from=client p=5%", &r, err, sizeof(err)), 0);
+	ck_assert_uint_eq(r.from_ns, 10 * NS_PER_S);
+	ck_assert_uint_eq(r.until_ns, 20 * NS_PER_S);
+	ck_assert_uint_eq(r.method, BASIC_ACK);
+	ck_assert_int_eq(r.from, RULE_FROM_CLIENT);
+	ck_assert_str_eq(r.text, "10s-20s drop basic.ack from=client p=0.05");
+	/* the canonical text reads back to the same rule, window included */
+	ck_assert_int_eq(rule_parse_scheduled(r.text, &back, err, sizeof(err)), 0);
+	ck_assert_str_eq(back.text, r.text);
+	ck_assert_uint_eq(back.from_ns, r.from_ns);
+	ck_assert_uint_eq(back.until_ns, r.until_ns);
+	rule_change_p(&r, 0.5);
+	ck_assert_str_eq(r.text, "10s-20s drop basic.ack from=client p=0.5");
+
+	ck_assert_int_eq(rule_parse_scheduled("  0-1.5s cut tx.commit-ok", &r, err, sizeof(err)), 0);
+	ck_assert_uint_eq(r.from_ns, 0);
+	ck_assert_uint_eq(r.until_ns, 1500 * NS_PER_MS);
+	ck_assert_str_eq(r.text, "0-1500ms cut tx.commit-ok");
+	ck_assert_int_eq(rule_parse_scheduled("2m-1h drop basic.ack", &r, err, sizeof(err)), 0);
+	ck_assert_str_eq(r.text, "2m-60m drop basic.ack");
+
+	/* a plain rule has no window: in force at every time */
+	ck_assert_int_eq(rule_parse("drop basic.ack", &r, err, sizeof(err)), 0);
+	ck_assert_uint_eq(r.until_ns, 0);
+	ck_assert(rule_in_force(&r, 0) && rule_in_force(&r, UINT64_MAX));
+}
+END_TEST
+
+static const struct {
+	const char *text;
+	const char *needle;
+} bad_schedules[] = {
+	{ "", "expected START-END RULE" },
+	{ "drop basic.ack from=client", "expected START-END RULE" },
+	{ "10-20s drop basic.ack", "'10-20s' is not a time window" },
+	{ "10s-x drop basic.ack", "'10s-x' is not a time window" },
+	{ "10s- drop basic.ack", "is not a time window" },
+	{ "-1s-2s drop basic.ack", "is not a time window" },
+	{ "20s-10s drop basic.ack", "the window 20s-10s ends before it starts" },
+	{ "5s-5s drop basic.ack", "END must be after START" },
+	{ "1s-2s", "empty rule" },
+	{ "1s-2s drop basic.akc", "did you mean 'basic.ack'" },
+	{ "1s-2s drop basic.ack p=2", "fraction in [0, 1]" },
+};
+
+START_TEST(test_parse_scheduled_errors)
+{
+	struct rule r;
+	char err[512] = "";
+
+	ck_assert_int_eq(rule_parse_scheduled(bad_schedules[_i].text, &r, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, bad_schedules[_i].needle) != NULL, "'%s' gave '%s'", bad_schedules[_i].text, err);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+END_TEST
+
+/* A window where a plain rule is expected says where windows go. */
+START_TEST(test_parse_window_in_rule)
+{
+	struct rule r;
+	char err[512] = "";
+
+	ck_assert_int_eq(rule_parse("2s-5s drop basic.ack", &r, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "looks like a time window"));
+	ck_assert_ptr_nonnull(strstr(err, "[faults] schedule"));
+}
+END_TEST
+
+/* [from, until): the start is in, the end is out. */
+START_TEST(test_window_bounds)
+{
+	struct rule r;
+	struct rule_set s;
+	struct rule_conn rc;
+
+	ck_assert_int_eq(rule_parse_scheduled("2s-5s drop basic.ack from=client", &r, NULL, 0), 0);
+	ck_assert(!rule_in_force(&r, 0));
+	ck_assert(!rule_in_force(&r, 2 * NS_PER_S - 1));
+	ck_assert(rule_in_force(&r, 2 * NS_PER_S));
+	ck_assert(rule_in_force(&r, 5 * NS_PER_S - 1));
+	ck_assert(!rule_in_force(&r, 5 * NS_PER_S));
+
+	ck_assert_int_eq(rule_set_init(&s, &r, 1, 1), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 1), 0);
+	ck_assert_int_eq(rule_set_decide_at(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT, NS_PER_S), -1);
+	ck_assert_int_eq(rule_set_decide(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT), -1); /* at t = 0 */
+	ck_assert_uint_eq(s.matched[0], 0); /* outside its window the rule does not even see the frame */
+	ck_assert_int_eq(rule_set_decide_at(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT, 2 * NS_PER_S), 0);
+	ck_assert_int_eq(rule_set_decide_at(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT, 5 * NS_PER_S - 1), 0);
+	ck_assert_int_eq(rule_set_decide_at(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT, 5 * NS_PER_S), -1);
+	ck_assert_int_eq(rule_set_decide_at(&s, &rc, BASIC_ACK, RULE_FROM_CLIENT, 60 * NS_PER_S), -1);
+	ck_assert_uint_eq(s.matched[0], 2);
+	ck_assert_uint_eq(s.fired[0], 2);
+	rule_conn_release(&rc);
+	rule_set_release(&s);
+}
+END_TEST
+
+/*
+ * Frames at times spread over 0..10 s, the window 3s-7s: the decisions inside
+ * are those a rule without a window makes on the inside frames alone (the
+ * frames outside draw nothing and do not count for after=N), and the same
+ * seed gives the same decisions again.
+ */
+static void decide_timed(const char *scheduled, uint64_t seed, int *out, int n, bool window)
+{
+	struct rule r;
+	struct rule_set s;
+	struct rule_conn rc;
+
+	if (window)
+		ck_assert_int_eq(rule_parse_scheduled(scheduled, &r, NULL, 0), 0);
+	else
+		ck_assert_int_eq(rule_parse(strchr(scheduled, ' ') + 1, &r, NULL, 0), 0);
+	ck_assert_int_eq(rule_set_init(&s, &r, 1, seed), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &s, 3), 0);
+	for (int i = 0; i < n; i++) {
+		uint64_t t = (uint64_t)i * 10 * NS_PER_S / (uint64_t)n;
+		bool inside = t >= 3 * NS_PER_S && t < 7 * NS_PER_S;
+
+		out[i] = -2; /* not asked */
+		if (window)
+			out[i] = rule_set_decide_at(&s, &rc, COMMIT_OK, RULE_FROM_BROKER, t);
+		else if (inside)
+			out[i] = rule_set_decide(&s, &rc, COMMIT_OK, RULE_FROM_BROKER);
+	}
+	rule_conn_release(&rc);
+	rule_set_release(&s);
+}
+
+START_TEST(test_window_decisions)
+{
+	static const char text[] = "3s-7s drop tx.commit-ok p=0.3 after=5";
+	int a[2000], b[2000], plain[2000], fired = 0;
+
+	decide_timed(text, 11, a, 2000, true);
+	decide_timed(text, 11, b, 2000, true);
+	decide_timed(text, 11, plain, 2000, false);
+	ck_assert(memcmp(a, b, sizeof(a)) == 0);
+	for (int i = 0; i < 2000; i++) {
+		if (plain[i] == -2) {
+			ck_assert_msg(a[i] == -1, "frame %d lies outside the window but was hit", i);
+			continue;
+		}
+		ck_assert_msg(a[i] == plain[i], "frame %d: %d with a window, %d on the inside frames alone", i, a[i],
+			      plain[i]);
+		fired += a[i] == 0;
+	}
+	ck_assert_int_gt(fired, 150); /* about 0.3 of the 800 inside */
+	ck_assert_int_lt(fired, 330);
+	/* after=5 counts inside frames: frames 600..603 (t 3.0 s ..) are spared, whatever came before */
+	for (int i = 600; i < 604; i++)
+		ck_assert_int_eq(a[i], -1);
+}
+END_TEST
+
 Suite *rule_suite(void)
 {
 	Suite *s = suite_create("rule");
@@ -401,6 +563,11 @@ Suite *rule_suite(void)
 	tcase_add_test(tc, test_rule_seed);
 	tcase_add_test(tc, test_add_and_remove);
 	tcase_add_test(tc, test_change_p);
+	tcase_add_test(tc, test_parse_scheduled);
+	tcase_add_loop_test(tc, test_parse_scheduled_errors, 0, sizeof(bad_schedules) / sizeof(bad_schedules[0]));
+	tcase_add_test(tc, test_parse_window_in_rule);
+	tcase_add_test(tc, test_window_bounds);
+	tcase_add_test(tc, test_window_decisions);
 	suite_add_tcase(s, tc);
 	return s;
 }

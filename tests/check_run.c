@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cmd/crashes.h"
 #include "nodes/node.h"
 #include "nodes/rabbitmq.h"
 #include "workload/mq.h"
@@ -1035,6 +1036,106 @@ START_TEST(test_app_crash_loop_fails)
 }
 END_TEST
 
+/* The crash schedule waits for the warm-up: the first kill every_ns after the start, or at its end if later. */
+START_TEST(test_crashes_wait_for_warmup)
+{
+	struct crashes c;
+	const uint64_t t0 = 1000 * NS_PER_S;
+
+	crashes_init(&c, NULL, NULL, 10 * NS_PER_S, 2 * NS_PER_S, t0, 0);
+	ck_assert_uint_eq(c.next_crash_ns, t0 + 10 * NS_PER_S);
+	crashes_init(&c, NULL, NULL, 10 * NS_PER_S, 2 * NS_PER_S, t0, 3 * NS_PER_S);
+	ck_assert_uint_eq(c.next_crash_ns, t0 + 10 * NS_PER_S);
+	crashes_init(&c, NULL, NULL, 10 * NS_PER_S, 2 * NS_PER_S, t0, 25 * NS_PER_S);
+	ck_assert_uint_eq(c.next_crash_ns, t0 + 25 * NS_PER_S);
+	/* without a node of its own nothing is ever killed, publishing or not */
+	ck_assert(!crashes_step(&c, t0 + 30 * NS_PER_S, true));
+	ck_assert(!crashes_down(&c));
+}
+END_TEST
+
+/* DIR/periods.csv's lines into lines[] (at most max, newline kept); how many. */
+static size_t read_periods(const char *dir, char lines[][256], size_t max)
+{
+	char path[256];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/periods.csv", dir);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "no %s", path);
+	while (n < max && fgets(lines[n], 256, f))
+		n++;
+	fclose(f);
+	return n;
+}
+
+/*
+ * Faults on a timetable: warm-up 0.5 s, ack loss 5 % from 1 s to 2 s only,
+ * cool-down 0.5 s, beside plain rules (2 % ack loss, default.ini's 1 % CommitOk loss).
+ * The consumers (2 x 400/s) fall behind the publishers (2 x 500/s), so
+ * hundreds of acks are sent after the publishers' end: in the cool-down. Every fault in
+ * faults.csv lies after the warm-up and before the cool-down (the
+ * publishers' end), a scheduled one inside its window; a second run with
+ * the same seed writes the same periods (the cool-down's start excepted:
+ * when the publishers finish is timing).
+ */
+START_TEST(test_schedule_windows)
+{
+	const char *sets[] = { "run.messages=3000", "publishers.rate=500", "consumers.work=2500us",
+			       "faults.ack_loss=2%", "faults.warmup=500ms",
+			       "faults.schedule=1s-2s drop basic.ack from=client p=5%", "faults.cooldown=500ms",
+			       "publishers.timeout=30s", NULL };
+	char lines[2][8][256], path[256], line[512];
+	size_t n[2];
+	double cool_start = 0, cool_end = 0, in_window = 0, plain = 0;
+	struct result r;
+	FILE *f;
+
+	for (int k = 0; k < 2; k++) {
+		run_dupsim(&r, "t-schedule", sets, 0);
+		assert_ok(&r);
+		n[k] = read_periods(r.dir, lines[k], 8);
+		if (k == 1) {
+			result_release(&r);
+			break;
+		}
+		ck_assert_uint_eq(n[0], 4);
+		ck_assert_str_eq(lines[0][0], "start_s,end_s,label\n");
+		ck_assert_str_eq(lines[0][1], "0.000000,0.500000,\"warmup\"\n");
+		ck_assert_str_eq(lines[0][2], "1.000000,2.000000,\"1s-2s drop basic.ack from=client p=0.05\"\n");
+		ck_assert_int_eq(sscanf(lines[0][3], "%lf,%lf,\"cooldown\"", &cool_start, &cool_end), 2);
+		ck_assert_double_ge(cool_start, 2.0); /* 3000 messages at 2 x 500/s: about 3 s */
+		ck_assert_double_ge(cool_end - cool_start, 0.5); /* drained at least the cool-down */
+		snprintf(path, sizeof(path), "%s/faults.csv", r.dir);
+		f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+		while (fgets(line, sizeof(line), f)) {
+			double t = strtod(line, NULL);
+
+			ck_assert_msg(t >= 0.5, "a fault in the warm-up: %s", line);
+			ck_assert_msg(t < cool_start, "a fault in the cool-down (from %.3f s): %s", cool_start, line);
+			if (strstr(line, ",\"1s-2s drop basic.ack")) {
+				ck_assert_msg(t >= 1.0 && t <= 2.0, "a scheduled fault outside 1s-2s: %s", line);
+				in_window++;
+			} else {
+				plain++;
+			}
+		}
+		fclose(f);
+		ck_assert_double_ge(in_window, 3); /* ~300 acks in the window at 5 %: about 15 */
+		ck_assert_double_ge(plain, 1);
+		ck_assert_double_eq(in_window + plain, num(&r, "faults.frames_dropped")); /* every rule here drops */
+		result_release(&r);
+	}
+	ck_assert_uint_eq(n[1], n[0]);
+	for (size_t i = 0; i + 1 < n[0]; i++) /* every row but the cool-down's */
+		ck_assert_str_eq(lines[1][i], lines[0][i]);
+	ck_assert_ptr_nonnull(strstr(lines[1][n[1] - 1], ",\"cooldown\"\n"));
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -1049,6 +1150,8 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_interrupt_keeps_results);
 	tcase_add_test(tc, test_unreachable_broker);
 	tcase_add_test(tc, test_bad_scenario_runs_nothing);
+	tcase_add_test(tc, test_schedule_windows);
+	tcase_add_test(tc, test_crashes_wait_for_warmup);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("strategies");

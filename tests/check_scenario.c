@@ -89,6 +89,14 @@ static void assert_same(const struct scenario *a, const struct scenario *b)
 	ck_assert_uint_eq(a->faults.rule_count, b->faults.rule_count);
 	for (size_t i = 0; i < a->faults.rule_count; i++)
 		ck_assert_str_eq(a->faults.rules[i].text, b->faults.rules[i].text);
+	ck_assert_uint_eq(a->faults.schedule_count, b->faults.schedule_count);
+	for (size_t i = 0; i < a->faults.schedule_count; i++) {
+		ck_assert_str_eq(a->faults.schedules[i].text, b->faults.schedules[i].text);
+		ck_assert_uint_eq(a->faults.schedules[i].from_ns, b->faults.schedules[i].from_ns);
+		ck_assert_uint_eq(a->faults.schedules[i].until_ns, b->faults.schedules[i].until_ns);
+	}
+	ck_assert_uint_eq(a->faults.warmup_ns, b->faults.warmup_ns);
+	ck_assert_uint_eq(a->faults.cooldown_ns, b->faults.cooldown_ns);
 	ck_assert_uint_eq(a->faults.broker_crash_every_ns, b->faults.broker_crash_every_ns);
 	ck_assert_uint_eq(a->faults.broker_down_ns, b->faults.broker_down_ns);
 	ck_assert(a->faults.consumer_crash == b->faults.consumer_crash);
@@ -155,6 +163,10 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(sc.faults.on_loss, RULE_THEN_CLOSE);
 	ck_assert_uint_eq(sc.faults.rule_count, 0);
 	ck_assert_ptr_null(sc.faults.rules);
+	ck_assert_uint_eq(sc.faults.schedule_count, 0);
+	ck_assert_ptr_null(sc.faults.schedules);
+	ck_assert_uint_eq(sc.faults.warmup_ns, 0);
+	ck_assert_uint_eq(sc.faults.cooldown_ns, 0);
 	ck_assert_uint_eq(sc.faults.broker_crash_every_ns, 0);
 	ck_assert_uint_eq(sc.faults.broker_down_ns, 2 * SEC);
 	ck_assert(sc.faults.consumer_crash == 0);
@@ -496,6 +508,21 @@ static const struct {
 	{ "[faults]\nrule = drop tx.comit-ok\n", 2, "faults.rule: rule 'drop tx.comit-ok'", "did you mean 'tx.commit-ok'" },
 	{ "[faults]\nrule =\n", 2, "faults.rule: empty rule", NULL },
 	{ "[faults]\nrule = drop basic.ack p=1e-307%\n", 2, "does not survive being written back", NULL },
+	{ "[faults]\nrule = 2s-5s drop basic.ack\n", 2, "looks like a time window", "[faults] schedule" },
+	/* schedules, warm-up, cool-down */
+	{ "[faults]\nschedule = 20s-10s drop basic.ack\n", 2,
+	  "faults.schedule: schedule '20s-10s drop basic.ack': the window 20s-10s ends before it starts",
+	  "END must be after START" },
+	{ "[faults]\nschedule = 10-20s drop basic.ack\n", 2, "faults.schedule: schedule '10-20s drop basic.ack': "
+	  "'10-20s' is not a time window", "with a unit (500ms, 2s, 5m)" },
+	{ "[faults]\nschedule = drop basic.ack p=5%\n", 2, "faults.schedule: schedule 'drop basic.ack p=5%': expected "
+	  "START-END RULE", "e.g. 10s-20s drop basic.ack from=client p=5%" },
+	{ "[faults]\nschedule =\n", 2, "faults.schedule: schedule '': expected START-END RULE", NULL },
+	{ "[faults]\nschedule = 1s-2s drop basic.akc\n", 2, "faults.schedule: rule 'drop basic.akc'",
+	  "did you mean 'basic.ack'" },
+	{ "[faults]\nwarmup = 5\n", 2, "faults.warmup: '5' needs a unit", "allowed: 0..24h" },
+	{ "[faults]\ncooldown = soon\n", 2, "faults.cooldown: 'soon' is not a duration", NULL },
+	{ "[faults]\nwarmup = 1s\nwarmup = 2s\n", 3, "duplicate key 'warmup'", "only 'rule' and 'schedule' may repeat" },
 };
 
 START_TEST(test_bad_file)
@@ -772,6 +799,14 @@ static const struct {
 	  "(store is memory (the default))" },
 	{ "[dedup]\nstore = redis\nurl = redis://h:1\n", "dedup.store=memory", 0, "--set dedup.store: ",
 	  "dedup.url = redis://h:1 applies to store = redis only", NULL },
+	{ "[run]\ndrain_timeout = 10s\n[faults]\ncooldown = 10s\n", NULL, 4, NULL,
+	  "faults.cooldown = 10s is not shorter than run.drain_timeout = 10s (line 2)",
+	  "allowed: cooldown < drain_timeout" },
+	{ "[faults]\ncooldown = 2s\n", "run.drain_timeout=1s", 0, "--set run.drain_timeout: ",
+	  "faults.cooldown = 2s is not shorter than run.drain_timeout = 1s (--set)", NULL },
+	{ "[faults]\nschedule = 1s-3s drop basic.ack from=client\nwarmup = 3s\n", NULL, 3, NULL,
+	  "faults.schedule '1s-3s drop basic.ack from=client' is over before faults.warmup = 3s (line 3) ends",
+	  "allowed: END after the warm-up" },
 };
 
 START_TEST(test_bad_combo)
@@ -878,6 +913,66 @@ START_TEST(test_rules_expansion)
 }
 END_TEST
 
+/* Schedules, warm-up and cool-down: values, the proxy's rule order, --set, the round trip. */
+START_TEST(test_schedule_keys)
+{
+	static const char text[] = "[faults]\n"
+				   "warmup = 1s\n"
+				   "schedule = 2s-5s drop basic.ack from=client p=2%\n"
+				   "rule = cut tx.commit-ok from=broker after=3\n"
+				   "schedule = 500ms-1.5m drop tx.commit-ok from=broker\n"
+				   "cooldown = 1500ms\n"
+				   "ack_loss = 1%\n";
+	struct scenario sc;
+	struct rule *rules;
+	char path[64], err[1024];
+	size_t n;
+
+	ck_assert_msg(load_text(&sc, text, path, sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(sc.faults.warmup_ns, SEC);
+	ck_assert_uint_eq(sc.faults.cooldown_ns, 1500 * MS);
+	ck_assert_uint_eq(sc.faults.rule_count, 1);
+	ck_assert_uint_eq(sc.faults.schedule_count, 2);
+	ck_assert_uint_eq(sc.faults.schedules[0].from_ns, 2 * SEC);
+	ck_assert_uint_eq(sc.faults.schedules[0].until_ns, 5 * SEC);
+	ck_assert_str_eq(sc.faults.schedules[0].text, "2s-5s drop basic.ack from=client p=0.02");
+	ck_assert_uint_eq(sc.faults.schedules[1].from_ns, 500 * MS);
+	ck_assert_uint_eq(sc.faults.schedules[1].until_ns, 90 * SEC);
+	ck_assert_str_eq(sc.faults.schedules[1].text, "500ms-90s drop tx.commit-ok from=broker");
+	/* shortcuts, rules, then schedules, whatever the order of the lines: ids don't move on a rerun */
+	ck_assert_int_eq(scenario_rules(&sc, &rules, &n, err, sizeof(err)), 0);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(rules[0].text, "drop basic.ack from=client p=0.01");
+	ck_assert_uint_eq(rules[0].until_ns, 0);
+	ck_assert_str_eq(rules[1].text, "cut tx.commit-ok from=broker after=3");
+	ck_assert_uint_eq(rules[1].until_ns, 0);
+	ck_assert_str_eq(rules[2].text, "2s-5s drop basic.ack from=client p=0.02");
+	ck_assert_uint_eq(rules[2].from_ns, 2 * SEC);
+	ck_assert_uint_eq(rules[2].until_ns, 5 * SEC);
+	ck_assert_str_eq(rules[3].text, "500ms-90s drop tx.commit-ok from=broker");
+	free(rules);
+	assert_round_trip(&sc);
+
+	/* --set: a schedule adds one, warmup and cooldown replace */
+	ck_assert_int_eq(scenario_set(&sc, "faults.schedule=10s-20s cut basic.ack", err, sizeof(err)), 0);
+	ck_assert_uint_eq(sc.faults.schedule_count, 3);
+	ck_assert_str_eq(sc.faults.schedules[2].text, "10s-20s cut basic.ack");
+	ck_assert_int_eq(scenario_set(&sc, "faults.warmup=3s", err, sizeof(err)), 0);
+	ck_assert_uint_eq(sc.faults.warmup_ns, 3 * SEC);
+	ck_assert_int_eq(scenario_set(&sc, "faults.cooldown=0", err, sizeof(err)), 0);
+	ck_assert_uint_eq(sc.faults.cooldown_ns, 0);
+	ck_assert_int_eq(scenario_set(&sc, "faults.schedule=9s-8s cut basic.ack", err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "--set faults.schedule: schedule '9s-8s cut basic.ack': the window 9s-8s ends before it "
+			      "starts; END must be after START (e.g. 10s-20s)");
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	assert_round_trip(&sc);
+	scenario_release(&sc);
+	ck_assert_uint_eq(sc.faults.schedule_count, 0);
+	ck_assert_ptr_null(sc.faults.schedules);
+}
+END_TEST
+
 START_TEST(test_scenarios_dir)
 {
 	glob_t g;
@@ -965,6 +1060,7 @@ Suite *scenario_suite(void)
 	tcase_add_test(tc, test_check_without_file);
 	tcase_add_test(tc, test_combos_allowed);
 	tcase_add_test(tc, test_rules_expansion);
+	tcase_add_test(tc, test_schedule_keys);
 	tcase_add_test(tc, test_scenarios_dir);
 	tcase_add_test(tc, test_default_ini);
 	tcase_add_test(tc, test_write_error);

@@ -6,6 +6,8 @@
 #   dir='results/x'  fmt='png'|'svg'  name='default (seed 1)'
 #   has_ts=1 has_gaps=1 has_curve=1 has_copies=1   (0 or missing: skip that plot)
 #   nrules=N, rule1..ruleN (rule text as in faults.csv), rtitle1..rtitleN (legend)
+#   (the timeseries plot also reads DIR/periods.csv when there is one: the warm-up,
+#   each fault schedule's window and the cool-down, shaded behind the curves)
 #   gap_p50, gap_p99          (optional) duplicate-gap percentiles in ms
 #   miss_floor                lowest miss probability drawn on the log axis
 #   meas_ttl, meas_miss, meas_lo, meas_hi   (optional) the run's own TTL (ms)
@@ -54,6 +56,31 @@ if (has_ts) {
 	set lmargin at screen 0.09
 	set rmargin at screen 0.90
 	set xrange [0:tmax]
+	# the timetable, periods.csv (start_s,end_s,label), as light rectangles over both panels;
+	# its rows are counted by awk, since gnuplot 5.4's stats stops the script on a missing or empty file
+	np = 0
+	pf = dir.'/periods.csv'
+	if (strstrt(pf, "'") == 0) {
+		np = int(system("awk 'NR > 1 && NF' '".pf."' 2>/dev/null | wc -l"))
+	}
+	if (np > 0) {
+		array per_start[np]
+		array per_end[np]
+		array per_label[np]
+		k = 0
+		stats pf skip 1 using (k = k + 1, per_start[k] = $1, per_end[k] = $2, per_label[k] = strcol(3), $1) nooutput
+		do for [i = 1:np] {
+			x0 = per_start[i] < 0 ? 0 : per_start[i]
+			x1 = per_end[i] > tmax ? tmax : per_end[i]
+			quiet = per_label[i] eq 'warmup' || per_label[i] eq 'cooldown'
+			if (x0 < x1) {
+				set object (100 + i) rect from x0, graph 0 to x1, graph 1 behind \
+				    fc rgb (quiet ? '#e8e8e8' : '#fde2c8') fs solid 1.0 noborder
+				set label (100 + i) (quiet ? (per_label[i] eq 'warmup' ? 'warm-up' : 'cool-down') : per_label[i]) \
+				    at x0, graph 0.97 offset 0.3, 0 left front font ',8' tc rgb (quiet ? '#666666' : '#a05a00')
+			}
+		}
+	}
 	if (nrules > 0) {
 		set origin 0, 0.30
 		set size 1, 0.70
@@ -81,7 +108,9 @@ if (has_ts) {
 	     ts skip 1 using (($1 + tc) / 2):(r = ($5 - pc) / ($1 - tc), pc = $5, tc = $1, r) axes x1y2 \
 	          with linespoints lw 2 pt 5 ps 0.6 lc rgb c_dup title 'duplicate deliveries (right axis)'
 	if (nrules > 0) {
-		# one row per fault rule (the first on top, as in the legend), a tick each time the proxy fired it
+		# one row per fault rule (the first on top, as in the legend), a tick each time the proxy fired it;
+		# the periods' rectangles stay, their labels are said once, above
+		unset label
 		set origin 0, 0
 		set size 1, 0.30
 		unset title

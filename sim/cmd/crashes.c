@@ -5,14 +5,14 @@
 #include "core/log.h"
 
 void crashes_init(struct crashes *c, struct node *broker, struct events *events, uint64_t every_ns,
-		  uint64_t down_ns, uint64_t start_ns)
+		  uint64_t down_ns, uint64_t start_ns, uint64_t warmup_ns)
 {
 	*c = (struct crashes){
 		.broker = broker,
 		.events = events,
 		.every_ns = every_ns,
 		.down_ns = down_ns,
-		.next_crash_ns = start_ns + every_ns,
+		.next_crash_ns = start_ns + (every_ns > warmup_ns ? every_ns : warmup_ns),
 	};
 }
 

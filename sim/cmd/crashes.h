@@ -20,15 +20,20 @@ struct crashes {
 	bool lost;		       /* the broker could not be restarted: the run must end */
 };
 
-/* The schedule from start_ns on; broker NULL or every_ns 0 makes crashes_step do nothing. */
+/*
+ * The schedule from start_ns on: the first kill every_ns after it, but not
+ * before the warm-up (faults.warmup) is over; broker NULL or every_ns 0
+ * makes crashes_step do nothing.
+ */
 void crashes_init(struct crashes *c, struct node *broker, struct events *events, uint64_t every_ns,
-		  uint64_t down_ns, uint64_t start_ns);
+		  uint64_t down_ns, uint64_t start_ns, uint64_t warmup_ns);
 
 /*
  * Called from the thread that started the broker (its death signal follows
  * that thread) about every 50 ms: restarts a killed broker when its time has
  * come (retrying each second, setting lost after CRASHES_RESTART_TRIES
- * failures), or kills it when the next crash is due and publishing goes on.
+ * failures), or kills it when the next crash is due and publishing goes on
+ * (never once the publishers are done: the cool-down, faults.cooldown).
  * Returns true when it killed the broker just now (the caller records the fault).
  */
 bool crashes_step(struct crashes *c, uint64_t now, bool publishing);

@@ -346,6 +346,19 @@ static void run_tick(struct run *r, uint64_t now)
 	}
 }
 
+/*
+ * The publishers are done: with a cool-down, the proxy's rules go off (the
+ * crashes stop anyway once publishing is over). Returns the time the
+ * cool-down starts, read after the switch, so that every fault lies before it.
+ */
+static uint64_t run_cool_down(struct run *r, uint64_t now)
+{
+	if (!r->sc.faults.cooldown_ns)
+		return now;
+	proxy_faults_off(r->proxy, true);
+	return clock_now_ns();
+}
+
 /* Publishing, then draining, with a tick a second; returns when done or interrupted. */
 static void run_monitor(struct run *r)
 {
@@ -369,9 +382,12 @@ static void run_monitor(struct run *r)
 		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
 			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
 		if (r->view) {
-			/* the app is killed while there is work for it: publishing, or committed messages not done */
+			/* the app is killed while there is work for it (publishing, or committed messages not
+			 * done), outside the warm-up and the cool-down */
+			bool work = !r->publish_done_ns || (!sc->faults.cooldown_ns && !ledger_all_processed(&r->ledger));
+
 			app_step(&r->app, now,
-				 app_kill_due(&r->app, now) && (!r->publish_done_ns || !ledger_all_processed(&r->ledger)));
+				 app_kill_due(&r->app, now) && now - r->start_ns >= sc->faults.warmup_ns && work);
 			appview_poll(r->view, now);
 			if (app_failure(&r->app))
 				break;
@@ -379,8 +395,9 @@ static void run_monitor(struct run *r)
 		if (r->crashes.lost)
 			break;
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
-			r->publish_done_ns = now;
-		if (r->publish_done_ns && !crashes_down(&r->crashes)) {
+			r->publish_done_ns = now = run_cool_down(r, now);
+		if (r->publish_done_ns && !crashes_down(&r->crashes) &&
+		    now - r->publish_done_ns >= sc->faults.cooldown_ns) {
 			if (run_consumers(r) == 0) {
 				r->drained = true;
 				break;
@@ -1035,6 +1052,31 @@ static void run_write_faults(FILE *f, const struct run_out *o)
 	}
 }
 
+/* periods.csv: the warm-up, each scheduled rule's window, the cool-down (from the publishers' end to the run's). */
+static void run_write_periods(FILE *f, const struct run_out *o)
+{
+	const struct run *r = o->r;
+	const struct scenario *sc = &r->sc;
+	struct csv_period *p = calloc(r->rule_count + 2, sizeof(*p));
+	size_t n = 0;
+
+	if (!p) {
+		fputs("start_s,end_s,label\n", f);
+		return;
+	}
+	if (sc->faults.warmup_ns)
+		p[n++] = (struct csv_period){ 0, (double)sc->faults.warmup_ns / NS_PER_S, "warmup" };
+	for (size_t i = 0; i < r->rule_count; i++)
+		if (r->rules[i].until_ns)
+			p[n++] = (struct csv_period){ (double)r->rules[i].from_ns / NS_PER_S,
+						      (double)r->rules[i].until_ns / NS_PER_S, r->rules[i].text };
+	if (sc->faults.cooldown_ns && r->publish_done_ns)
+		p[n++] = (struct csv_period){ (double)(r->publish_done_ns - r->start_ns) / NS_PER_S,
+					      (double)(r->end_ns - r->start_ns) / NS_PER_S, "cooldown" };
+	csv_write_periods(f, p, n);
+	free(p);
+}
+
 static void run_write_summary(FILE *f, const struct run_out *o)
 {
 	results_write_summary(o->res, f);
@@ -1056,7 +1098,8 @@ static int run_write_results(struct run *r, const struct run_out *o, char *err, 
 		{ "scenario.ini", run_write_scenario }, { "timeseries.csv", run_write_timeseries },
 		{ "gaps.csv", run_write_gaps },		{ "curve.csv", run_write_curve },
 		{ "copies.csv", run_write_copies },	{ "faults.csv", run_write_faults },
-		{ "events.csv", run_write_events },	{ "summary.json", run_write_summary },
+		{ "events.csv", run_write_events },	{ "periods.csv", run_write_periods },
+		{ "summary.json", run_write_summary },
 	};
 	const char *failed = NULL;
 	int failed_errno = 0;
@@ -1308,7 +1351,8 @@ static int run_setup(struct run *r)
 		goto fail;
 	r->start_ns = r->ledger.t0_ns;
 	crashes_init(&r->crashes, r->broker, &r->events, r->sc.faults.broker_crash_every_ns, r->sc.faults.broker_down_ns,
-		     r->start_ns);
+		     r->start_ns, r->sc.faults.warmup_ns);
+	proxy_set_time_base(r->proxy, r->start_ns, r->sc.faults.warmup_ns); /* the timetable counts from here */
 	atomic_store(&r->rc.last_delivery_ns, r->start_ns);
 	if (scenario_has_app(&r->sc) && run_start_app(r, err, sizeof(err)) < 0)
 		goto fail;

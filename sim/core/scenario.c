@@ -42,6 +42,9 @@ enum scenario_key_id {
 	K_FAULT_BROKER_DOWN,
 	K_FAULT_CONSUMER_CRASH,
 	K_FAULT_CONSUMER_CRASH_AT,
+	K_FAULT_SCHEDULE,
+	K_FAULT_WARMUP,
+	K_FAULT_COOLDOWN,
 	K_DEDUP_STORE,
 	K_DEDUP_SCOPE,
 	K_DEDUP_TTL,
@@ -71,6 +74,7 @@ enum scenario_kind {
 	KIND_AMQP_URL,
 	KIND_REDIS_URL,
 	KIND_RULE,
+	KIND_SCHEDULE,
 	KIND_COMMAND,  /* free text for /bin/sh -c: printable, may be empty */
 	KIND_HOSTPORT, /* "" or [HOST:]PORT */
 };
@@ -159,6 +163,12 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 				     .below_one = true },
 	[K_FAULT_CONSUMER_CRASH_AT] = { "faults", "consumer_crash_at", KIND_ENUM, S(faults.consumer_crash_at),
 					.choices = crash_points },
+	[K_FAULT_SCHEDULE] = { "faults", "schedule", KIND_SCHEDULE, 0,
+			       .allowed = "START-END RULE, e.g. 10s-20s drop basic.ack from=client p=5%" },
+	[K_FAULT_WARMUP] = { "faults", "warmup", KIND_DURATION, S(faults.warmup_ns), .min = 0, .max = 24 * HOUR,
+			     .allowed = "0..24h" },
+	[K_FAULT_COOLDOWN] = { "faults", "cooldown", KIND_DURATION, S(faults.cooldown_ns), .min = 0,
+			       .max = 24 * HOUR, .allowed = "0..24h, and below run.drain_timeout" },
 	[K_DEDUP_STORE] = { "dedup", "store", KIND_ENUM, S(dedup.store), .choices = stores },
 	[K_DEDUP_SCOPE] = { "dedup", "scope", KIND_ENUM, S(dedup.scope), .choices = scopes },
 	[K_DEDUP_TTL] = { "dedup", "ttl", KIND_DURATION, S(dedup.ttl_ns), .min = 0, .max = 1000 * HOUR,
@@ -412,23 +422,28 @@ static int scenario_check_redis_url(const char *v, char *msg, size_t msglen, con
 	return 0;
 }
 
-static int scenario_add_rule(struct scenario *sc, const char *v, char *msg, size_t msglen)
+/* A `rule =` line, or a `schedule =` line (scheduled: START-END RULE), appended to its list. */
+static int scenario_add_rule(struct scenario *sc, const char *v, bool scheduled, char *msg, size_t msglen)
 {
+	int (*parse)(const char *, struct rule *, char *, size_t) = scheduled ? rule_parse_scheduled : rule_parse;
+	struct rule **list = scheduled ? &sc->faults.schedules : &sc->faults.rules;
+	size_t *count = scheduled ? &sc->faults.schedule_count : &sc->faults.rule_count;
 	struct rule r, back, *grown;
 
-	if (sc->faults.rule_count >= SCENARIO_RULES_MAX)
-		return log_seterr(msg, msglen, "too many rules; at most %d", SCENARIO_RULES_MAX);
-	if (rule_parse(v, &r, msg, msglen) < 0)
+	if (*count >= SCENARIO_RULES_MAX)
+		return log_seterr(msg, msglen, "too many %s; at most %d", scheduled ? "schedules" : "rules",
+				SCENARIO_RULES_MAX);
+	if (parse(v, &r, msg, msglen) < 0)
 		return -1;
 	/* scenario_write prints the canonical text: it must read back to the same rule */
-	if (rule_parse(r.text, &back, msg, msglen) < 0 || strcmp(back.text, r.text) != 0)
+	if (parse(r.text, &back, msg, msglen) < 0 || strcmp(back.text, r.text) != 0)
 		return log_seterr(msg, msglen, "rule '%s' does not survive being written back as '%s'; "
 				"use a plainer probability", v, r.text);
-	grown = realloc(sc->faults.rules, (sc->faults.rule_count + 1) * sizeof(*grown));
+	grown = realloc(*list, (*count + 1) * sizeof(*grown));
 	if (!grown)
 		return log_seterr(msg, msglen, "out of memory");
-	grown[sc->faults.rule_count++] = r;
-	sc->faults.rules = grown;
+	grown[(*count)++] = r;
+	*list = grown;
 	return 0;
 }
 
@@ -508,7 +523,7 @@ static int scenario_apply(struct scenario *sc, const struct scenario_key *k, con
 	uint64_t u;
 	bool b;
 
-	if (!*v && k->kind != KIND_RULE)
+	if (!*v && k->kind != KIND_RULE && k->kind != KIND_SCHEDULE)
 		return log_seterr(msg, msglen, "missing value; allowed: %s", scenario_allowed(k, list, sizeof(list)));
 	switch (k->kind) {
 	case KIND_U64:
@@ -547,7 +562,8 @@ static int scenario_apply(struct scenario *sc, const struct scenario_key *k, con
 		return 0;
 	}
 	case KIND_RULE:
-		return scenario_add_rule(sc, v, msg, msglen);
+	case KIND_SCHEDULE:
+		return scenario_add_rule(sc, v, k->kind == KIND_SCHEDULE, msg, msglen);
 	case KIND_COMMAND:
 	case KIND_HOSTPORT: {
 		char host[SCENARIO_STR_MAX + 1];
@@ -631,6 +647,9 @@ void scenario_release(struct scenario *sc)
 	free(sc->faults.rules);
 	sc->faults.rules = NULL;
 	sc->faults.rule_count = 0;
+	free(sc->faults.schedules);
+	sc->faults.schedules = NULL;
+	sc->faults.schedule_count = 0;
 }
 
 /* ---- reading files ---------------------------------------------------- */
@@ -845,9 +864,9 @@ static int scenario_ini_handler(void *user, const char *section, const char *nam
 		scenario_unknown_key(p, section, name);
 		return 0;
 	}
-	if (p->seen[k] && k != K_FAULT_RULE)
+	if (p->seen[k] && k != K_FAULT_RULE && k != K_FAULT_SCHEDULE)
 		return scenario_fail(p, "duplicate key '%s' in [%s]: first set on line %u; keep one of the two "
-				     "(only 'rule' may repeat)",
+				     "(only 'rule' and 'schedule' may repeat)",
 				     name, section, p->seen[k]);
 	if (scenario_apply(p->sc, &scenario_keys[k], value, msg, sizeof(msg)) < 0)
 		return scenario_fail(p, "%s.%s: %s", section, name, msg);
@@ -1165,6 +1184,48 @@ static void url_say(const struct scenario *sc, const char *hk, const char *ho, c
 		 stores[sc->dedup.store], ho);
 }
 
+static bool cooldown_broken(const struct scenario *sc)
+{
+	return sc->faults.cooldown_ns > 0 && sc->faults.cooldown_ns >= sc->run.drain_timeout_ns;
+}
+
+static void cooldown_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	char d1[32], d2[32];
+
+	(void)hk;
+	snprintf(buf, len,
+		 "faults.cooldown = %s is not shorter than run.drain_timeout = %s%s: the drain would time out "
+		 "before the cool-down is over; allowed: cooldown < drain_timeout",
+		 clock_fmt_duration(sc->faults.cooldown_ns, d1, sizeof(d1)),
+		 clock_fmt_duration(sc->run.drain_timeout_ns, d2, sizeof(d2)), ho);
+}
+
+/* The first schedule whose window closes before the warm-up is over, or NULL. */
+static const struct rule *scenario_schedule_in_warmup(const struct scenario *sc)
+{
+	for (size_t i = 0; i < sc->faults.schedule_count; i++)
+		if (sc->faults.schedules[i].until_ns <= sc->faults.warmup_ns)
+			return &sc->faults.schedules[i];
+	return NULL;
+}
+
+static bool warmup_broken(const struct scenario *sc)
+{
+	return scenario_schedule_in_warmup(sc) != NULL;
+}
+
+static void warmup_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	char d[32];
+
+	(void)ho;
+	snprintf(buf, len,
+		 "faults.schedule '%s' is over before faults.warmup = %s%s ends, so it could never fire; allowed: "
+		 "END after the warm-up",
+		 scenario_schedule_in_warmup(sc)->text, clock_fmt_duration(sc->faults.warmup_ns, d, sizeof(d)), hk);
+}
+
 static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_CONS_ACK_EVERY, K_CONS_PREFETCH, ack_every_broken, ack_every_say },
 	{ K_FAULT_COMMIT_OK_LOSS, K_PUB_MODE, commit_ok_broken, commit_ok_say },
@@ -1176,6 +1237,8 @@ static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_DEDUP_CAPACITY, K_DEDUP_STORE, capacity_broken, capacity_say },
 	{ K_DEDUP_SYNC, K_DEDUP_STORE, sync_broken, sync_say },
 	{ K_DEDUP_URL, K_DEDUP_STORE, url_broken, url_say },
+	{ K_FAULT_COOLDOWN, K_RUN_DRAIN_TIMEOUT, cooldown_broken, cooldown_say },
+	{ K_FAULT_WARMUP, K_FAULT_SCHEDULE, warmup_broken, warmup_say },
 };
 
 /* store = none with a key that describes a store: the first such key set away from its default. */
@@ -1281,7 +1344,7 @@ int scenario_rules(const struct scenario *sc, struct rule **out, size_t *count, 
 		{ sc->faults.confirm_loss, "drop basic.nack from=broker" },
 		{ sc->faults.ack_loss, "drop basic.ack from=client" },
 	};
-	size_t n = 0, cap = sizeof(shortcuts) / sizeof(shortcuts[0]) + sc->faults.rule_count;
+	size_t n = 0, cap = sizeof(shortcuts) / sizeof(shortcuts[0]) + sc->faults.rule_count + sc->faults.schedule_count;
 	struct rule *rules = malloc(cap * sizeof(*rules));
 
 	*out = NULL;
@@ -1301,6 +1364,8 @@ int scenario_rules(const struct scenario *sc, struct rule **out, size_t *count, 
 	}
 	for (size_t i = 0; i < sc->faults.rule_count; i++)
 		rules[n++] = sc->faults.rules[i];
+	for (size_t i = 0; i < sc->faults.schedule_count; i++)
+		rules[n++] = sc->faults.schedules[i];
 	if (n == 0) {
 		free(rules);
 		return 0;
@@ -1321,6 +1386,8 @@ static bool scenario_write_skips(const struct scenario *sc, int k)
 		return !app;
 	if (k == K_PROXY_API) /* "no API" has no spelling: the key is left out */
 		return !sc->proxy.api[0];
+	if (k == K_DEDUP_STORE && app) /* the default, memory, means nothing to an app */
+		return sc->dedup.store != SCENARIO_STORE_NONE && sc->dedup.store != SCENARIO_STORE_REDIS;
 	for (size_t i = 0; i < sizeof(app_only) / sizeof(app_only[0]); i++)
 		if (app_only[i] == k)
 			return !app;
@@ -1381,6 +1448,10 @@ int scenario_write(const struct scenario *sc, FILE *f)
 		case KIND_RULE:
 			for (size_t r = 0; r < sc->faults.rule_count; r++)
 				fprintf(f, "rule = %s\n", sc->faults.rules[r].text);
+			break;
+		case KIND_SCHEDULE:
+			for (size_t r = 0; r < sc->faults.schedule_count; r++)
+				fprintf(f, "schedule = %s\n", sc->faults.schedules[r].text);
 			break;
 		}
 	}

@@ -43,7 +43,7 @@ enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 40  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 43  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -82,6 +82,10 @@ struct scenario {
 		enum rule_then on_loss; /* then= of the three shortcut rules */
 		struct rule *rules;	/* explicit `rule =` lines, in file order; owned */
 		size_t rule_count;
+		struct rule *schedules; /* `schedule =` lines (rules with a window), in file order; owned */
+		size_t schedule_count;
+		uint64_t warmup_ns;   /* no proxy rule fires and no broker crash before this, from the start */
+		uint64_t cooldown_ns; /* once the publishers are done: no faults, and at least this long a drain */
 		uint64_t broker_crash_every_ns; /* kill -9 period; 0 = never */
 		uint64_t broker_down_ns;	/* how long a killed broker stays down */
 		double consumer_crash;		/* per delivery */
@@ -130,8 +134,8 @@ int scenario_load(struct scenario *sc, const char *path, char *err, size_t errle
 int scenario_load_file(struct scenario *sc, FILE *f, const char *path, char *err, size_t errlen);
 
 /*
- * Applies one `--set section.key=value`. faults.rule adds a rule; every
- * other key replaces its value. Returns 0, or -1 with one line in err that
+ * Applies one `--set section.key=value`. faults.rule adds a rule and
+ * faults.schedule a schedule; every other key replaces its value. Returns 0, or -1 with one line in err that
  * starts with `--set section.key: `.
  */
 int scenario_set(struct scenario *sc, const char *assignment, char *err, size_t errlen);
@@ -147,7 +151,8 @@ int scenario_check(const struct scenario *sc, char *err, size_t errlen);
 /*
  * The proxy's rule list: the shortcut keys with a probability above 0 (in the
  * order commit_ok_loss, confirm_loss as basic.ack then basic.nack, ack_loss,
- * each with then= from on_loss), then the explicit rules. *out is malloc'd
+ * each with then= from on_loss), then the explicit rules, then the schedules
+ * (rules with a window, wire/rule.h). *out is malloc'd
  * (NULL when *count is 0) and the caller frees it. Returns 0 or -1.
  */
 int scenario_rules(const struct scenario *sc, struct rule **out, size_t *count, char *err, size_t errlen);

@@ -67,6 +67,8 @@ struct proxy {
 	struct relay *relay;
 	amqp_pool_t pool;	 /* librabbitmq-c's method decoding; recycled for every frame decoded */
 	struct proxy_stats stats; /* the judge's counters; the relay's are its own (relay_stats) */
+	uint64_t base_ns, warmup_ns; /* the timetable: scheduled windows count from base_ns (under the lock) */
+	bool faults_off;	     /* no rule in force (under the lock) */
 };
 
 static const enum rule_from dir_from[2] = { RULE_FROM_CLIENT, RULE_FROM_BROKER };
@@ -321,14 +323,15 @@ static void pconn_note_deliver(struct pconn *c, uint16_t ch, uint64_t tag)
 }
 
 /* A rule fired on a method frame of direction d: tell, then decide what becomes of the frame. */
-static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_info *fi, int hit, uint64_t deliver_tag)
+static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_info *fi, int hit, uint64_t deliver_tag,
+				     uint64_t now)
 {
 	struct proxy *px = c->px;
 	const struct rule *r = &px->rules.rules[hit];
 	bool content = amqp_method_has_content(frame_method_number(fi));
 
 	if (px->cfg.on_fault) {
-		struct proxy_fault f = { .time_ns = clock_now_ns(), .rule = (size_t)px->rules.id[hit] - 1, .r = r,
+		struct proxy_fault f = { .time_ns = now, .rule = (size_t)px->rules.id[hit] - 1, .r = r,
 					 .method = r->method, .dir = d, .conn_id = c->peer->id,
 					 .peer_port = c->peer->port };
 
@@ -358,6 +361,24 @@ static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_
 	return RELAY_SWALLOW;
 }
 
+/*
+ * The rules' decision on a method frame, at the time on the timetable: the
+ * fault's time (*now) is the one the windows were judged at, so a fault
+ * reported never lies outside its rule's window. -1: none fires.
+ */
+static int proxy_decide(struct proxy *px, struct pconn *c, const struct frame_info *fi, int d, uint64_t *now)
+{
+	uint64_t t;
+
+	if (px->faults_off || px->rules.count == 0)
+		return -1;
+	*now = clock_now_ns();
+	t = *now > px->base_ns ? *now - px->base_ns : 0;
+	if (t < px->warmup_ns)
+		return -1;
+	return rule_set_decide_at(&px->rules, &c->rules, frame_method_number(fi), dir_from[d], t);
+}
+
 /* The relay's judge: a whole frame arrived on direction d; count it, apply the rules. */
 static enum relay_verdict proxy_judge_frame(void *arg, void *conn, enum relay_dir d, const struct frame_info *fi,
 					    const uint8_t *frame)
@@ -366,7 +387,7 @@ static enum relay_verdict proxy_judge_frame(void *arg, void *conn, enum relay_di
 	struct pconn *c = conn;
 	struct pcontents *l = &c->content[d];
 	enum relay_verdict v;
-	uint64_t deliver_tag;
+	uint64_t deliver_tag, now = 0;
 	int hit;
 
 	switch (fi->type) {
@@ -397,9 +418,9 @@ static enum relay_verdict proxy_judge_frame(void *arg, void *conn, enum relay_di
 		return RELAY_FORWARD;
 	px->stats.method_seen[d][frame_method_index(frame_method_number(fi))]++;
 	pconn_observe(c, d, fi, frame, &deliver_tag);
-	hit = rule_set_decide(&px->rules, &c->rules, frame_method_number(fi), dir_from[d]);
+	hit = proxy_decide(px, c, fi, d, &now);
 	if (hit >= 0)
-		return pconn_fire(c, d, fi, hit, deliver_tag);
+		return pconn_fire(c, d, fi, hit, deliver_tag, now);
 	pconn_note_deliver(c, fi->channel, deliver_tag);
 	return RELAY_FORWARD;
 }
@@ -455,6 +476,7 @@ int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, siz
 		return log_seterr(err, errlen, "out of memory");
 	px->cfg = *cfg;
 	px->cfg.rules = NULL;
+	px->base_ns = clock_now_ns();
 	if (!px->cfg.max_frame)
 		px->cfg.max_frame = FRAME_DEFAULT_MAX;
 	if (!px->cfg.max_conns)
@@ -561,6 +583,21 @@ void proxy_free(struct proxy *px)
 	rule_set_release(&px->rules);
 	empty_amqp_pool(&px->pool);
 	free(px);
+}
+
+void proxy_set_time_base(struct proxy *px, uint64_t base_ns, uint64_t warmup_ns)
+{
+	relay_lock(px->relay);
+	px->base_ns = base_ns;
+	px->warmup_ns = warmup_ns;
+	relay_unlock(px->relay);
+}
+
+void proxy_faults_off(struct proxy *px, bool off)
+{
+	relay_lock(px->relay);
+	px->faults_off = off;
+	relay_unlock(px->relay);
 }
 
 /* The rule at index i of the rules in force, as proxy_rule; under the lock. */

@@ -211,6 +211,20 @@ int proxy_rule_add(struct proxy *px, const struct rule *r, struct proxy_rule *ou
 int proxy_rule_set_p(struct proxy *px, uint64_t id, double p, struct proxy_rule *out);
 /* Removes a rule; 0, or -1 when no rule has the id. */
 int proxy_rule_remove(struct proxy *px, uint64_t id);
+/*
+ * A run's timetable (wire/rule.h: scheduled rules). Scheduled rules'
+ * windows count from base_ns (clock_now_ns() at proxy_new until this is
+ * called), and no rule is in force before warmup_ns from it: a frame then is
+ * not even matched. Takes the lock, as the calls above.
+ */
+void proxy_set_time_base(struct proxy *px, uint64_t base_ns, uint64_t warmup_ns);
+/*
+ * Switches every rule off (off = true: frames are relayed as if there were
+ * no rules, not matched, nothing drawn) or back on. When it returns, every
+ * fault decided before has been handed to on_fault. A run's cool-down.
+ */
+void proxy_faults_off(struct proxy *px, bool off);
+
 /* Cuts every open connection now (relay_cut_all: what was decided still arrives, then a FIN); returns how many.
  * Each one cut is told to on_fault, rule PROXY_FAULT_CUT_ALL. */
 size_t proxy_cut_all(struct proxy *px);

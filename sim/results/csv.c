@@ -208,3 +208,17 @@ void csv_write_curve(FILE *f, const struct csv_curve_point *pts, size_t n)
 			fprintf(f, "%.6g,%.6g,,,%" PRIu64 ",%" PRIu64 "\n", p->ttl_ms, p->estimate, p->dups, p->events);
 	}
 }
+
+void csv_write_periods(FILE *f, const struct csv_period *p, size_t n)
+{
+	fprintf(f, "start_s,end_s,label\n");
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%.6f,%.6f,\"", p[i].start_s, p[i].end_s);
+		for (const char *c = p[i].label; *c; c++) {
+			if (*c == '"')
+				fputc('"', f); /* a quote inside a quoted field is doubled */
+			fputc(*c, f);
+		}
+		fputs("\"\n", f);
+	}
+}

@@ -49,4 +49,15 @@ struct csv_curve_point {
 };
 void csv_write_curve(FILE *f, const struct csv_curve_point *pts, size_t n);
 
+/*
+ * One row of periods.csv: a stretch of the run's timetable, in seconds from
+ * its start (the warm-up, a schedule's window, the cool-down), and what it is
+ * (a rule's text, "warmup", "cooldown"); the timeseries plot shades each.
+ */
+struct csv_period {
+	double start_s, end_s;
+	const char *label;
+};
+void csv_write_periods(FILE *f, const struct csv_period *p, size_t n);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "wire/frame.h"
+#include "core/clock.h"
 #include "core/parse.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -42,8 +43,16 @@ static const char *rule_nearest_method(const char *name)
 
 static void rule_canonical(struct rule *r)
 {
-	int n = snprintf(r->text, sizeof(r->text), "%s %s", r->action == RULE_DROP ? "drop" : "cut",
-			 frame_method_name(r->method));
+	int n = 0;
+
+	if (r->until_ns) {
+		char a[32], b[32];
+
+		n = snprintf(r->text, sizeof(r->text), "%s-%s ", clock_fmt_duration(r->from_ns, a, sizeof(a)),
+			     clock_fmt_duration(r->until_ns, b, sizeof(b)));
+	}
+	n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, "%s %s", r->action == RULE_DROP ? "drop" : "cut",
+		      frame_method_name(r->method));
 
 	if (r->from != RULE_FROM_ANY)
 		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " from=%s", rule_from_name(r->from));
@@ -133,6 +142,11 @@ int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 		r->action = RULE_DROP;
 	else if (strcmp(tok, "cut") == 0)
 		r->action = RULE_CUT;
+	else if (strchr(tok, '-') && strchr("0123456789.", tok[0]))
+		return log_seterr(err, errlen,
+				"rule '%s': '%s' looks like a time window; a rule on a timetable is a schedule "
+				"([faults] schedule = START-END RULE), a plain rule starts with drop or cut",
+				text, tok);
 	else
 		return log_seterr(err, errlen, "rule '%s': unknown action '%s'; allowed: drop, cut", text, tok);
 
@@ -161,6 +175,56 @@ int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 				text);
 	rule_canonical(r);
 	return 0;
+}
+
+/* One bound of a window: a duration with a unit, rounded to 1 us as scenario durations are. 0 or -1. */
+static int rule_parse_bound(const char *s, uint64_t *ns)
+{
+	uint64_t t;
+
+	if (!*s || parse_duration(s, &t) < 0)
+		return -1;
+	*ns = (t + 500) / 1000 * 1000; /* clock_fmt_duration prints whole microseconds back exactly */
+	return 0;
+}
+
+int rule_parse_scheduled(const char *text, struct rule *r, char *err, size_t errlen)
+{
+	char win[64], *dash;
+	const char *rest = text + strspn(text, " \t");
+	size_t n = strcspn(rest, " \t");
+	uint64_t from, until;
+
+	if (n == 0 || n >= sizeof(win) || !memchr(rest, '-', n))
+		return log_seterr(err, errlen,
+				"schedule '%s': expected START-END RULE, a time window then a rule "
+				"(e.g. 10s-20s drop basic.ack from=client p=5%%)",
+				text);
+	memcpy(win, rest, n);
+	win[n] = '\0';
+	dash = strchr(win + 1, '-'); /* not the first character: "-1s" is no start */
+	if (!dash)
+		dash = win;
+	*dash = '\0';
+	if (rule_parse_bound(win, &from) < 0 || rule_parse_bound(dash + 1, &until) < 0)
+		return log_seterr(err, errlen,
+				"schedule '%s': '%.*s' is not a time window; START-END are durations from the "
+				"run's start with a unit (500ms, 2s, 5m), e.g. 10s-20s",
+				text, (int)n, rest);
+	if (until <= from)
+		return log_seterr(err, errlen, "schedule '%s': the window %.*s ends before it starts; END must be "
+				"after START (e.g. 10s-20s)", text, (int)n, rest);
+	if (rule_parse(rest + n + strspn(rest + n, " \t"), r, err, errlen) < 0)
+		return -1;
+	r->from_ns = from;
+	r->until_ns = until;
+	rule_canonical(r);
+	return 0;
+}
+
+bool rule_in_force(const struct rule *r, uint64_t t_ns)
+{
+	return r->until_ns == 0 || (t_ns >= r->from_ns && t_ns < r->until_ns);
 }
 
 void rule_change_p(struct rule *r, double p)
@@ -320,6 +384,12 @@ void rule_conn_release(struct rule_conn *rc)
 
 int rule_set_decide(struct rule_set *s, struct rule_conn *rc, uint32_t method, enum rule_from from)
 {
+	return rule_set_decide_at(s, rc, method, from, 0);
+}
+
+int rule_set_decide_at(struct rule_set *s, struct rule_conn *rc, uint32_t method, enum rule_from from,
+		       uint64_t t_ns)
+{
 	int hit = -1;
 
 	if (rc->count < s->ids)
@@ -329,7 +399,8 @@ int rule_set_decide(struct rule_set *s, struct rule_conn *rc, uint32_t method, e
 		size_t k = (size_t)s->id[i] - 1;
 		double u;
 
-		if (k >= rc->count || r->method != method || (r->from != RULE_FROM_ANY && r->from != from))
+		if (k >= rc->count || r->method != method || (r->from != RULE_FROM_ANY && r->from != from) ||
+		    !rule_in_force(r, t_ns))
 			continue;
 		s->matched[k]++;
 		rc->matched[k]++;

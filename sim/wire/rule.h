@@ -2,6 +2,7 @@
 #ifndef DUPSIM_RULE_H
 #define DUPSIM_RULE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,7 +34,13 @@ struct rule {
 	double p;	/* probability of firing on a matching frame */
 	enum rule_then then;
 	uint64_t after; /* fire only from the after-th matching frame on (1 = first) */
-	char text[RULE_TEXT_MAX]; /* canonical text, for messages and reports */
+	/*
+	 * A scheduled rule is in force only while from_ns <= t < until_ns, t
+	 * counted from a time base its user chooses (the run's start). until_ns
+	 * 0: no window, always in force (so a zeroed rule has none).
+	 */
+	uint64_t from_ns, until_ns;
+	char text[RULE_TEXT_MAX]; /* canonical text, for messages and reports; a window comes first */
 };
 
 /*
@@ -41,6 +48,17 @@ struct rule {
  * and what is allowed (e.g. the nearest method name for a typo).
  */
 int rule_parse(const char *text, struct rule *r, char *err, size_t errlen);
+
+/*
+ * Parses a rule on a timetable, `START-END RULE` (`10s-20s drop basic.ack
+ * from=client p=5%`): durations with a unit (500ms, 2s, 5m; rounded to whole
+ * microseconds), END after START. Returns 0, or -1 with one line in err that
+ * says what is wrong and what is allowed. r->text reads back the same.
+ */
+int rule_parse_scheduled(const char *text, struct rule *r, char *err, size_t errlen);
+
+/* Whether r is in force at t_ns from the time base: always for a rule without a window. */
+bool rule_in_force(const struct rule *r, uint64_t t_ns);
 
 /* Sets r's probability and rewrites its canonical text to match (p in [0, 1]). */
 void rule_change_p(struct rule *r, double p);
@@ -111,6 +129,16 @@ void rule_conn_release(struct rule_conn *rc);
  * not applied to this connection (the proxy goes on relaying).
  */
 int rule_set_decide(struct rule_set *s, struct rule_conn *rc, uint32_t method, enum rule_from from);
+
+/*
+ * The same at t_ns from the time base: a rule outside its window (see
+ * rule_in_force) does not see the frame at all; it is not counted as
+ * matched, draws nothing and does not advance after=N. So the n-th frame a
+ * scheduled rule sees on a connection inside its window gets the same
+ * decision whatever came outside it. rule_set_decide decides at t_ns = 0.
+ */
+int rule_set_decide_at(struct rule_set *s, struct rule_conn *rc, uint32_t method, enum rule_from from,
+		       uint64_t t_ns);
 
 const char *rule_from_name(enum rule_from f);
 
