@@ -384,10 +384,11 @@ static void run_monitor(struct run *r)
 		if (r->view) {
 			/* the app is killed while there is work for it (publishing, or committed messages not
 			 * done), outside the warm-up and the cool-down */
-			bool work = !r->publish_done_ns || (!sc->faults.cooldown_ns && !ledger_all_processed(&r->ledger));
+			bool due = app_kill_due(&r->app, now) && now - r->start_ns >= sc->faults.warmup_ns;
 
 			app_step(&r->app, now,
-				 app_kill_due(&r->app, now) && now - r->start_ns >= sc->faults.warmup_ns && work);
+				 due && (!r->publish_done_ns ||
+					 (!sc->faults.cooldown_ns && !ledger_all_processed(&r->ledger))));
 			appview_poll(r->view, now);
 			if (app_failure(&r->app))
 				break;
