@@ -36,7 +36,9 @@
 #include "results/plot.h"
 #include "results/report.h"
 #include "results/results.h"
+#include "proxy/api.h"
 #include "proxy/proxy.h"
+#include "core/parse.h"
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -188,8 +190,11 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 	}
 	pthread_mutex_lock(&r->fault_lock);
 	src = run_source(r, f->rule, text);
-	if (src >= 0)
+	if (src >= 0) {
 		r->sources[src].rows++;
+		if (f->rule >= r->rule_count) /* the API may have PATCHed it: the text as it reads now */
+			snprintf(r->sources[src].text, sizeof(r->sources[src].text), "%s", text);
+	}
 	if (r->fault_spill)
 		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S, text,
 			f->dir == PROXY_TO_BROKER ? "client" : "broker");
@@ -525,6 +530,22 @@ static int run_broker(struct run *r, char *err, size_t errlen)
 	return 0;
 }
 
+/* [proxy] api: the control API on the run's proxy (proxy/api.h), loopback unless a host is named. */
+static int run_api(struct run *r, char *err, size_t errlen)
+{
+	char host[SCENARIO_STR_MAX + 1], why[256];
+	uint16_t port;
+
+	if (parse_listen_addr(r->sc.proxy.api, host, sizeof(host), &port) < 0) /* scenario.c checked it */
+		return log_seterr(err, errlen, "proxy.api '%s': expected [HOST:]PORT", r->sc.proxy.api);
+	if (api_new(&r->api, r->proxy, host, port, why, sizeof(why)) < 0)
+		return log_seterr(err, errlen, "control API on %s: %s; choose another proxy.api", r->sc.proxy.api, why);
+	if (!r->quiet)
+		log_line("control API at http://%s:%u/ (GET /rules, POST /rules, POST /cut, GET /stats; no auth)", host,
+			 api_port(r->api));
+	return 0;
+}
+
 static int run_proxy(struct run *r, char *err, size_t errlen)
 {
 	struct proxy_config cfg = {
@@ -558,6 +579,8 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 	}
 	if (proxy_new(&r->proxy, &cfg, why, sizeof(why)) < 0 || proxy_start(r->proxy) < 0)
 		return log_seterr(err, errlen, "fault proxy: %s", why);
+	if (r->sc.proxy.api[0] && run_api(r, err, errlen) < 0)
+		return -1;
 	r->rc.via = r->target;
 	snprintf(r->rc.via.host, sizeof(r->rc.via.host), "127.0.0.1");
 	r->rc.via.port = proxy_port(r->proxy);
@@ -706,6 +729,8 @@ static void run_model(const struct run *r, struct run_report *rep)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
 	if (scenario_has_app(sc) && sc->app.crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "app crashes (app.crash_every)");
+	if (r->nsources > r->rule_count + (r->crashes.count > 0)) /* beyond the configured rules and crashes */
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "faults the control API made (its rules, POST /cut)");
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
 	model_predict(mi, &rep->model);
@@ -1184,6 +1209,7 @@ static void run_print_summary(const struct run *r, const struct results *res)
 static void run_release(struct run *r)
 {
 	app_stop(&r->app);
+	api_free(r->api); /* first: its requests use the proxy */
 	if (r->proxy)
 		proxy_free(r->proxy);
 	app_release(&r->app);
