@@ -53,58 +53,12 @@ static void fixture_stop(struct fixture *f)
 	proxy_free(f->px);
 }
 
-/* ---- a minimal HTTP/1.1 client: one request per connection ---- */
-
-/* Sends req[0..len) to the API, reads the whole answer into resp; returns its status (-1: none). */
-static int http_raw(uint16_t port, const char *req, size_t len, char *resp, size_t resplen)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { .tv_sec = 10 };
-	int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
-	size_t got = 0;
-	ssize_t n;
-
-	ck_assert_int_ge(fd, 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	for (size_t off = 0; off < len; off += (size_t)n) {
-		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
-		ck_assert_int_gt(n, 0);
-	}
-	while (got + 1 < resplen && (n = read(fd, resp + got, resplen - 1 - got)) > 0)
-		got += (size_t)n;
-	resp[got] = '\0';
-	close(fd);
-	sscanf(resp, "HTTP/1.1 %d", &status);
-	return status;
-}
-
-/* METHOD path with body (NULL: none); the answer's body into out (at most outlen). Returns the status. */
-static int http(uint16_t port, const char *method, const char *path, const char *body, char *out, size_t outlen)
-{
-	static char req[8192], resp[1 << 16];
-	size_t blen = body ? strlen(body) : 0;
-	int n = snprintf(req, sizeof(req),
-			 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-			 method, path, blen, body ? body : "");
-	int status;
-	const char *at;
-
-	ck_assert_int_lt(n, (int)sizeof(req));
-	status = http_raw(port, req, (size_t)n, resp, sizeof(resp));
-	at = strstr(resp, "\r\n\r\n");
-	snprintf(out, outlen, "%s", at ? at + 4 : "");
-	return status;
-}
-
 /* The answer's body as JSON; fails the test when it is not. */
 static json_t *http_json(uint16_t port, const char *method, const char *path, const char *body, int want_status)
 {
 	char out[1 << 16];
 	json_error_t je;
-	int status = http(port, method, path, body, out, sizeof(out));
+	int status = test_http(port, method, path, body, out, sizeof(out));
 	json_t *j;
 
 	ck_assert_msg(status == want_status, "%s %s: %d, wanted %d: %s", method, path, status, want_status, out);
@@ -253,9 +207,9 @@ START_TEST(test_rule_lifecycle)
 	json_decref(j);
 
 	/* DELETE: gone, and a second DELETE or PATCH finds nothing */
-	ck_assert_int_eq(http(f.port, "DELETE", "/rules/1", NULL, out, sizeof(out)), 204);
+	ck_assert_int_eq(test_http(f.port, "DELETE", "/rules/1", NULL, out, sizeof(out)), 204);
 	ck_assert_str_eq(out, "");
-	ck_assert_int_eq(http(f.port, "GET", "/rules", NULL, out, sizeof(out)), 200);
+	ck_assert_int_eq(test_http(f.port, "GET", "/rules", NULL, out, sizeof(out)), 200);
 	ck_assert_str_eq(out, "[]\n");
 	expect_error(f.port, "DELETE", "/rules/1", NULL, 404, "rule 1: no such rule");
 	expect_error(f.port, "PATCH", "/rules/1", "{\"p\": 0.5}", 404, "rule 1: no such rule");
@@ -281,7 +235,7 @@ START_TEST(test_ids_stable)
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "rule")),
 			 "drop basic.ack from=client p=0.01");
 	json_decref(list);
-	ck_assert_int_eq(http(f.port, "DELETE", "/rules/1", NULL, (char[64]){ 0 }, 64), 204);
+	ck_assert_int_eq(test_http(f.port, "DELETE", "/rules/1", NULL, (char[64]){ 0 }, 64), 204);
 	j = http_json(f.port, "PATCH", "/rules/2", "{\"p\": \"5%\"}", 200);
 	ck_assert_int_eq(jint(j, "id"), 2);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "rule")), "cut tx.commit-ok from=broker p=0.05");
@@ -323,12 +277,12 @@ START_TEST(test_bad_requests)
 	expect_error(f.port, "POST", "/rules/1", NULL, 405, "takes GET, PATCH, DELETE");
 	/* 405 says what is allowed */
 	n = snprintf(req, sizeof(req), "PUT /rules HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-	ck_assert_int_eq(http_raw(f.port, req, (size_t)n, resp, sizeof(resp)), 405);
+	ck_assert_int_eq(test_http_raw(f.port, req, (size_t)n, resp, sizeof(resp)), 405);
 	ck_assert_msg(strstr(resp, "\r\nAllow: GET, POST\r\n") != NULL, "%s", resp);
 	/* too big: declared (answered before the body), and sent in chunks with no length */
 	n = snprintf(req, sizeof(req), "POST /rules HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
 		     API_BODY_MAX + 1);
-	ck_assert_int_eq(http_raw(f.port, req, (size_t)n, resp, sizeof(resp)), 413);
+	ck_assert_int_eq(test_http_raw(f.port, req, (size_t)n, resp, sizeof(resp)), 413);
 	ck_assert_msg(strstr(resp, "\"error\": \"body: over 65536 bytes\"") != NULL, "%s", resp);
 	n = snprintf(req, sizeof(req), "POST /rules HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
 				       "Transfer-Encoding: chunked\r\n\r\n");
@@ -339,9 +293,9 @@ START_TEST(test_bad_requests)
 		n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
 	}
 	n += snprintf(req + n, sizeof(req) - (size_t)n, "0\r\n\r\n");
-	ck_assert_int_eq(http_raw(f.port, req, (size_t)n, resp, sizeof(resp)), 413);
+	ck_assert_int_eq(test_http_raw(f.port, req, (size_t)n, resp, sizeof(resp)), 413);
 	/* and the API still answers, the one rule still there */
-	ck_assert_int_eq(http(f.port, "GET", "/rules/1", NULL, resp, sizeof(resp)), 200);
+	ck_assert_int_eq(test_http(f.port, "GET", "/rules/1", NULL, resp, sizeof(resp)), 200);
 	fixture_stop(&f);
 }
 END_TEST
@@ -472,14 +426,14 @@ static void add_rule_then_stop(pid_t pid, void *arg)
 
 		close(fd);
 		if (up)
-			status = http(port, "POST", "/rules", "{\"rule\": \"drop basic.nack p=0.5\"}", out, sizeof(out));
+			status = test_http(port, "POST", "/rules", "{\"rule\": \"drop basic.nack p=0.5\"}", out, sizeof(out));
 		else
 			clock_sleep_ns(50 * NS_PER_MS);
 	}
 	ck_assert_msg(status == 201, "%d %s", status, out);
-	ck_assert_int_eq(http(port, "PATCH", "/rules/1", "{\"p\": 0.25}", out, sizeof(out)), 200);
-	ck_assert_int_eq(http(port, "POST", "/rules", "{\"rule\": \"cut basic.ack\"}", out, sizeof(out)), 201);
-	ck_assert_int_eq(http(port, "DELETE", "/rules/2", NULL, out, sizeof(out)), 204);
+	ck_assert_int_eq(test_http(port, "PATCH", "/rules/1", "{\"p\": 0.25}", out, sizeof(out)), 200);
+	ck_assert_int_eq(test_http(port, "POST", "/rules", "{\"rule\": \"cut basic.ack\"}", out, sizeof(out)), 201);
+	ck_assert_int_eq(test_http(port, "DELETE", "/rules/2", NULL, out, sizeof(out)), 204);
 	kill(pid, SIGINT);
 }
 

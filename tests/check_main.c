@@ -1,6 +1,10 @@
 /* check_main.c — the test runner: starts one private broker, runs every suite, stops the broker. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +17,52 @@
 #include "nodes/redis.h"
 #include "tests.h"
 #include "workload/mq.h"
+
+/* ---- a minimal HTTP/1.1 client: one request per connection ---- */
+
+/* Sends req[0..len) to the API, reads the whole answer into resp; returns its status (-1: none). */
+int test_http_raw(uint16_t port, const char *req, size_t len, char *resp, size_t resplen)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { .tv_sec = 10 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+	size_t got = 0;
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	for (size_t off = 0; off < len; off += (size_t)n) {
+		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
+		ck_assert_int_gt(n, 0);
+	}
+	while (got + 1 < resplen && (n = read(fd, resp + got, resplen - 1 - got)) > 0)
+		got += (size_t)n;
+	resp[got] = '\0';
+	close(fd);
+	sscanf(resp, "HTTP/1.1 %d", &status);
+	return status;
+}
+
+/* METHOD path with body (NULL: none); the answer's body into out (at most outlen). Returns the status. */
+int test_http(uint16_t port, const char *method, const char *path, const char *body, char *out, size_t outlen)
+{
+	static char req[8192], resp[1 << 16];
+	size_t blen = body ? strlen(body) : 0;
+	int n = snprintf(req, sizeof(req),
+			 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+			 method, path, blen, body ? body : "");
+	int status;
+	const char *at;
+
+	ck_assert_int_lt(n, (int)sizeof(req));
+	status = test_http_raw(port, req, (size_t)n, resp, sizeof(resp));
+	at = strstr(resp, "\r\n\r\n");
+	snprintf(out, outlen, "%s", at ? at + 4 : "");
+	return status;
+}
 
 /* Weak so a module's suite can be added without touching this file first. */
 #pragma weak core_suite

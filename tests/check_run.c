@@ -976,6 +976,7 @@ START_TEST(test_app_examples_match_own_count)
 		      "duplicates %.0f + wrongly suppressed %.0f vs tally %" PRIu64, dd, num(&r, "wrongly_suppressed"),
 		      oc.skipped + oc.dups);
 	ck_assert_double_eq(num(&r, "misses_by_cause.unknown_app"), dups);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0); /* every duplicate has its event */
 	if (after)
 		ck_assert_double_eq(lost, 0); /* marking after never loses */
 	else
@@ -1032,6 +1033,74 @@ START_TEST(test_app_crash_loop_fails)
 			      strstr(r.out, "no such module"),
 		      "%s", r.out);
 	ck_assert_str_eq(json_string_value(json_object_get(r.summary, "status")), "app_failed");
+	result_release(&r);
+}
+END_TEST
+
+/* While the run goes: a rule through the control API, then a cut of everything (POST /cut). */
+static void api_during_run(pid_t pid, void *arg)
+{
+	uint16_t port = *(uint16_t *)arg;
+	char out[4096];
+	int st = -1;
+
+	(void)pid;
+	for (int i = 0; i < 100 && st != 200; i++) { /* the API comes up with the proxy */
+		clock_sleep_ns(100 * NS_PER_MS);
+		st = test_http(port, "GET", "/rules", NULL, out, sizeof(out));
+	}
+	clock_sleep_ns(1000 * NS_PER_MS);
+	test_http(port, "POST", "/rules", "{\"rule\": \"drop basic.ack from=client p=0.05\"}", out, sizeof(out));
+	clock_sleep_ns(1500 * NS_PER_MS);
+	test_http(port, "POST", "/cut", NULL, out, sizeof(out));
+}
+
+/* [proxy] api during a run, against the pika example: what the API adds and cuts are fault events of the run. */
+START_TEST(test_app_api_faults)
+{
+	char api[64], path[256], csv[65536] = "";
+	const char *sets[] = { "run.messages=2000", "publishers.rate=250", "app.crash_every=0", "faults.ack_loss=0",
+			       api, NULL };
+	struct result r;
+	uint16_t port;
+	json_t *rules;
+	bool found = false;
+	FILE *f;
+
+	ck_assert_int_eq(net_free_port(&port), 0);
+	snprintf(api, sizeof(api), "proxy.api=127.0.0.1:%u", port);
+	memset(&r, 0, sizeof(r));
+	snprintf(r.dir, sizeof(r.dir), "/tmp/dupsim-run-XXXXXX");
+	{
+		char url[300], qset[] = "broker.queue=t-app-api";
+		const char *args[] = { "run", "scenarios/app-no-dedup.ini", "--quiet", "--out", r.dir, "--set", url,
+				       "--set", qset, "--set", sets[0], "--set", sets[1], "--set", sets[2],
+				       "--set", sets[3], "--set", sets[4], NULL };
+
+		ck_assert_ptr_nonnull(mkdtemp(r.dir));
+		rmdir(r.dir);
+		snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
+		r.status = test_dupsim(args, r.out, sizeof(r.out), api_during_run, &port);
+	}
+	snprintf(path, sizeof(path), "%s/summary.json", r.dir);
+	r.summary = json_load_file(path, 0, NULL);
+	assert_ok(&r);
+	rules = json_object_get(json_object_get(r.summary, "faults"), "rules");
+	for (size_t i = 0; i < json_array_size(rules); i++) {
+		json_t *ru = json_array_get(rules, i);
+
+		if (strcmp(json_string_value(json_object_get(ru, "rule")), "drop basic.ack from=client p=0.05") == 0)
+			found = json_integer_value(json_object_get(ru, "fired")) > 0;
+	}
+	ck_assert_msg(found, "the API's rule is not in faults.rules, or never fired:\n%s", r.out);
+	ck_assert_msg(num(&r, "fault_events_by_kind.lost_ack") >= 1, "%s", r.out);
+	snprintf(path, sizeof(path), "%s/faults.csv", r.dir);
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	csv[fread(csv, 1, sizeof(csv) - 1, f)] = '\0';
+	fclose(f);
+	ck_assert_msg(strstr(csv, "POST /cut") && strstr(csv, "drop basic.ack from=client p=0.05"), "%s", csv);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
 	result_release(&r);
 }
 END_TEST
@@ -1184,6 +1253,7 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_app_no_dedup_misses_all);
 	tcase_add_test(tc, test_app_exit_restarted);
 	tcase_add_test(tc, test_app_crash_loop_fails);
+	tcase_add_test(tc, test_app_api_faults);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;

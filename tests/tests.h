@@ -41,6 +41,11 @@ amqp_connection_state_t test_open(uint16_t port);
 uint32_t test_queue_depth(const char *q);
 /* Path of the dupsim binary under test ($DUPSIM_BIN, default build/dupsim). */
 const char *test_dupsim_bin(void);
+/* A minimal HTTP/1.1 client to 127.0.0.1:port, one request per connection: req[0..len) sent, the
+ * whole answer into resp; its status (-1: none). test_http: METHOD path with body (NULL: none),
+ * the answer's body into out. */
+int test_http_raw(uint16_t port, const char *req, size_t len, char *resp, size_t resplen);
+int test_http(uint16_t port, const char *method, const char *path, const char *body, char *out, size_t outlen);
 
 /*
  * Runs the dupsim binary with args (NULL-terminated, argv[0] left out);

@@ -84,6 +84,7 @@ struct appview {
 	struct avinst *inst;
 	struct avcount *h;
 	size_t hcap, hn;
+	events_id *alt;	/* per message: the latest nonzero charge of a delivery of it (see charge_of) */
 	struct appview_totals t;
 };
 
@@ -220,17 +221,31 @@ static void effects_read_for(struct appview *v, int inst)
 
 /* ---- judging a delivery ----------------------------------------------- */
 
-static void limbo_judge_message(struct appview *v, uint32_t m);
+static void limbo_judge_message(struct appview *v, uint32_t m, int inst);
+static bool pending_at(const struct appview *v, int inst, uint32_t m);
+
+/*
+ * The fault event d is charged to, should it be a duplicate. A first copy's
+ * first delivery has none (nothing made it); with the app it may still be
+ * judged after another delivery of its message (decisions are made at the
+ * settle, not at the delivery), and then it is the duplicate the fault that
+ * made the other delivery caused.
+ */
+static events_id charge_of(const struct appview *v, const struct avdel *d)
+{
+	return d->charge ? d->charge : v->alt[d->m];
+}
 
 /* Delivery d of instance inst was executed: decided, accepted, done. */
 static void judge_executed(struct appview *v, int inst, const struct avdel *d)
 {
 	struct ledger *l = v->cfg.ledger;
 	unsigned who = inst < 0 ? UINT16_MAX : (unsigned)inst;
-	unsigned seen = ledger_note_decision(l, d->m, d->t_ns, d->charge);
+	events_id charge = charge_of(v, d);
+	unsigned seen = ledger_note_decision(l, d->m, d->t_ns, charge);
 	unsigned acc = ledger_note_accept(l, d->m, who, d->t_ns, seen);
 
-	ledger_note_executed(l, d->m, who, clock_now_ns(), d->published_ns, acc, true, d->charge);
+	ledger_note_executed(l, d->m, who, clock_now_ns(), d->published_ns, acc, true, charge);
 	atomic_fetch_add(&v->cfg.w->executions, 1);
 	if (seen)
 		atomic_fetch_add(&v->cfg.w->duplicate_deliveries, 1);
@@ -238,20 +253,22 @@ static void judge_executed(struct appview *v, int inst, const struct avdel *d)
 
 /*
  * Delivery d of instance inst is over: settled by an ack (acked), or lost
- * unsettled. Its fate goes into the ledger (appview.h).
+ * unsettled. Its fate goes into the ledger (appview.h). may_take: an effect
+ * line of m may be its own (false for an unsettled one while a later
+ * delivery of m to the same instance may have written it).
  */
-static void judge(struct appview *v, int inst, const struct avdel *d, bool acked)
+static void judge(struct appview *v, int inst, const struct avdel *d, bool acked, bool may_take)
 {
 	struct ledger *l = v->cfg.ledger;
 
 	if (d->m == NO_MSG)
 		return;
-	limbo_judge_message(v, d->m); /* an earlier delivery of m, still in limbo, goes first */
+	limbo_judge_message(v, d->m, inst); /* an earlier delivery of m, still in limbo, goes first */
 	effects_read_for(v, inst);
-	if (effect_take(v, inst, d->m)) {
+	if (may_take && effect_take(v, inst, d->m)) {
 		judge_executed(v, inst, d);
 	} else if (acked) {
-		if (ledger_note_decision(l, d->m, d->t_ns, d->charge))
+		if (ledger_note_decision(l, d->m, d->t_ns, charge_of(v, d)))
 			atomic_fetch_add(&v->cfg.w->duplicate_deliveries, 1);
 		ledger_note_rejected(l, d->m);
 	} else { /* no decision: as a crash before the side effect; kept a while for a late effect */
@@ -301,21 +318,28 @@ static void gone_recheck(struct appview *v, uint64_t now, uint64_t keep_ns)
 	}
 }
 
-static void limbo_take(struct appview *v, size_t i)
+/* Judges limbo entry i; an effect line of its message is its own only when may_take (see judge). */
+static void limbo_take(struct appview *v, size_t i, bool may_take)
 {
 	struct avlimbo z = v->limbo[i];
 
 	memmove(&v->limbo[i], &v->limbo[i + 1], (v->nlimbo - i - 1) * sizeof(z));
 	v->nlimbo--;
 	v->t.judged_late++;
-	judge(v, z.inst, &z.d, false);
+	judge(v, z.inst, &z.d, false, may_take && !pending_at(v, z.inst, z.d.m));
 }
 
-static void limbo_judge_message(struct appview *v, uint32_t m)
+/*
+ * Before a delivery of m to instance inst is judged: the deliveries of m in
+ * limbo go first. One of the same instance leaves the effect lines to the
+ * later delivery (the instance moved on to it); a late effect beyond those
+ * still finds it (gone_recheck).
+ */
+static void limbo_judge_message(struct appview *v, uint32_t m, int inst)
 {
 	for (size_t i = 0; i < v->nlimbo;)
 		if (v->limbo[i].d.m == m)
-			limbo_take(v, i);
+			limbo_take(v, i, v->limbo[i].inst != inst);
 		else
 			i++;
 }
@@ -330,7 +354,7 @@ static void lost_unsettled(struct appview *v, const struct avconn *c, const stru
 		v->limbo[v->nlimbo++] = (struct avlimbo){ .d = *d, .inst = c->inst, .pid = c->pid, .since_ns = now };
 		return;
 	}
-	judge(v, c->inst, d, false);
+	judge(v, c->inst, d, false, true);
 }
 
 /* ---- the tap ---------------------------------------------------------- */
@@ -382,7 +406,7 @@ static void tap_open(void *arg, uint64_t conn_id, uint16_t port)
 	/* an instance that connects again is done with what its last connection left unsettled */
 	for (size_t i = 0; inst >= 0 && i < v->nlimbo;)
 		if (v->limbo[i].inst == inst)
-			limbo_take(v, i);
+			limbo_take(v, i, true);
 		else
 			i++;
 	pthread_mutex_unlock(&v->lock);
@@ -416,6 +440,8 @@ static void tap_delivery(void *arg, const struct proxy_delivery *d)
 		del.published_ns = published >= 0 ? v->cfg.ledger->t0_ns + (uint64_t)published : 0;
 		del.charge = ledger_note_delivery(v->cfg.ledger, m, copy < 0 ? 0 : (unsigned)copy, c->session,
 						  (events_id)mq_header_int(p, "x-dupsim-event", 0));
+		if (del.charge)
+			v->alt[m] = del.charge;
 	} else {
 		v->t.foreign++;
 		ledger_note_foreign(v->cfg.ledger);
@@ -458,7 +484,7 @@ static void tap_settle(void *arg, const struct proxy_settle *s)
 		else if (s->kind == PROXY_SETTLE_CHANNEL) /* given back unsettled: the app may still be on it */
 			lost_unsettled(v, c, &ch->d[i], s->time_ns, alive);
 		else /* a nack or reject: the app is done with it, whatever it did */
-			judge(v, c->inst, &ch->d[i], s->kind == PROXY_SETTLE_ACK);
+			judge(v, c->inst, &ch->d[i], s->kind == PROXY_SETTLE_ACK, true);
 	}
 	ch->n = kept;
 out:
@@ -509,9 +535,12 @@ int appview_new(struct appview **out, const struct appview_config *cfg, char *er
 
 	*out = NULL;
 	if (!v || !(v->eff = calloc(cfg->instances, sizeof(*v->eff))) ||
-	    !(v->inst = calloc(cfg->instances, sizeof(*v->inst)))) {
-		if (v)
+	    !(v->inst = calloc(cfg->instances, sizeof(*v->inst))) ||
+	    !(v->alt = calloc(cfg->ids.messages ? cfg->ids.messages : 1, sizeof(*v->alt)))) {
+		if (v) {
 			free(v->eff);
+			free(v->inst);
+		}
 		free(v);
 		return log_seterr(err, errlen, "out of memory");
 	}
@@ -554,7 +583,7 @@ void appview_poll(struct appview *v, uint64_t now_ns)
 	pthread_mutex_lock(&v->lock);
 	for (size_t i = 0; i < v->nlimbo;)
 		if (now_ns - v->limbo[i].since_ns > LIMBO_NS || !proc_alive(v->limbo[i].pid))
-			limbo_take(v, i);
+			limbo_take(v, i, true);
 		else
 			i++;
 	gone_recheck(v, now_ns, LIMBO_NS);
@@ -577,7 +606,7 @@ void appview_finish(struct appview *v, struct appview_totals *t)
 		pthread_mutex_lock(&v->lock);
 	}
 	while (v->nlimbo > 0)
-		limbo_take(v, 0);
+		limbo_take(v, 0, true);
 	for (unsigned i = 0; i < v->cfg.instances; i++)
 		effects_read(v, i);
 	gone_recheck(v, clock_now_ns(), 0);
@@ -607,5 +636,6 @@ void appview_free(struct appview *v)
 	free(v->eff);
 	free(v->inst);
 	free(v->h);
+	free(v->alt);
 	free(v);
 }
