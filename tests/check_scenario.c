@@ -807,6 +807,15 @@ static const struct {
 	{ "[faults]\nschedule = 1s-3s drop basic.ack from=client\nwarmup = 3s\n", NULL, 3, NULL,
 	  "faults.schedule '1s-3s drop basic.ack from=client' is over before faults.warmup = 3s (line 3) ends",
 	  "allowed: END after the warm-up" },
+	/* [app]: the keys of dupsim's own consumers are refused, naming the app */
+	{ "[app]\nconsumer = ./worker.py\n[consumers]\nprefetch = 10\n", NULL, 4, NULL,
+	  "consumers.prefetch is for dupsim's own consumers, but app.consumer (line 2) makes your app consume",
+	  "remove it" },
+	{ "[app]\nconsumer = ./worker.py\n", "dedup.ttl=1s", 0, "--set dedup.ttl: ",
+	  "dedup.ttl is for dupsim's own consumers", NULL },
+	{ "[app]\nconsumer = ./worker.py\n[dedup]\nstore = tokyocabinet\n", NULL, 4, NULL,
+	  "dedup.store = tokyocabinet with app.consumer (line 2)", "allowed: none, or redis" },
+	{ "[app]\ninstances = 3\n", NULL, 2, NULL, "app.instances needs app.consumer", NULL },
 };
 
 START_TEST(test_bad_combo)
