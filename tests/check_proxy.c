@@ -324,6 +324,114 @@ START_TEST(test_drop_ack)
 }
 END_TEST
 
+/* What the tap told, in order (from the proxy's thread). */
+struct tap_log {
+	pthread_mutex_t lock;
+	int opens, closes, acks;
+	int deliveries;
+	char ids[8][32];
+	bool redelivered[8];
+	uint64_t tags[8], acked[8];
+};
+
+static void tap_open_cb(void *arg, uint64_t conn, uint16_t port)
+{
+	struct tap_log *t = arg;
+
+	(void)conn;
+	ck_assert_uint_ne(port, 0);
+	pthread_mutex_lock(&t->lock);
+	t->opens++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void tap_delivery_cb(void *arg, const struct proxy_delivery *d)
+{
+	struct tap_log *t = arg;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->deliveries < 8 && d->props && (d->props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
+		snprintf(t->ids[t->deliveries], sizeof(t->ids[0]), "%.*s", (int)d->props->message_id.len,
+			 (const char *)d->props->message_id.bytes);
+		t->redelivered[t->deliveries] = d->redelivered;
+		t->tags[t->deliveries++] = d->delivery_tag;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void tap_settle_cb(void *arg, const struct proxy_settle *s)
+{
+	struct tap_log *t = arg;
+
+	pthread_mutex_lock(&t->lock);
+	if (s->kind == PROXY_SETTLE_ACK && t->acks < 8)
+		t->acked[t->acks++] = s->delivery_tag;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void tap_close_cb(void *arg, uint64_t conn)
+{
+	struct tap_log *t = arg;
+
+	(void)conn;
+	pthread_mutex_lock(&t->lock);
+	t->closes++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/*
+ * The tap (for a user's app): each basic.deliver with its decoded content
+ * header, each ack the client sends (a dropped one too), each connection's
+ * end. The ack is lost, so the message comes back, flagged redelivered.
+ */
+START_TEST(test_tap_deliveries_and_acks)
+{
+	struct tap_log t = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct rule r;
+	struct proxy_config cfg = { .listen_host = "127.0.0.1", .upstream_host = "127.0.0.1",
+				    .upstream_port = test_broker_port(), .rules = &r, .rule_count = 1, .seed = 1,
+				    .quiet = true, .tap = { .conn_open = tap_open_cb, .delivery = tap_delivery_cb,
+							    .settle = tap_settle_cb, .conn_close = tap_close_cb,
+							    .arg = &t } };
+	struct proxy *px;
+	char err[256];
+	int st_ack, after;
+	amqp_connection_state_t c;
+	amqp_envelope_t e;
+
+	ck_assert(rule_parse("drop basic.ack from=client then=close", &r, err, sizeof(err)) == 0);
+	ck_assert_msg(proxy_new(&px, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(proxy_start(px), 0);
+	put_one("tap", "tap-7");
+	consume_one_and_ack(proxy_port(px), "tap", &st_ack, &after); /* the ack is dropped, the connection cut */
+	c = test_open(proxy_port(px));
+	amqp_basic_consume(c, 1, amqp_cstring_bytes("tap"), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert(mq_ok(amqp_get_rpc_reply(c)));
+	ck_assert(mq_ok(amqp_consume_message(c, &e, NULL, 0)));
+	amqp_destroy_envelope(&e);
+	mq_close(c); /* unacked: the broker takes it back */
+	for (int i = 0; i < 100; i++) { /* the relay tells the end as it reads it */
+		pthread_mutex_lock(&t.lock);
+		bool done = t.closes == 2;
+		pthread_mutex_unlock(&t.lock);
+		if (done)
+			break;
+		clock_sleep_ns(20 * NS_PER_MS);
+	}
+	pthread_mutex_lock(&t.lock);
+	ck_assert_int_eq(t.opens, 2);
+	ck_assert_int_eq(t.closes, 2);
+	ck_assert_int_eq(t.deliveries, 2);
+	ck_assert_str_eq(t.ids[0], "tap-7");
+	ck_assert_str_eq(t.ids[1], "tap-7");
+	ck_assert(!t.redelivered[0] && t.redelivered[1]);
+	ck_assert_int_eq(t.acks, 1); /* the dropped one: the client did send it */
+	ck_assert_uint_eq(t.acked[0], t.tags[0]);
+	pthread_mutex_unlock(&t.lock);
+	proxy_free(px);
+}
+END_TEST
+
 /* (4) the control case: the ack arrived, then the cut; nothing comes back. */
 START_TEST(test_cut_ack)
 {
@@ -1474,6 +1582,7 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_drop_commit_ok);
 	tcase_add_test(tc, test_many_rule_counters);
 	tcase_add_test(tc, test_drop_ack);
+	tcase_add_test(tc, test_tap_deliveries_and_acks);
 	tcase_add_test(tc, test_cut_ack);
 	tcase_add_test(tc, test_hang_commit_ok);
 	tcase_add_test(tc, test_hang_drops_content_raw);
