@@ -72,7 +72,7 @@ $(BUILD)/bench_%: $(BUILD)/tests/bench_%.o $(BUILD)/libdupsim.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(_PKG_LIBS) $(DUPSIM_LIBS)
 
 _test: $(BUILD)/dupsim $(BUILD)/check_dupsim
-	DUPSIM_BIN=$(abspath $(BUILD)/dupsim) $(BUILD)/check_dupsim
+	tools/test-shards $(abspath $(BUILD)/dupsim) $(BUILD)/check_dupsim
 ifeq ($(SANITIZE),)
 	@$(MAKE) --no-print-directory _fuzz FUZZ_TIME=$(FUZZ_TIME)
 endif

@@ -311,6 +311,7 @@ Suite *batch_suite(void)
 	Suite *s = suite_create("batch");
 	TCase *tc = tcase_create("broker");
 
+	tcase_set_tags(tc, "shard1");
 	tcase_add_test(tc, test_sweep_against_model);
 	tcase_add_test(tc, test_sweep_bad_value_runs_nothing);
 	tcase_add_test(tc, test_validate_verdicts);

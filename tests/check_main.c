@@ -233,7 +233,17 @@ int main(void)
 		else
 			srunner_add_suite(sr, all[i]());
 	}
-	srunner_run_all(sr, CK_NORMAL);
+	/*
+	 * DUPSIM_TEST_SHARD (tools/test-shards): 1 runs the test cases tagged
+	 * "shard1", 0 the others, so that two processes, each with a broker of
+	 * its own, share the work; unset, everything.
+	 */
+	if (getenv("DUPSIM_TEST_SHARD") && strcmp(getenv("DUPSIM_TEST_SHARD"), "1") == 0)
+		srunner_run_tagged(sr, NULL, NULL, "shard1", NULL, CK_NORMAL);
+	else if (getenv("DUPSIM_TEST_SHARD") && strcmp(getenv("DUPSIM_TEST_SHARD"), "0") == 0)
+		srunner_run_tagged(sr, NULL, NULL, NULL, "shard1", CK_NORMAL);
+	else
+		srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	node_free(rn);

@@ -586,33 +586,39 @@ Suite *nodes_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("shared");
+	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_node_login);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("proc");
+	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_proc_marker_family);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("node");
+	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 150);
 	tcase_add_test(tc, test_node_lifecycle);
 	tcase_add_test(tc, test_start_failure_names_log);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cleanup");
+	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_sigint_cleans_up);
 	tcase_add_test(tc, test_crashed_parent_kills_node);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("redis");
+	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_redis_lifecycle);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cli");
+	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_cli_start_status_stop);
 	suite_add_tcase(s, tc);

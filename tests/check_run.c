@@ -1233,6 +1233,7 @@ Suite *run_suite(void)
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("hostile");
+	tcase_set_tags(tc, "shard1");
 	tcase_add_test(tc, test_fault_events_add_up);
 	tcase_add_loop_test(tc, test_shipped_scenarios_predicted, 0,
 			    (int)(sizeof(predicted_scenarios) / sizeof(predicted_scenarios[0])));
@@ -1248,6 +1249,7 @@ Suite *run_suite(void)
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("app");
+	tcase_set_tags(tc, "shard1");
 	tcase_add_loop_test(tc, test_app_examples_match_own_count, 0,
 			    (int)(sizeof(app_examples) / sizeof(app_examples[0])));
 	tcase_add_test(tc, test_app_no_dedup_misses_all);
