@@ -42,7 +42,7 @@ static void interrupt_after(pid_t pid, void *arg)
  * interrupt_after_ms > 0 sends SIGINT then. Loads DIR/summary.json when there.
  */
 static void run_dupsim_file(struct result *r, const char *file, const char *queue, const char *const *sets,
-			    int interrupt_after_ms)
+			    void (*during)(pid_t pid, void *arg), void *arg)
 {
 	char url[300], qset[128], path[256];
 	const char *args[64];
@@ -68,15 +68,15 @@ static void run_dupsim_file(struct result *r, const char *file, const char *queu
 		args[n++] = sets[i];
 	}
 	args[n] = NULL;
-	r->status = test_dupsim(args, r->out, sizeof(r->out), interrupt_after_ms > 0 ? interrupt_after : NULL,
-				&interrupt_after_ms);
+	r->status = test_dupsim(args, r->out, sizeof(r->out), during, arg);
 	snprintf(path, sizeof(path), "%s/summary.json", r->dir);
 	r->summary = json_load_file(path, 0, NULL);
 }
 
 static void run_dupsim(struct result *r, const char *queue, const char *const *sets, int interrupt_after_ms)
 {
-	run_dupsim_file(r, "scenarios/default.ini", queue, sets, interrupt_after_ms);
+	run_dupsim_file(r, "scenarios/default.ini", queue, sets, interrupt_after_ms > 0 ? interrupt_after : NULL,
+			&interrupt_after_ms);
 }
 
 static void result_release(struct result *r)
@@ -953,7 +953,7 @@ START_TEST(test_app_examples_match_own_count)
 	struct result r;
 	double kills, dups, lost, dd;
 
-	run_dupsim_file(&r, app_examples[_i], after ? "t-app-after" : "t-app-before", sets, 0);
+	run_dupsim_file(&r, app_examples[_i], after ? "t-app-after" : "t-app-before", sets, NULL, NULL);
 	assert_ok(&r);
 	kills = num(&r, "app.kills");
 	dups = num(&r, "duplicates_processed");
@@ -992,7 +992,7 @@ START_TEST(test_app_no_dedup_misses_all)
 	struct own_count oc;
 	struct result r;
 
-	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-none", sets, 0);
+	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-none", sets, NULL, NULL);
 	assert_ok(&r);
 	own_count(&r, 2, 1000, &oc);
 	ck_assert_msg(num(&r, "duplicate_deliveries") > 0, "%s", r.out);
@@ -1013,7 +1013,7 @@ START_TEST(test_app_exit_restarted)
 			       "app.consumer=timeout 2.5 examples/pika_no_dedup.py", NULL };
 	struct result r;
 
-	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-exit", sets, 0);
+	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-exit", sets, NULL, NULL);
 	assert_ok(&r);
 	ck_assert_msg(num(&r, "app.exits") >= 1 && num(&r, "app.restarts") >= 1, "%s", r.out);
 	ck_assert_double_eq(num(&r, "lost"), 0);
@@ -1027,7 +1027,7 @@ START_TEST(test_app_crash_loop_fails)
 	const char *sets[] = { "run.messages=200", "app.consumer=echo no such module >&2; exit 3", NULL };
 	struct result r;
 
-	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-loop", sets, 0);
+	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-loop", sets, NULL, NULL);
 	ck_assert_msg(r.status == 1, "exit %d:\n%s", r.status, r.out);
 	ck_assert_msg(strstr(r.out, "exited with status 3") && strstr(r.out, "app-0.log") &&
 			      strstr(r.out, "no such module"),
@@ -1069,21 +1069,7 @@ START_TEST(test_app_api_faults)
 
 	ck_assert_int_eq(net_free_port(&port), 0);
 	snprintf(api, sizeof(api), "proxy.api=127.0.0.1:%u", port);
-	memset(&r, 0, sizeof(r));
-	snprintf(r.dir, sizeof(r.dir), "/tmp/dupsim-run-XXXXXX");
-	{
-		char url[300], qset[] = "broker.queue=t-app-api";
-		const char *args[] = { "run", "scenarios/app-no-dedup.ini", "--quiet", "--out", r.dir, "--set", url,
-				       "--set", qset, "--set", sets[0], "--set", sets[1], "--set", sets[2],
-				       "--set", sets[3], "--set", sets[4], NULL };
-
-		ck_assert_ptr_nonnull(mkdtemp(r.dir));
-		rmdir(r.dir);
-		snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
-		r.status = test_dupsim(args, r.out, sizeof(r.out), api_during_run, &port);
-	}
-	snprintf(path, sizeof(path), "%s/summary.json", r.dir);
-	r.summary = json_load_file(path, 0, NULL);
+	run_dupsim_file(&r, "scenarios/app-no-dedup.ini", "t-app-api", sets, api_during_run, &port);
 	assert_ok(&r);
 	rules = json_object_get(json_object_get(r.summary, "faults"), "rules");
 	for (size_t i = 0; i < json_array_size(rules); i++) {
