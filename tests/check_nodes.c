@@ -114,13 +114,15 @@ static bool get_one_now(uint16_t port, char *buf, size_t len)
 }
 
 /*
- * The same, retried for up to 10 s: right after a restart on a loaded
+ * The same, retried for up to 30 s: right after a restart on a loaded
  * machine the first login or basic.get can come before the node is fully
- * back. A message that is really gone still fails.
+ * back (a durable queue recovering after kill -9 took over 10 s once, with
+ * two test shards and other brokers on 2 cores). A message that is really
+ * gone still fails.
  */
 static bool get_one(uint16_t port, char *buf, size_t len)
 {
-	for (int i = 0; i < 50; i++) {
+	for (int i = 0; i < 150; i++) {
 		if (get_one_now(port, buf, len))
 			return true;
 		clock_sleep_ns(200 * NS_PER_MS);
