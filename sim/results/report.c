@@ -29,9 +29,10 @@ static const struct {
 	{ "lost_in_crash", "the store lost the key in a crash" },
 	{ "store_error", "the store failed and the policy went on without it" },
 	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
-	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
 	{ "unexplained", "no cause found (a harness bug to report)" },
 };
+/* one row per cause of the ledger (a row twice, or one missing, showed in report.md) */
+_Static_assert(sizeof(report_causes) / sizeof(report_causes[0]) == LEDGER_CAUSES, "a row per ledger cause");
 
 /* The count of the cause named key; NaN when unknown. */
 static double report_cause(const struct results *s, const char *key)
