@@ -120,6 +120,7 @@ struct run_source {
 	uint64_t rows;
 };
 #define RUN_FAULT_BROKER_CRASH (SIZE_MAX - 1) /* proxy_fault.rule of a kill -9 of the broker */
+#define RUN_FAULT_APP_KILL (SIZE_MAX - 2)     /* ... of an app instance ([app] crash_every) */
 
 /* Who consumes: dupsim's consumer threads, or the app's instances. */
 static uint64_t run_consumers(const struct run *r)
@@ -181,6 +182,8 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		text = "POST /cut (control API)";
 	} else if (f->rule == RUN_FAULT_BROKER_CRASH) {
 		text = "broker crash (kill -9)";
+	} else if (f->rule == RUN_FAULT_APP_KILL) {
+		text = "app instance killed (kill -9)";
 	} else if (f->rule < r->rule_count) {
 		text = r->rules[f->rule].text;
 		kind = run_fault_kind(&r->rules[f->rule], f->dir);
@@ -199,7 +202,8 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S, text,
 			f->dir == PROXY_TO_BROKER ? "client" : "broker");
 	pthread_mutex_unlock(&r->fault_lock);
-	if (f->rule != RUN_FAULT_BROKER_CRASH) /* a crash is its own event (crashes.c) */
+	/* a crash is its own event (crashes.c); a killed app's connections end as app_crash (appview.c) */
+	if (f->rule != RUN_FAULT_BROKER_CRASH && f->rule != RUN_FAULT_APP_KILL)
 		events_note_rule(&r->events, f->peer_port, src, kind, f->time_ns);
 }
 
@@ -391,9 +395,10 @@ static void run_monitor(struct run *r)
 			 * done), outside the warm-up and the cool-down */
 			bool due = app_kill_due(&r->app, now) && now - r->start_ns >= sc->faults.warmup_ns;
 
-			app_step(&r->app, now,
-				 due && (!r->publish_done_ns ||
-					 (!sc->faults.cooldown_ns && !ledger_all_processed(&r->ledger))));
+			if (app_step(&r->app, now,
+				     due && (!r->publish_done_ns ||
+					     (!sc->faults.cooldown_ns && !ledger_all_processed(&r->ledger)))))
+				run_note_fault(r, RUN_FAULT_APP_KILL);
 			appview_poll(r->view, now);
 			if (app_failure(&r->app))
 				break;
@@ -729,7 +734,7 @@ static void run_model(const struct run *r, struct run_report *rep)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
 	if (scenario_has_app(sc) && sc->app.crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "app crashes (app.crash_every)");
-	if (r->nsources > r->rule_count + (r->crashes.count > 0)) /* beyond the configured rules and crashes */
+	if (r->nsources > r->rule_count + (r->crashes.count > 0) + (r->app.kills > 0)) /* beyond rules and crashes */
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "faults the control API made (its rules, POST /cut)");
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");

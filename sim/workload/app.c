@@ -128,15 +128,15 @@ static void app_exited(struct app *a, unsigned i, int code, uint64_t now)
 		 (unsigned long long)(APP_QUICK_EXIT_NS / NS_PER_S), in->log, tail[0] ? tail : "(empty)");
 }
 
-/* kill -9 of a random running instance. */
-static void app_kill_one(struct app *a, uint64_t now)
+/* kill -9 of a random running instance; false when none runs. */
+static bool app_kill_one(struct app *a, uint64_t now)
 {
 	unsigned running = 0, pick;
 
 	for (unsigned i = 0; i < a->n; i++)
 		running += atomic_load(&a->inst[i].pid) != 0;
 	if (!running)
-		return;
+		return false;
 	pick = (unsigned)(rng_next(&a->rng) % running);
 	for (unsigned i = 0; i < a->n; i++) {
 		struct app_instance *in = &a->inst[i];
@@ -149,8 +149,9 @@ static void app_kill_one(struct app *a, uint64_t now)
 		in->quick_exits = 0;
 		in->restart_at_ns = now + a->cfg.sc->app.restart_delay_ns;
 		a->kills++;
-		return;
+		return true;
 	}
+	return false;
 }
 
 bool app_kill_due(const struct app *a, uint64_t now)
@@ -158,9 +159,10 @@ bool app_kill_due(const struct app *a, uint64_t now)
 	return a->next_kill_ns && now >= a->next_kill_ns;
 }
 
-void app_step(struct app *a, uint64_t now, bool crashes_on)
+bool app_step(struct app *a, uint64_t now, bool crashes_on)
 {
 	char err[512];
+	bool killed = false;
 
 	for (unsigned i = 0; i < a->n && !a->failure[0]; i++) {
 		struct app_instance *in = &a->inst[i];
@@ -179,9 +181,10 @@ void app_step(struct app *a, uint64_t now, bool crashes_on)
 	}
 	if (a->next_kill_ns && now >= a->next_kill_ns) {
 		if (crashes_on && !a->failure[0])
-			app_kill_one(a, now);
+			killed = app_kill_one(a, now);
 		a->next_kill_ns = now + app_next_gap(a);
 	}
+	return killed;
 }
 
 const char *app_failure(const struct app *a)

@@ -65,8 +65,8 @@ struct app {
 int app_start(struct app *a, const struct app_config *cfg, char *err, size_t errlen);
 /* True when the kill schedule has a kill -9 due now (so the caller can decide whether crashes are on). */
 bool app_kill_due(const struct app *a, uint64_t now_ns);
-/* Exits, restarts and (while crashes_on) the kill schedule; call every few tens of ms. */
-void app_step(struct app *a, uint64_t now_ns, bool crashes_on);
+/* Exits, restarts and (while crashes_on) the kill schedule; call every few tens of ms. True when it killed one. */
+bool app_step(struct app *a, uint64_t now_ns, bool crashes_on);
 /* Why the app failed the run, or NULL. */
 const char *app_failure(const struct app *a);
 /* SIGTERM to every instance, up to 3 s to go, then kill -9 of what is left. A zeroed app is fine. */
