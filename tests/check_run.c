@@ -1091,6 +1091,40 @@ START_TEST(test_app_api_faults)
 }
 END_TEST
 
+/* While run A goes: run B on the same queue of the same broker, then stop A. */
+static void second_run_same_queue(pid_t pid, void *arg)
+{
+	struct result *b = arg;
+	char url[300];
+	const char *args[] = { "run", "scenarios/default.ini", "--quiet", "--set", url, "--set", "broker.queue=t-lock",
+			       "--set", "run.messages=100", "--out", b->dir, NULL };
+
+	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
+	clock_sleep_ns(3 * NS_PER_S); /* A holds the lock once it has set its queue up */
+	b->status = test_dupsim(args, b->out, sizeof(b->out), NULL, NULL);
+	kill(pid, SIGINT);
+}
+
+/* Two runs on one queue would consume each other's messages: the second is refused, naming the queue. */
+START_TEST(test_second_run_same_queue_refused)
+{
+	const char *sets[] = { "run.messages=200000", "publishers.rate=2000", NULL };
+	struct result a, b;
+
+	memset(&b, 0, sizeof(b));
+	snprintf(b.dir, sizeof(b.dir), "/tmp/dupsim-run-b-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(b.dir));
+	rmdir(b.dir);
+	run_dupsim_file(&a, "scenarios/default.ini", "t-lock", sets, second_run_same_queue, &b);
+	ck_assert_msg(b.status == 1 && strstr(b.out, "another dupsim run is using queue 't-lock'"), "exit %d:\n%s",
+		      b.status, b.out);
+	ck_assert_int_eq(a.status, 130); /* A went on until it was stopped, its results kept */
+	ck_assert(a.summary != NULL);
+	result_release(&a);
+	files_rm_rf(b.dir);
+}
+END_TEST
+
 /* The crash schedule waits for the warm-up: the first kill every_ns after the start, or at its end if later. */
 START_TEST(test_crashes_wait_for_warmup)
 {
@@ -1207,6 +1241,7 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_bad_scenario_runs_nothing);
 	tcase_add_test(tc, test_schedule_windows);
 	tcase_add_test(tc, test_crashes_wait_for_warmup);
+	tcase_add_test(tc, test_second_run_same_queue_refused);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("strategies");

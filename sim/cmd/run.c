@@ -73,6 +73,7 @@ struct run {
 	struct appview *view; /* [app]: its ledger, from the proxy's tap and its effects files */
 	struct appview_totals app_totals;
 	char app_redis_url[256]; /* DUPSIM_REDIS_URL, "" none */
+	amqp_connection_state_t lock; /* holds the queue's lock (run_lock_queue) for the whole run */
 	struct dedup_factory stores; /* how consumers open their dedup stores */
 
 	pthread_mutex_t fault_lock;
@@ -258,6 +259,38 @@ static amqp_connection_state_t run_direct(struct run *r, char *err, size_t errle
 	return mq_open(&r->target, 5000, err, errlen);
 }
 
+/*
+ * Two runs on one queue of one broker (a shared `dupsim broker start` node)
+ * would consume each other's messages: every number of both would be wrong.
+ * A run holds an exclusive queue `<queue>.dupsim-lock` on a connection of its
+ * own until it ends; a second run finds it locked and stops. 0 or -1 with err.
+ */
+static int run_lock_queue(struct run *r, char *err, size_t errlen)
+{
+	char name[SCENARIO_STR_MAX + 16], why[256];
+	amqp_rpc_reply_t rep;
+	bool locked;
+
+	if (!(r->lock = run_direct(r, err, errlen)))
+		return -1;
+	snprintf(name, sizeof(name), "%s.dupsim-lock", r->sc.broker.queue);
+	amqp_queue_declare(r->lock, 1, amqp_cstring_bytes(name), 0, 0, 1, 1, amqp_empty_table);
+	rep = amqp_get_rpc_reply(r->lock);
+	if (mq_ok(rep))
+		return 0;
+	/* read the reply before the connection (which owns it) goes */
+	locked = rep.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && rep.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+		 ((amqp_channel_close_t *)rep.reply.decoded)->reply_code == AMQP_RESOURCE_LOCKED;
+	mq_reply_str(rep, why, sizeof(why));
+	mq_abandon(r->lock);
+	r->lock = NULL;
+	if (locked)
+		return log_seterr(err, errlen,
+				"another dupsim run is using queue '%s' at %s right now (it holds '%s'); wait for it "
+				"to end, or give this run another broker.queue", r->sc.broker.queue, r->broker_url, name);
+	return log_seterr(err, errlen, "declaring the lock queue '%s' failed: %s", name, why);
+}
+
 static int run_setup_queue(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
@@ -266,8 +299,10 @@ static int run_setup_queue(struct run *r, char *err, size_t errlen)
 	amqp_table_t args = amqp_empty_table;
 	char why[256];
 
-	if (!c)
+	if (!c || run_lock_queue(r, err, errlen) < 0) {
+		mq_abandon(c);
 		return -1;
+	}
 	if (sc->broker.queue_type == SCENARIO_QUEUE_QUORUM) {
 		arg.key = amqp_cstring_bytes("x-queue-type");
 		arg.value.kind = AMQP_FIELD_KIND_UTF8;
@@ -1237,6 +1272,7 @@ static void run_release(struct run *r)
 	free(r->sources);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
+	mq_abandon(r->lock); /* the lock queue goes with its connection */
 	node_free(r->broker);
 	scenario_release(&r->sc);
 	pthread_mutex_destroy(&r->fault_lock);
