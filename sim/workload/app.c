@@ -86,6 +86,13 @@ int app_start(struct app *a, const struct app_config *cfg, char *err, size_t err
 
 	memset(a, 0, sizeof(*a));
 	a->cfg = *cfg;
+	/* restarts come long after the caller's strings are gone */
+	snprintf(a->amqp_url, sizeof(a->amqp_url), "%s", cfg->amqp_url);
+	a->cfg.amqp_url = a->amqp_url;
+	if (cfg->redis_url) {
+		snprintf(a->redis_url, sizeof(a->redis_url), "%s", cfg->redis_url);
+		a->cfg.redis_url = a->redis_url;
+	}
 	a->n = (unsigned)cfg->sc->app.instances;
 	if (!(a->inst = calloc(a->n, sizeof(*a->inst))))
 		return log_seterr(err, errlen, "out of memory");

@@ -36,8 +36,8 @@
 struct app_config {
 	const struct scenario *sc;
 	const char *dir;       /* the run's results folder */
-	const char *amqp_url;  /* DUPSIM_AMQP_URL: the fault proxy */
-	const char *redis_url; /* DUPSIM_REDIS_URL, or NULL */
+	const char *amqp_url;  /* DUPSIM_AMQP_URL: the fault proxy (copied) */
+	const char *redis_url; /* DUPSIM_REDIS_URL, or NULL (copied) */
 	struct appview *view;  /* effects files, and told of every kill */
 };
 
@@ -51,7 +51,8 @@ struct app_instance {
 };
 
 struct app {
-	struct app_config cfg;
+	struct app_config cfg; /* its URLs point at the copies below */
+	char amqp_url[512], redis_url[256];
 	unsigned n;
 	struct app_instance *inst;
 	struct rng rng;
