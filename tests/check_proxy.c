@@ -767,12 +767,12 @@ START_TEST(test_heartbeat_rule_raw)
 	struct proxy_stats st;
 
 	raw_relay_open(&rr, hang, 1, NULL);
-	n += put_heartbeat(in + n);
+	n = put_heartbeat(in);
 	k = put_ack(in + n, 1, 3, 0);
-	n += put_heartbeat(in + n + k);
-	write_all(rr.client, in, n + k);
+	put_heartbeat(in + n + k);
+	write_all(rr.client, in, 2 * n + k);
 	ck_assert_int_eq(read_upto(rr.upstream, got, sizeof(got), 500), (ssize_t)k); /* the ack only */
-	ck_assert(memcmp(got, in + put_heartbeat(got), k) == 0);
+	ck_assert(memcmp(got, in + n, k) == 0);
 	n = put_heartbeat(in);
 	write_all(rr.upstream, in, n); /* the broker's heartbeat is not the rule's */
 	ck_assert_int_eq(read_upto(rr.client, got, n, 2000), (ssize_t)n);
