@@ -582,6 +582,70 @@ START_TEST(test_proc_marker_family)
 }
 END_TEST
 
+/* ---------- issue 13, broker timeouts ---------- */
+
+/* file of node n contains text */
+static bool node_file_has(const struct node *n, const char *name, const char *text)
+{
+	char path[PATH_MAX], buf[4096];
+	FILE *f;
+	size_t got;
+
+	snprintf(path, sizeof(path), "%s/%s", node_dir(n), name);
+	if (!(f = fopen(path, "r")))
+		return false;
+	got = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[got] = '\0';
+	return strstr(buf, text) != NULL;
+}
+
+/*
+ * rabbitmq_new with a 1 s consumer_timeout: the node ticks every 250 ms
+ * (RabbitMQ's default tick, 60 s, would let the timeout fire up to a minute
+ * late), so a delivery held unacked has its channel closed with 406 between
+ * 1 s and about 1.25 s after it was delivered.
+ */
+START_TEST(test_consumer_timeout_fires_on_time)
+{
+	struct rabbitmq_conf rc = { .consumer_timeout_ms = 1000 };
+	struct node *b;
+	amqp_connection_state_t c;
+	amqp_envelope_t e;
+	amqp_frame_t f;
+	struct timeval tv = { 5, 0 };
+	char err[1024];
+	uint64_t t0, waited;
+
+	ck_assert_uint_eq(rabbitmq_tick_ms(0), 0);
+	ck_assert_uint_eq(rabbitmq_tick_ms(1000), 250);
+	ck_assert_uint_eq(rabbitmq_tick_ms(200), 100);
+	ck_assert_uint_eq(rabbitmq_tick_ms(1800000), 60000);
+	ck_assert_msg(rabbitmq_new(&b, &quiet_opts, &rc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(node_file_has(b, "etc/rabbitmq.conf", "consumer_timeout = 1000\n"));
+	ck_assert(node_file_has(b, "etc/advanced.config", "{channel_tick_interval, 250}"));
+	ck_assert(publish_tx(node_port(b), "held"));
+	c = amqp_open(node_port(b));
+	ck_assert_ptr_nonnull(c);
+	amqp_basic_consume(c, 1, amqp_cstring_bytes(QUEUE), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+	ck_assert_int_eq(amqp_get_rpc_reply(c).reply_type, AMQP_RESPONSE_NORMAL);
+	ck_assert_int_eq(amqp_consume_message(c, &e, &tv, 0).reply_type, AMQP_RESPONSE_NORMAL);
+	t0 = clock_now_ns();
+	amqp_destroy_envelope(&e);
+	do /* never acked: the next method is the broker's channel.close */
+		ck_assert_int_eq(amqp_simple_wait_frame_noblock(c, &f, &tv), AMQP_STATUS_OK);
+	while (f.frame_type != AMQP_FRAME_METHOD);
+	waited = clock_now_ns() - t0;
+	ck_assert_uint_eq(f.payload.method.id, AMQP_CHANNEL_CLOSE_METHOD);
+	ck_assert_uint_eq(((amqp_channel_close_t *)f.payload.method.decoded)->reply_code, AMQP_PRECONDITION_FAILED);
+	ck_assert_msg(waited >= 950 * NS_PER_MS && waited <= 1600 * NS_PER_MS, "fired after %.2fs",
+		      (double)waited / NS_PER_S);
+	fprintf(stderr, "check_nodes: consumer_timeout 1s fired after %.2fs\n", (double)waited / NS_PER_S);
+	amqp_destroy_connection(c);
+	node_free(b);
+}
+END_TEST
+
 Suite *nodes_suite(void)
 {
 	Suite *s = suite_create("nodes");
@@ -617,6 +681,11 @@ Suite *nodes_suite(void)
 	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_redis_lifecycle);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("timeouts"); /* issue 13, broker timeouts */
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_consumer_timeout_fires_on_time);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cli");

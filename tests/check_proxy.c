@@ -752,6 +752,50 @@ START_TEST(test_hang_drops_content_raw)
 }
 END_TEST
 
+/*
+ * drop heartbeat from=client then=hang: the client's heartbeats vanish, its
+ * method frames and the broker's heartbeats pass, the connection stays (the
+ * broker must time out). then=close cuts at the first heartbeat.
+ */
+START_TEST(test_heartbeat_rule_raw)
+{
+	const char *hang[] = { "drop heartbeat from=client then=hang" };
+	const char *cut[] = { "drop heartbeat from=client" };
+	struct raw_relay rr;
+	uint8_t in[256], got[256];
+	size_t n = 0, k;
+	struct proxy_stats st;
+
+	raw_relay_open(&rr, hang, 1, NULL);
+	n = put_heartbeat(in);
+	k = put_ack(in + n, 1, 3, 0);
+	put_heartbeat(in + n + k);
+	write_all(rr.client, in, 2 * n + k);
+	ck_assert_int_eq(read_upto(rr.upstream, got, sizeof(got), 500), (ssize_t)k); /* the ack only */
+	ck_assert(memcmp(got, in + n, k) == 0);
+	n = put_heartbeat(in);
+	write_all(rr.upstream, in, n); /* the broker's heartbeat is not the rule's */
+	ck_assert_int_eq(read_upto(rr.client, got, n, 2000), (ssize_t)n);
+	ck_assert(memcmp(got, in, n) == 0);
+	ck_assert(quiet_for(rr.client, 200) && quiet_for(rr.upstream, 10)); /* the connection stays */
+	proxy_stats_get(rr.px, &st);
+	ck_assert_uint_eq(st.drops, 2);
+	ck_assert_uint_eq(st.cuts, 0);
+	ck_assert_uint_eq(st.frames[PROXY_TO_BROKER][3], 2);
+	proxy_stats_release(&st);
+	raw_relay_close(&rr);
+
+	raw_relay_open(&rr, cut, 1, NULL);
+	n = put_heartbeat(in);
+	write_all(rr.client, in, n);
+	ck_assert_int_eq(read_upto(rr.upstream, got, sizeof(got), 2000), 0); /* nothing, then EOF */
+	proxy_stats_get(rr.px, &st);
+	ck_assert_uint_eq(st.cuts, 1);
+	proxy_stats_release(&st);
+	raw_relay_close(&rr);
+}
+END_TEST
+
 /* cut basic.deliver: the message goes through whole (its header and bodies), then the cut; nothing after it. */
 START_TEST(test_cut_forwards_content_raw)
 {
@@ -1587,6 +1631,7 @@ Suite *proxy_suite(void)
 	tcase_add_test(tc, test_hang_commit_ok);
 	tcase_add_test(tc, test_hang_drops_content_raw);
 	tcase_add_test(tc, test_cut_forwards_content_raw);
+	tcase_add_test(tc, test_heartbeat_rule_raw);
 	tcase_add_test(tc, test_cut_drains_before_close);
 	tcase_add_test(tc, test_hangup_with_full_buffer_is_quiet);
 	tcase_add_test(tc, test_backpressure_exact);

@@ -61,7 +61,33 @@ static const struct {
 	{ "drop tx.commit-ok probability=1", "unknown option 'probability'" },
 	{ "drop tx.commit-ok broker", "is not an option" },
 	{ "cut basic.ack then=hang", "then= applies to drop only" },
+	{ "drop hearbeat from=client", "did you mean 'heartbeat'" },
 };
+
+/* METHOD heartbeat: frame type 8, a number no AMQP method has; decided like any method. */
+START_TEST(test_parse_heartbeat)
+{
+	struct rule r, again;
+	struct rule_set set;
+	struct rule_conn rc;
+	char err[256];
+
+	ck_assert_int_eq(rule_parse("drop heartbeat from=client p=100% then=hang", &r, err, sizeof(err)), 0);
+	ck_assert_uint_eq(r.method, RULE_METHOD_HEARTBEAT);
+	ck_assert_ptr_null(frame_method_name(r.method));
+	ck_assert_str_eq(rule_method_name(r.method), "heartbeat");
+	ck_assert_str_eq(r.text, "drop heartbeat from=client then=hang");
+	ck_assert_int_eq(rule_parse(r.text, &again, err, sizeof(err)), 0);
+	ck_assert_str_eq(again.text, r.text);
+	ck_assert_int_eq(rule_set_init(&set, &r, 1, 7), 0);
+	ck_assert_int_eq(rule_conn_init(&rc, &set, 1), 0);
+	ck_assert_int_eq(rule_set_decide(&set, &rc, RULE_METHOD_HEARTBEAT, RULE_FROM_BROKER), -1);
+	ck_assert_int_eq(rule_set_decide(&set, &rc, BASIC_ACK, RULE_FROM_CLIENT), -1);
+	ck_assert_int_eq(rule_set_decide(&set, &rc, RULE_METHOD_HEARTBEAT, RULE_FROM_CLIENT), 0);
+	rule_conn_release(&rc);
+	rule_set_release(&set);
+}
+END_TEST
 
 START_TEST(test_parse_errors)
 {
@@ -553,6 +579,7 @@ Suite *rule_suite(void)
 	TCase *tc = tcase_create("rules");
 
 	tcase_add_test(tc, test_parse_full);
+	tcase_add_test(tc, test_parse_heartbeat);
 	tcase_add_loop_test(tc, test_parse_errors, 0, sizeof(bad_rules) / sizeof(bad_rules[0]));
 	tcase_add_test(tc, test_parse_too_long);
 	tcase_add_test(tc, test_reproducible);

@@ -1225,6 +1225,66 @@ START_TEST(test_schedule_windows)
 }
 END_TEST
 
+/* ---- issue 13, broker timeouts ------------------------------------------ */
+
+/*
+ * consumer_timeout: a delivery worked past the private node's 1 s timeout
+ * has its channel closed (channel_tick_interval 250 ms: it fires in time),
+ * the consumer reconnects, the message comes back about a timeout later.
+ */
+START_TEST(test_consumer_timeout_redelivers)
+{
+	const char *sets[] = { "run.messages=1500", "consumers.slow=0.3%", "consumers.slow_work=2s",
+			       "broker.consumer_timeout=1s", "broker.url=embedded", NULL };
+	struct result r;
+
+	/* broker.url=embedded after the runner's URL: the timeout is set on a node of the run's own */
+	run_dupsim_file(&r, "scenarios/consumer-timeout.ini", "t-consumer-timeout", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_msg(num(&r, "fault_events_by_kind.consumer_timeout") >= 1, "%s", r.out);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.heartbeat_timeout"), 0);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	ck_assert_double_ge(num(&r, "duplicate_deliveries"), num(&r, "fault_events_by_kind.consumer_timeout"));
+	/* redelivered once the timeout (1 s) and at most a tick (250 ms) passed, while the 2 s work went on */
+	ck_assert_msg(num(&r, "gap_ms.p50") >= 900 && num(&r, "gap_ms.p50") <= 2500, "gap p50 %.0f ms",
+		      num(&r, "gap_ms.p50"));
+	result_release(&r);
+}
+END_TEST
+
+/* consumers.heartbeat: 4 s of blocking work misses a 1 s heartbeat; the broker closes, the message comes back. */
+START_TEST(test_heartbeat_missed_redelivers)
+{
+	const char *sets[] = { "run.messages=1500", "consumers.slow=0.3%", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/heartbeat-loss.ini", "t-heartbeat-loss", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_msg(num(&r, "fault_events_by_kind.heartbeat_timeout") >= 1, "%s", r.out);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.consumer_timeout"), 0);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	/* the broker waits two to three silent heartbeat intervals before it closes */
+	ck_assert_msg(num(&r, "gap_ms.p50") >= 2000, "gap p50 %.0f ms", num(&r, "gap_ms.p50"));
+	result_release(&r);
+}
+END_TEST
+
+/* The same consumers without slow work keep their heartbeats: no event, no duplicate. */
+START_TEST(test_heartbeat_kept_no_duplicates)
+{
+	const char *sets[] = { "run.messages=1500", "consumers.slow=0", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/heartbeat-loss.ini", "t-heartbeat-kept", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.heartbeat_timeout"), 0);
+	result_release(&r);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -1278,6 +1338,13 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_app_crash_loop_fails);
 	tcase_add_test(tc, test_app_api_faults);
 	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	/* issue 13, broker timeouts */
+	tc = tcase_create("timeouts");
+	tcase_add_test(tc, test_consumer_timeout_redelivers);
+	tcase_add_test(tc, test_heartbeat_missed_redelivers);
+	tcase_add_test(tc, test_heartbeat_kept_no_duplicates);
+	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -816,7 +816,42 @@ static const struct {
 	{ "[app]\nconsumer = ./worker.py\n[dedup]\nstore = tokyocabinet\n", NULL, 4, NULL,
 	  "dedup.store = tokyocabinet with app.consumer (line 2)", "allowed: none, or redis" },
 	{ "[app]\ninstances = 3\n", NULL, 2, NULL, "app.instances needs app.consumer", NULL },
+	/* issue 13, broker timeouts */
+	{ "[broker]\nurl = amqp://h/\nconsumer_timeout = 2s\n", NULL, 3, NULL,
+	  "broker.consumer_timeout needs broker.url = embedded (url is amqp://h/ (line 2))", "rabbitmq.conf" },
+	{ "[broker]\nconsumer_timeout = 2s\n", "broker.url=amqp://h/", 0, "--set broker.url: ",
+	  "broker.consumer_timeout needs broker.url = embedded", NULL },
+	{ "[consumers]\nslow = 1%\n", NULL, 2, NULL, "consumers.slow needs consumers.slow_work",
+	  "it is 0 (the default)" },
+	{ "[consumers]\nheartbeat = 1500ms\n", NULL, 2, NULL, "consumers.heartbeat = 1500ms is not whole seconds",
+	  "allowed: 0 (none) or 1s" },
+	{ "[app]\nconsumer = ./worker.py\n[consumers]\nheartbeat = 5s\n", NULL, 4, NULL,
+	  "consumers.heartbeat is for dupsim's own consumers", NULL },
 };
+
+/* issue 13, broker timeouts: the keys read, and an effective file reads back the same. */
+START_TEST(test_timeout_keys)
+{
+	struct scenario sc;
+	char path[64], err[1024];
+	const char *text = "[broker]\nconsumer_timeout = 2s\n[consumers]\nslow = 0.2%\nslow_work = 3s\n"
+			   "heartbeat = 5s\n[faults]\nrule = drop heartbeat from=client then=hang\n";
+
+	ck_assert_msg(load_text(&sc, text, path, sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(sc.broker.consumer_timeout_ns, 2 * SEC);
+	ck_assert(fabs(sc.consumers.slow - 0.002) < 1e-12);
+	ck_assert_uint_eq(sc.consumers.slow_work_ns, 3 * SEC);
+	ck_assert_uint_eq(sc.consumers.heartbeat_ns, 5 * SEC);
+	ck_assert_uint_eq(sc.faults.rules[0].method, RULE_METHOD_HEARTBEAT);
+	assert_round_trip(&sc);
+	scenario_release(&sc);
+	ck_assert_int_lt(load_text(&sc, "[broker]\nconsumer_timeout = 50ms\n", path, sizeof(path), err, sizeof(err)),
+			 0);
+	ck_assert_msg(strstr(err, "100ms..24h"), "%s", err);
+	scenario_release(&sc);
+}
+END_TEST
 
 START_TEST(test_bad_combo)
 {
@@ -1055,6 +1090,7 @@ Suite *scenario_suite(void)
 	tcase_add_test(tc, test_units);
 	tcase_add_test(tc, test_duration_resolution);
 	tcase_add_test(tc, test_all_keys);
+	tcase_add_test(tc, test_timeout_keys);
 	tcase_add_test(tc, test_other_values);
 	tcase_add_loop_test(tc, test_bad_file, 0, (int)(sizeof(bad_files) / sizeof(bad_files[0])));
 	tcase_add_test(tc, test_long_line);

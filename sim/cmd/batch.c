@@ -86,8 +86,8 @@ static int batch_prepare(struct batch *b, const char *kind)
 			 strerror(errno));
 		return -1;
 	}
-	/* a scenario that kills its broker: every run starts (and kills) a node of its own */
-	if (b->sc.faults.broker_crash_every_ns) {
+	/* a scenario that kills its broker (or sets its consumer_timeout): every run starts a node of its own */
+	if (b->sc.faults.broker_crash_every_ns || b->sc.broker.consumer_timeout_ns) {
 		if (!b->quiet)
 			log_line("%s: the scenario kills its broker: each run starts a private node of its own", kind);
 		return 0;

@@ -132,6 +132,8 @@ static uint64_t run_consumers(const struct run *r)
 /* What kind of fault event a rule makes of the connection it fires on. */
 static enum events_kind run_fault_kind(const struct rule *rule, enum proxy_dir d)
 {
+	if (rule->method == RULE_METHOD_HEARTBEAT) /* issue 13: a lost heartbeat ends its connection by a timeout */
+		return EVENTS_HEARTBEAT_TIMEOUT;
 	if (rule->action == RULE_CUT)
 		return EVENTS_RULE;
 	switch (rule->method) {
@@ -543,16 +545,18 @@ static int run_broker(struct run *r, char *err, size_t errlen)
 	char why[512];
 
 	if (strcmp(sc->broker.url, "embedded") == 0) {
-		/* a run that kills its broker gets a node of its own, never the shared one */
-		if (!sc->faults.broker_crash_every_ns && broker_find_persistent(r->broker_url, sizeof(r->broker_url)) == 0) {
+		/* a run that kills its broker or configures it (consumer_timeout) gets a node of its own, never the shared one */
+		if (!sc->faults.broker_crash_every_ns && !sc->broker.consumer_timeout_ns &&
+		    broker_find_persistent(r->broker_url, sizeof(r->broker_url)) == 0) {
 			if (!r->quiet)
 				log_line("using the node of `dupsim broker start` at %s", r->broker_url);
 		} else {
 			struct node_opts o = { .quiet = r->quiet };
+			struct rabbitmq_conf rc = { .consumer_timeout_ms = sc->broker.consumer_timeout_ns / NS_PER_MS };
 
 			if (!r->quiet)
 				log_line("starting a private RabbitMQ node (dupsim broker start keeps one up between runs)");
-			if (node_new(&r->broker, &rabbitmq_ops, &o, why, sizeof(why)) < 0)
+			if (rabbitmq_new(&r->broker, &o, &rc, why, sizeof(why)) < 0)
 				return log_seterr(err, errlen, "could not start a private RabbitMQ node: %s", why);
 			snprintf(r->broker_url, sizeof(r->broker_url), "%s", node_url(r->broker));
 		}
@@ -738,6 +742,19 @@ out:
 	free(copies);
 }
 
+/* issue 13: slow deliveries end sessions by the broker's timeouts, which the model does not predict. */
+static void run_model_timeouts(const struct scenario *sc, struct model_in *mi)
+{
+	if (scenario_has_app(sc) || sc->consumers.slow <= 0)
+		return;
+	if (sc->broker.consumer_timeout_ns && sc->consumers.slow_work_ns > sc->broker.consumer_timeout_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled),
+			 "slow deliveries past the consumer timeout (consumers.slow, broker.consumer_timeout)");
+	else if (sc->consumers.heartbeat_ns && sc->consumers.slow_work_ns >= 2 * sc->consumers.heartbeat_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled),
+			 "slow deliveries that miss heartbeats (consumers.slow, consumers.heartbeat)");
+}
+
 /*
  * The model's prediction for this run (sim/analysis/model.c): the scenario's keys, the
  * rules the proxy applied, and two figures the proxy measured during normal
@@ -773,6 +790,7 @@ static void run_model(const struct run *r, struct run_report *rep)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "faults the control API made (its rules, POST /cut)");
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
+	run_model_timeouts(sc, mi);
 	model_predict(mi, &rep->model);
 	{
 		struct model_in given;

@@ -58,6 +58,11 @@ enum scenario_key_id {
 	K_APP_CRASH_EVERY,
 	K_APP_RESTART_DELAY,
 	K_PROXY_API,
+	/* issue 13, broker timeouts */
+	K_BROKER_CONSUMER_TIMEOUT,
+	K_CONS_SLOW,
+	K_CONS_SLOW_WORK,
+	K_CONS_HEARTBEAT,
 	K_COUNT
 };
 
@@ -190,6 +195,16 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 				  .max = 10 * MIN, .allowed = "0..10m" },
 	[K_PROXY_API] = { "proxy", "api", KIND_HOSTPORT, S(proxy.api), SLEN(proxy.api),
 			  .allowed = "empty (no API), PORT (on 127.0.0.1) or HOST:PORT" },
+	/* issue 13, broker timeouts */
+	[K_BROKER_CONSUMER_TIMEOUT] = { "broker", "consumer_timeout", KIND_DURATION, S(broker.consumer_timeout_ns),
+					.min = 100 * MS, .max = 24 * HOUR, .zero_ok = true,
+					.allowed = "0 (the broker's default, 30m) or 100ms..24h" },
+	[K_CONS_SLOW] = { "consumers", "slow", KIND_PROB, S(consumers.slow) },
+	[K_CONS_SLOW_WORK] = { "consumers", "slow_work", KIND_DURATION, S(consumers.slow_work_ns), .min = 0,
+			       .max = 10 * MIN, .allowed = "0..10m" },
+	[K_CONS_HEARTBEAT] = { "consumers", "heartbeat", KIND_DURATION, S(consumers.heartbeat_ns), .min = SEC,
+			       .max = 65535 * SEC, .zero_ok = true,
+			       .allowed = "0 (none) or whole seconds 1s..65535s" },
 };
 
 static const char *const scenario_sections[] = { "run",	  "broker", "publishers", "consumers",
@@ -1226,6 +1241,47 @@ static void warmup_say(const struct scenario *sc, const char *hk, const char *ho
 		 scenario_schedule_in_warmup(sc)->text, clock_fmt_duration(sc->faults.warmup_ns, d, sizeof(d)), hk);
 }
 
+/* issue 13, broker timeouts: consumer_timeout is set on a node dupsim starts, never on another broker */
+static bool consumer_timeout_broken(const struct scenario *sc)
+{
+	return sc->broker.consumer_timeout_ns > 0 && strcmp(sc->broker.url, "embedded") != 0;
+}
+
+static void consumer_timeout_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len,
+		 "broker.consumer_timeout needs broker.url = embedded (url is %s%s): dupsim sets it in the config "
+		 "of a node it starts; set it on your broker (consumer_timeout in rabbitmq.conf) and drop the key",
+		 sc->broker.url, ho);
+}
+
+static bool slow_broken(const struct scenario *sc)
+{
+	return sc->consumers.slow > 0 && sc->consumers.slow_work_ns == 0;
+}
+
+static void slow_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	snprintf(buf, len, "consumers.slow needs consumers.slow_work, how long a slow delivery takes (it is 0%s); "
+		 "set slow_work, e.g. 3s, or slow = 0", ho);
+}
+
+static bool heartbeat_broken(const struct scenario *sc)
+{
+	return sc->consumers.heartbeat_ns % SEC != 0;
+}
+
+static void heartbeat_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	char d[32];
+
+	(void)ho, (void)hk;
+	snprintf(buf, len, "consumers.heartbeat = %s is not whole seconds: AMQP negotiates the heartbeat in seconds; "
+		 "allowed: 0 (none) or 1s, 2s, ...", clock_fmt_duration(sc->consumers.heartbeat_ns, d, sizeof(d)));
+}
+
 static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_CONS_ACK_EVERY, K_CONS_PREFETCH, ack_every_broken, ack_every_say },
 	{ K_FAULT_COMMIT_OK_LOSS, K_PUB_MODE, commit_ok_broken, commit_ok_say },
@@ -1239,6 +1295,10 @@ static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_DEDUP_URL, K_DEDUP_STORE, url_broken, url_say },
 	{ K_FAULT_COOLDOWN, K_RUN_DRAIN_TIMEOUT, cooldown_broken, cooldown_say },
 	{ K_FAULT_WARMUP, K_FAULT_SCHEDULE, warmup_broken, warmup_say },
+	/* issue 13, broker timeouts */
+	{ K_BROKER_CONSUMER_TIMEOUT, K_BROKER_URL, consumer_timeout_broken, consumer_timeout_say },
+	{ K_CONS_SLOW, K_CONS_SLOW_WORK, slow_broken, slow_say },
+	{ K_CONS_HEARTBEAT, K_CONS_HEARTBEAT, heartbeat_broken, heartbeat_say },
 };
 
 /* store = none with a key that describes a store: the first such key set away from its default. */
@@ -1270,6 +1330,7 @@ static int scenario_check_store_none(const struct scenario *sc, char *err, size_
 static const int app_refused[] = {
 	K_CONS_COUNT, K_CONS_PREFETCH, K_CONS_ACK_EVERY, K_CONS_WORK, K_FAULT_CONSUMER_CRASH, K_FAULT_CONSUMER_CRASH_AT,
 	K_DEDUP_SCOPE, K_DEDUP_TTL, K_DEDUP_CAPACITY, K_DEDUP_CHECK, K_DEDUP_MARK, K_DEDUP_SYNC,
+	K_CONS_SLOW, K_CONS_SLOW_WORK, K_CONS_HEARTBEAT, /* issue 13, broker timeouts */
 };
 /* Keys that mean something only with [app] consumer. */
 static const int app_only[] = { K_APP_INSTANCES, K_APP_CRASH_EVERY, K_APP_RESTART_DELAY };

@@ -43,7 +43,7 @@ enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 43  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 47  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -60,6 +60,7 @@ struct scenario {
 		char queue[SCENARIO_STR_MAX + 1];
 		enum scenario_queue_type queue_type;
 		bool keep_queue; /* leave the queue's content after the run */
+		uint64_t consumer_timeout_ns; /* the private node's delivery ack timeout; 0 = the broker's default */
 	} broker;
 	struct {
 		uint64_t count; /* connections */
@@ -74,6 +75,9 @@ struct scenario {
 		uint64_t prefetch; /* basic.qos prefetch count; 0 = no limit */
 		uint64_t ack_every; /* 1 = ack each message; k = one multiple-ack per k */
 		uint64_t work_ns;   /* simulated processing time per message */
+		double slow;	      /* per delivery: work slow_work_ns instead of work_ns */
+		uint64_t slow_work_ns;
+		uint64_t heartbeat_ns; /* AMQP heartbeat the consumers ask for (whole seconds); 0 = none */
 	} consumers;
 	struct {
 		double commit_ok_loss; /* shortcut: drop tx.commit-ok from=broker */

@@ -30,7 +30,11 @@ struct rabbitmq {
 	char epmd_marker[PROC_MARKER_MAX];
 	char epmd_log[PATH_MAX];
 	struct strv epmd_argv, epmd_envp;
+	struct rabbitmq_conf conf;
 };
+
+/* rabbitmq_new's settings on their way into configure (node_new has no slot for a kind's options). */
+static _Thread_local const struct rabbitmq_conf *rmq_pending;
 
 static struct rabbitmq *rmq(struct node *n)
 {
@@ -87,6 +91,41 @@ static int rmq_check(struct node *n, char *err, size_t errlen)
 	return 0;
 }
 
+uint64_t rabbitmq_tick_ms(uint64_t consumer_timeout_ms)
+{
+	uint64_t t = consumer_timeout_ms / 4;
+
+	if (!consumer_timeout_ms)
+		return 0;
+	return t < 100 ? 100 : t > 60000 ? 60000 : t;
+}
+
+/* The tick that checks consumer_timeout: advanced.config, as the schema of rabbitmq.conf has no key for it. */
+static int rmq_timeout_files(struct node *n, char *err, size_t errlen)
+{
+	uint64_t ms = rmq(n)->conf.consumer_timeout_ms;
+	char text[160];
+
+	if (!ms)
+		return 0;
+	snprintf(text, sizeof(text), "[{rabbit, [{channel_tick_interval, %llu}]}].\n",
+		 (unsigned long long)rabbitmq_tick_ms(ms));
+	if (node_write_file(n, "etc/advanced.config", text, err, errlen) < 0)
+		return NODE_ESYS;
+	return 0;
+}
+
+int rabbitmq_new(struct node **out, const struct node_opts *opts, const struct rabbitmq_conf *conf, char *err,
+		 size_t errlen)
+{
+	int rc;
+
+	rmq_pending = conf;
+	rc = node_new(out, &rabbitmq_ops, opts, err, errlen);
+	rmq_pending = NULL;
+	return rc;
+}
+
 static int rmq_files(struct node *n, char *err, size_t errlen)
 {
 	static const char *const sub[] = { "etc", "etc/conf.d", "home", "log", "mnesia" };
@@ -105,11 +144,14 @@ static int rmq_files(struct node *n, char *err, size_t errlen)
 		 "log.console = false\n"
 		 "log.file.level = info\n",
 		 n->ports[RABBITMQ_PORT_AMQP]);
+	if (rmq(n)->conf.consumer_timeout_ms)
+		snprintf(conf + strlen(conf), sizeof(conf) - strlen(conf), "consumer_timeout = %llu\n",
+			 (unsigned long long)rmq(n)->conf.consumer_timeout_ms);
 	if (node_write_file(n, "etc/rabbitmq.conf", conf, err, errlen) < 0 ||
 	    node_write_file(n, "etc/enabled_plugins", "[].\n", err, errlen) < 0 ||
 	    node_write_file(n, "etc/rabbitmq-env.conf", "", err, errlen) < 0)
 		return NODE_ESYS;
-	return 0;
+	return rmq_timeout_files(n, err, errlen);
 }
 
 /* PATH for the node and its epmd: the caller's with a custom server (a test's fake), else a fixed one. */
@@ -184,6 +226,8 @@ static int rmq_configure(struct node *n, char *err, size_t errlen)
 	struct rabbitmq *r = rmq(n);
 	int rc;
 
+	if (rmq_pending)
+		r->conf = *rmq_pending;
 	node_helper_marker(n, "epmd", r->epmd_marker, sizeof(r->epmd_marker));
 	snprintf(r->epmd_log, sizeof(r->epmd_log), "%s/log/epmd.log", n->dir);
 	snprintf(n->url, sizeof(n->url), "amqp://guest:guest@127.0.0.1:%u/", n->ports[RABBITMQ_PORT_AMQP]);

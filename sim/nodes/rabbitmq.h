@@ -17,6 +17,26 @@
  */
 extern const struct node_ops rabbitmq_ops;
 
+/*
+ * Settings of a private node's rabbit application beyond the defaults.
+ * consumer_timeout_ms: the delivery acknowledgement timeout, 0 = the
+ * broker's default (30 minutes). RabbitMQ checks it on each channel's tick
+ * (rabbit_channel.erl, handle_info(tick) -> evaluate_consumer_timeout),
+ * every channel_tick_interval ms, 60000 by default and settable only in
+ * advanced.config: with a timeout the node ticks every timeout / 4 (at
+ * least 100 ms, at most 60 s), so a timeout fires within a quarter of
+ * itself instead of up to a minute late.
+ */
+struct rabbitmq_conf {
+	uint64_t consumer_timeout_ms;
+};
+
+/* node_new with rabbitmq_ops and these settings (NULL: none) written into the node's config. */
+int rabbitmq_new(struct node **out, const struct node_opts *opts, const struct rabbitmq_conf *conf, char *err,
+		 size_t errlen);
+/* The channel tick interval a node with this consumer timeout gets (ms); 0: the broker's default. */
+uint64_t rabbitmq_tick_ms(uint64_t consumer_timeout_ms);
+
 enum rabbitmq_port { RABBITMQ_PORT_AMQP, RABBITMQ_PORT_DIST, RABBITMQ_PORT_EPMD };
 /* One of a rabbitmq node's three ports. */
 uint16_t rabbitmq_port(const struct node *n, enum rabbitmq_port which);

@@ -322,13 +322,11 @@ static void pconn_note_deliver(struct pconn *c, uint16_t ch, uint64_t tag)
 		t->max_tag = tag;
 }
 
-/* A rule fired on a method frame of direction d: tell, then decide what becomes of the frame. */
-static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_info *fi, int hit, uint64_t deliver_tag,
-				     uint64_t now)
+/* Rule hit fired on a frame of direction d: the run's callback and the log hear of it. */
+static void proxy_tell_fault(struct pconn *c, int d, int hit, uint64_t now)
 {
 	struct proxy *px = c->px;
 	const struct rule *r = &px->rules.rules[hit];
-	bool content = amqp_method_has_content(frame_method_number(fi));
 
 	if (px->cfg.on_fault) {
 		struct proxy_fault f = { .time_ns = now, .rule = (size_t)px->rules.id[hit] - 1, .r = r,
@@ -339,6 +337,17 @@ static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_
 	}
 	if (px->cfg.log_faults)
 		relay_log(px->relay, c->peer, "rule fired: %s", r->text);
+}
+
+/* A rule fired on a method frame of direction d: tell, then decide what becomes of the frame. */
+static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_info *fi, int hit, uint64_t deliver_tag,
+				     uint64_t now)
+{
+	struct proxy *px = c->px;
+	const struct rule *r = &px->rules.rules[hit];
+	bool content = amqp_method_has_content(frame_method_number(fi));
+
+	proxy_tell_fault(c, d, hit, now);
 	if (r->action == RULE_CUT) {
 		pconn_note_deliver(c, fi->channel, deliver_tag);
 		px->stats.cuts++;
@@ -366,7 +375,7 @@ static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_
  * fault's time (*now) is the one the windows were judged at, so a fault
  * reported never lies outside its rule's window. -1: none fires.
  */
-static int proxy_decide(struct proxy *px, struct pconn *c, const struct frame_info *fi, int d, uint64_t *now)
+static int proxy_decide(struct proxy *px, struct pconn *c, uint32_t method, int d, uint64_t *now)
 {
 	uint64_t t;
 
@@ -376,7 +385,34 @@ static int proxy_decide(struct proxy *px, struct pconn *c, const struct frame_in
 	t = *now > px->base_ns ? *now - px->base_ns : 0;
 	if (t < px->warmup_ns)
 		return -1;
-	return rule_set_decide_at(&px->rules, &c->rules, frame_method_number(fi), dir_from[d], t);
+	return rule_set_decide_at(&px->rules, &c->rules, method, dir_from[d], t);
+}
+
+/*
+ * A heartbeat frame: rules on METHOD heartbeat apply as to a method without
+ * content. A hang swallows it and keeps the connection: the peer closes
+ * after its heartbeat timeout unless other frames keep it alive.
+ */
+static enum relay_verdict proxy_judge_heartbeat(struct proxy *px, struct pconn *c, int d)
+{
+	uint64_t now = 0;
+	int hit = proxy_decide(px, c, RULE_METHOD_HEARTBEAT, d, &now);
+	const struct rule *r;
+
+	if (hit < 0)
+		return RELAY_FORWARD;
+	r = &px->rules.rules[hit];
+	proxy_tell_fault(c, d, hit, now);
+	if (r->action == RULE_CUT) {
+		px->stats.cuts++;
+		return RELAY_FORWARD_CUT;
+	}
+	px->stats.drops++;
+	if (r->then == RULE_THEN_CLOSE) {
+		px->stats.cuts++;
+		return RELAY_CUT;
+	}
+	return RELAY_SWALLOW;
 }
 
 /* The relay's judge: a whole frame arrived on direction d; count it, apply the rules. */
@@ -414,11 +450,13 @@ static enum relay_verdict proxy_judge_frame(void *arg, void *conn, enum relay_di
 	}
 	if (fi->type == FRAME_HEADER && c->npending > 0 && d == RELAY_TO_CLIENT)
 		pconn_tap_header(c, fi, frame, true);
+	if (fi->type == FRAME_HEARTBEAT)
+		return proxy_judge_heartbeat(px, c, d);
 	if (fi->type != FRAME_METHOD)
 		return RELAY_FORWARD;
 	px->stats.method_seen[d][frame_method_index(frame_method_number(fi))]++;
 	pconn_observe(c, d, fi, frame, &deliver_tag);
-	hit = proxy_decide(px, c, fi, d, &now);
+	hit = proxy_decide(px, c, frame_method_number(fi), d, &now);
 	if (hit >= 0)
 		return pconn_fire(c, d, fi, hit, deliver_tag, now);
 	pconn_note_deliver(c, fi->channel, deliver_tag);

@@ -19,6 +19,8 @@ static const char *const kind_names[EVENTS_KINDS] = {
 	[EVENTS_CONNECTION_LOST] = "connection_lost",
 	[EVENTS_APP_CRASH] = "app_crash",
 	[EVENTS_APP_EXIT] = "app_exit",
+	[EVENTS_CONSUMER_TIMEOUT] = "consumer_timeout",
+	[EVENTS_HEARTBEAT_TIMEOUT] = "heartbeat_timeout",
 	[EVENTS_UNATTRIBUTED] = "unattributed",
 };
 

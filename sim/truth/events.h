@@ -35,6 +35,9 @@ enum events_kind {
 	EVENTS_CONNECTION_LOST, /* the connection died, no fault of the run's on it (a timeout, an error) */
 	EVENTS_APP_CRASH,	/* [app]: dupsim killed the app instance that held it (kill -9) */
 	EVENTS_APP_EXIT,	/* [app]: the app instance that held it exited on its own */
+	/* issue 13, broker timeouts */
+	EVENTS_CONSUMER_TIMEOUT,   /* the broker closed the channel: delivery acknowledgement timed out (consumer_timeout) */
+	EVENTS_HEARTBEAT_TIMEOUT,  /* missed heartbeats (the broker's timeout, the client's, or a heartbeat rule) */
 	EVENTS_UNATTRIBUTED,	/* duplicates the ledger could not tie to a session (a bug if ever > 0) */
 	EVENTS_KINDS
 };

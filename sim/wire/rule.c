@@ -23,14 +23,29 @@ const char *rule_from_name(enum rule_from f)
 	}
 }
 
+const char *rule_method_name(uint32_t method)
+{
+	return method == RULE_METHOD_HEARTBEAT ? "heartbeat" : frame_method_name(method);
+}
+
+/* METHOD: an AMQP method name, or `heartbeat`. 0, or -1 for an unknown name. */
+static int rule_method_lookup(const char *name, uint32_t *method)
+{
+	if (strcmp(name, "heartbeat") == 0) {
+		*method = RULE_METHOD_HEARTBEAT;
+		return 0;
+	}
+	return frame_method_lookup(name, method);
+}
+
 /* The method name closest to a misspelt one, or NULL when nothing is close. */
 static const char *rule_nearest_method(const char *name)
 {
 	const char *best = NULL;
 	size_t best_d = 4;
 
-	for (size_t i = 0; i < frame_method_count(); i++) {
-		const char *m = frame_method_name(frame_method_at(i));
+	for (size_t i = 0; i <= frame_method_count(); i++) {
+		const char *m = i < frame_method_count() ? frame_method_name(frame_method_at(i)) : "heartbeat";
 		size_t d = parse_edit_distance(name, m);
 
 		if (d < best_d) {
@@ -52,7 +67,7 @@ static void rule_canonical(struct rule *r)
 			     clock_fmt_duration(r->until_ns, b, sizeof(b)));
 	}
 	n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, "%s %s", r->action == RULE_DROP ? "drop" : "cut",
-		      frame_method_name(r->method));
+		      rule_method_name(r->method));
 
 	if (r->from != RULE_FROM_ANY)
 		n += snprintf(r->text + n, sizeof(r->text) - (size_t)n, " from=%s", rule_from_name(r->from));
@@ -154,7 +169,7 @@ int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 	if (!tok)
 		return log_seterr(err, errlen, "rule '%s': missing METHOD after '%s' (e.g. tx.commit-ok, basic.ack)",
 				text, r->action == RULE_DROP ? "drop" : "cut");
-	if (frame_method_lookup(tok, &r->method) < 0) {
+	if (rule_method_lookup(tok, &r->method) < 0) {
 		const char *near = rule_nearest_method(tok);
 
 		if (near)
@@ -162,7 +177,7 @@ int rule_parse(const char *text, struct rule *r, char *err, size_t errlen)
 					tok, near);
 		return log_seterr(err, errlen,
 				"rule '%s': unknown method '%s'; methods are AMQP names like tx.commit-ok, "
-				"basic.ack, basic.nack, confirm.select-ok",
+				"basic.ack, basic.nack, confirm.select-ok, or heartbeat",
 				text, tok);
 	}
 

@@ -27,6 +27,15 @@ enum rule_from {
 
 #define RULE_TEXT_MAX 160
 
+/*
+ * METHOD `heartbeat`: heartbeat frames (type 8), which have no class and
+ * method. No AMQP class is numbered 8, so this number names no method.
+ */
+#define RULE_METHOD_HEARTBEAT ((uint32_t)8 << 16)
+
+/* The rule name of a method number (`basic.ack`, `heartbeat`), NULL for an unknown number. */
+const char *rule_method_name(uint32_t method);
+
 struct rule {
 	enum rule_action action;
 	uint32_t method; /* class << 16 | method */

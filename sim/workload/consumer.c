@@ -25,6 +25,8 @@ struct cons_state {
 	uint64_t unacked;	/* deliveries handled since the last ack frame */
 	uint64_t last_tag;
 	struct rng crash_rng;
+	struct rng slow_rng;	/* consumers.slow: which deliveries work slow_work */
+	uint64_t away_max_ns;	/* this connection's longest work, out of librabbitmq-c (no heartbeats sent) */
 	size_t deferred[DEFERRED_MAX]; /* messages whose insert is queued, not yet visible */
 	size_t ndeferred;
 };
@@ -70,7 +72,24 @@ static int cons_connect(struct cons_state *s)
 		return -1;
 	}
 	s->unacked = 0;
+	s->away_max_ns = 0;
 	return 0;
+}
+
+/*
+ * The connection failed under the library (no close from the broker). With
+ * heartbeats, a failure after work that kept the consumer out of the library
+ * for two heartbeat intervals or more is the broker's heartbeat timeout (it
+ * closes the socket after 2 to 3 silent intervals, with no close method), and
+ * AMQP_STATUS_HEARTBEAT_TIMEOUT is librabbitmq-c's own, the broker silent.
+ */
+static void cons_lost(struct cons_state *s, int library_error, const char *why)
+{
+	uint64_t hb = (uint64_t)s->sess.heartbeat_s * NS_PER_S;
+
+	if (hb && (library_error == AMQP_STATUS_HEARTBEAT_TIMEOUT || s->away_max_ns >= 2 * hb))
+		session_end(&s->sess, EVENTS_HEARTBEAT_TIMEOUT);
+	cons_drop(s, why);
 }
 
 static int cons_flush_acks(struct cons_state *s)
@@ -249,8 +268,15 @@ static void cons_process(struct cons_state *s, struct cons_delivery *d)
 {
 	struct ledger *l = s->w->ledger;
 
-	if (s->w->sc->consumers.work_ns)
-		clock_sleep_ns(s->w->sc->consumers.work_ns);
+	const struct scenario *sc = s->w->sc;
+	uint64_t work = sc->consumers.work_ns;
+
+	if (sc->consumers.slow > 0 && rng_unit(&s->slow_rng) < sc->consumers.slow)
+		work = sc->consumers.slow_work_ns;
+	if (work)
+		clock_sleep_ns(work);
+	if (work > s->away_max_ns)
+		s->away_max_ns = work;
 	ledger_note_executed(l, d->m, s->c->id, clock_now_ns(), d->published >= 0 ? l->t0_ns + (uint64_t)d->published : 0,
 			     d->accept, d->looked_up, d->seen ? d->charge : 0);
 	atomic_fetch_add(&s->w->executions, 1);
@@ -326,16 +352,67 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	return cons_ack(s, e->delivery_tag);
 }
 
-/* A frame other than a delivery arrived: a close or a cancel ends the connection. */
+/* A channel.close for an unacked delivery held past consumer_timeout (rabbit_channel's PRECONDITION_FAILED). */
+static bool cons_is_ack_timeout(const amqp_frame_t *f)
+{
+	const amqp_channel_close_t *m = f->payload.method.decoded;
+	static const char needle[] = "delivery acknowledgement";
+
+	if (f->payload.method.id != AMQP_CHANNEL_CLOSE_METHOD || !m || m->reply_code != AMQP_PRECONDITION_FAILED)
+		return false;
+	for (size_t i = 0; i + sizeof(needle) - 1 <= m->reply_text.len; i++)
+		if (memcmp((const char *)m->reply_text.bytes + i, needle, sizeof(needle) - 1) == 0)
+			return true;
+	return false;
+}
+
+/* A frame other than a delivery arrived: a close or a cancel ends the connection (what was unacked comes back). */
 static void cons_other_frame(struct cons_state *s, struct timeval *tv)
 {
 	amqp_frame_t f;
+	int rc = amqp_simple_wait_frame_noblock(s->sess.conn, &f, tv);
+	uint32_t id;
 
-	if (amqp_simple_wait_frame_noblock(s->sess.conn, &f, tv) != AMQP_STATUS_OK ||
-	    (f.frame_type == AMQP_FRAME_METHOD &&
-	     (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD || f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-	      f.payload.method.id == AMQP_BASIC_CANCEL_METHOD)))
-		cons_drop(s, "closed by the broker");
+	if (rc != AMQP_STATUS_OK) {
+		cons_lost(s, rc, amqp_error_string2(rc));
+		return;
+	}
+	id = f.frame_type == AMQP_FRAME_METHOD ? f.payload.method.id : 0;
+	if (id != AMQP_CHANNEL_CLOSE_METHOD && id != AMQP_CONNECTION_CLOSE_METHOD && id != AMQP_BASIC_CANCEL_METHOD)
+		return;
+	if (cons_is_ack_timeout(&f)) {
+		session_end(&s->sess, EVENTS_CONSUMER_TIMEOUT);
+		cons_drop(s, "channel closed by the broker: delivery acknowledgement timed out (consumer_timeout)");
+		return;
+	}
+	cons_drop(s, "closed by the broker");
+}
+
+/*
+ * The run is over: a close the broker sent, or a socket it closed, while
+ * this consumer was at work may wait unread. Its session still gets its kind
+ * (the duplicates charged to it came from that close). Frames only, so no
+ * delivery reaches the ledger now: what is unread goes back to the queue.
+ */
+static void cons_last_frames(struct cons_state *s)
+{
+	uint64_t hb = (uint64_t)s->sess.heartbeat_s * NS_PER_S;
+
+	for (int i = 0; i < 100000 && s->sess.event; i++) {
+		struct timeval zero = { 0, 0 };
+		amqp_frame_t f;
+		int rc = amqp_simple_wait_frame_noblock(s->sess.conn, &f, &zero);
+
+		if (rc == AMQP_STATUS_TIMEOUT)
+			return;
+		if (rc != AMQP_STATUS_OK) {
+			if (hb && (rc == AMQP_STATUS_HEARTBEAT_TIMEOUT || s->away_max_ns >= 2 * hb))
+				session_end(&s->sess, EVENTS_HEARTBEAT_TIMEOUT);
+			return;
+		}
+		if (f.frame_type == AMQP_FRAME_METHOD && cons_is_ack_timeout(&f))
+			session_end(&s->sess, EVENTS_CONSUMER_TIMEOUT);
+	}
 }
 
 void *consumer_main(void *arg)
@@ -351,6 +428,8 @@ void *consumer_main(void *arg)
 
 	session_init(&s.sess, c->w, EVENTS_CONSUMER, c->id, c->error, sizeof(c->error));
 	rng_seed(&s.crash_rng, sc->run.seed * 1000003u + c->id);
+	rng_seed(&s.slow_rng, sc->run.seed * 1000033u + c->id + 0x510u);
+	s.sess.heartbeat_s = (int)(sc->consumers.heartbeat_ns / NS_PER_S);
 	while (!atomic_load(&s.w->stop)) {
 		amqp_envelope_t e;
 		amqp_rpc_reply_t r;
@@ -366,7 +445,7 @@ void *consumer_main(void *arg)
 			if (s.c->store)
 				cons_flush_deferred(&s);
 			if (cons_flush_acks(&s) < 0)
-				cons_drop(&s, "ack failed: connection lost");
+				cons_lost(&s, 0, "ack failed: connection lost");
 			continue;
 		}
 		if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
@@ -374,12 +453,15 @@ void *consumer_main(void *arg)
 			continue;
 		}
 		if (!mq_ok(r)) {
-			cons_drop(&s, mq_reply_str(r, why, sizeof(why)));
+			if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+				cons_lost(&s, r.library_error, mq_reply_str(r, why, sizeof(why)));
+			else
+				cons_drop(&s, mq_reply_str(r, why, sizeof(why)));
 			continue;
 		}
 		session_ok(&s.sess);
 		if (cons_handle(&s, &e) < 0)
-			cons_drop(&s, "ack failed: connection lost");
+			cons_lost(&s, 0, "ack failed: connection lost");
 		/* a crash dropped the connection already */
 		amqp_destroy_envelope(&e);
 	}
@@ -387,6 +469,8 @@ void *consumer_main(void *arg)
 		cons_flush_deferred(&s);
 	if (s.sess.conn)
 		cons_flush_acks(&s);
+	if (s.sess.conn)
+		cons_last_frames(&s);
 	session_release(&s.sess);
 	return NULL;
 }

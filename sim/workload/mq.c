@@ -70,6 +70,12 @@ const char *mq_reply_str(amqp_rpc_reply_t r, char *buf, size_t len)
 
 amqp_connection_state_t mq_open(const struct mq_target *t, int timeout_ms, char *err, size_t errlen)
 {
+	return mq_open_heartbeat(t, timeout_ms, 0, err, errlen);
+}
+
+amqp_connection_state_t mq_open_heartbeat(const struct mq_target *t, int timeout_ms, int heartbeat_s, char *err,
+					  size_t errlen)
+{
 	amqp_connection_state_t c = amqp_new_connection();
 	amqp_socket_t *s;
 	struct timeval tv;
@@ -92,7 +98,7 @@ amqp_connection_state_t mq_open(const struct mq_target *t, int timeout_ms, char 
 	}
 	amqp_set_handshake_timeout(c, &tv);
 	amqp_set_rpc_timeout(c, &tv);
-	r = amqp_login(c, t->vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, t->user, t->pass);
+	r = amqp_login(c, t->vhost, 0, 131072, heartbeat_s, AMQP_SASL_METHOD_PLAIN, t->user, t->pass);
 	if (!mq_ok(r)) {
 		log_seterr(err, errlen, "login as '%s' at %s:%u failed: %s", t->user, t->host, t->port,
 			 mq_reply_str(r, why, sizeof(why)));

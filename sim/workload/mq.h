@@ -28,6 +28,13 @@ int mq_parse_url(const char *url, struct mq_target *t, char *err, size_t errlen)
  * connection: mq_close() it.
  */
 amqp_connection_state_t mq_open(const struct mq_target *t, int timeout_ms, char *err, size_t errlen);
+/*
+ * Same, asking for an AMQP heartbeat of heartbeat_s seconds (0: none).
+ * librabbitmq-c sends heartbeats only while the caller is inside one of its
+ * calls: a caller away longer than the broker's timeout loses the connection.
+ */
+amqp_connection_state_t mq_open_heartbeat(const struct mq_target *t, int timeout_ms, int heartbeat_s, char *err,
+					  size_t errlen);
 /* Same, host and port given, guest/guest on vhost "/". */
 amqp_connection_state_t mq_open_local(uint16_t port, int timeout_ms, char *err, size_t errlen);
 

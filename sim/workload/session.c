@@ -16,7 +16,7 @@ int session_connect(struct session *s, uint64_t *down_for)
 {
 	char err[256];
 
-	s->conn = mq_open(&s->w->via, 5000, err, sizeof(err));
+	s->conn = mq_open_heartbeat(&s->w->via, 5000, s->heartbeat_s, err, sizeof(err));
 	if (!s->conn) {
 		uint64_t now = clock_now_ns();
 

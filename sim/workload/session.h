@@ -22,6 +22,7 @@ struct session {
 	uint32_t opened;	      /* connections opened so far */
 	uint64_t backoff_ns;	      /* sleep after the next drop */
 	uint64_t down_since;	      /* first failed connect since the last connection; 0: connected */
+	int heartbeat_s;	      /* AMQP heartbeat asked for at connect; 0 none */
 	char *error;		      /* the worker's "last problem" text, for the report */
 	size_t errlen;
 };
