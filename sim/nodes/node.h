@@ -115,6 +115,7 @@ struct node_ops {
 	size_t size;		     /* of the kind's struct */
 	int nports;		     /* free distinct loopback ports in ports[]; ports[0] is the clients' */
 	int ready_digits;	     /* decimals of the "ready in" line */
+	int stop_signal;	     /* what node_stop sends; 0: SIGTERM */
 	/* Finds the binaries; NODE_EBIN with err. */
 	int (*check)(struct node *n, char *err, size_t errlen);
 	/* With ports chosen and argv/envp empty: url, config files, argv and envp. 0 or a code with err. */
