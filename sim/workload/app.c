@@ -42,6 +42,8 @@ static int app_env(const struct app *a, unsigned i, struct strv *env)
 	rc |= strv_addf(env, "DUPSIM_EFFECTS=%s", appview_effects_path(c->view, i));
 	if (c->redis_url)
 		rc |= strv_addf(env, "DUPSIM_REDIS_URL=%s", c->redis_url);
+	if (c->pg_url)
+		rc |= strv_addf(env, "DUPSIM_PG_URL=%s", c->pg_url);
 	rc |= strv_addf(env, "DUPSIM_INSTANCE=%u", i);
 	rc |= strv_addf(env, "DUPSIM_SEED=%llu", (unsigned long long)c->sc->run.seed);
 	rc |= strv_addf(env, "%s", a->inst[i].marker);

@@ -38,6 +38,7 @@ struct app_config {
 	const char *dir;       /* the run's results folder */
 	const char *amqp_url;  /* DUPSIM_AMQP_URL: the fault proxy */
 	const char *redis_url; /* DUPSIM_REDIS_URL, or NULL */
+	const char *pg_url;    /* DUPSIM_PG_URL, or NULL */
 	struct appview *view;  /* effects files, and told of every kill */
 };
 
