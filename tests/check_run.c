@@ -1205,6 +1205,35 @@ START_TEST(test_schedule_windows)
 }
 END_TEST
 
+/* ---------- issue 13, the transactional inbox (dedup.store = postgres) ---------- */
+
+/*
+ * scenarios/inbox.ini at each crash point, with ack and CommitOk loss: the
+ * id and the effect commit together, so 0 duplicates processed and 0 lost,
+ * while the faults really made duplicate deliveries.
+ */
+static const char *const inbox_crash_points[] = { "before-mark", "after-mark", "after-process" };
+
+START_TEST(test_inbox_exactly_once)
+{
+	char at[64];
+	const char *sets[] = { "run.messages=3000", at, NULL };
+	struct result r;
+
+	snprintf(at, sizeof(at), "faults.consumer_crash_at=%s", inbox_crash_points[_i]);
+	run_dupsim_file(&r, "scenarios/inbox.ini", "t-inbox", sets, 0);
+	assert_ok(&r);
+	ck_assert_msg(num(&r, "faults.consumer_crashes") >= 1, "%s: no crash\n%s", at, r.out);
+	ck_assert_msg(num(&r, "duplicate_deliveries") >= 1, "%s: no duplicate delivery\n%s", at, r.out);
+	ck_assert_msg(num(&r, "duplicates_processed") == 0, "%s: duplicates processed %g", at,
+		      num(&r, "duplicates_processed"));
+	ck_assert_msg(num(&r, "lost") == 0, "%s: lost %g", at, num(&r, "lost"));
+	ck_assert_double_eq(num(&r, "wrongly_suppressed"), 0);
+	ck_assert_double_eq(num(&r, "dedup.errors"), 0);
+	result_release(&r);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -1255,6 +1284,12 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_app_crash_loop_fails);
 	tcase_add_test(tc, test_app_api_faults);
 	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	/* issue 13: the transactional inbox */
+	tc = tcase_create("inbox");
+	tcase_add_loop_test(tc, test_inbox_exactly_once, 0,
+			    (int)(sizeof(inbox_crash_points) / sizeof(inbox_crash_points[0])));
+	tcase_set_timeout(tc, 90);
 	suite_add_tcase(s, tc);
 	return s;
 }
