@@ -71,23 +71,31 @@ static int pg_check(struct node *n, char *err, size_t errlen)
 
 	if (env && *env)
 		snprintf(p->bin, sizeof(p->bin), "%s", env);
-	else if (pg_find_bin(p->bin, sizeof(p->bin)) < 0)
-		return log_seterr(err, errlen, "no PostgreSQL in %s/<version>/bin (install postgresql, or set "
-				  "DUPSIM_PG_BIN to the folder of initdb and postgres)", PG_LIB), NODE_EBIN;
+	else if (pg_find_bin(p->bin, sizeof(p->bin)) < 0) {
+		log_seterr(err, errlen, "no PostgreSQL in %s/<version>/bin (install postgresql, or set "
+			   "DUPSIM_PG_BIN to the folder of initdb and postgres)", PG_LIB);
+		return NODE_EBIN;
+	}
 	snprintf(path, sizeof(path), "%s/initdb", p->bin);
-	if (access(path, X_OK) < 0)
-		return log_seterr(err, errlen, "cannot run %s: %s (install postgresql, or set DUPSIM_PG_BIN)", path,
-				  strerror(errno)), NODE_EBIN;
+	if (access(path, X_OK) < 0) {
+		log_seterr(err, errlen, "cannot run %s: %s (install postgresql, or set DUPSIM_PG_BIN)", path,
+			   strerror(errno));
+		return NODE_EBIN;
+	}
 	p->as_root = geteuid() == 0;
 	if (!p->as_root)
 		return 0;
 	pw = getpwnam(RUN_AS);
-	if (!pw || pw->pw_uid == 0)
-		return log_seterr(err, errlen, "running as root, PostgreSQL needs an unprivileged user: no user '%s'",
-				  RUN_AS), NODE_EBIN;
-	if (access(SETPRIV, X_OK) < 0)
-		return log_seterr(err, errlen, "running as root, PostgreSQL runs as %s through %s: %s (install "
-				  "util-linux)", RUN_AS, SETPRIV, strerror(errno)), NODE_EBIN;
+	if (!pw || pw->pw_uid == 0) {
+		log_seterr(err, errlen, "running as root, PostgreSQL needs an unprivileged user: no user '%s'",
+			   RUN_AS);
+		return NODE_EBIN;
+	}
+	if (access(SETPRIV, X_OK) < 0) {
+		log_seterr(err, errlen, "running as root, PostgreSQL runs as %s through %s: %s (install "
+			   "util-linux)", RUN_AS, SETPRIV, strerror(errno));
+		return NODE_EBIN;
+	}
 	p->uid = pw->pw_uid;
 	p->gid = pw->pw_gid;
 	return 0;
@@ -123,16 +131,39 @@ static int pg_env(const struct node *n, struct strv *e, const char *marker)
 	return rc;
 }
 
+/* As root: every folder above the node's must let RUN_AS pass (a 0700 TMPDIR would not). 0 or NODE_ESYS. */
+static int pg_reachable(const struct postgres *p, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s", p->n.dir);
+	for (char *slash = strrchr(path, '/'); slash && slash > path; slash = strrchr(path, '/')) {
+		*slash = '\0';
+		if (stat(path, &st) == 0 && !(st.st_mode & S_IXOTH) && st.st_uid != p->uid) {
+			log_seterr(err, errlen, "PostgreSQL runs as %s, which cannot enter %s (mode %03o): set TMPDIR to "
+				   "a folder others can pass, e.g. /tmp", RUN_AS, path, (unsigned)(st.st_mode & 0777));
+			return NODE_ESYS;
+		}
+	}
+	return 0;
+}
+
 /* The data folder, owned by whoever runs postgres; the node's folder passable for it. 0 or NODE_ESYS. */
 static int pg_data_dir(struct postgres *p, char *err, size_t errlen)
 {
 	snprintf(p->data, sizeof(p->data), "%s/data", p->n.dir);
-	if (mkdir(p->data, 0700) < 0 && errno != EEXIST)
-		return log_seterr(err, errlen, "cannot create %s: %s", p->data, strerror(errno)), NODE_ESYS;
-	if (p->as_root && (chmod(p->n.dir, 0711) < 0 || chown(p->data, p->uid, p->gid) < 0))
-		return log_seterr(err, errlen, "cannot hand %s to user %s: %s", p->data, RUN_AS, strerror(errno)),
-		       NODE_ESYS;
-	return 0;
+	if (mkdir(p->data, 0700) < 0 && errno != EEXIST) {
+		log_seterr(err, errlen, "cannot create %s: %s", p->data, strerror(errno));
+		return NODE_ESYS;
+	}
+	if (!p->as_root)
+		return 0;
+	if (chmod(p->n.dir, 0711) < 0 || chown(p->data, p->uid, p->gid) < 0) {
+		log_seterr(err, errlen, "cannot hand %s to user %s: %s", p->data, RUN_AS, strerror(errno));
+		return NODE_ESYS;
+	}
+	return pg_reachable(p, err, errlen);
 }
 
 /* Waits for initdb; 0, or NODE_EEXIT / NODE_ETIMEOUT with its log's tail. */
@@ -211,9 +242,13 @@ static int pg_configure(struct node *n, char *err, size_t errlen)
 	rc |= strv_addf(a, "%u", n->ports[0]);
 	rc |= strv_addf(a, "-c");
 	rc |= strv_addf(a, "logging_collector=off");
+	rc |= strv_addf(a, "-c");
+	rc |= strv_addf(a, "update_process_title=off"); /* the title overwrites environ, where the marker is */
 	rc |= pg_env(n, &n->envp, n->marker);
-	if (rc)
-		return log_seterr(err, errlen, "out of memory"), NODE_ESYS;
+	if (rc) {
+		log_seterr(err, errlen, "out of memory");
+		return NODE_ESYS;
+	}
 	return 0;
 }
 
