@@ -1,4 +1,4 @@
-/* check_nodes.c — private nodes (RabbitMQ, redis): start, login, kill -9, restart, cleanup, `dupsim broker`. */
+/* check_nodes.c — private nodes (RabbitMQ, redis, PostgreSQL): start, login, kill -9, restart, cleanup, `dupsim broker`. */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
