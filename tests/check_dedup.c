@@ -1,5 +1,6 @@
 /* check_dedup.c — every dedup store through one set of tests: semantics, ttl, LRU, growth, a reference model, threads. */
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "nodes/node.h"
+#include "nodes/postgres.h"
 #include "nodes/redis.h"
 #include "dedup/dedup.h"
 #include "dedup/policy.h"
@@ -837,6 +839,180 @@ START_TEST(test_tc_errors)
 END_TEST
 
 /* The policy's table: which copies get a lookup, and the order of mark and side effect. */
+/* ---------- the postgres store: the transactional inbox, on a private PostgreSQL per test ---------- */
+
+static struct node *pg_start(void)
+{
+	struct node_opts o = { .quiet = true };
+	struct node *n = NULL;
+	char err[1024] = "";
+
+	ck_assert_msg(node_new(&n, &postgres_ops, &o, err, sizeof(err)) == 0, "%s", err);
+	return n;
+}
+
+static struct dedup_store *pg_open(const struct node *n, const char *owner, uint64_t ttl_ns)
+{
+	char err[512] = "";
+	struct dedup_store *s = dedup_pg_new(node_url(n), owner, ttl_ns, err, sizeof(err));
+
+	ck_assert_msg(s != NULL, "postgres store: %s", err);
+	return s;
+}
+
+/* Rows of table for owner (and id, unless 0), asked on a connection of the test's own. */
+static long pg_rows(const struct node *n, const char *table, const char *owner, uint64_t id)
+{
+	PGconn *c = PQconnectdb(node_url(n));
+	char sql[256];
+	PGresult *r;
+	long v;
+
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE owner = '%s'%s%llu", table, owner,
+		 id ? " AND id = " : " AND id > ", (unsigned long long)id);
+	r = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+	v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* The effect's stages as the store calls them: counts them, and dies at die_at (or never: -1). */
+struct pg_fx {
+	int calls[2];
+	int die_at;
+};
+
+static bool pg_fx_at(void *arg, enum dedup_tx_stage stage)
+{
+	struct pg_fx *f = arg;
+
+	f->calls[stage]++;
+	return (int)stage != f->die_at;
+}
+
+START_TEST(test_pg_inbox)
+{
+	struct node *n = pg_start();
+	struct dedup_store *a = pg_open(n, "run:shared", 0), *b = pg_open(n, "run:shared", 0);
+	struct dedup_store *other = pg_open(n, "run:c1", 0);
+	struct pg_fx f = { .die_at = -1 };
+	struct dedup_effect fx = { .at = pg_fx_at, .arg = &f, .consumer = 7 };
+
+	ck_assert(dedup_has_tx(a));
+	ck_assert_int_eq(dedup_execute_once(a, 1, 0, &fx), DEDUP_TX_DONE);
+	ck_assert(f.calls[DEDUP_TX_INSERTED] == 1 && f.calls[DEDUP_TX_EFFECT] == 1);
+	ck_assert_int_eq(pg_rows(n, "effects", "run:shared", 1), 1);
+	/* a duplicate, on the same connection or another with the same owner: nothing runs, no row */
+	ck_assert_int_eq(dedup_execute_once(a, 1, 0, &fx), DEDUP_TX_SEEN);
+	ck_assert_int_eq(dedup_execute_once(b, 1, 0, &fx), DEDUP_TX_SEEN);
+	ck_assert(f.calls[DEDUP_TX_INSERTED] == 1 && f.calls[DEDUP_TX_EFFECT] == 1);
+	ck_assert_int_eq(pg_rows(n, "effects", "run:shared", 1), 1);
+	/* another owner is another inbox */
+	ck_assert_int_eq(dedup_execute_once(other, 1, 0, &fx), DEDUP_TX_DONE);
+	/* the plain operations share the inbox's rows */
+	ck_assert_int_eq(dedup_lookup(b, 1, 0), 1);
+	ck_assert_int_eq(dedup_lookup(b, 2, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(b, 2, 0), 0);
+	ck_assert_int_eq(dedup_check_and_put(a, 2, 0), 1);
+	ck_assert_int_eq(dedup_execute_once(a, 2, 0, &fx), DEDUP_TX_SEEN);
+	ck_assert_int_eq(dedup_put(a, 3, 0), 0);
+	ck_assert_int_eq(dedup_put(a, 3, 0), 0);
+	ck_assert_uint_eq(size_of(a), 3);
+	ck_assert_uint_eq(size_of(other), 1);
+	dedup_free(a);
+	dedup_free(b);
+	dedup_free(other);
+	node_free(n);
+}
+END_TEST
+
+/* A death inside the transaction, at either stage: the abandoned store rolls it back, the redelivery does the work. */
+START_TEST(test_pg_died)
+{
+	struct node *n = pg_start();
+	struct dedup_store *peer = pg_open(n, "o", 0);
+
+	for (int stage = DEDUP_TX_INSERTED; stage <= DEDUP_TX_EFFECT; stage++) {
+		struct dedup_store *s = pg_open(n, "o", 0);
+		struct pg_fx f = { .die_at = stage };
+		struct dedup_effect fx = { .at = pg_fx_at, .arg = &f, .consumer = 1 };
+		uint64_t key = 10 + (uint64_t)stage;
+
+		ck_assert_int_eq(dedup_execute_once(s, key, 0, &fx), DEDUP_TX_DIED);
+		ck_assert_int_eq(f.calls[DEDUP_TX_EFFECT], stage == DEDUP_TX_EFFECT);
+		/* uncommitted: invisible to a lookup elsewhere */
+		ck_assert_int_eq(dedup_lookup(peer, key, 0), 0);
+		dedup_abandon(s);
+		f.die_at = -1;
+		ck_assert_int_eq(dedup_execute_once(peer, key, 0, &fx), DEDUP_TX_DONE);
+		ck_assert_int_eq(pg_rows(n, "effects", "o", key), 1);
+		ck_assert_int_eq(dedup_execute_once(peer, key, 0, &fx), DEDUP_TX_SEEN);
+	}
+	ck_assert_int_eq(pg_rows(n, "inbox", "o", 0), 2);
+	dedup_free(peer);
+	node_free(n);
+}
+END_TEST
+
+/* The server dies before the COMMIT: an error, nothing committed; after a restart the store reconnects. */
+static bool pg_kill_at_effect(void *arg, enum dedup_tx_stage stage)
+{
+	if (stage == DEDUP_TX_EFFECT)
+		node_kill(arg);
+	return true;
+}
+
+START_TEST(test_pg_server_lost)
+{
+	struct node *n = pg_start();
+	struct dedup_store *s = pg_open(n, "o", 0);
+	struct dedup_effect kill_fx = { .at = pg_kill_at_effect, .arg = n };
+	struct pg_fx f = { .die_at = -1 };
+	struct dedup_effect fx = { .at = pg_fx_at, .arg = &f };
+	char err[1024] = "";
+
+	ck_assert_int_lt(dedup_execute_once(s, 5, 0, &kill_fx), 0);
+	ck_assert_int_lt(dedup_execute_once(s, 6, 0, &fx), 0); /* down: refused */
+	ck_assert_int_eq(f.calls[DEDUP_TX_INSERTED], 0);
+	ck_assert_msg(node_restart(n, err, sizeof(err)) == 0, "%s", err);
+	/* fsync on, crash recovery: the rolled-back insert is not there */
+	ck_assert_int_eq(dedup_execute_once(s, 5, 0, &fx), DEDUP_TX_DONE);
+	ck_assert_int_eq(pg_rows(n, "effects", "o", 5), 1);
+	dedup_free(s);
+	node_free(n);
+}
+END_TEST
+
+/* ttl on the server's clock: an expired row is taken over, a lookup no longer sees it. */
+START_TEST(test_pg_ttl_and_bad_url)
+{
+	struct node *n = pg_start();
+	struct dedup_store *s = pg_open(n, "t", 300 * NS_PER_MS);
+	struct pg_fx f = { .die_at = -1 };
+	struct dedup_effect fx = { .at = pg_fx_at, .arg = &f };
+	char err[512] = "", url[128];
+	uint16_t port;
+
+	ck_assert_int_eq(dedup_execute_once(s, 1, 0, &fx), DEDUP_TX_DONE);
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 1);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
+	clock_sleep_ns(450 * NS_PER_MS);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
+	ck_assert_int_eq(dedup_execute_once(s, 1, 0, &fx), DEDUP_TX_DONE);
+	ck_assert_int_eq(pg_rows(n, "effects", "t", 1), 2);
+	dedup_free(s);
+	node_free(n);
+
+	ck_assert_int_eq(net_free_port(&port), 0);
+	snprintf(url, sizeof(url), "postgresql://dupsim@127.0.0.1:%u/dupsim", port);
+	ck_assert_ptr_null(dedup_pg_new(url, "o", 0, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "cannot reach PostgreSQL at") && strstr(err, url), "%s", err);
+}
+END_TEST
+
 START_TEST(test_policy)
 {
 	struct dedup_policy always_before = { SCENARIO_CHECK_ALWAYS, SCENARIO_MARK_BEFORE };
@@ -870,6 +1046,7 @@ Suite *dedup_suite(void)
 	TCase *slow = tcase_create("dedup-bulk");
 	TCase *redis = tcase_create("dedup-redis");
 	TCase *tok = tcase_create("dedup-tokyocabinet");
+	TCase *pg = tcase_create("dedup-postgres");
 
 	tcase_add_loop_test(tc, test_check_and_put, 0, NBACKENDS);
 	tcase_add_loop_test(tc, test_lookup_put, 0, NBACKENDS);
@@ -896,5 +1073,11 @@ Suite *dedup_suite(void)
 	tcase_add_test(tok, test_tc_threads_ttl);
 	tcase_add_test(tok, test_tc_errors);
 	suite_add_tcase(s, tok);
+	tcase_set_timeout(pg, 90); /* an initdb and a PostgreSQL start per test */
+	tcase_add_test(pg, test_pg_inbox);
+	tcase_add_test(pg, test_pg_died);
+	tcase_add_test(pg, test_pg_server_lost);
+	tcase_add_test(pg, test_pg_ttl_and_bad_url);
+	suite_add_tcase(s, pg);
 	return s;
 }

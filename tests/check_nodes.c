@@ -1,8 +1,11 @@
-/* check_nodes.c — private nodes (RabbitMQ, redis): start, login, kill -9, restart, cleanup, `dupsim broker`. */
+/* check_nodes.c — private nodes (RabbitMQ, redis, PostgreSQL): start, login, kill -9, restart, cleanup, `dupsim broker`. */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <errno.h>
+#include <dirent.h>
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <pwd.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include "nodes/node.h"
 #include "nodes/proc.h"
 #include "nodes/rabbitmq.h"
+#include "nodes/postgres.h"
 #include "nodes/redis.h"
 #include "tests.h"
 #include "core/clock.h"
@@ -289,6 +293,38 @@ static void on_sigint(int sig)
 }
 
 /* Runs a dupsim node in a child process, then signals the child: nothing of the node may survive. */
+/* The kind run_and_signal starts (the postgres cleanup tests set it). */
+static const struct node_ops *signal_kind = &rabbitmq_ops;
+
+/*
+ * Live processes whose working folder is inside dir: PostgreSQL's backends
+ * overwrite their environ with their process titles, so the marker finds
+ * only the postmaster; they all work in the data folder.
+ */
+static int procs_in(const char *dir)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		char link[300], cwd[PATH_MAX];
+		ssize_t len;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(link, sizeof(link), "/proc/%s/cwd", e->d_name);
+		len = readlink(link, cwd, sizeof(cwd) - 1);
+		if (len <= 0)
+			continue;
+		cwd[len] = '\0';
+		n += strncmp(cwd, dir, strlen(dir)) == 0;
+	}
+	closedir(d);
+	return n;
+}
+
 static void run_and_signal(int sig)
 {
 	int fds[2], status;
@@ -305,7 +341,7 @@ static void run_and_signal(int sig)
 
 		close(fds[0]);
 		signal(SIGINT, SIG_DFL);
-		if (node_new(&b, &rabbitmq_ops, &quiet_opts, err, sizeof(err)) < 0) {
+		if (node_new(&b, signal_kind, &quiet_opts, err, sizeof(err)) < 0) {
 			dprintf(fds[1], "ERR %s\n", err);
 			_exit(1);
 		}
@@ -321,11 +357,18 @@ static void run_and_signal(int sig)
 	line[n] = '\0';
 	ck_assert_msg(strncmp(line, "ERR", 3) != 0, "%s", line);
 	ck_assert_int_eq(sscanf(line, "%63s %4095s", name, dir), 2);
-	ck_assert_int_ge(node_procs_alive(name), 2);
+	ck_assert_int_ge(node_procs_alive(name), signal_kind == &postgres_ops ? 1 : 2);
+	if (signal_kind == &postgres_ops)
+		ck_assert_int_ge(procs_in(dir), 3); /* the postmaster and its helpers */
 	kill(child, sig);
 	ck_assert_int_eq(waitpid(child, &status, 0), child);
 	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == sig);
 	ck_assert_int_eq(procs_after(name), 0);
+	if (signal_kind == &postgres_ops) {
+		for (int i = 0; i < 50 && procs_in(dir) > 0; i++)
+			clock_sleep_ns(100 * NS_PER_MS); /* a SIGKILLed group is reaped by init */
+		ck_assert_int_eq(procs_in(dir), 0);
+	}
 	if (sig == SIGINT) {
 		ck_assert_msg(!exists(dir), "%s left behind", dir);
 	} else {
@@ -348,6 +391,7 @@ static void in_private_tmpdir(int sig)
 	char *saved = old ? strdup(old) : NULL;
 
 	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	ck_assert_int_eq(chmod(tmp, 0711), 0); /* as root, PostgreSQL runs as nobody, who must pass */
 	setenv("TMPDIR", tmp, 1);
 	run_and_signal(sig);
 	if (saved)
@@ -430,6 +474,77 @@ START_TEST(test_redis_lifecycle)
 	node_free(r);
 	ck_assert_int_eq(procs_after(name), 0);
 	ck_assert(!exists(dir));
+}
+END_TEST
+
+/* ---------- the PostgreSQL kind ---------- */
+
+/* One statement on database dupsim; the first value of its result into out (may be NULL). */
+static bool pg_sql(uint16_t port, const char *sql, char *out, size_t len)
+{
+	char info[128];
+	PGconn *c;
+	PGresult *r;
+	bool ok;
+
+	snprintf(info, sizeof(info), "host=127.0.0.1 port=%u user=" POSTGRES_USER " dbname=" POSTGRES_DB, port);
+	c = PQconnectdb(info);
+	r = PQexec(c, sql);
+	ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (ok && out)
+		snprintf(out, len, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	PQfinish(c);
+	return ok;
+}
+
+START_TEST(test_pg_lifecycle)
+{
+	struct node *n;
+	char err[1024], out[64], name[64], dir[PATH_MAX], data[PATH_MAX + 8], info[128];
+	struct stat st;
+	uint16_t port;
+	PGconn *idle;
+
+	ck_assert_msg(node_new(&n, &postgres_ops, &quiet_opts, err, sizeof(err)) == 0, "%s", err);
+	port = node_port(n);
+	snprintf(name, sizeof(name), "%s", node_name(n));
+	snprintf(dir, sizeof(dir), "%s", node_dir(n));
+	snprintf(data, sizeof(data), "%s/data", dir);
+	snprintf(out, sizeof(out), "postgresql://dupsim@127.0.0.1:%u/dupsim", port);
+	ck_assert_str_eq(node_url(n), out);
+	ck_assert_int_eq(non_loopback_listeners(port), 0);
+	/* as root the cluster belongs to nobody (postgres refuses root), else to us */
+	ck_assert_int_eq(stat(data, &st), 0);
+	ck_assert_uint_eq(st.st_uid, geteuid() == 0 ? getpwnam("nobody")->pw_uid : geteuid());
+	ck_assert(pg_sql(port, "CREATE TABLE t (v text); INSERT INTO t VALUES ('v1')", NULL, 0));
+
+	/* kill -9: a committed row survives (fsync on) */
+	ck_assert_int_eq(node_kill(n), 0);
+	ck_assert(!node_running(n));
+	ck_assert_int_eq(procs_after(name), 0);
+	ck_assert_msg(node_restart(n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(node_port(n), port);
+	ck_assert(pg_sql(port, "SELECT v FROM t", out, sizeof(out)));
+	ck_assert_str_eq(out, "v1");
+
+	/* a stop does not wait for an idle client (fast shutdown, not smart) */
+	snprintf(info, sizeof(info), "host=127.0.0.1 port=%u user=dupsim dbname=dupsim", port);
+	idle = PQconnectdb(info);
+	ck_assert_int_eq(PQstatus(idle), CONNECTION_OK);
+	ck_assert_int_eq(node_stop(n), 0);
+	PQfinish(idle);
+	ck_assert(!node_running(n));
+	node_free(n);
+	ck_assert_int_eq(procs_after(name), 0);
+	ck_assert(!exists(dir));
+}
+END_TEST
+
+START_TEST(test_pg_sigint_cleans_up)
+{
+	signal_kind = &postgres_ops;
+	in_private_tmpdir(_i ? SIGKILL : SIGINT);
 }
 END_TEST
 
@@ -684,8 +799,15 @@ Suite *nodes_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("timeouts"); /* issue 13, broker timeouts */
+	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_consumer_timeout_fires_on_time);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("postgres");
+	tcase_set_tags(tc, "shard1");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_pg_lifecycle);
+	tcase_add_loop_test(tc, test_pg_sigint_cleans_up, 0, 2); /* SIGINT, then a SIGKILLed parent */
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cli");

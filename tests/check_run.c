@@ -1239,7 +1239,7 @@ START_TEST(test_consumer_timeout_redelivers)
 	struct result r;
 
 	/* broker.url=embedded after the runner's URL: the timeout is set on a node of the run's own */
-	run_dupsim_file(&r, "scenarios/consumer-timeout.ini", "t-consumer-timeout", sets, 0);
+	run_dupsim_file(&r, "scenarios/consumer-timeout.ini", "t-consumer-timeout", sets, NULL, NULL);
 	assert_ok(&r);
 	ck_assert_double_eq(num(&r, "lost"), 0);
 	ck_assert_msg(num(&r, "fault_events_by_kind.consumer_timeout") >= 1, "%s", r.out);
@@ -1259,7 +1259,7 @@ START_TEST(test_heartbeat_missed_redelivers)
 	const char *sets[] = { "run.messages=1500", "consumers.slow=0.3%", NULL };
 	struct result r;
 
-	run_dupsim_file(&r, "scenarios/heartbeat-loss.ini", "t-heartbeat-loss", sets, 0);
+	run_dupsim_file(&r, "scenarios/heartbeat-loss.ini", "t-heartbeat-loss", sets, NULL, NULL);
 	assert_ok(&r);
 	ck_assert_double_eq(num(&r, "lost"), 0);
 	ck_assert_msg(num(&r, "fault_events_by_kind.heartbeat_timeout") >= 1, "%s", r.out);
@@ -1277,10 +1277,39 @@ START_TEST(test_heartbeat_kept_no_duplicates)
 	const char *sets[] = { "run.messages=1500", "consumers.slow=0", NULL };
 	struct result r;
 
-	run_dupsim_file(&r, "scenarios/heartbeat-loss.ini", "t-heartbeat-kept", sets, 0);
+	run_dupsim_file(&r, "scenarios/heartbeat-loss.ini", "t-heartbeat-kept", sets, NULL, NULL);
 	assert_ok(&r);
 	ck_assert_double_eq(num(&r, "duplicate_deliveries"), 0);
 	ck_assert_double_eq(num(&r, "fault_events_by_kind.heartbeat_timeout"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/* ---------- issue 13, the transactional inbox (dedup.store = postgres) ---------- */
+
+/*
+ * scenarios/inbox.ini at each crash point, with ack and CommitOk loss: the
+ * id and the effect commit together, so 0 duplicates processed and 0 lost,
+ * while the faults really made duplicate deliveries.
+ */
+static const char *const inbox_crash_points[] = { "before-mark", "after-mark", "after-process" };
+
+START_TEST(test_inbox_exactly_once)
+{
+	char at[64];
+	const char *sets[] = { "run.messages=3000", at, NULL };
+	struct result r;
+
+	snprintf(at, sizeof(at), "faults.consumer_crash_at=%s", inbox_crash_points[_i]);
+	run_dupsim_file(&r, "scenarios/inbox.ini", "t-inbox", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_msg(num(&r, "faults.consumer_crashes") >= 1, "%s: no crash\n%s", at, r.out);
+	ck_assert_msg(num(&r, "duplicate_deliveries") >= 1, "%s: no duplicate delivery\n%s", at, r.out);
+	ck_assert_msg(num(&r, "duplicates_processed") == 0, "%s: duplicates processed %g", at,
+		      num(&r, "duplicates_processed"));
+	ck_assert_msg(num(&r, "lost") == 0, "%s: lost %g", at, num(&r, "lost"));
+	ck_assert_double_eq(num(&r, "wrongly_suppressed"), 0);
+	ck_assert_double_eq(num(&r, "dedup.errors"), 0);
 	result_release(&r);
 }
 END_TEST
@@ -1345,6 +1374,12 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_heartbeat_missed_redelivers);
 	tcase_add_test(tc, test_heartbeat_kept_no_duplicates);
 	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	/* issue 13: the transactional inbox */
+	tc = tcase_create("inbox");
+	tcase_add_loop_test(tc, test_inbox_exactly_once, 0,
+			    (int)(sizeof(inbox_crash_points) / sizeof(inbox_crash_points[0])));
+	tcase_set_timeout(tc, 90);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -23,6 +23,7 @@
 #include "nodes/node.h"
 #include "nodes/proc.h"
 #include "nodes/rabbitmq.h"
+#include "nodes/postgres.h"
 #include "nodes/redis.h"
 #include "workload/app.h"
 #include "workload/appview.h"
@@ -74,6 +75,8 @@ struct run {
 	struct appview_totals app_totals;
 	char app_redis_url[256]; /* DUPSIM_REDIS_URL, "" none */
 	amqp_connection_state_t lock; /* holds the queue's lock (run_lock_queue) for the whole run */
+	struct node *postgres;	 /* a private PostgreSQL for store = postgres, or NULL */
+	char app_pg_url[256];	 /* DUPSIM_PG_URL, "" none */
 	struct dedup_factory stores; /* how consumers open their dedup stores */
 
 	pthread_mutex_t fault_lock;
@@ -218,13 +221,29 @@ static void run_note_fault(struct run *r, size_t rule_index)
 	run_on_fault(r, &f);
 }
 
-/* Sets up the dedup store(s): a private redis when asked, the shared store, the file folder. */
+/* store = postgres: the private PostgreSQL of the inbox; its URL in *url. 0 or -1 with err. */
+static int run_postgres(struct run *r, const char **url, char *err, size_t errlen)
+{
+	struct node_opts o = { .quiet = r->quiet };
+	char why[512];
+
+	if (node_new(&r->postgres, &postgres_ops, &o, why, sizeof(why)) < 0)
+		return log_seterr(err, errlen, "could not start a private PostgreSQL: %s", why);
+	*url = node_url(r->postgres);
+	if (scenario_has_app(&r->sc))
+		snprintf(r->app_pg_url, sizeof(r->app_pg_url), "%s", *url);
+	return 0;
+}
+
+/* Sets up the dedup store(s): a private redis or PostgreSQL when asked, the shared store, the file folder. */
 static int run_stores(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
 	const char *redis_url = sc->dedup.url;
 	char why[512];
 
+	if (sc->dedup.store == SCENARIO_STORE_POSTGRES && run_postgres(r, &redis_url, err, errlen) < 0)
+		return -1;
 	if (sc->dedup.store == SCENARIO_STORE_REDIS && strcmp(sc->dedup.url, "embedded") == 0) {
 		struct node_opts o = { .quiet = r->quiet };
 
@@ -244,8 +263,8 @@ static int run_stores(struct run *r, char *err, size_t errlen)
 		r->rc.shared_store = dedup_factory_open(&r->stores, 0, why, sizeof(why));
 		if (!r->rc.shared_store)
 			return log_seterr(err, errlen, "dedup store: %s", why);
-	} else if (sc->dedup.store == SCENARIO_STORE_REDIS) {
-		/* fail before the run if redis can't be reached */
+	} else if (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_POSTGRES) {
+		/* fail before the run if the server can't be reached (postgres: and make its tables) */
 		struct dedup_store *probe = dedup_factory_open(&r->stores, 0, why, sizeof(why));
 
 		if (!probe)
@@ -953,7 +972,7 @@ static void run_fill_faults(struct results *res, const struct run *r, const stru
 /* Throughput, latency, gaps, the dedup store, the invariants, and what the plots need. */
 static void run_fill_perf(struct results *res, const struct run *r, const struct run_report *rep)
 {
-	static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet" };
+	static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet", "postgres" };
 	const struct scenario *sc = &r->sc;
 	const struct stats_hist *lat = &r->ledger.latency, *gaps = &r->ledger.gaps;
 	double executions = (double)rep->t.executions;
@@ -1018,7 +1037,9 @@ static void run_fill_app(struct results *res, const struct run *r)
 		.effects_unmatched = (double)t->effects_unmatched,
 	};
 	snprintf(res->dedup.store, sizeof(res->dedup.store), "%s",
-		 r->sc.dedup.store == SCENARIO_STORE_REDIS ? "app+redis" : "app");
+		 r->sc.dedup.store == SCENARIO_STORE_REDIS      ? "app+redis"
+		 : r->sc.dedup.store == SCENARIO_STORE_POSTGRES ? "app+postgres"
+								: "app");
 	res->dedup.scope[0] = res->dedup.mark[0] = res->dedup.ttl[0] = res->dedup.capacity[0] = '\0';
 	res->dedup.lookups = res->dedup.inserts = res->dedup.errors = NAN;
 	res->dedup.store_latency_us_p50 = res->dedup.store_latency_us_p99 = res->dedup.ttl_ms = NAN;
@@ -1277,6 +1298,7 @@ static void run_release(struct run *r)
 			dedup_free(r->cons[i].store);
 	dedup_free(r->rc.shared_store);
 	node_free(r->redis);
+	node_free(r->postgres);
 	dedup_factory_release(&r->stores);
 	free(r->pubs);
 	free(r->cons);
@@ -1406,7 +1428,8 @@ static int run_start_app(struct run *r, char *err, size_t errlen)
 {
 	char url[512];
 	struct app_config ac = { .sc = &r->sc, .dir = r->out_dir, .amqp_url = url,
-				 .redis_url = r->app_redis_url[0] ? r->app_redis_url : NULL, .view = r->view };
+				 .redis_url = r->app_redis_url[0] ? r->app_redis_url : NULL,
+				 .pg_url = r->app_pg_url[0] ? r->app_pg_url : NULL, .view = r->view };
 
 	mq_format_url(&r->rc.via, url, sizeof(url));
 	if (!r->quiet)

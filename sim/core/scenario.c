@@ -106,7 +106,7 @@ static const char *const queue_types[] = { "classic", "quorum", NULL };
 static const char *const modes[] = { "tx", "confirm", NULL };
 static const char *const on_loss_names[] = { "close", "hang", NULL };
 static const char *const crash_points[] = { "before-mark", "after-mark", "after-process", NULL };
-static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet", NULL };
+static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet", "postgres", NULL };
 static const char *const scopes[] = { "local", "shared", NULL };
 static const char *const checks[] = { "always", "republish-count", "flagged", NULL };
 static const char *const marks[] = { "before", "after", NULL };
@@ -1163,7 +1163,8 @@ static void broker_down_say(const struct scenario *sc, const char *hk, const cha
 static bool capacity_broken(const struct scenario *sc)
 {
 	return sc->dedup.capacity > 0 &&
-	       (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET);
+	       (sc->dedup.store == SCENARIO_STORE_REDIS || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET ||
+		sc->dedup.store == SCENARIO_STORE_POSTGRES);
 }
 
 static void capacity_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
@@ -1171,7 +1172,7 @@ static void capacity_say(const struct scenario *sc, const char *hk, const char *
 	(void)hk;
 	snprintf(buf, len,
 		 "dedup.capacity bounds the memory store only (store is %s%s): redis evicts by memory, not by key "
-		 "count, and tokyocabinet keeps every key; set capacity = 0 or store = memory",
+		 "count, and tokyocabinet and postgres keep every key; set capacity = 0 or store = memory",
 		 stores[sc->dedup.store], ho);
 }
 
@@ -1363,11 +1364,12 @@ static int scenario_check_app(const struct scenario *sc, char *err, size_t errle
 				"app.instances and app.crash_every are dupsim's)", where, k->section, k->name, how);
 	}
 	if (sc->origin[K_DEDUP_STORE] && sc->dedup.store != SCENARIO_STORE_NONE &&
-	    sc->dedup.store != SCENARIO_STORE_REDIS) {
+	    sc->dedup.store != SCENARIO_STORE_REDIS && sc->dedup.store != SCENARIO_STORE_POSTGRES) {
 		scenario_where(sc, K_DEDUP_STORE, where, sizeof(where));
 		return log_seterr(err, errlen, "%sdedup.store = %s with app.consumer%s: your app has its own store; "
 				"allowed: none, or redis (dupsim starts a private redis and hands it over "
-				"in DUPSIM_REDIS_URL)", where, stores[sc->dedup.store], how);
+				"in DUPSIM_REDIS_URL), or postgres (a private PostgreSQL, in DUPSIM_PG_URL)", where,
+				stores[sc->dedup.store], how);
 	}
 	return 0;
 }
@@ -1448,7 +1450,8 @@ static bool scenario_write_skips(const struct scenario *sc, int k)
 	if (k == K_PROXY_API) /* "no API" has no spelling: the key is left out */
 		return !sc->proxy.api[0];
 	if (k == K_DEDUP_STORE && app) /* the default, memory, means nothing to an app */
-		return sc->dedup.store != SCENARIO_STORE_NONE && sc->dedup.store != SCENARIO_STORE_REDIS;
+		return sc->dedup.store != SCENARIO_STORE_NONE && sc->dedup.store != SCENARIO_STORE_REDIS &&
+		       sc->dedup.store != SCENARIO_STORE_POSTGRES;
 	for (size_t i = 0; i < sizeof(app_only) / sizeof(app_only[0]); i++)
 		if (app_only[i] == k)
 			return !app;

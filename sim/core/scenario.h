@@ -30,6 +30,7 @@ enum scenario_store {
 	SCENARIO_STORE_MEMORY,
 	SCENARIO_STORE_REDIS,
 	SCENARIO_STORE_TOKYOCABINET,
+	SCENARIO_STORE_POSTGRES, /* issue 13, the inbox: key and side effect in one transaction */
 };
 enum scenario_scope { SCENARIO_SCOPE_LOCAL, SCENARIO_SCOPE_SHARED };
 enum scenario_check {

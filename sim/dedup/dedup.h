@@ -1,4 +1,4 @@
-/* dedup.h — the dedup store interface (a table of functions) and its backends: memory, redis, tokyocabinet. */
+/* dedup.h — the dedup store interface (a table of functions) and its backends: memory, redis, tokyocabinet, postgres. */
 #ifndef DUPSIM_DEDUP_H
 #define DUPSIM_DEDUP_H
 
@@ -7,6 +7,32 @@
 #include <stdint.h>
 
 struct dedup_store;
+
+/*
+ * The transactional inbox (dedup_execute_once): the key's insert and the
+ * side effect commit together or not at all. The store calls `at` inside the
+ * open transaction at each stage; the side effect's own work runs at
+ * DEDUP_TX_INSERTED (the key is in, visible to no one yet). `at` returning
+ * false means the owner dies right there: the store returns DEDUP_TX_DIED
+ * without COMMIT and leaves the transaction open, and the caller abandons
+ * the store (dedup_abandon), which, like a crashed process's closed socket,
+ * rolls it back: nothing happened.
+ */
+enum dedup_tx_stage {
+	DEDUP_TX_INSERTED, /* the key's row is in: do the work */
+	DEDUP_TX_EFFECT,   /* the effect's row is in too: the next step is COMMIT */
+};
+struct dedup_effect {
+	bool (*at)(void *arg, enum dedup_tx_stage stage);
+	void *arg;
+	uint32_t consumer; /* written into the effect's row */
+};
+/* dedup_execute_once's results besides < 0 (an error: rolled back, nothing happened). */
+enum {
+	DEDUP_TX_DONE = 0, /* committed: the effect happened once, the key is visible */
+	DEDUP_TX_SEEN = 1, /* the key was there: nothing done (a duplicate) */
+	DEDUP_TX_DIED = 2, /* `at` said die: no COMMIT; abandon the store */
+};
 
 struct dedup_store_ops {
 	const char *name;
@@ -27,6 +53,16 @@ struct dedup_store_ops {
 	/* Optional (NULL: free): the owner died; free without sending what is
 	 * still queued, as a crashed process would. */
 	void (*abandon)(struct dedup_store *s);
+	/*
+	 * Optional (NULL: the store has no transactions; the caller marks and
+	 * processes in two steps): the transactional inbox. In one transaction,
+	 * insert key unless present (ttl as for check_and_put), run fx, write
+	 * the effect's row, COMMIT. DEDUP_TX_DONE exactly when the COMMIT
+	 * succeeded (a COMMIT whose reply was lost is looked up again, by the
+	 * effect row's token, on a new connection), DEDUP_TX_SEEN, DEDUP_TX_DIED,
+	 * or < 0 when it was rolled back (or its outcome can't be learnt).
+	 */
+	int (*execute_once)(struct dedup_store *s, uint64_t key, uint64_t now_ns, const struct dedup_effect *fx);
 	/* Keys currently held (expired ones may still count until purged). */
 	size_t (*size)(struct dedup_store *s);
 	void (*free)(struct dedup_store *s);
@@ -56,6 +92,16 @@ static inline int dedup_put_deferred(struct dedup_store *s, uint64_t key, uint64
 static inline int dedup_flush(struct dedup_store *s)
 {
 	return s->ops->flush ? s->ops->flush(s) : 0;
+}
+static inline bool dedup_has_tx(const struct dedup_store *s)
+{
+	return s && s->ops->execute_once;
+}
+/* Only when dedup_has_tx. */
+static inline int dedup_execute_once(struct dedup_store *s, uint64_t key, uint64_t now_ns,
+				     const struct dedup_effect *fx)
+{
+	return s->ops->execute_once(s, key, now_ns, fx);
 }
 static inline void dedup_free(struct dedup_store *s)
 {
@@ -98,5 +144,18 @@ struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_
  * NULL with one line in err.
  */
 struct dedup_store *dedup_tc_new(const char *path, bool sync, uint64_t ttl_ns, char *err, size_t errlen);
+
+/*
+ * The postgres store, the transactional inbox: one libpq connection (one
+ * object per consumer thread, like redis), tables inbox(owner, id, at) and
+ * effects(owner, id, consumer, token, at), created when missing. owner
+ * is the scope: stores with the same owner share their keys. check_and_put
+ * and friends are single autocommit statements (INSERT ... ON CONFLICT DO
+ * NOTHING); execute_once is the inbox proper. The ttl runs on the server's
+ * clock (now_ns ignored): an expired row is taken over by the next insert.
+ * url: postgresql://user@host:port/db (any libpq connection string). NULL
+ * with one line in err when the server can't be reached.
+ */
+struct dedup_store *dedup_pg_new(const char *url, const char *owner, uint64_t ttl_ns, char *err, size_t errlen);
 
 #endif

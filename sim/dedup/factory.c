@@ -29,6 +29,8 @@ int dedup_factory_init(struct dedup_factory *f, const struct scenario *sc, const
 		 (unsigned long long)(clock_wall_ns() / NS_PER_MS));
 	if (f->kind == SCENARIO_STORE_REDIS)
 		snprintf(f->redis_url, sizeof(f->redis_url), "%s", redis_url ? redis_url : "");
+	if (f->kind == SCENARIO_STORE_POSTGRES)
+		snprintf(f->pg_url, sizeof(f->pg_url), "%s", redis_url ? redis_url : "");
 	if (f->kind == SCENARIO_STORE_TOKYOCABINET) {
 		snprintf(f->tc_dir, sizeof(f->tc_dir), "%s/dupsim-tc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 		if (!mkdtemp(f->tc_dir)) {
@@ -66,6 +68,13 @@ struct dedup_store *dedup_factory_open(const struct dedup_factory *f, unsigned c
 		else
 			snprintf(name, sizeof(name), "%s:c%u", f->prefix, consumer);
 		s = dedup_redis_new(f->redis_url, name, f->ttl_ns, err, errlen);
+		break;
+	case SCENARIO_STORE_POSTGRES: /* the owner column plays the prefix's part */
+		if (f->shared)
+			snprintf(name, sizeof(name), "%s:shared", f->prefix);
+		else
+			snprintf(name, sizeof(name), "%s:c%u", f->prefix, consumer);
+		s = dedup_pg_new(f->pg_url, name, f->ttl_ns, err, errlen);
 		break;
 	case SCENARIO_STORE_TOKYOCABINET:
 		if (f->shared)

@@ -18,13 +18,15 @@ struct dedup_factory {
 	size_t expected;	/* sizing hint: the run's messages */
 	bool sync;		/* tokyocabinet: tchdbsync after each insert */
 	char redis_url[256];
-	char prefix[128];	/* redis keys of this run */
+	char pg_url[256];	/* postgres: the inbox's server */
+	char prefix[128];	/* redis keys of this run; postgres: the inbox's owner column */
 	char tc_dir[PATH_MAX];	/* tokyocabinet files of this run (removed by dedup_factory_release) */
 };
 
 /*
  * Fills f from sc. redis_url: the server for store = redis (a private
- * node's URL, or dedup.url), else ignored. For tokyocabinet it creates the
+ * node's URL, or dedup.url) or for store = postgres (a private node's URL),
+ * else ignored. For tokyocabinet it creates the
  * folder for the run's files under $TMPDIR. 0, or -1 with one line in err.
  */
 int dedup_factory_init(struct dedup_factory *f, const struct scenario *sc, const char *redis_url, char *err,
@@ -34,7 +36,7 @@ void dedup_factory_release(struct dedup_factory *f);
 
 /*
  * A new store: consumer's own (local scope), or a handle on the shared keys
- * (its own redis connection, the shared file). The caller frees it with
+ * (its own redis or postgres connection, the shared file). The caller frees it with
  * dedup_free. NULL with one line in err; NULL without err for store = none.
  */
 struct dedup_store *dedup_factory_open(const struct dedup_factory *f, unsigned consumer, char *err, size_t errlen);

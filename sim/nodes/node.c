@@ -382,7 +382,7 @@ int node_stop(struct node *n)
 	if (n->pid <= 0)
 		return 0;
 	if (!proc_exited(n->pid, NULL)) {
-		kill(n->pid, SIGTERM);
+		kill(n->pid, n->ops->stop_signal ? n->ops->stop_signal : SIGTERM);
 		while (!proc_exited(n->pid, NULL) && clock_now_ns() < deadline)
 			clock_sleep_ns(20 * NS_PER_MS);
 		if (!proc_exited(n->pid, NULL)) {

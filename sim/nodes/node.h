@@ -68,7 +68,7 @@ bool node_running(const struct node *n);
 /* How long the last start or restart took until ready. */
 uint64_t node_last_start_ns(const struct node *n);
 
-/* Clean stop: SIGTERM, wait for the server to exit; 0, or NODE_EKILLED. Helpers (epmd) stay for a restart. */
+/* Clean stop: SIGTERM (or the kind's stop_signal), wait for the server to exit; 0, or NODE_EKILLED. Helpers (epmd) stay for a restart. */
 int node_stop(struct node *n);
 /* kill -9 of the server, like a machine crash; returns once it is gone. Helpers stay. 0. */
 int node_kill(struct node *n);
@@ -88,7 +88,7 @@ void node_kill_named(const char *name);
 /*
  * Environment: DUPSIM_KEEP=1 keeps every node's folder (for its logs); the
  * kinds name their own (DUPSIM_RABBITMQ_SERVER, DUPSIM_EPMD,
- * DUPSIM_REDIS_SERVER). A mkdtemp folder records its owner; one left by a
+ * DUPSIM_REDIS_SERVER, DUPSIM_PG_BIN). A mkdtemp folder records its owner; one left by a
  * dupsim that was SIGKILLed is removed by the next start in the same TMPDIR
  * once none of its processes is alive (nodes/sweep.h). proc_cleanup_signal()
  * (nodes/proc.h) kills every node of this process from a signal handler.
@@ -115,6 +115,7 @@ struct node_ops {
 	size_t size;		     /* of the kind's struct */
 	int nports;		     /* free distinct loopback ports in ports[]; ports[0] is the clients' */
 	int ready_digits;	     /* decimals of the "ready in" line */
+	int stop_signal;	     /* what node_stop sends; 0: SIGTERM */
 	/* Finds the binaries; NODE_EBIN with err. */
 	int (*check)(struct node *n, char *err, size_t errlen);
 	/* With ports chosen and argv/envp empty: url, config files, argv and envp. 0 or a code with err. */

@@ -42,6 +42,8 @@ static int app_env(const struct app *a, unsigned i, struct strv *env)
 	rc |= strv_addf(env, "DUPSIM_EFFECTS=%s", appview_effects_path(c->view, i));
 	if (c->redis_url)
 		rc |= strv_addf(env, "DUPSIM_REDIS_URL=%s", c->redis_url);
+	if (c->pg_url)
+		rc |= strv_addf(env, "DUPSIM_PG_URL=%s", c->pg_url);
 	rc |= strv_addf(env, "DUPSIM_INSTANCE=%u", i);
 	rc |= strv_addf(env, "DUPSIM_SEED=%llu", (unsigned long long)c->sc->run.seed);
 	rc |= strv_addf(env, "%s", a->inst[i].marker);
@@ -92,6 +94,10 @@ int app_start(struct app *a, const struct app_config *cfg, char *err, size_t err
 	if (cfg->redis_url) {
 		snprintf(a->redis_url, sizeof(a->redis_url), "%s", cfg->redis_url);
 		a->cfg.redis_url = a->redis_url;
+	}
+	if (cfg->pg_url) {
+		snprintf(a->pg_url, sizeof(a->pg_url), "%s", cfg->pg_url);
+		a->cfg.pg_url = a->pg_url;
 	}
 	a->n = (unsigned)cfg->sc->app.instances;
 	if (!(a->inst = calloc(a->n, sizeof(*a->inst))))

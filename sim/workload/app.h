@@ -38,6 +38,7 @@ struct app_config {
 	const char *dir;       /* the run's results folder */
 	const char *amqp_url;  /* DUPSIM_AMQP_URL: the fault proxy (copied) */
 	const char *redis_url; /* DUPSIM_REDIS_URL, or NULL (copied) */
+	const char *pg_url;    /* DUPSIM_PG_URL, or NULL (copied) */
 	struct appview *view;  /* effects files, and told of every kill */
 };
 
@@ -52,7 +53,7 @@ struct app_instance {
 
 struct app {
 	struct app_config cfg; /* its URLs point at the copies below */
-	char amqp_url[512], redis_url[256];
+	char amqp_url[512], redis_url[256], pg_url[256];
 	unsigned n;
 	struct app_instance *inst;
 	struct rng rng;

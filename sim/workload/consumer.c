@@ -263,11 +263,9 @@ static int cons_ack(struct cons_state *s, uint64_t tag)
 	return 0;
 }
 
-/* The side effect: the work, then the ledger's execution. */
-static void cons_process(struct cons_state *s, struct cons_delivery *d)
+/* The side effect's work (the inbox runs it inside its transaction); a slow one works slow_work. */
+static void cons_work(struct cons_state *s)
 {
-	struct ledger *l = s->w->ledger;
-
 	const struct scenario *sc = s->w->sc;
 	uint64_t work = sc->consumers.work_ns;
 
@@ -277,10 +275,24 @@ static void cons_process(struct cons_state *s, struct cons_delivery *d)
 		clock_sleep_ns(work);
 	if (work > s->away_max_ns)
 		s->away_max_ns = work;
+}
+
+/* The side effect completed: the ledger's execution. */
+static void cons_executed(struct cons_state *s, struct cons_delivery *d)
+{
+	struct ledger *l = s->w->ledger;
+
 	ledger_note_executed(l, d->m, s->c->id, clock_now_ns(), d->published >= 0 ? l->t0_ns + (uint64_t)d->published : 0,
 			     d->accept, d->looked_up, d->seen ? d->charge : 0);
 	atomic_fetch_add(&s->w->executions, 1);
 	d->done = true;
+}
+
+/* The side effect: the work, then the ledger's execution. */
+static void cons_process(struct cons_state *s, struct cons_delivery *d)
+{
+	cons_work(s);
+	cons_executed(s, d);
 }
 
 /* Runs the policy's steps in order; true when the drawn crash struck between them. */
@@ -303,6 +315,85 @@ static bool cons_steps(struct cons_state *s, struct cons_delivery *d)
 			return true;
 	}
 	return false;
+}
+
+/* ---------- the transactional inbox (dedup.store = postgres) ---------- */
+
+struct cons_tx {
+	struct cons_state *s;
+	struct cons_delivery *d;
+	bool accepted;
+	uint64_t work_ns; /* time spent in the work, not the store's */
+};
+
+/*
+ * Inside the open transaction: the key is in (visible to no one), so the
+ * delivery is accepted and the work done; before-mark dies before the work,
+ * after-mark after the effect's row, both before COMMIT: rolled back.
+ */
+static bool cons_tx_at(void *arg, enum dedup_tx_stage stage)
+{
+	struct cons_tx *t = arg;
+	struct cons_delivery *d = t->d;
+	uint64_t t0 = clock_now_ns();
+
+	if (stage == DEDUP_TX_EFFECT)
+		return d->crash != CRASH_AFTER_MARK;
+	d->accept = ledger_note_accept(t->s->w->ledger, d->m, t->s->c->id, t0, d->seen);
+	t->accepted = true;
+	if (d->crash == CRASH_BEFORE_MARK)
+		return false;
+	cons_work(t->s);
+	t->work_ns += clock_now_ns() - t0;
+	return true;
+}
+
+/* The transaction failed (rolled back): the message goes back to the queue, as an inbox's retry would. */
+static int cons_tx_failed(struct cons_state *s, struct cons_tx *t, uint64_t tag)
+{
+	struct ledger *l = s->w->ledger;
+
+	if (!t->accepted)
+		t->d->accept = ledger_note_accept(l, t->d->m, s->c->id, clock_now_ns(), t->d->seen);
+	ledger_note_abandoned(l, t->d->m);
+	return amqp_basic_reject(s->sess.conn, 1, tag, 1) == AMQP_STATUS_OK ? 0 : -1;
+}
+
+/*
+ * One delivery through the inbox: the key and the effect commit together.
+ * The ledger sees the execution exactly when the COMMIT succeeded; a crash
+ * after it (after-process) leaves the ack unsent, and the redelivery finds
+ * the key. Returns as cons_handle.
+ */
+static int cons_inbox(struct cons_state *s, struct cons_delivery *d, uint64_t tag)
+{
+	struct cons_tx t = { .s = s, .d = d };
+	struct dedup_effect fx = { .at = cons_tx_at, .arg = &t, .consumer = s->c->id };
+	uint64_t t0 = clock_now_ns();
+	int r = dedup_execute_once(s->c->store, (uint64_t)d->m + 1, t0, &fx);
+
+	stats_hist_add(&s->w->store_latency, clock_now_ns() - t0 - t.work_ns);
+	atomic_fetch_add(&s->w->lookups, 1);
+	d->looked_up = true;
+	if (r == DEDUP_TX_SEEN) {
+		ledger_note_rejected(s->w->ledger, d->m);
+		return cons_ack(s, tag);
+	}
+	if (r < 0) {
+		atomic_fetch_add(&s->w->store_errors, 1);
+		return cons_tx_failed(s, &t, tag);
+	}
+	if (r == DEDUP_TX_DONE) {
+		atomic_fetch_add(&s->w->inserts, 1);
+		ledger_note_marked(s->w->ledger, d->m);
+		cons_executed(s, d);
+		if (d->crash != CRASH_AFTER_PROCESS)
+			return cons_ack(s, tag);
+	} else {
+		ledger_note_abandoned(s->w->ledger, d->m);
+	}
+	cons_crash(s); /* abandons the store: an open transaction rolls back */
+	return 1;
 }
 
 /*
@@ -336,6 +427,8 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	if (d.seen)
 		atomic_fetch_add(&w->duplicate_deliveries, 1);
 	d.crash = cons_crash_draw(s);
+	if (dedup_has_tx(s->c->store))
+		return cons_inbox(s, &d, e->delivery_tag);
 	if (cons_decide(s, &d, e->redelivered)) {
 		ledger_note_rejected(l, d.m);
 		return cons_ack(s, e->delivery_tag);
