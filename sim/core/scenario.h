@@ -43,7 +43,7 @@ enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 43  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 48  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -60,6 +60,9 @@ struct scenario {
 		char queue[SCENARIO_STR_MAX + 1];
 		enum scenario_queue_type queue_type;
 		bool keep_queue; /* leave the queue's content after the run */
+		/* issue 13, alarms, requeues and delivery limits */
+		uint64_t delivery_limit; /* quorum x-delivery-limit; 0 = none */
+		bool dead_letter;	 /* declare <queue>.dlq and dead-letter into it */
 	} broker;
 	struct {
 		uint64_t count; /* connections */
@@ -74,6 +77,7 @@ struct scenario {
 		uint64_t prefetch; /* basic.qos prefetch count; 0 = no limit */
 		uint64_t ack_every; /* 1 = ack each message; k = one multiple-ack per k */
 		uint64_t work_ns;   /* simulated processing time per message */
+		double nack_requeue; /* per delivery: the handler fails after its side effect, nack requeue=true */
 	} consumers;
 	struct {
 		double commit_ok_loss; /* shortcut: drop tx.commit-ok from=broker */
@@ -90,6 +94,10 @@ struct scenario {
 		uint64_t broker_down_ns;	/* how long a killed broker stays down */
 		double consumer_crash;		/* per delivery */
 		enum scenario_crash_at consumer_crash_at;
+		/* issue 13: the memory alarm on the private node from..until (from the run's start; until 0 =
+		 * none; the two fields stay together: one key) and a DLQ replay that long after the start */
+		uint64_t memory_alarm_from_ns, memory_alarm_until_ns;
+		uint64_t dlq_replay_after_ns; /* 0 = never */
 	} faults;
 	struct {
 		enum scenario_store store;
