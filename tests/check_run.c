@@ -1205,6 +1205,124 @@ START_TEST(test_schedule_windows)
 }
 END_TEST
 
+/* ---- issue 13, alarms, requeues and delivery limits ---- */
+
+/*
+ * consumers.nack_requeue: the handler fails after its side effect. Each nack
+ * is one fault event with exactly one duplicate (its redelivery; a
+ * redelivery nacked again is another event). mark = after: the key was never
+ * inserted, every duplicate is processed again (not_inserted); mark =
+ * before: every one is caught.
+ */
+START_TEST(test_nack_requeue_per_nack)
+{
+	const char *after[] = { "run.messages=3000", "dedup.mark=after", NULL };
+	const char *before[] = { "run.messages=3000", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/nack-requeue.ini", "t-nack-after", after, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 20);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.nack_requeue"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "fault_events"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	ck_assert_double_eq(num(&r, "misses_by_cause.not_inserted"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+	run_dupsim_file(&r, "scenarios/nack-requeue.ini", "t-nack-before", before, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "fault_events_by_kind.nack_requeue"), 20);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * A quorum queue with delivery_limit = 1 and a DLQ: messages nacked twice
+ * are dead-lettered; the operator's replay brings them back as duplicates of
+ * one dlq_replay event, seconds old; the handler never reached its mark, so
+ * they are processed again (not_inserted). Nothing counts as lost: all were
+ * executed before being dead-lettered. With mark = before the first
+ * redelivery is caught, and nothing reaches the limit.
+ */
+START_TEST(test_delivery_limit_replay)
+{
+	const char *sets[] = { "run.messages=2400", "publishers.rate=400", "faults.dlq_replay_after=2s", NULL };
+	const char *before[] = { "run.messages=1000", "publishers.rate=0", "faults.dlq_replay_after=0",
+				 "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/delivery-limit.ini", "t-dlq-replay", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "dlq_replayed"), 10);
+	ck_assert_double_eq(num(&r, "dead_lettered"), num(&r, "dlq_replayed") + num(&r, "dead_lettered_left"));
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.dlq_replay"), 1);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "lost_in_dlq"), 0);
+	/* a replayed copy comes back seconds later: past the TTL */
+	ck_assert_double_gt(num(&r, "gap_ms.max"), 1000);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "misses_by_cause.not_inserted"));
+	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "duplicate_deliveries"));
+	result_release(&r);
+	run_dupsim_file(&r, "scenarios/delivery-limit.ini", "t-dlq-before", before, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 10);
+	ck_assert_double_eq(num(&r, "dead_lettered"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * No replay, and consumers that crash before their side effect: a message
+ * whose deliveries were all abandoned goes over the limit unexecuted. It is
+ * in the DLQ (lost_in_dlq), not in `lost`, and the invariants still hold.
+ */
+START_TEST(test_dead_lettered_unexecuted)
+{
+	const char *sets[] = { "run.messages=2000", "publishers.rate=0", "faults.dlq_replay_after=0",
+			       "consumers.nack_requeue=0", "faults.consumer_crash=3%",
+			       "faults.consumer_crash_at=before-mark", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/delivery-limit.ini", "t-dlq-left", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "dlq_replayed"), 0);
+	ck_assert_double_gt(num(&r, "dead_lettered_left"), 0);
+	ck_assert_double_eq(num(&r, "dead_lettered"), num(&r, "dead_lettered_left"));
+	ck_assert_double_gt(num(&r, "lost_in_dlq"), 0);
+	ck_assert_double_le(num(&r, "lost_in_dlq"), num(&r, "dead_lettered_left"));
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * faults.memory_alarm on a node of the run's own: blocked publishers time
+ * out and republish; what they had sent is read once the alarm clears, so
+ * copies are enqueued twice, every duplicate charged to a memory_alarm
+ * event, none processed again with the shared memory store.
+ */
+START_TEST(test_memory_alarm_republishes)
+{
+	const char *sets[] = { "run.messages=7000", "faults.memory_alarm=1s-3s", "broker.url=embedded", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/memory-alarm.ini", "t-alarm", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "publish_attempts"), num(&r, "committed"));
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_ge(num(&r, "fault_events_by_kind.memory_alarm"), 1);
+	ck_assert_double_eq(num(&r, "fault_events"), num(&r, "fault_events_by_kind.memory_alarm"));
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -1254,6 +1372,14 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_app_exit_restarted);
 	tcase_add_test(tc, test_app_crash_loop_fails);
 	tcase_add_test(tc, test_app_api_faults);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	/* issue 13, alarms, requeues and delivery limits */
+	tc = tcase_create("requeue");
+	tcase_add_test(tc, test_nack_requeue_per_nack);
+	tcase_add_test(tc, test_delivery_limit_replay);
+	tcase_add_test(tc, test_dead_lettered_unexecuted);
+	tcase_add_test(tc, test_memory_alarm_republishes);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
