@@ -18,6 +18,9 @@
  * republished. How it ended gives the event its kind: the proxy rule that
  * fired on it (found by the client's port), the consumer's own crash, or a
  * broker crash. Sessions ended by one broker crash are one event: the crash.
+ * Some faults belong to a moment, not to a connection (a consumer's nack
+ * with requeue, an operator's DLQ replay): each is an instant event of its
+ * own, and the messages it puts back are handed over to it in the ledger.
  *
  * Memory stays flat however long the run: only open sessions are held; a
  * closed session, every duplicate charged to a session and every miss are

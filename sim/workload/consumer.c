@@ -324,7 +324,9 @@ static int cons_nack(struct cons_state *s, const struct cons_delivery *d, uint64
  *   before: decide -> [before-mark] -> mark -> [after-mark] -> process -> [after-process] -> ack
  *   after:  decide -> process -> [after-process = before-mark] -> mark -> [after-mark] -> ack
  * A crash before the side effect leaves it undone (abandoned); after it, done.
- * Returns 0, -1 when the ack could not be sent, 1 when the consumer crashed.
+ * A nack drawn for it (consumers.nack_requeue) comes right after the side
+ * effect, in place of whatever follows (the mark with mark = after, the ack).
+ * Returns 0, -1 when the ack or nack could not be sent, 1 when the consumer crashed.
  */
 static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 {
