@@ -724,11 +724,6 @@ out:
 	free(copies);
 }
 
-/*
- * The model's prediction for this run (sim/analysis/model.c): the scenario's keys, the
- * rules the proxy applied, and two figures the proxy measured during normal
- * operation (deliveries ahead of each ack, confirm frames per publish).
- */
 /* issue 13: the application's nacks, the memory alarm and DLQ replays are not modelled. */
 static void run_model_requeue(const struct scenario *sc, struct model_in *mi)
 {
@@ -740,6 +735,11 @@ static void run_model_requeue(const struct scenario *sc, struct model_in *mi)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "DLQ replays (faults.dlq_replay_after)");
 }
 
+/*
+ * The model's prediction for this run (sim/analysis/model.c): the scenario's keys, the
+ * rules the proxy applied, and two figures the proxy measured during normal
+ * operation (deliveries ahead of each ack, confirm frames per publish).
+ */
 static void run_model(const struct run *r, struct run_report *rep)
 {
 	const struct scenario *sc = &r->sc;
@@ -812,7 +812,6 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 	return "ok";
 }
 
-/* The top level of the results: what was published, delivered, duplicated, lost. */
 /* issue 13: what reached the dead-letter queue, only when there is one. */
 static void run_fill_dlq(struct results *res, const struct run *r, const struct run_report *rep)
 {
@@ -824,6 +823,7 @@ static void run_fill_dlq(struct results *res, const struct run *r, const struct 
 	res->dlq.lost_in_dlq = (double)rep->t.lost_in_dlq;
 }
 
+/* The top level of the results: what was published, delivered, duplicated, lost. */
 static void run_fill_counts(struct results *res, const struct run *r, const struct run_report *rep)
 {
 	const struct ledger_totals *t = &rep->t;
