@@ -1285,6 +1285,39 @@ START_TEST(test_heartbeat_kept_no_duplicates)
 }
 END_TEST
 
+/* ---- issue 13, alarms, requeues and delivery limits ---- */
+
+/*
+ * consumers.nack_requeue: the handler fails after its side effect. Each nack
+ * is one fault event with exactly one duplicate (its redelivery; a
+ * redelivery nacked again is another event). mark = after: the key was never
+ * inserted, every duplicate is processed again (not_inserted); mark =
+ * before: every one is caught.
+ */
+START_TEST(test_nack_requeue_per_nack)
+{
+	const char *after[] = { "run.messages=3000", "dedup.mark=after", NULL };
+	const char *before[] = { "run.messages=3000", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/nack-requeue.ini", "t-nack-after", after, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 20);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.nack_requeue"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "fault_events"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	ck_assert_double_eq(num(&r, "misses_by_cause.not_inserted"), num(&r, "duplicate_deliveries"));
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+	run_dupsim_file(&r, "scenarios/nack-requeue.ini", "t-nack-before", before, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "fault_events_by_kind.nack_requeue"), 20);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
 /* ---------- issue 13, the transactional inbox (dedup.store = postgres) ---------- */
 
 /*
@@ -1310,6 +1343,91 @@ START_TEST(test_inbox_exactly_once)
 	ck_assert_msg(num(&r, "lost") == 0, "%s: lost %g", at, num(&r, "lost"));
 	ck_assert_double_eq(num(&r, "wrongly_suppressed"), 0);
 	ck_assert_double_eq(num(&r, "dedup.errors"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * A quorum queue with delivery_limit = 1 and a DLQ: messages nacked twice
+ * are dead-lettered; the operator's replay brings them back as duplicates of
+ * one dlq_replay event, seconds old; the handler never reached its mark, so
+ * they are processed again (not_inserted). Nothing counts as lost: all were
+ * executed before being dead-lettered. With mark = before the first
+ * redelivery is caught, and nothing reaches the limit.
+ */
+START_TEST(test_delivery_limit_replay)
+{
+	const char *sets[] = { "run.messages=2400", "publishers.rate=400", "faults.dlq_replay_after=2s", NULL };
+	const char *before[] = { "run.messages=1000", "publishers.rate=0", "faults.dlq_replay_after=0",
+				 "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/delivery-limit.ini", "t-dlq-replay", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "dlq_replayed"), 10);
+	ck_assert_double_eq(num(&r, "dead_lettered"), num(&r, "dlq_replayed") + num(&r, "dead_lettered_left"));
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.dlq_replay"), 1);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "lost_in_dlq"), 0);
+	/* a replayed copy comes back seconds later: past the TTL */
+	ck_assert_double_gt(num(&r, "gap_ms.max"), 1000);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "misses_by_cause.not_inserted"));
+	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "duplicate_deliveries"));
+	result_release(&r);
+	run_dupsim_file(&r, "scenarios/delivery-limit.ini", "t-dlq-before", before, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 10);
+	ck_assert_double_eq(num(&r, "dead_lettered"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * No replay, and consumers that crash before their side effect: a message
+ * whose deliveries were all abandoned goes over the limit unexecuted. It is
+ * in the DLQ (lost_in_dlq), not in `lost`, and the invariants still hold.
+ */
+START_TEST(test_dead_lettered_unexecuted)
+{
+	const char *sets[] = { "run.messages=2000", "publishers.rate=0", "faults.dlq_replay_after=0",
+			       "consumers.nack_requeue=0", "faults.consumer_crash=3%",
+			       "faults.consumer_crash_at=before-mark", "dedup.mark=before", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/delivery-limit.ini", "t-dlq-left", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "dlq_replayed"), 0);
+	ck_assert_double_gt(num(&r, "dead_lettered_left"), 0);
+	ck_assert_double_eq(num(&r, "dead_lettered"), num(&r, "dead_lettered_left"));
+	ck_assert_double_gt(num(&r, "lost_in_dlq"), 0);
+	ck_assert_double_le(num(&r, "lost_in_dlq"), num(&r, "dead_lettered_left"));
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * faults.memory_alarm on a node of the run's own: blocked publishers time
+ * out and republish; what they had sent is read once the alarm clears, so
+ * copies are enqueued twice, every duplicate charged to a memory_alarm
+ * event, none processed again with the shared memory store.
+ */
+START_TEST(test_memory_alarm_republishes)
+{
+	const char *sets[] = { "run.messages=7000", "faults.memory_alarm=1s-3s", "broker.url=embedded", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/memory-alarm.ini", "t-alarm", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_gt(num(&r, "publish_attempts"), num(&r, "committed"));
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_ge(num(&r, "fault_events_by_kind.memory_alarm"), 1);
+	ck_assert_double_eq(num(&r, "fault_events"), num(&r, "fault_events_by_kind.memory_alarm"));
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
 	result_release(&r);
 }
 END_TEST
@@ -1380,6 +1498,15 @@ Suite *run_suite(void)
 	tcase_add_loop_test(tc, test_inbox_exactly_once, 0,
 			    (int)(sizeof(inbox_crash_points) / sizeof(inbox_crash_points[0])));
 	tcase_set_timeout(tc, 90);
+	suite_add_tcase(s, tc);
+	/* issue 13, alarms, requeues and delivery limits */
+	tc = tcase_create("requeue");
+	tcase_set_tags(tc, "shard1");
+	tcase_add_test(tc, test_nack_requeue_per_nack);
+	tcase_add_test(tc, test_delivery_limit_replay);
+	tcase_add_test(tc, test_dead_lettered_unexecuted);
+	tcase_add_test(tc, test_memory_alarm_republishes);
+	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -109,6 +109,13 @@ static void assert_same(const struct scenario *a, const struct scenario *b)
 	ck_assert_int_eq(a->dedup.mark, b->dedup.mark);
 	ck_assert_str_eq(a->dedup.url, b->dedup.url);
 	ck_assert_int_eq(a->dedup.sync, b->dedup.sync);
+	/* issue 13 */
+	ck_assert_uint_eq(a->broker.delivery_limit, b->broker.delivery_limit);
+	ck_assert_int_eq(a->broker.dead_letter, b->broker.dead_letter);
+	ck_assert(a->consumers.nack_requeue == b->consumers.nack_requeue);
+	ck_assert_uint_eq(a->faults.memory_alarm_from_ns, b->faults.memory_alarm_from_ns);
+	ck_assert_uint_eq(a->faults.memory_alarm_until_ns, b->faults.memory_alarm_until_ns);
+	ck_assert_uint_eq(a->faults.dlq_replay_after_ns, b->faults.dlq_replay_after_ns);
 }
 
 /* scenario_write, then scenario_load of what it wrote: the same values. */
@@ -1080,6 +1087,72 @@ START_TEST(test_write_error)
 }
 END_TEST
 
+/* ---- issue 13, alarms, requeues and delivery limits ---- */
+
+/* The keys, their round trip, the window's syntax, and what each needs. */
+START_TEST(test_requeue_keys)
+{
+	static const char text[] = "[broker]\nqueue_type = quorum\ndelivery_limit = 3\ndead_letter = true\n"
+				   "[consumers]\nnack_requeue = 5%\n"
+				   "[faults]\nmemory_alarm = 1500ms-4s\ndlq_replay_after = 5s\n";
+	static const struct {
+		const char *set, *what;
+	} bad[] = {
+		{ "faults.memory_alarm=4s-2s", "END must be after START" },
+		{ "faults.memory_alarm=3s", "is not a window" },
+		{ "faults.memory_alarm=a-b", "durations with a unit" },
+		{ "consumers.nack_requeue=1", "allowed" },
+	};
+	struct scenario sc, def;
+	char path[64], err[1024];
+
+	ck_assert_msg(load_text(&sc, text, path, sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(sc.broker.delivery_limit, 3);
+	ck_assert(sc.broker.dead_letter);
+	ck_assert(sc.consumers.nack_requeue == 0.05);
+	ck_assert_uint_eq(sc.faults.memory_alarm_from_ns, 1500 * MS);
+	ck_assert_uint_eq(sc.faults.memory_alarm_until_ns, 4 * SEC);
+	ck_assert_uint_eq(sc.faults.dlq_replay_after_ns, 5 * SEC);
+	assert_round_trip(&sc);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(scenario_set(&sc, bad[i].set, err, sizeof(err)), -1);
+		assert_one_line(err);
+		ck_assert_msg(strstr(err, bad[i].what), "'%s' lacks '%s'", err, bad[i].what);
+	}
+	ck_assert_int_eq(scenario_set(&sc, "faults.memory_alarm=none", err, sizeof(err)), 0);
+	ck_assert_uint_eq(sc.faults.memory_alarm_until_ns, 0);
+	/* what each key needs, named with where it was set */
+	ck_assert_int_eq(scenario_set(&sc, "broker.queue_type=classic", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "broker.delivery_limit needs broker.queue_type = quorum"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "broker.delivery_limit=0", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_set(&sc, "broker.dead_letter=false", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "faults.dlq_replay_after replays the dead-letter queue"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "faults.dlq_replay_after=0", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_set(&sc, "faults.memory_alarm=1s-2s", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_set(&sc, "broker.url=amqp://h/", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "faults.memory_alarm needs broker.url = embedded"), "%s", err);
+	scenario_release(&sc);
+	/* the defaults: none of it */
+	scenario_init_defaults(&def, NULL);
+	ck_assert_uint_eq(def.broker.delivery_limit, 0);
+	ck_assert(!def.broker.dead_letter);
+	ck_assert(def.consumers.nack_requeue == 0);
+	ck_assert_uint_eq(def.faults.memory_alarm_until_ns, 0);
+	ck_assert_uint_eq(def.faults.dlq_replay_after_ns, 0);
+	scenario_release(&def);
+	/* [app] consumes: dupsim's nacks can't apply */
+	ck_assert_msg(load_text(&sc, "[app]\nconsumer = ./w.py\n[consumers]\nnack_requeue = 1%\n", path,
+				sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "consumers.nack_requeue is for dupsim's own consumers"), "%s", err);
+	scenario_release(&sc);
+}
+END_TEST
+
 Suite *scenario_suite(void)
 {
 	Suite *s = suite_create("scenario");
@@ -1109,6 +1182,9 @@ Suite *scenario_suite(void)
 	tcase_add_test(tc, test_scenarios_dir);
 	tcase_add_test(tc, test_default_ini);
 	tcase_add_test(tc, test_write_error);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("requeue");
+	tcase_add_test(tc, test_requeue_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -48,6 +48,8 @@
  * consumer or broker crashes (those are not modelled); with no consumers
  * nothing is delivered (rate 0). A loss probability of 1 predicts no end: +inf.
  * Not covered (no prediction, and the reason): consumer and broker crashes,
+ * the application's nacks with requeue, the broker's memory alarm, DLQ
+ * replays (issue 13: the caller says so),
  * rules on other methods, after=N, and ack loss on a quorum queue, whose
  * settles are applied through its log, so that acks in flight at a cut are
  * redelivered too (the caller says so).

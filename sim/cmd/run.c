@@ -18,6 +18,8 @@
 
 #include "cmd/cli.h"
 #include "cmd/crashes.h"
+#include "cmd/alarm.h"
+#include "cmd/dlq.h"
 #include "cmd/broker.h"
 #include "dedup/factory.h"
 #include "nodes/node.h"
@@ -92,6 +94,8 @@ struct run {
 	size_t curve_count;
 
 	struct crashes crashes;
+	struct alarm alarm; /* faults.memory_alarm */
+	struct dlq dlq;	    /* broker.delivery_limit, broker.dead_letter, faults.dlq_replay_after */
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
@@ -316,8 +320,8 @@ static int run_setup_queue(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
 	amqp_connection_state_t c = run_direct(r, err, errlen);
-	amqp_table_entry_t arg;
-	amqp_table_t args = amqp_empty_table;
+	amqp_table_entry_t arg[1 + DLQ_ARGS_MAX];
+	amqp_table_t args = { .num_entries = 0, .entries = arg };
 	char why[256];
 
 	if (!c || run_lock_queue(r, err, errlen) < 0) {
@@ -325,11 +329,15 @@ static int run_setup_queue(struct run *r, char *err, size_t errlen)
 		return -1;
 	}
 	if (sc->broker.queue_type == SCENARIO_QUEUE_QUORUM) {
-		arg.key = amqp_cstring_bytes("x-queue-type");
-		arg.value.kind = AMQP_FIELD_KIND_UTF8;
-		arg.value.value.bytes = amqp_cstring_bytes("quorum");
+		arg[0].key = amqp_cstring_bytes("x-queue-type");
+		arg[0].value.kind = AMQP_FIELD_KIND_UTF8;
+		arg[0].value.value.bytes = amqp_cstring_bytes("quorum");
 		args.num_entries = 1;
-		args.entries = &arg;
+	}
+	dlq_init(&r->dlq, sc, &r->target);
+	if (dlq_setup(&r->dlq, c, &args, err, errlen) < 0) {
+		mq_abandon(c);
+		return -1;
 	}
 	amqp_queue_declare(c, 1, amqp_cstring_bytes(sc->broker.queue), 0, 1, 0, 0, args);
 	if (!mq_ok(amqp_get_rpc_reply(c))) {
@@ -424,6 +432,21 @@ static uint64_t run_cool_down(struct run *r, uint64_t now)
 	return clock_now_ns();
 }
 
+/*
+ * faults.dlq_replay_after: the operator replays the DLQ when its time has
+ * come, or when the run is quiet before that (the replay's copies are then
+ * drained too). True when it replayed just now: the run is not over.
+ */
+static bool run_replay_dlq(struct run *r, uint64_t now, bool quiet)
+{
+	if (!dlq_replay_due(&r->dlq, now, quiet))
+		return false;
+	if (dlq_replay(&r->dlq) > 0)
+		atomic_fetch_add(&r->faults_fired, 1);
+	atomic_store(&r->rc.last_delivery_ns, clock_now_ns()); /* wait for the replayed copies again */
+	return true;
+}
+
 /* Publishing, then draining, with a tick a second; returns when done or interrupted. */
 static void run_monitor(struct run *r)
 {
@@ -446,6 +469,8 @@ static void run_monitor(struct run *r)
 		}
 		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
 			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
+		alarm_step(&r->alarm, now);
+		run_replay_dlq(r, now, false);
 		if (r->view) {
 			/* the app is killed while there is work for it (publishing, or committed messages not
 			 * done), outside the warm-up and the cool-down */
@@ -463,7 +488,7 @@ static void run_monitor(struct run *r)
 			break;
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
 			r->publish_done_ns = now = run_cool_down(r, now);
-		if (r->publish_done_ns && !crashes_down(&r->crashes) &&
+		if (r->publish_done_ns && !crashes_down(&r->crashes) && !alarm_pending(&r->alarm) &&
 		    now - r->publish_done_ns >= sc->faults.cooldown_ns) {
 			if (run_consumers(r) == 0) {
 				r->drained = true;
@@ -481,7 +506,7 @@ static void run_monitor(struct run *r)
 			uint64_t idle = now - atomic_load(&rc->last_delivery_ns);
 
 			if ((idle > 500 * NS_PER_MS && ledger_all_processed(&r->ledger)) || idle > 3 * NS_PER_S) {
-				if (run_queue_depth(r, &direct, sc->broker.queue) == 0) {
+				if (run_queue_depth(r, &direct, sc->broker.queue) == 0 && !run_replay_dlq(r, now, true)) {
 					r->drained = true;
 					break;
 				}
@@ -564,8 +589,9 @@ static int run_broker(struct run *r, char *err, size_t errlen)
 	char why[512];
 
 	if (strcmp(sc->broker.url, "embedded") == 0) {
-		/* a run that kills its broker or configures it (consumer_timeout) gets a node of its own, never the shared one */
-		if (!sc->faults.broker_crash_every_ns && !sc->broker.consumer_timeout_ns &&
+		/* a run that kills its broker, configures it (consumer_timeout) or alarms it gets a node of its own,
+		 * never the shared one */
+		if (!sc->faults.broker_crash_every_ns && !sc->broker.consumer_timeout_ns && !sc->faults.memory_alarm_until_ns &&
 		    broker_find_persistent(r->broker_url, sizeof(r->broker_url)) == 0) {
 			if (!r->quiet)
 				log_line("using the node of `dupsim broker start` at %s", r->broker_url);
@@ -774,6 +800,17 @@ static void run_model_timeouts(const struct scenario *sc, struct model_in *mi)
 			 "slow deliveries that miss heartbeats (consumers.slow, consumers.heartbeat)");
 }
 
+/* issue 13: the application's nacks, the memory alarm and DLQ replays are not modelled. */
+static void run_model_requeue(const struct scenario *sc, struct model_in *mi)
+{
+	if (sc->consumers.nack_requeue > 0)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "nacks with requeue (consumers.nack_requeue)");
+	if (sc->faults.memory_alarm_until_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "the memory alarm (faults.memory_alarm)");
+	if (sc->faults.dlq_replay_after_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "DLQ replays (faults.dlq_replay_after)");
+}
+
 /*
  * The model's prediction for this run (sim/analysis/model.c): the scenario's keys, the
  * rules the proxy applied, and two figures the proxy measured during normal
@@ -810,6 +847,7 @@ static void run_model(const struct run *r, struct run_report *rep)
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
 	run_model_timeouts(sc, mi);
+	run_model_requeue(sc, mi);
 	model_predict(mi, &rep->model);
 	{
 		struct model_in given;
@@ -851,6 +889,17 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 	return "ok";
 }
 
+/* issue 13: what reached the dead-letter queue, only when there is one. */
+static void run_fill_dlq(struct results *res, const struct run *r, const struct run_report *rep)
+{
+	if (!r->dlq.name[0])
+		return;
+	res->dlq.dead_lettered = (double)(r->dlq.moved + r->dlq.left);
+	res->dlq.replayed = (double)r->dlq.moved;
+	res->dlq.left = (double)r->dlq.left;
+	res->dlq.lost_in_dlq = (double)rep->t.lost_in_dlq;
+}
+
 /* The top level of the results: what was published, delivered, duplicated, lost. */
 static void run_fill_counts(struct results *res, const struct run *r, const struct run_report *rep)
 {
@@ -884,6 +933,7 @@ static void run_fill_counts(struct results *res, const struct run *r, const stru
 		res->fault_events_by_kind[k] = (double)rep->ev.by_kind[k];
 	for (int c = 0; c < LEDGER_CAUSES; c++)
 		res->misses_by_cause[c] = (double)t->misses[c];
+	run_fill_dlq(res, r, rep);
 }
 
 /* The miss probability over fault events, and the too-narrow one over duplicates. */
@@ -1329,6 +1379,8 @@ static void run_cleanup_queue(struct run *r)
 	if (!c)
 		return;
 	amqp_queue_delete(c, 1, amqp_cstring_bytes(r->sc.broker.queue), 0, 0);
+	if (r->dlq.name[0])
+		amqp_queue_delete(c, 1, amqp_cstring_bytes(r->dlq.name), 0, 0);
 	mq_close(c);
 }
 
@@ -1462,6 +1514,9 @@ static int run_setup(struct run *r)
 	crashes_init(&r->crashes, r->broker, &r->events, r->sc.faults.broker_crash_every_ns, r->sc.faults.broker_down_ns,
 		     r->start_ns, r->sc.faults.warmup_ns);
 	proxy_set_time_base(r->proxy, r->start_ns, r->sc.faults.warmup_ns); /* the timetable counts from here */
+	alarm_init(&r->alarm, r->broker, &r->events, r->start_ns, r->sc.faults.memory_alarm_from_ns,
+		   r->sc.faults.memory_alarm_until_ns, r->sc.publishers.timeout_ns + NS_PER_S);
+	dlq_start(&r->dlq, &r->ledger, &r->events, workload_ids(&r->rc), r->start_ns);
 	atomic_store(&r->rc.last_delivery_ns, r->start_ns);
 	if (scenario_has_app(&r->sc) && run_start_app(r, err, sizeof(err)) < 0)
 		goto fail;
@@ -1568,6 +1623,9 @@ int run_cli(int argc, char **argv)
 	if (r.view && app_failure(&r.app))
 		log_line("run: %s", app_failure(&r.app));
 	run_stop_threads(&r);
+	alarm_finish(&r.alarm);
+	if (!r.interrupted)
+		dlq_count_left(&r.dlq);
 	if (r.view) {
 		/* the app goes first, so that the proxy sees its connections end and the view judges them */
 		app_stop(&r.app);

@@ -63,6 +63,12 @@ enum scenario_key_id {
 	K_CONS_SLOW,
 	K_CONS_SLOW_WORK,
 	K_CONS_HEARTBEAT,
+	/* issue 13, alarms, requeues and delivery limits */
+	K_BROKER_DELIVERY_LIMIT,
+	K_BROKER_DEAD_LETTER,
+	K_CONS_NACK_REQUEUE,
+	K_FAULT_MEMORY_ALARM,
+	K_FAULT_DLQ_REPLAY_AFTER,
 	K_COUNT
 };
 
@@ -82,6 +88,7 @@ enum scenario_kind {
 	KIND_SCHEDULE,
 	KIND_COMMAND,  /* free text for /bin/sh -c: printable, may be empty */
 	KIND_HOSTPORT, /* "" or [HOST:]PORT */
+	KIND_WINDOW,   /* "none" or START-END from the run's start: two uint64_t ns, END 0 = none */
 };
 
 /* Enum fields are written through an int lvalue (their compatible type's
@@ -205,6 +212,17 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 	[K_CONS_HEARTBEAT] = { "consumers", "heartbeat", KIND_DURATION, S(consumers.heartbeat_ns), .min = SEC,
 			       .max = 65535 * SEC, .zero_ok = true,
 			       .allowed = "0 (none) or whole seconds 1s..65535s" },
+	/* issue 13, alarms, requeues and delivery limits */
+	[K_BROKER_DELIVERY_LIMIT] = { "broker", "delivery_limit", KIND_U64, S(broker.delivery_limit), .min = 0,
+				      .max = 1000000, .allowed = "0..1000000 (0 = none; queue_type = quorum only)" },
+	[K_BROKER_DEAD_LETTER] = { "broker", "dead_letter", KIND_BOOL, S(broker.dead_letter),
+				   .allowed = "true, false" },
+	[K_CONS_NACK_REQUEUE] = { "consumers", "nack_requeue", KIND_PROB, S(consumers.nack_requeue),
+				  .below_one = true },
+	[K_FAULT_MEMORY_ALARM] = { "faults", "memory_alarm", KIND_WINDOW, S(faults.memory_alarm_from_ns),
+				   .allowed = "none, or START-END from the run's start, e.g. 3s-6s" },
+	[K_FAULT_DLQ_REPLAY_AFTER] = { "faults", "dlq_replay_after", KIND_DURATION, S(faults.dlq_replay_after_ns),
+				       .min = 0, .max = 24 * HOUR, .allowed = "0 (never) or up to 24h" },
 };
 
 static const char *const scenario_sections[] = { "run",	  "broker", "publishers", "consumers",
@@ -530,6 +548,32 @@ static int scenario_apply_enum(struct scenario *sc, const struct scenario_key *k
 	return log_seterr(msg, msglen, "'%s' is not allowed; allowed: %s", v, list);
 }
 
+/* A window: "none", or START-END (durations from the run's start, END after START). */
+static int scenario_apply_window(char *field, const struct scenario_key *k, const char *v, char *msg,
+				 size_t msglen)
+{
+	char buf[64], *dash;
+	uint64_t w[2] = { 0, 0 };
+
+	if (strcmp(v, "none") != 0) {
+		if (strlen(v) >= sizeof(buf) || !strchr(v + 1, '-'))
+			return log_seterr(msg, msglen, "'%s' is not a window; allowed: %s", v, k->allowed);
+		snprintf(buf, sizeof(buf), "%s", v);
+		dash = strchr(buf + 1, '-');
+		*dash = '\0';
+		if (parse_duration(buf, &w[0]) < 0 || parse_duration(dash + 1, &w[1]) < 0)
+			return log_seterr(msg, msglen, "'%s': START and END are durations with a unit (500ms, 2s); "
+					"allowed: %s", v, k->allowed);
+		if (w[1] <= w[0] || w[1] > 24 * HOUR)
+			return log_seterr(msg, msglen, "'%s': END must be after START and at most 24h; allowed: %s", v,
+					k->allowed);
+		w[0] = w[0] / 1000 * 1000; /* whole microseconds, as every duration */
+		w[1] = w[1] / 1000 * 1000;
+	}
+	memcpy(field, w, sizeof(w));
+	return 0;
+}
+
 static int scenario_apply(struct scenario *sc, const struct scenario_key *k, const char *v, char *msg,
 			  size_t msglen)
 {
@@ -592,6 +636,8 @@ static int scenario_apply(struct scenario *sc, const struct scenario_key *k, con
 		memcpy(field, v, strlen(v) + 1);
 		return 0;
 	}
+	case KIND_WINDOW:
+		return scenario_apply_window(field, k, v, msg, msglen);
 	}
 	abort();
 }
@@ -1283,6 +1329,58 @@ static void heartbeat_say(const struct scenario *sc, const char *hk, const char 
 		 "allowed: 0 (none) or 1s, 2s, ...", clock_fmt_duration(sc->consumers.heartbeat_ns, d, sizeof(d)));
 }
 
+/* issue 13, alarms, requeues and delivery limits: what each key needs */
+static bool delivery_limit_broken(const struct scenario *sc)
+{
+	return sc->broker.delivery_limit > 0 && sc->broker.queue_type != SCENARIO_QUEUE_QUORUM;
+}
+
+static void delivery_limit_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc;
+	(void)hk;
+	snprintf(buf, len, "broker.delivery_limit needs broker.queue_type = quorum (x-delivery-limit is a quorum "
+		 "queue's argument; queue_type is classic%s); set queue_type = quorum or drop delivery_limit", ho);
+}
+
+static bool dlq_replay_broken(const struct scenario *sc)
+{
+	return sc->faults.dlq_replay_after_ns > 0 && !sc->broker.dead_letter;
+}
+
+static void dlq_replay_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc;
+	(void)hk;
+	snprintf(buf, len, "faults.dlq_replay_after replays the dead-letter queue, but broker.dead_letter is "
+		 "false%s; set dead_letter = true", ho);
+}
+
+static bool memory_alarm_broken(const struct scenario *sc)
+{
+	return sc->faults.memory_alarm_until_ns > 0 && strcmp(sc->broker.url, "embedded") != 0;
+}
+
+static void memory_alarm_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len, "faults.memory_alarm needs broker.url = embedded (url is %s%s): dupsim raises the alarm "
+		 "only on a node it started", sc->broker.url, ho);
+}
+
+static bool nack_app_broken(const struct scenario *sc)
+{
+	return sc->consumers.nack_requeue > 0 && scenario_has_app(sc);
+}
+
+static void nack_app_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc;
+	(void)hk;
+	snprintf(buf, len, "consumers.nack_requeue is for dupsim's own consumers, but app.consumer%s makes your app "
+		 "consume instead; remove it (your app nacks as it does)", ho);
+}
+
 static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_CONS_ACK_EVERY, K_CONS_PREFETCH, ack_every_broken, ack_every_say },
 	{ K_FAULT_COMMIT_OK_LOSS, K_PUB_MODE, commit_ok_broken, commit_ok_say },
@@ -1300,6 +1398,11 @@ static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_BROKER_CONSUMER_TIMEOUT, K_BROKER_URL, consumer_timeout_broken, consumer_timeout_say },
 	{ K_CONS_SLOW, K_CONS_SLOW_WORK, slow_broken, slow_say },
 	{ K_CONS_HEARTBEAT, K_CONS_HEARTBEAT, heartbeat_broken, heartbeat_say },
+	/* issue 13, alarms, requeues and delivery limits */
+	{ K_BROKER_DELIVERY_LIMIT, K_BROKER_QUEUE_TYPE, delivery_limit_broken, delivery_limit_say },
+	{ K_FAULT_DLQ_REPLAY_AFTER, K_BROKER_DEAD_LETTER, dlq_replay_broken, dlq_replay_say },
+	{ K_FAULT_MEMORY_ALARM, K_BROKER_URL, memory_alarm_broken, memory_alarm_say },
+	{ K_CONS_NACK_REQUEUE, K_APP_CONSUMER, nack_app_broken, nack_app_say },
 };
 
 /* store = none with a key that describes a store: the first such key set away from its default. */
@@ -1517,6 +1620,18 @@ int scenario_write(const struct scenario *sc, FILE *f)
 			for (size_t r = 0; r < sc->faults.schedule_count; r++)
 				fprintf(f, "schedule = %s\n", sc->faults.schedules[r].text);
 			break;
+		case KIND_WINDOW: {
+			uint64_t w[2];
+			char b2[32];
+
+			memcpy(w, field, sizeof(w));
+			if (!w[1])
+				fprintf(f, "%s = none\n", k->name);
+			else
+				fprintf(f, "%s = %s-%s\n", k->name, clock_fmt_duration(w[0], buf, sizeof(buf)),
+					clock_fmt_duration(w[1], b2, sizeof(b2)));
+			break;
+		}
 		}
 	}
 	fflush(f);

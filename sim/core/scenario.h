@@ -44,7 +44,7 @@ enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 47  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 52  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -62,6 +62,9 @@ struct scenario {
 		enum scenario_queue_type queue_type;
 		bool keep_queue; /* leave the queue's content after the run */
 		uint64_t consumer_timeout_ns; /* the private node's delivery ack timeout; 0 = the broker's default */
+		/* issue 13, alarms, requeues and delivery limits */
+		uint64_t delivery_limit; /* quorum x-delivery-limit; 0 = none */
+		bool dead_letter;	 /* declare <queue>.dlq and dead-letter into it */
 	} broker;
 	struct {
 		uint64_t count; /* connections */
@@ -79,6 +82,7 @@ struct scenario {
 		double slow;	      /* per delivery: work slow_work_ns instead of work_ns */
 		uint64_t slow_work_ns;
 		uint64_t heartbeat_ns; /* AMQP heartbeat the consumers ask for (whole seconds); 0 = none */
+		double nack_requeue; /* per delivery: the handler fails after its side effect, nack requeue=true */
 	} consumers;
 	struct {
 		double commit_ok_loss; /* shortcut: drop tx.commit-ok from=broker */
@@ -95,6 +99,10 @@ struct scenario {
 		uint64_t broker_down_ns;	/* how long a killed broker stays down */
 		double consumer_crash;		/* per delivery */
 		enum scenario_crash_at consumer_crash_at;
+		/* issue 13: the memory alarm on the private node from..until (from the run's start; until 0 =
+		 * none; the two fields stay together: one key) and a DLQ replay that long after the start */
+		uint64_t memory_alarm_from_ns, memory_alarm_until_ns;
+		uint64_t dlq_replay_after_ns; /* 0 = never */
 	} faults;
 	struct {
 		enum scenario_store store;

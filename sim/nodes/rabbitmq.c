@@ -18,6 +18,7 @@
 #include "nodes/proc.h"
 
 #define RABBITMQ_SERVER "/usr/lib/rabbitmq/bin/rabbitmq-server"
+#define RABBITMQCTL "/usr/lib/rabbitmq/bin/rabbitmqctl"
 #define NODE_PATH "/usr/bin:/bin"
 #define EPMD_TIMEOUT_NS (5 * NS_PER_S)
 #define TAIL_LINES 4
@@ -311,6 +312,46 @@ static bool rmq_ready(const struct node *n)
 out:
 	amqp_destroy_connection(c);
 	return ok;
+}
+
+/* rabbitmqctl's environment: the node's cookie (HOME), its epmd, no system-wide rabbitmq-env.conf. */
+static int rmq_ctl_env(struct node *n, struct strv *e, const char *marker)
+{
+	int rc = 0;
+
+	rc |= strv_addf(e, "PATH=%s", rmq_path());
+	rc |= strv_addf(e, "LANG=C.UTF-8");
+	rc |= strv_addf(e, "LC_ALL=C.UTF-8");
+	rc |= strv_addf(e, "HOME=%s/home", n->dir);
+	rc |= strv_addf(e, "%s", marker);
+	rc |= strv_addf(e, "ERL_EPMD_PORT=%u", n->ports[RABBITMQ_PORT_EPMD]);
+	rc |= strv_addf(e, "RABBITMQ_CONF_ENV_FILE=%s/etc/rabbitmq-env.conf", n->dir);
+	rc |= strv_addf(e, "RABBITMQ_CONFIG_FILE=%s/etc/rabbitmq.conf", n->dir);
+	return rc;
+}
+
+int rabbitmq_ctl_spawn(struct node *n, const char *const *args, pid_t *pid, char *err, size_t errlen)
+{
+	const char *ctl = node_exe("DUPSIM_RABBITMQCTL", RABBITMQCTL);
+	struct strv argv = { 0 }, envp = { 0 };
+	char marker[PROC_MARKER_MAX], log[PATH_MAX];
+	int rc = 0;
+
+	node_helper_marker(n, "ctl", marker, sizeof(marker));
+	snprintf(log, sizeof(log), "%s/log/rabbitmqctl.log", n->dir);
+	rc |= strv_addf(&argv, "%s", ctl);
+	rc |= strv_addf(&argv, "-n");
+	rc |= strv_addf(&argv, "%s@localhost", n->name);
+	for (size_t i = 0; args[i]; i++)
+		rc |= strv_addf(&argv, "%s", args[i]);
+	rc |= rmq_ctl_env(n, &envp, marker);
+	if (rc)
+		rc = log_seterr(err, errlen, "out of memory");
+	else if (proc_spawn(argv.v, envp.v, n->dir, log, false, pid, err, errlen) < 0)
+		rc = NODE_ESYS;
+	strv_release(&argv);
+	strv_release(&envp);
+	return rc;
 }
 
 const struct node_ops rabbitmq_ops = {

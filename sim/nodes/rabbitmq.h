@@ -43,4 +43,13 @@ uint16_t rabbitmq_port(const struct node *n, enum rabbitmq_port which);
 /* Its epmd's pid; 0 while it is down. */
 pid_t rabbitmq_epmd_pid(const struct node *n);
 
+/*
+ * Starts `rabbitmqctl -n NODE args...` against the running node n (its
+ * cookie, its epmd), output appended to log/rabbitmqctl.log in its folder,
+ * and returns at once: poll proc_exited(*pid, &code) (the call takes a
+ * second or two: an Erlang VM starts). args ends with NULL. 0, or a negative
+ * NODE_E* code with err. DUPSIM_RABBITMQCTL names another binary.
+ */
+int rabbitmq_ctl_spawn(struct node *n, const char *const *args, pid_t *pid, char *err, size_t errlen);
+
 #endif

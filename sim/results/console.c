@@ -116,6 +116,9 @@ void console_print(FILE *f, const struct results *r, const char *out_dir, const 
 			fprintf(f, "  %-28s %18.0f\n", ledger_cause_name(c), r->misses_by_cause[c]);
 	fprintf(f, "  %-28s %18.0f\n", "lost", r->lost);
 	fprintf(f, "  %-28s %18.0f\n", "wrongly suppressed", r->wrongly_suppressed);
+	if (isfinite(r->dlq.dead_lettered))
+		fprintf(f, "  %-28s %18.0f   replayed %.0f, left %.0f, of which never processed %.0f\n", "dead-lettered",
+			r->dlq.dead_lettered, r->dlq.replayed, r->dlq.left, r->dlq.lost_in_dlq);
 	console_run(f, r);
 	fputs(notes, f);
 	if (isfinite(r->faults.duplicates_per_lost_ack))

@@ -330,7 +330,13 @@ static void report_table(FILE *f, const struct results *s)
 	fprintf(f, "| duplicates processed (dedup misses) | %s | |\n", report_count(s->duplicates_processed));
 	report_table_miss(f, s);
 	fprintf(f, "| lost (committed, never processed) | %s | 0 |\n", report_count(s->lost));
-	fprintf(f, "| wrongly suppressed | %s | 0 |\n\n", report_count(s->wrongly_suppressed));
+	fprintf(f, "| wrongly suppressed | %s | 0 |\n", report_count(s->wrongly_suppressed));
+	if (isfinite(s->dlq.dead_lettered))
+		fprintf(f, "| dead-lettered (replayed %s, left in the DLQ %s) | %s | |\n"
+			"| in the DLQ, never processed (lost to the app unless replayed) | %s | 0 |\n",
+			report_count(s->dlq.replayed), report_count(s->dlq.left), report_count(s->dlq.dead_lettered),
+			report_count(s->dlq.lost_in_dlq));
+	fputc('\n', f);
 	if (*s->predicted.assumes)
 		fprintf(f, "**The model assumes** %s. Its derivation: sim/analysis/model.c.\n\n", s->predicted.assumes);
 	report_measured_inputs(f, s);

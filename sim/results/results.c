@@ -33,6 +33,7 @@ void results_init(struct results *r)
 	RESULTS_NAN(r->misses_by_cause);
 	results_nan(&r->predicted.duplicate_rate, 4);
 	results_nan(&r->predicted.ahead, 4);
+	RESULTS_NAN(r->dlq);
 	results_nan(&r->faults.frames_dropped, 6);
 	results_nan(&r->faults.commit_ok_dropped, 4);
 	RESULTS_NAN(r->throughput);
@@ -182,6 +183,18 @@ static json_t *results_json_perf(const struct results *r, json_t *root)
 	return root;
 }
 
+/* issue 13: the dead-letter counts at the top level, only for a run with a DLQ (dead_lettered not NaN). */
+static json_t *results_json_dlq(const struct results *r, json_t *j)
+{
+	if (!j || !isfinite(r->dlq.dead_lettered))
+		return j;
+	json_object_set_new(j, "dead_lettered", results_count(r->dlq.dead_lettered));
+	json_object_set_new(j, "dlq_replayed", results_count(r->dlq.replayed));
+	json_object_set_new(j, "dead_lettered_left", results_count(r->dlq.left));
+	json_object_set_new(j, "lost_in_dlq", results_count(r->dlq.lost_in_dlq));
+	return j;
+}
+
 static json_t *results_json(const struct results *r)
 {
 	json_t *kinds = json_object(), *causes = json_object(), *band = json_null();
@@ -195,7 +208,7 @@ static json_t *results_json(const struct results *r)
 				 "confidence", 0.95, "method",
 				 "compound Poisson over fault events: var = sum of squared event sizes");
 	return results_json_perf(
-		r, json_pack("{s:s, s:o, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, "
+		r, results_json_dlq(r, json_pack("{s:s, s:o, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, "
 			     "s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 			     "scenario", r->scenario, "seed", r->seed_known ? json_integer((json_int_t)r->seed) : json_null(), "status", r->status, "interrupted",
 			     r->interrupted, "drained", r->drained, "messages", results_count(r->messages), "published",
@@ -207,7 +220,7 @@ static json_t *results_json(const struct results *r)
 			     results_count(r->wrongly_suppressed), "duplicate_rate", results_real(r->duplicate_rate),
 			     "duplicate_rate_band", band, "fault_events", results_count(r->fault_events),
 			     "fault_events_by_kind", kinds, "miss_probability", results_json_miss(r), "misses_by_cause",
-			     causes, "predicted", results_json_predicted(r), "faults", results_json_faults(r)));
+			     causes, "predicted", results_json_predicted(r), "faults", results_json_faults(r))));
 }
 
 int results_write_summary(const struct results *r, FILE *f)
@@ -376,6 +389,10 @@ static void results_load_json(struct results *r, json_t *s)
 	r->duplicates_processed = results_num(s, "duplicates_processed");
 	r->lost = results_num(s, "lost");
 	r->wrongly_suppressed = results_num(s, "wrongly_suppressed");
+	r->dlq.dead_lettered = results_num(s, "dead_lettered");
+	r->dlq.replayed = results_num(s, "dlq_replayed");
+	r->dlq.left = results_num(s, "dead_lettered_left");
+	r->dlq.lost_in_dlq = results_num(s, "lost_in_dlq");
 	r->duplicate_rate = results_num(s, "duplicate_rate");
 	r->duplicate_rate_low = results_num(band, "low");
 	r->duplicate_rate_high = results_num(band, "high");

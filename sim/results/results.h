@@ -96,6 +96,15 @@ struct results {
 		} n;
 	} app;
 
+	/* issue 13: dead-lettering (broker.dead_letter); NaN when the run had no DLQ */
+	struct {
+		double dead_lettered; /* messages that reached the DLQ: replayed + left in it at the end */
+		double replayed;      /* moved back into the queue by faults.dlq_replay_after */
+		double left;	      /* in the DLQ when the run ended */
+		double lost_in_dlq;   /* of those, committed and never executed: lost to the app unless replayed
+				       * (not in `lost`, which counts what vanished) */
+	} dlq;
+
 	/* beside summary.json, for the plots */
 	bool has_rows[RESULTS_DATA_COUNT];
 	double curve_min; /* smallest positive probability of curve.csv (estimate or bound); NaN: none */

@@ -21,6 +21,9 @@ static const char *const kind_names[EVENTS_KINDS] = {
 	[EVENTS_APP_EXIT] = "app_exit",
 	[EVENTS_CONSUMER_TIMEOUT] = "consumer_timeout",
 	[EVENTS_HEARTBEAT_TIMEOUT] = "heartbeat_timeout",
+	[EVENTS_MEMORY_ALARM] = "memory_alarm",
+	[EVENTS_NACK_REQUEUE] = "nack_requeue",
+	[EVENTS_DLQ_REPLAY] = "dlq_replay",
 	[EVENTS_UNATTRIBUTED] = "unattributed",
 };
 
@@ -145,6 +148,15 @@ events_id events_open(struct events *ev, enum events_role role, unsigned worker,
 	return id;
 }
 
+/* A publisher's connection lost while the alarm blocks it (or just after): the alarm's doing. Lock held. */
+static enum events_kind alarm_kind_locked(const struct events *ev, const struct events_entry *e,
+					  enum events_kind kind, uint64_t now_ns)
+{
+	if (kind != EVENTS_CONNECTION_LOST || e->role != EVENTS_PUBLISHER)
+		return kind;
+	return ev->alarm_on || now_ns < ev->alarm_grace_until ? EVENTS_MEMORY_ALARM : kind;
+}
+
 void events_close(struct events *ev, events_id id, enum events_kind kind, uint64_t now_ns)
 {
 	struct events_entry *e;
@@ -152,6 +164,7 @@ void events_close(struct events *ev, events_id id, enum events_kind kind, uint64
 	pthread_mutex_lock(&ev->lock);
 	e = find_open(ev, id);
 	if (e) {
+		kind = alarm_kind_locked(ev, e, kind, now_ns);
 		if (e->kind == EVENTS_NONE && kind != EVENTS_NONE) {
 			e->kind = (uint8_t)kind;
 			e->end_ns = now_ns;
@@ -199,6 +212,28 @@ events_id events_note_crash(struct events *ev, uint64_t now_ns)
 	}
 	pthread_mutex_unlock(&ev->lock);
 	return c.id;
+}
+
+events_id events_note_instant(struct events *ev, enum events_kind kind, enum events_role role, unsigned worker,
+			      uint32_t session, uint64_t now_ns)
+{
+	struct events_entry e = { .rule = -1, .kind = (uint8_t)kind, .role = (uint8_t)role, .end_ns = now_ns,
+				  .worker = (uint16_t)(worker > UINT16_MAX ? UINT16_MAX : worker), .session = session };
+
+	pthread_mutex_lock(&ev->lock);
+	e.id = atomic_fetch_add(&ev->count, 1) + 1;
+	put_session_locked(ev, &e);
+	pthread_mutex_unlock(&ev->lock);
+	return e.id;
+}
+
+void events_note_alarm(struct events *ev, bool on, uint64_t grace_ns, uint64_t now_ns)
+{
+	pthread_mutex_lock(&ev->lock);
+	ev->alarm_on = on;
+	if (!on)
+		ev->alarm_grace_until = now_ns + grace_ns;
+	pthread_mutex_unlock(&ev->lock);
 }
 
 bool events_peek(struct events *ev, events_id id, struct events_entry *out)

@@ -18,6 +18,9 @@
  * republished. How it ended gives the event its kind: the proxy rule that
  * fired on it (found by the client's port), the consumer's own crash, or a
  * broker crash. Sessions ended by one broker crash are one event: the crash.
+ * Some faults belong to a moment, not to a connection (a consumer's nack
+ * with requeue, an operator's DLQ replay): each is an instant event of its
+ * own, and the messages it puts back are handed over to it in the ledger.
  *
  * Memory stays flat however long the run: only open sessions are held; a
  * closed session, every duplicate charged to a session and every miss are
@@ -38,6 +41,10 @@ enum events_kind {
 	/* issue 13, broker timeouts */
 	EVENTS_CONSUMER_TIMEOUT,   /* the broker closed the channel: delivery acknowledgement timed out (consumer_timeout) */
 	EVENTS_HEARTBEAT_TIMEOUT,  /* missed heartbeats (the broker's timeout, the client's, or a heartbeat rule) */
+	/* issue 13, alarms, requeues and delivery limits */
+	EVENTS_MEMORY_ALARM,	/* a publisher's connection given up while the broker's memory alarm blocked it */
+	EVENTS_NACK_REQUEUE,	/* one delivery nacked with requeue after its side effect (a per-delivery event) */
+	EVENTS_DLQ_REPLAY,	/* an operator's replay of the dead-letter queue into the queue */
 	EVENTS_UNATTRIBUTED,	/* duplicates the ledger could not tie to a session (a bug if ever > 0) */
 	EVENTS_KINDS
 };
@@ -72,6 +79,8 @@ struct events {
 	size_t used;
 	uint64_t dups, misses;		  /* totals, for a quick check */
 	bool failed;			  /* a record could not be kept (reported by the run) */
+	bool alarm_on;			  /* the memory alarm is on (events_note_alarm) */
+	uint64_t alarm_grace_until;	  /* and counts until then once off */
 };
 
 /* 0, or -1 (no memory, or no spill file: $TMPDIR not writable) with one line in err. */
@@ -89,6 +98,22 @@ void events_close(struct events *ev, events_id id, enum events_kind kind, uint64
 void events_note_rule(struct events *ev, uint16_t port, int32_t rule, enum events_kind kind, uint64_t now_ns);
 /* The broker was killed: a new event, and every open session no rule ended already is ended by it. */
 events_id events_note_crash(struct events *ev, uint64_t now_ns);
+/*
+ * A fault that belongs to one moment rather than to a connection (a nack
+ * with requeue, a DLQ replay): a new event, ended at once. What it puts back
+ * into the queue is charged to it by handing the messages over to it
+ * (ledger_note_handover). worker/session name who did it (0 for dupsim's own
+ * operator). Returns its id, 0 when none could be issued.
+ */
+events_id events_note_instant(struct events *ev, enum events_kind kind, enum events_role role, unsigned worker,
+			      uint32_t session, uint64_t now_ns);
+/*
+ * The broker's memory alarm went on (on) or off: while it is on, and for
+ * grace_ns after it went off (a publisher blocked until then times out a
+ * little later), a publisher session that ends as connection_lost ends as
+ * memory_alarm instead.
+ */
+void events_note_alarm(struct events *ev, bool on, uint64_t grace_ns, uint64_t now_ns);
 /* A copy of what is known of an open session; false when it is not open. */
 bool events_peek(struct events *ev, events_id id, struct events_entry *out);
 

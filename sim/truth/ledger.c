@@ -156,6 +156,12 @@ void ledger_note_confirm(struct ledger *l, size_t m)
 events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count, events_id session,
 			       events_id cause)
 {
+	return ledger_note_delivery_from(l, m, republish_count, session, cause, 0);
+}
+
+events_id ledger_note_delivery_from(struct ledger *l, size_t m, unsigned republish_count, events_id session,
+				    events_id cause, events_id from)
+{
 	struct ledger_msg *e = msg_at(l, m);
 	events_id prev;
 	uint32_t bit, before;
@@ -174,10 +180,30 @@ events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_co
 	/* this copy came before: it is back because the session that held it ended */
 	if (before & bit)
 		return prev;
+	/* an older copy after a newer one: it was stuck (a blocked connection read late); the session that
+	 * sent it, given up, is why both exist */
+	if (from && bit != 1u << 31 && (before & ~(bit | (bit - 1))))
+		return from;
 	/* a new copy of a message seen before: its publisher's failed session made it */
 	if (cause)
 		return cause;
 	return prev;
+}
+
+void ledger_note_handover(struct ledger *l, size_t m, events_id event)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
+	if (e)
+		atomic_store_explicit(&e->last_session, event, RLX);
+}
+
+void ledger_note_dead_lettered(struct ledger *l, size_t m)
+{
+	struct ledger_msg *e = msg_at(l, m);
+
+	if (e)
+		set_flag(e, LEDGER_F_DEAD_LETTERED);
 }
 
 /* Takes a claim on m; returns the state before. */
@@ -468,7 +494,8 @@ void ledger_totals(const struct ledger *l, struct ledger_totals *t)
 		t->executions += s.executions;
 		t->duplicate_deliveries += s.dups;
 		t->duplicates_processed += s.executions > 1 ? s.executions - 1 : 0;
-		t->lost += (s.flags & LEDGER_F_CONFIRMED) && s.executions == 0;
+		t->lost += (s.flags & LEDGER_F_CONFIRMED) && s.executions == 0 && !(s.flags & LEDGER_F_DEAD_LETTERED);
+		t->lost_in_dlq += (s.flags & LEDGER_F_CONFIRMED) && s.executions == 0 && (s.flags & LEDGER_F_DEAD_LETTERED);
 		t->wrongly_suppressed += s.suppressed;
 		t->processed_messages += s.executions > 0;
 		t->saturated += (s.flags & LEDGER_F_SATURATED) != 0;
@@ -560,7 +587,7 @@ size_t ledger_check(const struct ledger *l, bool drained, char *msg, size_t msgl
 		if (s.suppressed && !(s.flags & LEDGER_F_REJECTED_K0))
 			violations_add(&r, "message %zu: wrongly suppressed without a rejection", i);
 		if (drained && (s.flags & LEDGER_F_CONFIRMED) && s.deliveries && !s.executions &&
-		    !(s.flags & LEDGER_F_REJECTED_K0))
+		    !(s.flags & (LEDGER_F_REJECTED_K0 | LEDGER_F_DEAD_LETTERED)))
 			violations_add(&r, "message %zu: lost, but no delivery was rejected while it was unexecuted", i);
 	}
 	ledger_totals(l, &t);

@@ -42,6 +42,7 @@ const char *ledger_cause_name(enum ledger_cause c);
 #define LEDGER_F_MARKED 0x08	    /* the dedup key was inserted and visible to lookups */
 #define LEDGER_F_REJECTED_K0 0x10   /* a delivery was rejected while K(m) was 0 */
 #define LEDGER_F_MARK_FAILED 0x20   /* inserting the key failed (the store said so) */
+#define LEDGER_F_DEAD_LETTERED 0x40 /* issue 13: found in the dead-letter queue when the run ended */
 struct ledger_msg {
 	_Atomic uint64_t first_accept_ns; /* run clock + 1 of the first accepted delivery; 0 none */
 	_Atomic uint32_t copies;	  /* bit c: a copy with x-republish-count c was delivered */
@@ -115,6 +116,14 @@ void ledger_note_confirm(struct ledger *l, size_t m);
  */
 events_id ledger_note_delivery(struct ledger *l, size_t m, unsigned republish_count, events_id session,
 			       events_id cause);
+/*
+ * The same, knowing `from`, the publisher session that sent this copy (0
+ * unknown): an older copy delivered after a newer one (the broker read it
+ * late, from a connection its publisher had given up: a memory alarm) is
+ * charged to that session.
+ */
+events_id ledger_note_delivery_from(struct ledger *l, size_t m, unsigned republish_count, events_id session,
+				    events_id cause, events_id from);
 /* The delivery reached the dedup decision and claims m. Returns LEDGER_SEEN_*
  * flags, nonzero exactly when it is a duplicate delivery (m executed, or
  * claimed by another delivery); its
@@ -145,6 +154,16 @@ void ledger_note_executed(struct ledger *l, size_t m, unsigned consumer, uint64_
 			  unsigned accept_flags, bool looked_up, events_id charge);
 /* The consumer crashed between accept and completion: the claim is given back. */
 void ledger_note_abandoned(struct ledger *l, size_t m);
+/* issue 13, alarms, requeues and delivery limits */
+/*
+ * m goes back into the queue because of fault event `event` (a nack with
+ * requeue, a DLQ replay), not because a session ended: its next delivery,
+ * a redelivery of a copy seen before, is charged to that event.
+ */
+void ledger_note_handover(struct ledger *l, size_t m, events_id event);
+/* m was found in the dead-letter queue at the run's end (and taken out of it). */
+void ledger_note_dead_lettered(struct ledger *l, size_t m);
+
 /* A delivery with an id not of this run. */
 void ledger_note_foreign(struct ledger *l);
 
@@ -156,6 +175,9 @@ struct ledger_totals {
 	uint64_t messages, published, committed, publish_attempts;
 	uint64_t excess_copies, deliveries, decisions, executions;
 	uint64_t duplicate_deliveries, duplicates_processed, lost, wrongly_suppressed;
+	/* committed, never executed, and in the dead-letter queue at the end: not in `lost` (the broker did
+	 * what it was told), but lost to the app unless an operator replays the DLQ (issue 13) */
+	uint64_t lost_in_dlq;
 	uint64_t processed_messages; /* K(m) >= 1 */
 	uint64_t misses[LEDGER_CAUSES];
 	uint64_t foreign, saturated, copy_overflow;

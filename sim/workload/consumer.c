@@ -1,4 +1,4 @@
-/* consumer.c — consumer threads: manual acks, prefetch, multiple-acks, the dedup decision, reconnect after a cut. */
+/* consumer.c — consumer threads: manual acks, prefetch, multiple-acks, the dedup decision, nacks, reconnect after a cut. */
 #include "workload/consumer.h"
 
 #include <amqp.h>
@@ -27,6 +27,7 @@ struct cons_state {
 	struct rng crash_rng;
 	struct rng slow_rng;	/* consumers.slow: which deliveries work slow_work */
 	uint64_t away_max_ns;	/* this connection's longest work, out of librabbitmq-c (no heartbeats sent) */
+	struct rng nack_rng;	/* consumers.nack_requeue's draws, apart: crash draws stay as they were */
 	size_t deferred[DEFERRED_MAX]; /* messages whose insert is queued, not yet visible */
 	size_t ndeferred;
 };
@@ -43,8 +44,12 @@ struct cons_delivery {
 	unsigned seen;		/* the ledger's verdict: a duplicate delivery */
 	unsigned accept;	/* ledger_note_accept's flags */
 	bool looked_up, marked, deferred, store_error, done;
+	bool nack; /* consumers.nack_requeue drew this delivery: the handler fails after its side effect */
 	enum cons_crash_at crash;
 };
+
+/* What cons_steps ended with. */
+enum cons_end { CONS_END_OK, CONS_END_CRASH, CONS_END_NACK };
 
 /* The connection is gone: acks not sent are lost with it (the broker redelivers). */
 static void cons_drop(struct cons_state *s, const char *why)
@@ -295,8 +300,12 @@ static void cons_process(struct cons_state *s, struct cons_delivery *d)
 	cons_executed(s, d);
 }
 
-/* Runs the policy's steps in order; true when the drawn crash struck between them. */
-static bool cons_steps(struct cons_state *s, struct cons_delivery *d)
+/*
+ * Runs the policy's steps in order; CONS_END_CRASH when the drawn crash
+ * struck between them, CONS_END_NACK when the handler failed right after
+ * the side effect (a mark that was to follow is not made).
+ */
+static enum cons_end cons_steps(struct cons_state *s, struct cons_delivery *d)
 {
 	const enum dedup_step *steps = dedup_policy_steps(&s->policy);
 
@@ -304,17 +313,47 @@ static bool cons_steps(struct cons_state *s, struct cons_delivery *d)
 		if (steps[i] == DEDUP_STEP_PROCESS) {
 			cons_process(s, d);
 			if (d->crash == CRASH_AFTER_PROCESS)
-				return true;
+				return CONS_END_CRASH;
+			if (d->nack)
+				return CONS_END_NACK;
 			continue;
 		}
 		if (d->crash == CRASH_BEFORE_MARK)
-			return true;
+			return CONS_END_CRASH;
 		if (s->c->store && !d->marked)
 			cons_mark(s, d->m, d->deferred);
 		if (d->crash == CRASH_AFTER_MARK)
-			return true;
+			return CONS_END_CRASH;
 	}
-	return false;
+	return CONS_END_OK;
+}
+
+/* consumers.nack_requeue: does the handler fail on this delivery (a crash drawn for it wins)? */
+static bool cons_nack_draw(struct cons_state *s, const struct cons_delivery *d)
+{
+	double p = s->w->sc->consumers.nack_requeue;
+
+	return p > 0 && d->crash == CRASH_NONE && rng_unit(&s->nack_rng) < p;
+}
+
+/*
+ * The handler failed after its side effect: basic.nack requeue=true, as a
+ * client library does when the handler throws. The nack is a fault event of
+ * its own, and the redelivery it causes is charged to it (the session stays
+ * up, so charging the session would lump every nack of it into one event).
+ * Acks counted before it go out first: a later multiple-ack must not be
+ * what settles them. 0, or -1 when the connection failed.
+ */
+static int cons_nack(struct cons_state *s, const struct cons_delivery *d, uint64_t tag)
+{
+	struct workload *w = s->w;
+	events_id ev = events_note_instant(w->events, EVENTS_NACK_REQUEUE, EVENTS_CONSUMER, s->c->id, s->sess.opened,
+					   clock_now_ns());
+
+	if (cons_flush_acks(s) < 0)
+		return -1;
+	ledger_note_handover(w->ledger, d->m, ev);
+	return amqp_basic_nack(s->sess.conn, 1, tag, 0, 1) == AMQP_STATUS_OK ? 0 : -1;
 }
 
 /* ---------- the transactional inbox (dedup.store = postgres) ---------- */
@@ -402,7 +441,9 @@ static int cons_inbox(struct cons_state *s, struct cons_delivery *d, uint64_t ta
  *   before: decide -> [before-mark] -> mark -> [after-mark] -> process -> [after-process] -> ack
  *   after:  decide -> process -> [after-process = before-mark] -> mark -> [after-mark] -> ack
  * A crash before the side effect leaves it undone (abandoned); after it, done.
- * Returns 0, -1 when the ack could not be sent, 1 when the consumer crashed.
+ * A nack drawn for it (consumers.nack_requeue) comes right after the side
+ * effect, in place of whatever follows (the mark with mark = after, the ack).
+ * Returns 0, -1 when the ack or nack could not be sent, 1 when the consumer crashed.
  */
 static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 {
@@ -421,14 +462,16 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	}
 	d.count = mq_header_int(p, "x-republish-count", 0);
 	d.published = mq_header_int(p, "x-published-ns", -1);
-	d.charge = ledger_note_delivery(l, d.m, d.count < 0 ? 0 : (unsigned)d.count, s->sess.event,
-					(events_id)mq_header_int(p, "x-dupsim-event", 0));
+	d.charge = ledger_note_delivery_from(l, d.m, d.count < 0 ? 0 : (unsigned)d.count, s->sess.event,
+					     (events_id)mq_header_int(p, "x-dupsim-event", 0),
+					     (events_id)mq_header_int(p, "x-dupsim-from", 0));
 	d.seen = ledger_note_decision(l, d.m, now, d.charge);
 	if (d.seen)
 		atomic_fetch_add(&w->duplicate_deliveries, 1);
 	d.crash = cons_crash_draw(s);
 	if (dedup_has_tx(s->c->store))
 		return cons_inbox(s, &d, e->delivery_tag);
+	d.nack = cons_nack_draw(s, &d);
 	if (cons_decide(s, &d, e->redelivered)) {
 		ledger_note_rejected(l, d.m);
 		return cons_ack(s, e->delivery_tag);
@@ -436,11 +479,16 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	d.accept = ledger_note_accept(l, d.m, s->c->id, now, d.seen);
 	if (d.store_error)
 		d.accept |= LEDGER_ACCEPT_STORE_ERROR;
-	if (cons_steps(s, &d)) {
+	switch (cons_steps(s, &d)) {
+	case CONS_END_CRASH:
 		if (!d.done)
 			ledger_note_abandoned(l, d.m);
 		cons_crash(s);
 		return 1;
+	case CONS_END_NACK:
+		return cons_nack(s, &d, e->delivery_tag);
+	case CONS_END_OK:
+		break;
 	}
 	return cons_ack(s, e->delivery_tag);
 }
@@ -523,6 +571,7 @@ void *consumer_main(void *arg)
 	rng_seed(&s.crash_rng, sc->run.seed * 1000003u + c->id);
 	rng_seed(&s.slow_rng, sc->run.seed * 1000033u + c->id + 0x510u);
 	s.sess.heartbeat_s = (int)(sc->consumers.heartbeat_ns / NS_PER_S);
+	rng_seed(&s.nack_rng, sc->run.seed * 2000003u + c->id + 7);
 	while (!atomic_load(&s.w->stop)) {
 		amqp_envelope_t e;
 		amqp_rpc_reply_t r;

@@ -72,7 +72,7 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 {
 	struct workload *w = s->w;
 	amqp_basic_properties_t props;
-	amqp_table_entry_t hdr[3];
+	amqp_table_entry_t hdr[4];
 	char id[48];
 	unsigned before;
 	int rc_pub;
@@ -93,12 +93,16 @@ static int pub_send(struct pub_state *s, uint64_t m, events_id cause)
 	props.delivery_mode = 2;
 	props.message_id = amqp_cstring_bytes(id);
 	props.timestamp = clock_wall_ns() / NS_PER_S;
-	props.headers.num_entries = 2;
+	/* the session sending it: a copy read late, after its republished one, is charged to it */
+	hdr[2].key = amqp_cstring_bytes("x-dupsim-from");
+	hdr[2].value.kind = AMQP_FIELD_KIND_I64;
+	hdr[2].value.value.i64 = s->sess.event;
+	props.headers.num_entries = 3;
 	if (cause && before > 0) {
-		hdr[2].key = amqp_cstring_bytes("x-dupsim-event");
-		hdr[2].value.kind = AMQP_FIELD_KIND_I64;
-		hdr[2].value.value.i64 = cause;
-		props.headers.num_entries = 3;
+		hdr[3].key = amqp_cstring_bytes("x-dupsim-event");
+		hdr[3].value.kind = AMQP_FIELD_KIND_I64;
+		hdr[3].value.value.i64 = cause;
+		props.headers.num_entries = 4;
 	}
 	props.headers.entries = hdr;
 	rc_pub = amqp_basic_publish(s->sess.conn, 1, amqp_empty_bytes, amqp_cstring_bytes(w->sc->broker.queue), 0, 0,
