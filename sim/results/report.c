@@ -21,14 +21,14 @@ static const struct {
 	const char *key, *meaning;
 } report_causes[] = {
 	{ "expired", "the key's TTL had passed" },
-	{ "evicted", "the key was evicted for capacity" },
+	{ "evicted", "the key was evicted for capacity (dedup.capacity, or redis's maxmemory)" },
 	{ "unchecked", "the policy skipped the lookup" },
 	{ "not_inserted", "the first copy's mark was not yet visible" },
 	{ "other_cache", "another consumer's local cache had the key" },
 	{ "race", "two consumers had the message in flight at once" },
 	{ "lost_in_crash", "the store lost the key in a crash" },
 	{ "store_error", "the store failed and the policy went on without it" },
-	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
+	{ "store_lost", "the store lost the key in a restart without persistence" },
 	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
 	{ "unexplained", "no cause found (a harness bug to report)" },
 };
