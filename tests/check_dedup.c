@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -600,6 +601,63 @@ START_TEST(test_redis_restart)
 }
 END_TEST
 
+/*
+ * issue 13. A volatile redis kind comes back EMPTY after a kill -9 and
+ * restart; a hung one (SIGSTOP) makes a call fail after the timeout, the next
+ * ones at once for one more timeout (the circuit breaker), and after SIGCONT
+ * the store works again. A maxmemory kind evicts keys itself.
+ */
+START_TEST(test_redis_volatile_hung_evicting)
+{
+	struct node_opts o = { .quiet = true };
+	struct redis_kind vol, mm;
+	struct node *rn = NULL, *rm = NULL;
+	struct dedup_store *s;
+	char err[1024] = "";
+	uint64_t t0, took;
+
+	redis_kind_init(&vol, &(struct redis_config){ .volatile_data = true });
+	ck_assert_msg(node_new(&rn, &vol.ops, &o, err, sizeof(err)) == 0, "%s", err);
+	s = dedup_redis_new_timeout(node_url(rn), "vol", 0, 100 * NS_PER_MS, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0);
+	ck_assert_int_eq(node_kill(rn), 0);
+	ck_assert_msg(node_restart(rn, err, sizeof(err)) == 0, "%s", err);
+	if (dedup_lookup(s, 1, 0) < 0) /* the call that finds the old connection dead */
+		ck_assert_int_eq(dedup_lookup(s, 1, 0), 0);
+	else
+		ck_abort_msg("a lookup on the killed server's connection succeeded");
+	ck_assert_int_eq(dedup_check_and_put(s, 1, 0), 0); /* gone: no persistence */
+
+	ck_assert_int_eq(kill(node_pid(rn), SIGSTOP), 0);
+	t0 = clock_now_ns();
+	ck_assert_int_lt(dedup_lookup(s, 1, 0), 0);
+	took = clock_now_ns() - t0;
+	ck_assert_msg(took >= 90 * NS_PER_MS && took < 1500 * NS_PER_MS, "timed out after %llu ms",
+		      (unsigned long long)(took / NS_PER_MS));
+	t0 = clock_now_ns();
+	ck_assert_int_lt(dedup_put(s, 2, 0), 0); /* hung: at once */
+	ck_assert_uint_lt(clock_now_ns() - t0, 50 * NS_PER_MS);
+	ck_assert_int_eq(kill(node_pid(rn), SIGCONT), 0);
+	clock_sleep_ns(150 * NS_PER_MS);
+	ck_assert_int_eq(dedup_lookup(s, 1, 0), 1);
+	dedup_free(s);
+	node_free(rn);
+
+	/* 1 MiB: redis's own overhead leaves room for few keys; the early ones go */
+	redis_kind_init(&mm, &(struct redis_config){ .maxmemory = 1024 * 1024 });
+	ck_assert_msg(node_new(&rm, &mm.ops, &o, err, sizeof(err)) == 0, "%s", err);
+	s = dedup_redis_new(node_url(rm), "mm", 0, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	for (uint64_t k = 1; k <= 20000; k++)
+		ck_assert_int_eq(dedup_put(s, k, 0), 0);
+	ck_assert_uint_lt(size_of(s), 20000);
+	ck_assert_int_gt(redis_info_number(rm, "evicted_keys"), 0);
+	dedup_free(s);
+	node_free(rm);
+}
+END_TEST
+
 START_TEST(test_redis_bad_url)
 {
 	static const char *const bad[] = {
@@ -1064,6 +1122,7 @@ Suite *dedup_suite(void)
 	tcase_add_test(redis, test_redis_expiry);
 	tcase_add_test(redis, test_redis_deferred);
 	tcase_add_test(redis, test_redis_restart);
+	tcase_add_test(redis, test_redis_volatile_hung_evicting); /* issue 13 */
 	tcase_add_test(redis, test_redis_bad_url);
 	suite_add_tcase(s, redis);
 	tcase_set_timeout(tok, 120); /* 100k keys in a child, fsyncs */

@@ -285,6 +285,48 @@ START_TEST(test_cause_expired_evicted_unexplained)
 END_TEST
 
 /*
+ * issue 13. A key marked before a store restart began is store_lost; one
+ * marked (sent) after it is not, and falls through as before. A mark whose
+ * reply came after the restart began but was sent before it (the epoch read
+ * before the send) is lost too. The ttl is judged first: an expired key was
+ * gone anyway.
+ */
+START_TEST(test_cause_store_lost)
+{
+	struct ledger_setup p = { .store_restarts = true, .ttl_ns = 100 * MS };
+	struct ledger l;
+	uint32_t sent;
+
+	open_ledger(&l, 3, &p);
+	first_execution(&l, 0);
+	ledger_note_marked(&l, 0);
+	ck_assert_int_eq(second_execution(&l, 0, 1, 50 * MS), LEDGER_CAUSE_UNEXPLAINED);
+	ledger_note_store_restart(&l);
+	ck_assert_uint_eq(ledger_store_epoch(&l), 1);
+	ck_assert_int_eq(second_execution(&l, 0, 1, 50 * MS), LEDGER_CAUSE_STORE_LOST);
+	ck_assert_int_eq(second_execution(&l, 0, 1, 500 * MS), LEDGER_CAUSE_EXPIRED);
+	/* marked again after the restart: the new server has it, a miss is no restart's doing */
+	ledger_note_marked(&l, 0);
+	ck_assert_int_eq(second_execution(&l, 0, 1, 50 * MS), LEDGER_CAUSE_UNEXPLAINED);
+	/* sent in epoch 1, the restart to epoch 2 began before the reply was noted */
+	first_execution(&l, 1);
+	sent = ledger_store_epoch(&l);
+	ledger_note_store_restart(&l);
+	ledger_note_marked_at(&l, 1, sent);
+	ck_assert_int_eq(second_execution(&l, 1, 1, 50 * MS), LEDGER_CAUSE_STORE_LOST);
+	/* without restarts in the set-up, an old epoch explains nothing */
+	l.setup.store_restarts = false;
+	ck_assert_int_eq(second_execution(&l, 1, 1, 50 * MS), LEDGER_CAUSE_UNEXPLAINED);
+	/* a store that evicts by memory: what is left is evicted (redis's choice, not seen) */
+	l.setup.store_evicts = true;
+	ck_assert_int_eq(second_execution(&l, 1, 1, 50 * MS), LEDGER_CAUSE_EVICTED);
+	ck_assert_str_eq(ledger_cause_name(LEDGER_CAUSE_STORE_LOST), "store_lost");
+	assert_clean(&l);
+	ledger_release(&l);
+}
+END_TEST
+
+/*
  * Decided while another copy was in flight, accepted after it completed
  * (mark = after): the store was asked before the first copy's key went in.
  * That pair is a race (it used to fall through to `unexplained`); a copy
@@ -577,6 +619,7 @@ Suite *ledger_suite(void)
 	TCase *slow = tcase_create("ledger-threads");
 
 	tcase_add_test(tc, test_layout_and_names);
+	tcase_add_test(tc, test_cause_store_lost); /* issue 13 */
 	tcase_add_test(tc, test_normal_message);
 	tcase_add_test(tc, test_commit_ok_loss_caught);
 	tcase_add_test(tc, test_gap_needs_an_accept);

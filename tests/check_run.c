@@ -1432,6 +1432,76 @@ START_TEST(test_memory_alarm_republishes)
 }
 END_TEST
 
+/* ---------- issue 13: faults of the dedup store itself ---------- */
+
+/* A shipped store-*.ini with SETS, against the test broker; the result must hold its invariants. */
+static void run_store(struct result *r, const char *file, const char *queue, const char *const *sets)
+{
+	run_dupsim_file(r, file, queue, sets, NULL, NULL);
+	assert_ok(r);
+	ck_assert_double_eq(num(r, "lost"), 0);
+}
+
+/* A redis restarted without persistence loses its keys: duplicates after a restart are store_lost; none without. */
+START_TEST(test_store_restart_loses_keys)
+{
+	const char *none[] = { "faults.store_restart_every=0", NULL };
+	struct result r;
+
+	run_store(&r, "scenarios/store-lost.ini", "t-store-lost", NULL);
+	ck_assert_double_ge(num(&r, "dedup.store_restarts"), 2);
+	ck_assert_msg(num(&r, "misses_by_cause.store_lost") > 0, "no store_lost misses:\n%s", r.out);
+	/* closed: the restarts stall the consumers, they never go on without the store */
+	ck_assert_double_eq(num(&r, "misses_by_cause.store_error"), 0);
+	ck_assert_double_gt(num(&r, "dedup.stalled_ms"), 0);
+	result_release(&r);
+
+	run_store(&r, "scenarios/store-lost.ini", "t-store-lost", none);
+	ck_assert_double_eq(num(&r, "dedup.store_restarts"), 0);
+	ck_assert_double_eq(num(&r, "misses_by_cause.store_lost"), 0);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/* redis's own maxmemory eviction (allkeys-lru) lets duplicates through as `evicted`. */
+START_TEST(test_store_maxmemory_evicts)
+{
+	const char *sets[] = { "run.messages=5000", NULL };
+	struct result r;
+
+	run_store(&r, "scenarios/store-evicted.ini", "t-store-evicted", sets);
+	ck_assert_double_gt(num(&r, "dedup.redis_evicted_keys"), 0);
+	ck_assert_msg(num(&r, "misses_by_cause.evicted") > 0, "no evicted misses:\n%s", r.out);
+	ck_assert_double_eq(num(&r, "misses_by_cause.store_error"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/* A hung redis (SIGSTOP for 2 s): fail-open processes duplicates (store_error), fail-closed stalls instead. */
+START_TEST(test_store_down_open_closed)
+{
+	const char *closed[] = { "dedup.on_error=closed", NULL };
+	struct result r;
+
+	run_store(&r, "scenarios/store-down.ini", "t-store-down", NULL);
+	ck_assert_double_gt(num(&r, "dedup.store_down_ms"), 1500);
+	ck_assert_double_gt(num(&r, "dedup.errors"), 0);
+	ck_assert_msg(num(&r, "misses_by_cause.store_error") > 0, "no store_error misses:\n%s", r.out);
+	ck_assert_double_eq(num(&r, "dedup.stalls"), 0);
+	result_release(&r);
+
+	run_store(&r, "scenarios/store-down.ini", "t-store-down", closed);
+	ck_assert_double_gt(num(&r, "dedup.store_down_ms"), 1500);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_msg(num(&r, "duplicates_processed") == 0, "misses with on_error = closed:\n%s", r.out);
+	ck_assert_double_gt(num(&r, "dedup.stalls"), 0);
+	/* the consumer waited for most of the window */
+	ck_assert_double_gt(num(&r, "dedup.stalled_ms"), 1000);
+	result_release(&r);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -1507,6 +1577,14 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_dead_lettered_unexecuted);
 	tcase_add_test(tc, test_memory_alarm_republishes);
 	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+
+	/* issue 13: faults of the dedup store itself */
+	tc = tcase_create("store");
+	tcase_add_test(tc, test_store_restart_loses_keys);
+	tcase_add_test(tc, test_store_maxmemory_evicts);
+	tcase_add_test(tc, test_store_down_open_closed);
+	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
 }

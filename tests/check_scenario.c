@@ -116,6 +116,12 @@ static void assert_same(const struct scenario *a, const struct scenario *b)
 	ck_assert_uint_eq(a->faults.memory_alarm_from_ns, b->faults.memory_alarm_from_ns);
 	ck_assert_uint_eq(a->faults.memory_alarm_until_ns, b->faults.memory_alarm_until_ns);
 	ck_assert_uint_eq(a->faults.dlq_replay_after_ns, b->faults.dlq_replay_after_ns);
+	ck_assert_uint_eq(a->store.restart_every_ns, b->store.restart_every_ns);
+	ck_assert_uint_eq(a->store.down_from_ns, b->store.down_from_ns);
+	ck_assert_uint_eq(a->store.down_until_ns, b->store.down_until_ns);
+	ck_assert_uint_eq(a->store.redis_maxmemory, b->store.redis_maxmemory);
+	ck_assert_int_eq(a->store.on_error, b->store.on_error);
+	ck_assert_uint_eq(a->store.timeout_ns, b->store.timeout_ns);
 }
 
 /* scenario_write, then scenario_load of what it wrote: the same values. */
@@ -834,6 +840,20 @@ static const struct {
 	  "allowed: 0 (none) or 1s" },
 	{ "[app]\nconsumer = ./worker.py\n[consumers]\nheartbeat = 5s\n", NULL, 4, NULL,
 	  "consumers.heartbeat is for dupsim's own consumers", NULL },
+	/* issue 13: the store's own faults need dupsim's own redis */
+	{ "[faults]\nstore_restart_every = 1s\n", NULL, 2, NULL, "faults.store_restart_every needs dupsim's own redis",
+	  "store is memory" },
+	{ "[dedup]\nstore = redis\nurl = redis://h:1\n[faults]\nstore_down = 1s-2s\n", NULL, 5, NULL,
+	  "faults.store_down needs dupsim's own redis", "url redis://h:1" },
+	{ "[dedup]\nstore = redis\nredis_maxmemory = 2mb\n", "dedup.store=memory", 0, "--set dedup.store: ",
+	  "dedup.redis_maxmemory needs dupsim's own redis", NULL },
+	{ "[dedup]\ntimeout = 100ms\n", NULL, 2, NULL, "dedup.timeout applies to store = redis only", NULL },
+	{ "[dedup]\nstore = none\non_error = closed\n", NULL, 3, NULL, "dedup.on_error = closed describes a dedup store",
+	  NULL },
+	{ "[dedup]\nstore = redis\n[faults]\nwarmup = 3s\nstore_down = 1s-2s\n", NULL, 5, NULL,
+	  "faults.store_down ends before faults.warmup = 3s", NULL },
+	{ "[app]\nconsumer = ./worker.py\n[dedup]\non_error = closed\n", NULL, 4, NULL,
+	  "dedup.on_error is for dupsim's own consumers", NULL },
 };
 
 /* issue 13, broker timeouts: the keys read, and an effective file reads back the same. */
@@ -1024,6 +1044,56 @@ START_TEST(test_schedule_keys)
 }
 END_TEST
 
+/* issue 13: the keys of the store's own faults, their units, their errors, and the effective file. */
+START_TEST(test_store_fault_keys)
+{
+	static const struct {
+		const char *text, *n1;
+	} bad[] = {
+		{ "[dedup]\nredis_maxmemory = 2 mb\n", "not an allowed size" },
+		{ "[dedup]\nredis_maxmemory = 512kb\n", "1mb..1024gb" },
+		{ "[dedup]\nredis_maxmemory = 2tb\n", "not an allowed size" },
+		{ "[faults]\nstore_down = 5s-3s\n", "END must be after START" },
+		{ "[faults]\nstore_down = 3s\n", "not a time window" },
+		{ "[faults]\nstore_down = 3-5s\n", "not a time window" },
+		{ "[faults]\nstore_restart_every = 50ms\n", "out of range" },
+		{ "[dedup]\non_error = shut\n", "allowed: open, closed" },
+		{ "[dedup]\ntimeout = 0\n", "out of range" },
+	};
+	struct scenario sc;
+	char path[64], err[1024];
+
+	ck_assert_msg(load_text(&sc, "[faults]\nstore_restart_every = 1s\nstore_down = 1500ms-3500ms\n[dedup]\n"
+				     "store = redis\nredis_maxmemory = 2mb\non_error = closed\ntimeout = 100ms\n",
+				path, sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(sc.store.restart_every_ns, NS_PER_S);
+	ck_assert_uint_eq(sc.store.down_from_ns, 1500 * NS_PER_MS);
+	ck_assert_uint_eq(sc.store.down_until_ns, 3500 * NS_PER_MS);
+	ck_assert_uint_eq(sc.store.redis_maxmemory, 2 * 1024 * 1024);
+	ck_assert_int_eq(sc.store.on_error, SCENARIO_ON_ERROR_CLOSED);
+	ck_assert_uint_eq(sc.store.timeout_ns, 100 * NS_PER_MS);
+	assert_round_trip(&sc);
+	ck_assert_int_eq(scenario_set(&sc, "dedup.redis_maxmemory=1500000", err, sizeof(err)), 0);
+	ck_assert_uint_eq(sc.store.redis_maxmemory, 1500000);
+	ck_assert_int_eq(scenario_set(&sc, "faults.store_down=none", err, sizeof(err)), 0);
+	ck_assert_uint_eq(sc.store.down_until_ns, 0);
+	assert_round_trip(&sc);
+	scenario_release(&sc);
+	/* the defaults: open, 2 s, nothing faulty */
+	scenario_init_defaults(&sc, NULL);
+	ck_assert_int_eq(sc.store.on_error, SCENARIO_ON_ERROR_OPEN);
+	ck_assert_uint_eq(sc.store.timeout_ns, 2 * NS_PER_S);
+	ck_assert_uint_eq(sc.store.restart_every_ns + sc.store.down_until_ns + sc.store.redis_maxmemory, 0);
+	scenario_release(&sc);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(load_text(&sc, bad[i].text, path, sizeof(path), err, sizeof(err)), -1);
+		assert_err_at(err, path, 2, bad[i].n1, NULL);
+		scenario_release(&sc);
+	}
+}
+END_TEST
+
 START_TEST(test_scenarios_dir)
 {
 	glob_t g;
@@ -1180,6 +1250,7 @@ Suite *scenario_suite(void)
 	tcase_add_test(tc, test_rules_expansion);
 	tcase_add_test(tc, test_schedule_keys);
 	tcase_add_test(tc, test_scenarios_dir);
+	tcase_add_test(tc, test_store_fault_keys); /* issue 13 */
 	tcase_add_test(tc, test_default_ini);
 	tcase_add_test(tc, test_write_error);
 	suite_add_tcase(s, tc);

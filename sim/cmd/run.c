@@ -20,6 +20,7 @@
 #include "cmd/crashes.h"
 #include "cmd/alarm.h"
 #include "cmd/dlq.h"
+#include "cmd/storefaults.h"
 #include "cmd/broker.h"
 #include "dedup/factory.h"
 #include "nodes/node.h"
@@ -96,6 +97,8 @@ struct run {
 	struct crashes crashes;
 	struct alarm alarm; /* faults.memory_alarm */
 	struct dlq dlq;	    /* broker.delivery_limit, broker.dead_letter, faults.dlq_replay_after */
+	struct store_faults store_faults; /* issue 13: the private redis restarted, stopped */
+	struct redis_kind redis_kind;	  /* its settings (no persistence, maxmemory) */
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
@@ -129,6 +132,25 @@ struct run_source {
 };
 #define RUN_FAULT_BROKER_CRASH (SIZE_MAX - 1) /* proxy_fault.rule of a kill -9 of the broker */
 #define RUN_FAULT_APP_KILL (SIZE_MAX - 2)     /* ... of an app instance ([app] crash_every) */
+#define RUN_FAULT_STORE (SIZE_MAX - 10)	     /* + enum store_fault: the dedup store's own faults */
+
+/* A fault of the dedup store itself (storefaults.h): its faults.csv text, or NULL for any other fault. */
+static const char *run_store_fault_text(size_t rule)
+{
+	if (rule <= RUN_FAULT_STORE || rule > RUN_FAULT_STORE + STORE_FAULT_UP)
+		return NULL;
+	return store_fault_text((enum store_fault)(rule - RUN_FAULT_STORE));
+}
+
+/* The sources of faults.csv rows the dedup store's own faults made (the model ignores them: they make no duplicates). */
+static size_t run_store_sources(const struct run *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nsources; i++)
+		n += run_store_fault_text(r->sources[i].rule) != NULL;
+	return n;
+}
 
 /* Who consumes: dupsim's consumer threads, or the app's instances. */
 static uint64_t run_consumers(const struct run *r)
@@ -194,6 +216,8 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		text = "broker crash (kill -9)";
 	} else if (f->rule == RUN_FAULT_APP_KILL) {
 		text = "app instance killed (kill -9)";
+	} else if (run_store_fault_text(f->rule)) {
+		text = run_store_fault_text(f->rule);
 	} else if (f->rule < r->rule_count) {
 		text = r->rules[f->rule].text;
 		kind = run_fault_kind(&r->rules[f->rule], f->dir);
@@ -212,8 +236,9 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S, text,
 			f->dir == PROXY_TO_BROKER ? "client" : "broker");
 	pthread_mutex_unlock(&r->fault_lock);
-	/* a crash is its own event (crashes.c); a killed app's connections end as app_crash (appview.c) */
-	if (f->rule != RUN_FAULT_BROKER_CRASH && f->rule != RUN_FAULT_APP_KILL)
+	/* a crash is its own event (crashes.c); a killed app's connections end as app_crash (appview.c);
+	 * the store's faults make no duplicates (storefaults.h) */
+	if (f->rule != RUN_FAULT_BROKER_CRASH && f->rule != RUN_FAULT_APP_KILL && !run_store_fault_text(f->rule))
 		events_note_rule(&r->events, f->peer_port, src, kind, f->time_ns);
 }
 
@@ -250,8 +275,11 @@ static int run_stores(struct run *r, char *err, size_t errlen)
 		return -1;
 	if (sc->dedup.store == SCENARIO_STORE_REDIS && strcmp(sc->dedup.url, "embedded") == 0) {
 		struct node_opts o = { .quiet = r->quiet };
+		struct redis_config rc = { .volatile_data = sc->store.restart_every_ns > 0,
+					   .maxmemory = sc->store.redis_maxmemory };
 
-		if (node_new(&r->redis, &redis_ops, &o, why, sizeof(why)) < 0)
+		redis_kind_init(&r->redis_kind, &rc);
+		if (node_new(&r->redis, &r->redis_kind.ops, &o, why, sizeof(why)) < 0)
 			return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
 		redis_url = node_url(r->redis);
 	}
@@ -447,6 +475,16 @@ static bool run_replay_dlq(struct run *r, uint64_t now, bool quiet)
 	return true;
 }
 
+/* issue 13: the dedup store's own faults, each a row of faults.csv. */
+static void run_store_step(struct run *r, uint64_t now)
+{
+	enum store_fault what = store_faults_step(&r->store_faults, now, !r->publish_done_ns,
+						  r->publish_done_ns && r->sc.faults.cooldown_ns);
+
+	if (what != STORE_FAULT_NONE)
+		run_note_fault(r, RUN_FAULT_STORE + what);
+}
+
 /* Publishing, then draining, with a tick a second; returns when done or interrupted. */
 static void run_monitor(struct run *r)
 {
@@ -471,6 +509,7 @@ static void run_monitor(struct run *r)
 			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
 		alarm_step(&r->alarm, now);
 		run_replay_dlq(r, now, false);
+		run_store_step(r, now);
 		if (r->view) {
 			/* the app is killed while there is work for it (publishing, or committed messages not
 			 * done), outside the warm-up and the cool-down */
@@ -489,6 +528,7 @@ static void run_monitor(struct run *r)
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
 			r->publish_done_ns = now = run_cool_down(r, now);
 		if (r->publish_done_ns && !crashes_down(&r->crashes) && !alarm_pending(&r->alarm) &&
+		    !store_faults_down(&r->store_faults) &&
 		    now - r->publish_done_ns >= sc->faults.cooldown_ns) {
 			if (run_consumers(r) == 0) {
 				r->drained = true;
@@ -842,7 +882,7 @@ static void run_model(const struct run *r, struct run_report *rep)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
 	if (scenario_has_app(sc) && sc->app.crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "app crashes (app.crash_every)");
-	if (r->nsources > r->rule_count + (r->crashes.count > 0) + (r->app.kills > 0)) /* beyond rules and crashes */
+	if (r->nsources > r->rule_count + (r->crashes.count > 0) + (r->app.kills > 0) + run_store_sources(r))
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "faults the control API made (its rules, POST /cut)");
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
@@ -1019,6 +1059,24 @@ static void run_fill_faults(struct results *res, const struct run *r, const stru
 	res->faults.duplicates_per_lost_ack = rep->dup_per_lost_ack;
 }
 
+/* issue 13: the store's own faults and how the consumers bore them. */
+static void run_fill_store(struct results *res, const struct run *r)
+{
+	const struct store_faults *f = &r->store_faults;
+	long long ev = r->redis ? redis_info_number(r->redis, "evicted_keys") : -1;
+
+	if (scenario_has_app(&r->sc) || r->sc.dedup.store == SCENARIO_STORE_NONE)
+		return;
+	res->store.stalls = (double)atomic_load(&r->rc.store_stalls);
+	res->store.stalled_ms = (double)atomic_load(&r->rc.store_stalled_ns) / 1e6;
+	if (!r->redis)
+		return;
+	res->store.restarts = (double)f->restarts;
+	res->store.down_ms = (double)f->down_ns / 1e6;
+	if (ev >= 0)
+		res->store.redis_evicted_keys = (double)ev;
+}
+
 /* Throughput, latency, gaps, the dedup store, the invariants, and what the plots need. */
 static void run_fill_perf(struct results *res, const struct run *r, const struct run_report *rep)
 {
@@ -1053,6 +1111,7 @@ static void run_fill_perf(struct results *res, const struct run *r, const struct
 	clock_fmt_duration(sc->dedup.ttl_ns, res->dedup.ttl, sizeof(res->dedup.ttl)); /* as scenario.ini has them */
 	snprintf(res->dedup.capacity, sizeof(res->dedup.capacity), "%" PRIu64, sc->dedup.capacity);
 	res->dedup.ttl_ms = (double)sc->dedup.ttl_ns / 1e6;
+	run_fill_store(res, r);
 	res->invariants.violations = (double)rep->violations;
 	snprintf(res->invariants.detail, sizeof(res->invariants.detail), "%s", rep->violation_text);
 	res->invariants.foreign_deliveries = (double)rep->t.foreign;
@@ -1460,6 +1519,8 @@ static int run_truth(struct run *r, char *err, size_t errlen)
 		.crash_wipes_cache = sc->faults.consumer_crash > 0 && sc->dedup.store == SCENARIO_STORE_MEMORY &&
 				     sc->dedup.scope == SCENARIO_SCOPE_LOCAL,
 		.app = scenario_has_app(sc),
+		.store_restarts = sc->store.restart_every_ns > 0,
+		.store_evicts = sc->store.redis_maxmemory > 0,
 	};
 
 	if (ledger_init(&r->ledger, sc->run.messages, &pol) < 0)
@@ -1517,6 +1578,7 @@ static int run_setup(struct run *r)
 	alarm_init(&r->alarm, r->broker, &r->events, r->start_ns, r->sc.faults.memory_alarm_from_ns,
 		   r->sc.faults.memory_alarm_until_ns, r->sc.publishers.timeout_ns + NS_PER_S);
 	dlq_start(&r->dlq, &r->ledger, &r->events, workload_ids(&r->rc), r->start_ns);
+	store_faults_init(&r->store_faults, r->redis, &r->ledger, &r->sc, r->start_ns);
 	atomic_store(&r->rc.last_delivery_ns, r->start_ns);
 	if (scenario_has_app(&r->sc) && run_start_app(r, err, sizeof(err)) < 0)
 		goto fail;
@@ -1620,6 +1682,7 @@ int run_cli(int argc, char **argv)
 		goto out;
 	}
 	run_monitor(&r);
+	store_faults_end(&r.store_faults, clock_now_ns());
 	if (r.view && app_failure(&r.app))
 		log_line("run: %s", app_failure(&r.app));
 	run_stop_threads(&r);

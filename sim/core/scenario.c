@@ -69,6 +69,12 @@ enum scenario_key_id {
 	K_CONS_NACK_REQUEUE,
 	K_FAULT_MEMORY_ALARM,
 	K_FAULT_DLQ_REPLAY_AFTER,
+	/* issue 13, faults of the dedup store itself */
+	K_FAULT_STORE_RESTART_EVERY,
+	K_FAULT_STORE_DOWN,
+	K_DEDUP_REDIS_MAXMEMORY,
+	K_DEDUP_ON_ERROR,
+	K_DEDUP_TIMEOUT,
 	K_COUNT
 };
 
@@ -89,6 +95,7 @@ enum scenario_kind {
 	KIND_COMMAND,  /* free text for /bin/sh -c: printable, may be empty */
 	KIND_HOSTPORT, /* "" or [HOST:]PORT */
 	KIND_WINDOW,   /* "none" or START-END from the run's start: two uint64_t ns, END 0 = none */
+	KIND_BYTES,    /* a size: bytes, or with kb, mb, gb (1024-based, as redis reads them) */
 };
 
 /* Enum fields are written through an int lvalue (their compatible type's
@@ -117,6 +124,7 @@ static const char *const stores[] = { "none", "memory", "redis", "tokyocabinet",
 static const char *const scopes[] = { "local", "shared", NULL };
 static const char *const checks[] = { "always", "republish-count", "flagged", NULL };
 static const char *const marks[] = { "before", "after", NULL };
+static const char *const on_errors[] = { "open", "closed", NULL };
 
 #define S(f) offsetof(struct scenario, f)
 #define SLEN(f) sizeof(((struct scenario *)0)->f)
@@ -223,6 +231,20 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 				   .allowed = "none, or START-END from the run's start, e.g. 3s-6s" },
 	[K_FAULT_DLQ_REPLAY_AFTER] = { "faults", "dlq_replay_after", KIND_DURATION, S(faults.dlq_replay_after_ns),
 				       .min = 0, .max = 24 * HOUR, .allowed = "0 (never) or up to 24h" },
+	/* issue 13, faults of the dedup store itself */
+	[K_FAULT_STORE_RESTART_EVERY] = { "faults", "store_restart_every", KIND_DURATION, S(store.restart_every_ns),
+					  .min = 100 * MS, .max = 24 * HOUR, .zero_ok = true,
+					  .allowed = "0 (never) or 100ms..24h; needs dedup.store = redis, url = embedded" },
+	[K_FAULT_STORE_DOWN] = { "faults", "store_down", KIND_WINDOW, S(store.down_from_ns), .max = 24 * HOUR,
+				 .allowed = "none, or START-END from the run's start with units, e.g. 3s-5s; needs "
+					    "dedup.store = redis, url = embedded" },
+	[K_DEDUP_REDIS_MAXMEMORY] = { "dedup", "redis_maxmemory", KIND_BYTES, S(store.redis_maxmemory),
+				      .min = 1024 * 1024, .max = 1024ull * 1024 * 1024 * 1024, .zero_ok = true,
+				      .allowed = "0 (no limit) or 1mb..1024gb (bytes, kb, mb, gb); needs dedup.store = "
+						 "redis, url = embedded" },
+	[K_DEDUP_ON_ERROR] = { "dedup", "on_error", KIND_ENUM, S(store.on_error), .choices = on_errors },
+	[K_DEDUP_TIMEOUT] = { "dedup", "timeout", KIND_DURATION, S(store.timeout_ns), .min = MS, .max = MIN,
+			      .allowed = "1ms..1m; redis only" },
 };
 
 static const char *const scenario_sections[] = { "run",	  "broker", "publishers", "consumers",
@@ -574,6 +596,33 @@ static int scenario_apply_window(char *field, const struct scenario_key *k, cons
 	return 0;
 }
 
+/* A size in bytes: a whole number, optionally with b, kb, mb or gb (1024-based, as redis reads them). */
+static int scenario_apply_bytes(char *field, const struct scenario_key *k, const char *v, char *msg,
+				size_t msglen)
+{
+	static const struct {
+		const char *unit;
+		uint64_t mult;
+	} units[] = { { "", 1 }, { "b", 1 }, { "kb", 1024 }, { "mb", 1024 * 1024 }, { "gb", 1024 * 1024 * 1024 } };
+	size_t digits = strspn(v, "0123456789");
+	char num[32];
+	uint64_t u;
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (digits == 0 || digits >= sizeof(num) || strcasecmp(v + digits, units[i].unit) != 0)
+			continue;
+		snprintf(num, sizeof(num), "%.*s", (int)digits, v);
+		if (parse_u64(num, &u) < 0 || u > k->max / units[i].mult)
+			break;
+		u *= units[i].mult;
+		if ((u < k->min && u != 0) || u > k->max)
+			break;
+		memcpy(field, &u, sizeof(u));
+		return 0;
+	}
+	return log_seterr(msg, msglen, "'%s' is not an allowed size; allowed: %s", v, k->allowed);
+}
+
 static int scenario_apply(struct scenario *sc, const struct scenario_key *k, const char *v, char *msg,
 			  size_t msglen)
 {
@@ -638,6 +687,8 @@ static int scenario_apply(struct scenario *sc, const struct scenario_key *k, con
 	}
 	case KIND_WINDOW:
 		return scenario_apply_window(field, k, v, msg, msglen);
+	case KIND_BYTES:
+		return scenario_apply_bytes(field, k, v, msg, msglen);
 	}
 	abort();
 }
@@ -701,6 +752,8 @@ void scenario_init_defaults(struct scenario *sc, const char *path)
 	sc->dedup.sync = false;
 	sc->app.instances = 1;
 	sc->app.restart_delay_ns = 500 * MS;
+	sc->store.on_error = SCENARIO_ON_ERROR_OPEN;
+	sc->store.timeout_ns = 2 * SEC;
 }
 
 void scenario_release(struct scenario *sc)
@@ -1381,7 +1434,98 @@ static void nack_app_say(const struct scenario *sc, const char *hk, const char *
 		 "consume instead; remove it (your app nacks as it does)", ho);
 }
 
+/* issue 13: the store's own faults need a redis that dupsim started (it kills, stops and configures it). */
+static bool store_private_redis(const struct scenario *sc)
+{
+	return sc->dedup.store == SCENARIO_STORE_REDIS && strcmp(sc->dedup.url, "embedded") == 0;
+}
+
+static void store_redis_say(const char *key, const struct scenario *sc, const char *ho, char *buf, size_t len)
+{
+	snprintf(buf, len,
+		 "%s needs dupsim's own redis: dedup.store = redis and dedup.url = embedded (store is %s, url %s%s); "
+		 "dupsim can restart, stop or configure only a redis it started",
+		 key, stores[sc->dedup.store], sc->dedup.url, ho);
+}
+
+static bool store_restart_broken(const struct scenario *sc)
+{
+	return sc->store.restart_every_ns && !store_private_redis(sc);
+}
+
+static void store_restart_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	store_redis_say("faults.store_restart_every", sc, ho, buf, len);
+}
+
+static bool store_down_broken(const struct scenario *sc)
+{
+	return sc->store.down_until_ns && !store_private_redis(sc);
+}
+
+static void store_down_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	store_redis_say("faults.store_down", sc, ho, buf, len);
+}
+
+static bool maxmemory_broken(const struct scenario *sc)
+{
+	return sc->store.redis_maxmemory && !store_private_redis(sc);
+}
+
+static void maxmemory_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	store_redis_say("dedup.redis_maxmemory", sc, ho, buf, len);
+}
+
+static bool store_timeout_broken(const struct scenario *sc)
+{
+	return sc->store.timeout_ns != 2 * SEC && sc->dedup.store != SCENARIO_STORE_REDIS;
+}
+
+static void store_timeout_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len, "dedup.timeout applies to store = redis only (store is %s%s)", stores[sc->dedup.store], ho);
+}
+
+static bool on_error_broken(const struct scenario *sc)
+{
+	return sc->store.on_error != SCENARIO_ON_ERROR_OPEN && sc->dedup.store == SCENARIO_STORE_NONE;
+}
+
+static void on_error_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	snprintf(buf, len, "dedup.on_error = closed describes a dedup store, but dedup.store = none%s", ho);
+}
+
+static bool store_down_warmup_broken(const struct scenario *sc)
+{
+	return sc->store.down_until_ns && sc->store.down_until_ns <= sc->faults.warmup_ns;
+}
+
+static void store_down_warmup_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	char d[32];
+
+	(void)hk;
+	snprintf(buf, len, "faults.store_down ends before faults.warmup = %s%s is over, so the store would never go "
+		 "down; allowed: END after the warm-up", clock_fmt_duration(sc->faults.warmup_ns, d, sizeof(d)), ho);
+}
+
 static const struct scenario_conflict_rule scenario_conflicts[] = {
+	/* issue 13, faults of the dedup store itself */
+	{ K_FAULT_STORE_RESTART_EVERY, K_DEDUP_STORE, store_restart_broken, store_restart_say },
+	{ K_FAULT_STORE_DOWN, K_DEDUP_STORE, store_down_broken, store_down_say },
+	{ K_DEDUP_REDIS_MAXMEMORY, K_DEDUP_STORE, maxmemory_broken, maxmemory_say },
+	{ K_DEDUP_TIMEOUT, K_DEDUP_STORE, store_timeout_broken, store_timeout_say },
+	{ K_DEDUP_ON_ERROR, K_DEDUP_STORE, on_error_broken, on_error_say },
+	{ K_FAULT_STORE_DOWN, K_FAULT_WARMUP, store_down_warmup_broken, store_down_warmup_say },
+	/* the keys before issue 13 */
 	{ K_CONS_ACK_EVERY, K_CONS_PREFETCH, ack_every_broken, ack_every_say },
 	{ K_FAULT_COMMIT_OK_LOSS, K_PUB_MODE, commit_ok_broken, commit_ok_say },
 	{ K_FAULT_CONFIRM_LOSS, K_PUB_MODE, confirm_broken, confirm_say },
@@ -1435,6 +1579,7 @@ static const int app_refused[] = {
 	K_CONS_COUNT, K_CONS_PREFETCH, K_CONS_ACK_EVERY, K_CONS_WORK, K_FAULT_CONSUMER_CRASH, K_FAULT_CONSUMER_CRASH_AT,
 	K_DEDUP_SCOPE, K_DEDUP_TTL, K_DEDUP_CAPACITY, K_DEDUP_CHECK, K_DEDUP_MARK, K_DEDUP_SYNC,
 	K_CONS_SLOW, K_CONS_SLOW_WORK, K_CONS_HEARTBEAT, /* issue 13, broker timeouts */
+	K_DEDUP_ON_ERROR, K_DEDUP_TIMEOUT, /* issue 13: how dupsim's consumers treat a failing store */
 };
 /* Keys that mean something only with [app] consumer. */
 static const int app_only[] = { K_APP_INSTANCES, K_APP_CRASH_EVERY, K_APP_RESTART_DELAY };
@@ -1552,6 +1697,8 @@ static bool scenario_write_skips(const struct scenario *sc, int k)
 		return !app;
 	if (k == K_PROXY_API) /* "no API" has no spelling: the key is left out */
 		return !sc->proxy.api[0];
+	if (k == K_FAULT_STORE_DOWN)
+		return !sc->store.down_until_ns;
 	if (k == K_DEDUP_STORE && app) /* the default, memory, means nothing to an app */
 		return sc->dedup.store != SCENARIO_STORE_NONE && sc->dedup.store != SCENARIO_STORE_REDIS &&
 		       sc->dedup.store != SCENARIO_STORE_POSTGRES;
@@ -1632,6 +1779,13 @@ int scenario_write(const struct scenario *sc, FILE *f)
 					clock_fmt_duration(w[1], b2, sizeof(b2)));
 			break;
 		}
+		case KIND_BYTES:
+			memcpy(&u, field, sizeof(u));
+			if (u && u % (1024 * 1024) == 0)
+				fprintf(f, "%s = %llumb\n", k->name, (unsigned long long)(u / (1024 * 1024)));
+			else
+				fprintf(f, "%s = %llu\n", k->name, (unsigned long long)u);
+			break;
 		}
 	}
 	fflush(f);

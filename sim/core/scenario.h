@@ -40,11 +40,12 @@ enum scenario_check {
 	SCENARIO_CHECK_FLAGGED,		/* the same lookups; every insert made at once */
 };
 enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
+enum scenario_on_error { SCENARIO_ON_ERROR_OPEN, SCENARIO_ON_ERROR_CLOSED };
 
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 52  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 57  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -123,6 +124,14 @@ struct scenario {
 	struct {
 		char api[SCENARIO_STR_MAX + 1]; /* [HOST:]PORT of the control API during the run; "" = none */
 	} proxy;
+	/* issue 13, faults of the dedup store itself (the private redis) */
+	struct {
+		uint64_t restart_every_ns; /* faults.store_restart_every: kill -9 + restart, empty; 0 = never */
+		uint64_t down_from_ns, down_until_ns; /* faults.store_down: SIGSTOP window; until 0 = none */
+		uint64_t redis_maxmemory;  /* dedup.redis_maxmemory bytes, allkeys-lru; 0 = no limit */
+		enum scenario_on_error on_error; /* dedup.on_error: when a store call fails */
+		uint64_t timeout_ns;	   /* dedup.timeout: a redis command's client-side timeout */
+	} store;
 
 	/* Private to scenario.c: where each key got its value (0 = default,
 	 * SCENARIO_ORIGIN_SET = --set, else the line in path). */

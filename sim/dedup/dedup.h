@@ -134,6 +134,10 @@ struct dedup_store *dedup_mem_new(uint64_t ttl_ns, uint64_t capacity, size_t exp
  */
 struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_t ttl_ns, char *err,
 				    size_t errlen);
+/* The same with the connect and command timeout (dedup_redis_new: 2 s; 0 = that). A call that
+ * timed out makes the next ones fail at once for one more timeout (a hung server). */
+struct dedup_store *dedup_redis_new_timeout(const char *url, const char *prefix, uint64_t ttl_ns,
+					    uint64_t timeout_ns, char *err, size_t errlen);
 
 /*
  * The Tokyo Cabinet store: an on-disk hash database at path (created when

@@ -33,19 +33,27 @@
  *
  * Connection loss. The call that meets it returns -1; the next call
  * reconnects once (so a restarted server is picked up) and returns -1 if that
- * fails too. Writing to a dead socket raises SIGPIPE: the process must ignore
+ * fails too.
+ *
+ * A hung server (SIGSTOPped, a black hole: faults.store_down). Connecting and
+ * every command give up after the timeout (dedup.timeout). A call that failed
+ * only after the whole timeout means the server hangs: for one more timeout
+ * the store does not try it again and every call fails at once, as a client
+ * with a circuit breaker would; otherwise each delivery would wait out the
+ * timeout twice (lookup and mark) and a consumer would barely move. Writing to a dead socket raises SIGPIPE: the process must ignore
  * it, as `dupsim run` does.
  */
 
 #define DEFER_MAX 64
-#define CONNECT_TIMEOUT_S 2
-#define COMMAND_TIMEOUT_S 2
+#define DEFAULT_TIMEOUT_NS (2 * NS_PER_S)
 #define SCAN_COUNT "1000"
 #define KEY_DIGITS 20 /* UINT64_MAX in decimal */
 
 struct redis_store {
 	struct dedup_store base;
 	redisContext *c;   /* NULL or in error: reconnect on the next call */
+	uint64_t timeout_ns;	/* connect and command timeout */
+	uint64_t hung_until_ns; /* the server hung (a call timed out): fail at once until then */
 	char host[256];
 	uint16_t port;
 	unsigned pending;  /* replies owed for deferred SETs */
@@ -70,12 +78,12 @@ static size_t dedup_redis_key(struct redis_store *s, uint64_t key)
 	return s->prefix_len + 1 + (size_t)n;
 }
 
-static redisContext *dedup_redis_connect(const char *host, uint16_t port)
+static redisContext *dedup_redis_connect(const char *host, uint16_t port, uint64_t timeout_ns)
 {
-	struct timeval ct = { CONNECT_TIMEOUT_S, 0 }, rt = { COMMAND_TIMEOUT_S, 0 };
-	redisContext *c = redisConnectWithTimeout(host, port, ct);
+	struct timeval t = { (time_t)(timeout_ns / NS_PER_S), (suseconds_t)(timeout_ns % NS_PER_S / 1000) };
+	redisContext *c = redisConnectWithTimeout(host, port, t);
 
-	if (c && !c->err && redisSetTimeout(c, rt) != REDIS_OK && !c->err) {
+	if (c && !c->err && redisSetTimeout(c, t) != REDIS_OK && !c->err) {
 		/* setsockopt failed without hiredis noting it: treat as a broken connection */
 		c->err = REDIS_ERR_IO;
 		snprintf(c->errstr, sizeof(c->errstr), "cannot set the command timeout");
@@ -88,12 +96,28 @@ static int dedup_redis_ready(struct redis_store *s)
 {
 	if (s->c && !s->c->err)
 		return 0;
+	if (s->hung_until_ns && clock_now_ns() < s->hung_until_ns)
+		return -1; /* still taken as hung: don't wait out another timeout */
+	s->hung_until_ns = 0;
 	if (s->pending)
 		s->deferred_err = true; /* their replies died with the connection */
 	s->pending = 0;
 	redisFree(s->c);
-	s->c = dedup_redis_connect(s->host, s->port);
+	s->c = dedup_redis_connect(s->host, s->port, s->timeout_ns);
 	return s->c && !s->c->err ? 0 : -1;
+}
+
+/* After a call that began at t0 and returned rc: one that failed only after the whole timeout marks the server hung. */
+static int dedup_redis_after(struct redis_store *s, uint64_t t0, int rc)
+{
+	uint64_t now;
+
+	if (rc >= 0 || s->hung_until_ns)
+		return rc;
+	now = clock_now_ns();
+	if (now - t0 >= s->timeout_ns)
+		s->hung_until_ns = now + s->timeout_ns;
+	return rc;
 }
 
 static bool dedup_redis_ok(const redisReply *r)
@@ -158,12 +182,13 @@ static int dedup_redis_check_and_put(struct dedup_store *base, uint64_t key, uin
 	const char *argv[6];
 	size_t lens[6];
 	int argc = dedup_redis_set_argv(s, key, true, argv, lens);
+	uint64_t t0 = clock_now_ns();
 	redisReply *r = dedup_redis_call(s, argc, argv, lens);
 	int rc = dedup_redis_ok(r) ? 0 : r && r->type == REDIS_REPLY_NIL ? 1 : -1;
 
 	(void)now_ns;
 	freeReplyObject(r);
-	return rc;
+	return dedup_redis_after(s, t0, rc);
 }
 
 static int dedup_redis_lookup(struct dedup_store *base, uint64_t key, uint64_t now_ns)
@@ -171,12 +196,13 @@ static int dedup_redis_lookup(struct dedup_store *base, uint64_t key, uint64_t n
 	struct redis_store *s = redis_of(base);
 	const char *argv[2] = { "EXISTS", s->key };
 	size_t lens[2] = { 6, dedup_redis_key(s, key) };
+	uint64_t t0 = clock_now_ns();
 	redisReply *r = dedup_redis_call(s, 2, argv, lens);
 	int rc = r && r->type == REDIS_REPLY_INTEGER ? r->integer > 0 : -1;
 
 	(void)now_ns;
 	freeReplyObject(r);
-	return rc;
+	return dedup_redis_after(s, t0, rc);
 }
 
 static int dedup_redis_put(struct dedup_store *base, uint64_t key, uint64_t now_ns)
@@ -185,12 +211,13 @@ static int dedup_redis_put(struct dedup_store *base, uint64_t key, uint64_t now_
 	const char *argv[6];
 	size_t lens[6];
 	int argc = dedup_redis_set_argv(s, key, false, argv, lens);
+	uint64_t t0 = clock_now_ns();
 	redisReply *r = dedup_redis_call(s, argc, argv, lens);
 	int rc = dedup_redis_ok(r) ? 0 : -1;
 
 	(void)now_ns;
 	freeReplyObject(r);
-	return rc;
+	return dedup_redis_after(s, t0, rc);
 }
 
 static int dedup_redis_put_deferred(struct dedup_store *base, uint64_t key, uint64_t now_ns)
@@ -207,18 +234,22 @@ static int dedup_redis_put_deferred(struct dedup_store *base, uint64_t key, uint
 	if (redisAppendCommandArgv(s->c, argc, argv, lens) != REDIS_OK)
 		return -1;
 	/* bounded: the output buffer and the replies owed stay small */
-	if (++s->pending >= DEFER_MAX)
-		return dedup_redis_drain(s);
+	if (++s->pending >= DEFER_MAX) {
+		uint64_t t0 = clock_now_ns();
+
+		return dedup_redis_after(s, t0, dedup_redis_drain(s));
+	}
 	return 0;
 }
 
 static int dedup_redis_flush(struct dedup_store *base)
 {
 	struct redis_store *s = redis_of(base);
+	uint64_t t0 = clock_now_ns();
 	int rc = 0;
 
 	if (s->pending && (!s->c || s->c->err || dedup_redis_drain(s) < 0))
-		rc = -1;
+		rc = dedup_redis_after(s, t0, -1);
 	if (s->deferred_err)
 		rc = -1;
 	s->pending = 0;
@@ -312,6 +343,12 @@ static char *dedup_redis_pattern(const char *prefix)
 struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_t ttl_ns, char *err,
 				    size_t errlen)
 {
+	return dedup_redis_new_timeout(url, prefix, ttl_ns, DEFAULT_TIMEOUT_NS, err, errlen);
+}
+
+struct dedup_store *dedup_redis_new_timeout(const char *url, const char *prefix, uint64_t ttl_ns,
+					    uint64_t timeout_ns, char *err, size_t errlen)
+{
 	struct redis_store *s = calloc(1, sizeof(*s));
 	redisReply *r = NULL;
 
@@ -320,6 +357,7 @@ struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_
 		return NULL;
 	}
 	s->base.ops = &dedup_redis_ops;
+	s->timeout_ns = timeout_ns ? timeout_ns : DEFAULT_TIMEOUT_NS;
 	if (dedup_redis_parse_url(url, s->host, sizeof(s->host), &s->port) < 0) {
 		log_seterr(err, errlen, "'%s' is not a redis URL; expected redis://host:port", url ? url : "(none)");
 		goto fail;
@@ -340,7 +378,7 @@ struct dedup_store *dedup_redis_new(const char *url, const char *prefix, uint64_
 	memcpy(s->key, prefix, s->prefix_len);
 	s->key[s->prefix_len] = ':';
 
-	s->c = dedup_redis_connect(s->host, s->port);
+	s->c = dedup_redis_connect(s->host, s->port, s->timeout_ns);
 	if (!s->c || s->c->err) {
 		log_seterr(err, errlen, "cannot reach redis at %s:%u: %s", s->host, s->port,
 			 s->c ? s->c->errstr : "out of memory");

@@ -23,6 +23,7 @@ int dedup_factory_init(struct dedup_factory *f, const struct scenario *sc, const
 		.capacity = sc->dedup.capacity,
 		.expected = (size_t)sc->run.messages,
 		.sync = sc->dedup.sync,
+		.timeout_ns = sc->store.timeout_ns,
 	};
 	/* unique per run, so that runs sharing one redis never see each other's keys */
 	snprintf(f->prefix, sizeof(f->prefix), "dupsim:%s:%d:%llu", sc->run.name, (int)getpid(),
@@ -67,7 +68,7 @@ struct dedup_store *dedup_factory_open(const struct dedup_factory *f, unsigned c
 			snprintf(name, sizeof(name), "%s:shared", f->prefix);
 		else
 			snprintf(name, sizeof(name), "%s:c%u", f->prefix, consumer);
-		s = dedup_redis_new(f->redis_url, name, f->ttl_ns, err, errlen);
+		s = dedup_redis_new_timeout(f->redis_url, name, f->ttl_ns, f->timeout_ns, err, errlen);
 		break;
 	case SCENARIO_STORE_POSTGRES: /* the owner column plays the prefix's part */
 		if (f->shared)

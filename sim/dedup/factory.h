@@ -17,6 +17,7 @@ struct dedup_factory {
 	uint64_t ttl_ns, capacity;
 	size_t expected;	/* sizing hint: the run's messages */
 	bool sync;		/* tokyocabinet: tchdbsync after each insert */
+	uint64_t timeout_ns;	/* redis: connect and command timeout (dedup.timeout) */
 	char redis_url[256];
 	char pg_url[256];	/* postgres: the inbox's server */
 	char prefix[128];	/* redis keys of this run; postgres: the inbox's owner column */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,9 +30,33 @@ static int redis_check(struct node *n, char *err, size_t errlen)
 	return 0;
 }
 
+/* The kind's settings: none for the plain redis_ops. */
+static const struct redis_config *redis_cfg(const struct node *n)
+{
+	static const struct redis_config none = { 0 };
+
+	return n->ops == &redis_ops ? &none : &((const struct redis_kind *)n->ops)->cfg;
+}
+
+/* What a redis_kind adds to the command line: no persistence, a memory bound. */
+static int redis_configure_extra(struct node *n, const struct redis_config *cfg)
+{
+	struct strv *a = &n->argv;
+	int rc = 0;
+
+	if (cfg->maxmemory) {
+		rc |= strv_addf(a, "--maxmemory");
+		rc |= strv_addf(a, "%llu", (unsigned long long)cfg->maxmemory);
+		rc |= strv_addf(a, "--maxmemory-policy");
+		rc |= strv_addf(a, "allkeys-lru");
+	}
+	return rc;
+}
+
 static int redis_configure(struct node *n, char *err, size_t errlen)
 {
 	struct strv *a = &n->argv, *e = &n->envp;
+	const struct redis_config *cfg = redis_cfg(n);
 	int rc = 0;
 
 	snprintf(n->url, sizeof(n->url), "redis://127.0.0.1:%u", n->ports[0]);
@@ -50,13 +75,14 @@ static int redis_configure(struct node *n, char *err, size_t errlen)
 	rc |= strv_addf(a, "--save");
 	rc |= strv_addf(a, "%s", "");
 	rc |= strv_addf(a, "--appendonly");
-	rc |= strv_addf(a, "yes");
+	rc |= strv_addf(a, "%s", cfg->volatile_data ? "no" : "yes");
 	rc |= strv_addf(a, "--appendfsync");
 	rc |= strv_addf(a, "no");
 	rc |= strv_addf(a, "--daemonize");
 	rc |= strv_addf(a, "no");
 	rc |= strv_addf(a, "--logfile");
 	rc |= strv_addf(a, "%s", "");
+	rc |= redis_configure_extra(n, cfg);
 	rc |= strv_addf(e, "PATH=%s", NODE_PATH);
 	rc |= strv_addf(e, "HOME=%s", n->dir);
 	rc |= strv_addf(e, "LANG=C.UTF-8");
@@ -98,3 +124,35 @@ const struct node_ops redis_ops = {
 	.configure = redis_configure,
 	.ready = redis_ready,
 };
+
+void redis_kind_init(struct redis_kind *k, const struct redis_config *cfg)
+{
+	k->ops = redis_ops;
+	k->cfg = *cfg;
+}
+
+long long redis_info_number(const struct node *n, const char *name)
+{
+	struct timeval tv = { 1, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", n->ports[0], tv);
+	redisReply *r = NULL;
+	long long v = -1;
+	size_t len = strlen(name);
+
+	if (!c || c->err)
+		goto out;
+	redisSetTimeout(c, tv);
+	r = redisCommand(c, "INFO");
+	if (!r || r->type != REDIS_REPLY_STRING)
+		goto out;
+	/* lines "name:value\r\n" */
+	for (const char *p = r->str; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (strncmp(p, name, len) == 0 && p[len] == ':') {
+			v = strtoll(p + len + 1, NULL, 10);
+			break;
+		}
+out:
+	freeReplyObject(r);
+	redisFree(c);
+	return v;
+}

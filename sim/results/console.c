@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+static void console_store(FILE *f, const struct results *r);
+
 static const char *console_pct(char *buf, size_t len, double v)
 {
 	snprintf(buf, len, "%.4g%%", v * 100);
@@ -91,6 +93,7 @@ static void console_run(FILE *f, const struct results *r)
 				r->faults.rules[i].matched);
 	if (r->faults.broker_crashes > 0)
 		fprintf(f, "  broker crashes (kill -9)     %18.0f\n", r->faults.broker_crashes);
+	console_store(f, r);
 	if (r->app.on)
 		fprintf(f, "  app: %.0f kill -9s, %.0f exits, %.0f restarts; %.0f deliveries abandoned; report.md "
 			   "says how the app's fates are read\n",
@@ -101,6 +104,20 @@ static void console_run(FILE *f, const struct results *r)
 		fprintf(f, "  INVARIANTS VIOLATED (%.0f): %s\n", r->invariants.violations, r->invariants.detail);
 	else
 		fprintf(f, "  ledger invariants hold\n");
+}
+
+/* issue 13: the dedup store's own faults, the lines that apply. */
+static void console_store(FILE *f, const struct results *r)
+{
+	if (r->store.restarts > 0)
+		fprintf(f, "  store restarts (no persistence) %15.0f\n", r->store.restarts);
+	if (r->store.down_ms > 0)
+		fprintf(f, "  store down (SIGSTOP)         %15.0f ms\n", r->store.down_ms);
+	if (r->store.stalls > 0)
+		fprintf(f, "  consumers stalled (on_error = closed) %6.0f times, %.0f ms in all\n", r->store.stalls,
+			r->store.stalled_ms);
+	if (r->store.redis_evicted_keys > 0)
+		fprintf(f, "  keys redis evicted (maxmemory) %16.0f\n", r->store.redis_evicted_keys);
 }
 
 void console_print(FILE *f, const struct results *r, const char *out_dir, const char *notes)

@@ -21,13 +21,14 @@ static const struct {
 	const char *key, *meaning;
 } report_causes[] = {
 	{ "expired", "the key's TTL had passed" },
-	{ "evicted", "the key was evicted for capacity" },
+	{ "evicted", "the key was evicted for capacity (dedup.capacity, or redis's maxmemory)" },
 	{ "unchecked", "the policy skipped the lookup" },
 	{ "not_inserted", "the first copy's mark was not yet visible" },
 	{ "other_cache", "another consumer's local cache had the key" },
 	{ "race", "two consumers had the message in flight at once" },
 	{ "lost_in_crash", "the store lost the key in a crash" },
 	{ "store_error", "the store failed and the policy went on without it" },
+	{ "store_lost", "the store lost the key in a restart without persistence" },
 	{ "unknown_app", "the app executed it again; dupsim can't see inside the app to say why" },
 	{ "unexplained", "no cause found (a harness bug to report)" },
 };
@@ -355,6 +356,17 @@ static void report_table(FILE *f, const struct results *s)
 	fputs(any ? "\n" : "No duplicate was processed: every duplicate delivery was caught.\n\n", f);
 }
 
+/* issue 13: the store's own faults, when it had any. */
+static void report_store(FILE *f, const struct results *s)
+{
+	if (!(s->store.restarts > 0 || s->store.down_ms > 0 || s->store.stalls > 0 || s->store.redis_evicted_keys > 0))
+		return;
+	fprintf(f, "| dedup store faults | %s restarts without persistence, down (SIGSTOP) %s ms; consumers stalled "
+		   "%s times, %s ms in all (on_error = closed); keys redis evicted %s |\n",
+		report_count(s->store.restarts), report_g(s->store.down_ms), report_count(s->store.stalls),
+		report_g(s->store.stalled_ms), report_count(s->store.redis_evicted_keys));
+}
+
 /* The fault events by kind, and how the intervals count them. */
 static void report_events(FILE *f, const struct results *s)
 {
@@ -427,6 +439,7 @@ static void report_perf(FILE *f, const struct results *s)
 		fprintf(f, "| dedup operations | %s lookups, %s inserts, %s errors; store latency p50 %s µs, p99 %s µs |\n",
 			report_count(s->dedup.lookups), report_count(s->dedup.inserts), report_count(s->dedup.errors),
 			report_g(s->dedup.store_latency_us_p50), report_g(s->dedup.store_latency_us_p99));
+		report_store(f, s);
 	}
 	fputc('\n', f);
 }

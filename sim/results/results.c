@@ -42,6 +42,7 @@ void results_init(struct results *r)
 	RESULTS_NAN(r->app.n);
 	results_nan(&r->dedup.lookups, 5);
 	r->dedup.ttl_ms = NAN;
+	RESULTS_NAN(r->store);
 	r->invariants.violations = r->invariants.foreign_deliveries = NAN;
 	r->curve_min = NAN;
 }
@@ -151,6 +152,24 @@ static json_t *results_json_app(const struct results *r)
 	return o;
 }
 
+/* issue 13: the store's own faults, into the dedup object (absent when unknown). */
+static void results_json_store(const struct results *r, json_t *d)
+{
+	const struct {
+		const char *key;
+		double v;
+		bool real;
+	} f[] = {
+		{ "store_restarts", r->store.restarts, false }, { "store_down_ms", r->store.down_ms, true },
+		{ "stalls", r->store.stalls, false },		 { "stalled_ms", r->store.stalled_ms, true },
+		{ "redis_evicted_keys", r->store.redis_evicted_keys, false },
+	};
+
+	for (size_t i = 0; d && i < sizeof(f) / sizeof(f[0]); i++)
+		if (!isnan(f[i].v))
+			json_object_set_new(d, f[i].key, f[i].real ? results_real(f[i].v) : results_count(f[i].v));
+}
+
 /* The figures and the rest of summary.json around them. */
 static json_t *results_json_perf(const struct results *r, json_t *root)
 {
@@ -174,6 +193,7 @@ static json_t *results_json_perf(const struct results *r, json_t *root)
 				      "inserts", results_count(r->dedup.inserts), "errors", results_count(r->dedup.errors),
 				      "store_latency_us_p50", results_real(r->dedup.store_latency_us_p50),
 				      "store_latency_us_p99", results_real(r->dedup.store_latency_us_p99)));
+	results_json_store(r, json_object_get(root, "dedup"));
 	json_object_set_new(root, "invariants",
 			    json_pack("{s:o, s:s, s:o}", "violations", results_count(r->invariants.violations), "detail",
 				      r->invariants.detail, "foreign_deliveries",
@@ -346,6 +366,11 @@ static void results_load_perf(struct results *r, json_t *s)
 	r->dedup.errors = results_num(d, "errors");
 	r->dedup.store_latency_us_p50 = results_num(d, "store_latency_us_p50");
 	r->dedup.store_latency_us_p99 = results_num(d, "store_latency_us_p99");
+	r->store.restarts = results_num(d, "store_restarts");
+	r->store.down_ms = results_num(d, "store_down_ms");
+	r->store.stalls = results_num(d, "stalls");
+	r->store.stalled_ms = results_num(d, "stalled_ms");
+	r->store.redis_evicted_keys = results_num(d, "redis_evicted_keys");
 	r->invariants.violations = results_num(inv, "violations");
 	results_str(inv, "detail", r->invariants.detail, sizeof(r->invariants.detail));
 	r->invariants.foreign_deliveries = results_num(inv, "foreign_deliveries");

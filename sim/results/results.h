@@ -81,6 +81,13 @@ struct results {
 		char ttl[32], capacity[32];
 		double ttl_ms; /* NaN unknown, 0 none */
 	} dedup;
+	/* issue 13, the dedup store's own faults (summary.json's dedup object); NaN unknown */
+	struct {
+		double restarts;	   /* dedup.store_restarts: kill -9s of the store without persistence */
+		double down_ms;		   /* dedup.store_down_ms: how long the store was stopped (SIGSTOP) */
+		double stalls, stalled_ms; /* dedup.stalls, dedup.stalled_ms: on_error = closed waits, summed over consumers */
+		double redis_evicted_keys; /* dedup.redis_evicted_keys: redis's own INFO evicted_keys */
+	} store;
 	struct {
 		double violations;
 		char detail[1024];

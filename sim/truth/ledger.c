@@ -25,6 +25,7 @@ static const char *const cause_names[LEDGER_CAUSES] = {
 	[LEDGER_CAUSE_RACE] = "race",
 	[LEDGER_CAUSE_LOST_IN_CRASH] = "lost_in_crash",
 	[LEDGER_CAUSE_STORE_ERROR] = "store_error",
+	[LEDGER_CAUSE_STORE_LOST] = "store_lost",
 	[LEDGER_CAUSE_UNKNOWN_APP] = "unknown_app",
 	[LEDGER_CAUSE_UNEXPLAINED] = "unexplained",
 };
@@ -322,12 +323,35 @@ unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint6
 
 void ledger_note_marked(struct ledger *l, size_t m)
 {
+	ledger_note_marked_at(l, m, ledger_store_epoch(l));
+}
+
+void ledger_note_marked_at(struct ledger *l, size_t m, uint32_t epoch)
+{
 	struct ledger_msg *e = msg_at(l, m);
 
 	if (!e)
 		return;
 	touch(l, e);
+	atomic_store_explicit(&e->mark_epoch, (uint16_t)epoch, RLX);
 	set_flag(e, LEDGER_F_MARKED);
+}
+
+void ledger_note_store_restart(struct ledger *l)
+{
+	atomic_fetch_add_explicit(&l->store_epoch, 1, memory_order_seq_cst);
+}
+
+uint32_t ledger_store_epoch(const struct ledger *l)
+{
+	return atomic_load_explicit((_Atomic uint32_t *)&l->store_epoch, memory_order_seq_cst);
+}
+
+/* The key went in before a store restart that has begun since (16 bits: 65536 restarts wrap). */
+static bool lost_in_restart(const struct ledger *l, struct ledger_msg *e)
+{
+	return (atomic_load_explicit(&e->flags, RLX) & LEDGER_F_MARKED) &&
+	       atomic_load_explicit(&e->mark_epoch, RLX) != (uint16_t)ledger_store_epoch(l);
 }
 
 void ledger_note_mark_failed(struct ledger *l, size_t m)
@@ -355,8 +379,12 @@ static bool take_race_token(struct ledger_msg *e)
  *                 when this one was decided
  *   other_cache   scope = local and the first copy went to another consumer
  *   expired       ttl > 0 and now − the first accepted delivery > ttl
+ *   store_lost    the store is restarted without persistence and a restart
+ *                 began after the key's latest mark was sent
  *   evicted       capacity > 0 and at least `capacity` keys were inserted or
- *                 found since this key last was (so LRU can have pushed it out)
+ *                 found since this key last was (so LRU can have pushed it out);
+ *                 or the store evicts by memory (redis maxmemory, allkeys-lru:
+ *                 which keys it dropped is redis's choice, not seen here)
  *   lost_in_crash consumers crash with a local memory store (the key died with it)
  *   unknown_app   the consumer is the user's own app: its store and policy are out of sight
  *   unexplained   none of these: a store or a policy lost a key it should have kept
@@ -386,6 +414,10 @@ static enum ledger_cause ledger_classify(const struct ledger *l, struct ledger_m
 		return LEDGER_CAUSE_OTHER_CACHE;
 	if (p->ttl_ns && since_first_accept(l, e, now_ns, &since) && since > p->ttl_ns)
 		return LEDGER_CAUSE_EXPIRED;
+	if (p->store_restarts && lost_in_restart(l, e))
+		return LEDGER_CAUSE_STORE_LOST;
+	if (p->store_evicts)
+		return LEDGER_CAUSE_EVICTED;
 	if (p->capacity &&
 	    (uint32_t)(atomic_load_explicit((_Atomic uint32_t *)&l->touches, RLX) -
 		       atomic_load_explicit(&e->touched, RLX)) >= p->capacity)

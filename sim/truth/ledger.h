@@ -20,6 +20,8 @@ enum ledger_cause {
 	LEDGER_CAUSE_RACE,	   /* the first copy was still in flight at another consumer */
 	LEDGER_CAUSE_LOST_IN_CRASH, /* a crashed consumer's memory (local store) took the key with it */
 	LEDGER_CAUSE_STORE_ERROR,  /* the store failed (a lookup, or the first copy's mark) and the policy went on */
+	/* issue 13, faults of the store itself */
+	LEDGER_CAUSE_STORE_LOST,   /* the store lost the key in a restart without persistence */
 	LEDGER_CAUSE_UNKNOWN_APP,  /* the user's own app executed it again: dupsim can't see inside it to say why */
 	LEDGER_CAUSE_UNEXPLAINED,  /* none of the above: a bug in a store or policy */
 	LEDGER_CAUSES
@@ -60,6 +62,7 @@ struct ledger_msg {
 	_Atomic uint8_t flags;
 	_Atomic uint8_t raced;		  /* accepts made while another copy was in flight, not yet
 					   * matched to a duplicate execution (the `race` cause) */
+	_Atomic uint16_t mark_epoch;	  /* l->store_epoch (low 16 bits) when the latest mark was sent */
 };
 
 /* What the ledger knows of the dedup set-up, to classify misses without asking the store. */
@@ -70,6 +73,8 @@ struct ledger_setup {
 	uint64_t capacity;  /* 0: unbounded */
 	bool crash_wipes_cache; /* consumers crash and their store is memory: keys die with them */
 	bool app;	    /* the consumers are the user's app ([app]): every miss is unknown_app */
+	bool store_restarts; /* the store is restarted without persistence (faults.store_restart_every) */
+	bool store_evicts;   /* the store evicts keys by memory (dedup.redis_maxmemory): a miss can be `evicted` */
 };
 
 /* What ledger_note_decision saw, handed to ledger_note_accept (0: not a duplicate). */
@@ -92,6 +97,7 @@ struct ledger {
 	struct stats_hist latency;    /* publish -> first processed, ns */
 	struct events *events;	      /* where duplicates and misses are charged; NULL: nowhere */
 	_Atomic uint32_t touches;     /* keys inserted or found so far (wraps): evidence for `evicted` */
+	_Atomic uint32_t store_epoch; /* store restarts begun so far: evidence for `store_lost` */
 };
 
 /* 0, or -1 when the table can't be allocated. */
@@ -138,6 +144,19 @@ void ledger_note_rejected(struct ledger *l, size_t m);
 unsigned ledger_note_accept(struct ledger *l, size_t m, unsigned consumer, uint64_t now_ns, unsigned seen);
 /* The message's dedup key became visible in the store (an insert completed or was flushed). */
 void ledger_note_marked(struct ledger *l, size_t m);
+/*
+ * Store restarts (faults.store_restart_every). The run calls
+ * ledger_note_store_restart just before it kills the store: every key sent
+ * before is gone. A consumer reads ledger_store_epoch just before it sends a
+ * mark and hands it to ledger_note_marked_at when the mark was acknowledged:
+ * a key marked in an older epoch than the duplicate's was lost (a mark sent
+ * before the kill either reached the old server or failed; one sent after it
+ * can only reach the new one).
+ */
+void ledger_note_store_restart(struct ledger *l);
+uint32_t ledger_store_epoch(const struct ledger *l);
+/* ledger_note_marked, for a mark sent in store epoch `epoch`. */
+void ledger_note_marked_at(struct ledger *l, size_t m, uint32_t epoch);
 /* Inserting the message's key failed (the store returned an error, or its deferred flush did). */
 void ledger_note_mark_failed(struct ledger *l, size_t m);
 /*

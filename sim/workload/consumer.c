@@ -15,6 +15,7 @@
 
 #define POLL_NS (100 * NS_PER_MS)
 #define DEFERRED_MAX 32 /* flushed before the store's own pipeline limit */
+#define STALL_RETRY_NS (20 * NS_PER_MS) /* on_error = closed: between tries of a failed store call */
 
 struct cons_state {
 	struct consumer *c;
@@ -29,7 +30,9 @@ struct cons_state {
 	uint64_t away_max_ns;	/* this connection's longest work, out of librabbitmq-c (no heartbeats sent) */
 	struct rng nack_rng;	/* consumers.nack_requeue's draws, apart: crash draws stay as they were */
 	size_t deferred[DEFERRED_MAX]; /* messages whose insert is queued, not yet visible */
+	uint32_t deferred_epoch[DEFERRED_MAX]; /* the ledger's store epoch when each was queued */
 	size_t ndeferred;
+	uint32_t epoch; /* the ledger's store epoch just before the latest store call was sent */
 };
 
 /* Where a crash drawn for a delivery happens (see cons_handle). */
@@ -109,12 +112,13 @@ static int cons_flush_acks(struct cons_state *s)
 enum { OP_CHECK_AND_PUT, OP_LOOKUP, OP_PUT, OP_PUT_DEFERRED, OP_FLUSH };
 
 /* One store call, timed into the latency histogram and counted. */
-static int cons_store_call(struct cons_state *s, int op, uint64_t key)
+static int cons_store_once(struct cons_state *s, int op, uint64_t key)
 {
 	struct dedup_store *st = s->c->store;
 	uint64_t t0 = clock_now_ns();
 	int r;
 
+	s->epoch = ledger_store_epoch(s->w->ledger); /* before it is sent: see ledger_note_marked_at */
 	switch (op) {
 	case OP_CHECK_AND_PUT:
 		r = dedup_check_and_put(st, key, t0);
@@ -142,6 +146,32 @@ static int cons_store_call(struct cons_state *s, int op, uint64_t key)
 	return r;
 }
 
+/*
+ * A store call. With dedup.on_error = closed a failed one is tried again
+ * until the store answers (or the run stops): the consumer stalls, and the
+ * stall is counted. A flush is not tried again: its queued inserts died with
+ * the connection (cons_flush_deferred inserts them again one by one).
+ */
+static int cons_store_call(struct cons_state *s, int op, uint64_t key)
+{
+	struct workload *w = s->w;
+	int r = cons_store_once(s, op, key);
+	uint64_t t0;
+
+	if (r >= 0 || op == OP_FLUSH || w->sc->store.on_error != SCENARIO_ON_ERROR_CLOSED)
+		return r;
+	t0 = clock_now_ns();
+	atomic_fetch_add(&w->store_stalls, 1);
+	while (r < 0 && !atomic_load(&w->stop)) {
+		clock_sleep_ns(STALL_RETRY_NS);
+		r = cons_store_once(s, op, key);
+	}
+	atomic_fetch_add(&w->store_stalled_ns, clock_now_ns() - t0);
+	return r;
+}
+
+static void cons_mark(struct cons_state *s, size_t m, bool deferred);
+
 /* Makes queued inserts visible, and tells the ledger; a failed flush made none of them visible. */
 static void cons_flush_deferred(struct cons_state *s)
 {
@@ -150,9 +180,17 @@ static void cons_flush_deferred(struct cons_state *s)
 	if (!s->ndeferred)
 		return;
 	ok = cons_store_call(s, OP_FLUSH, 0) == 0;
+	if (!ok && s->w->sc->store.on_error == SCENARIO_ON_ERROR_CLOSED) {
+		size_t n = s->ndeferred;
+
+		s->ndeferred = 0;
+		for (size_t i = 0; i < n; i++) /* fail-closed: each again, at once, until it is in */
+			cons_mark(s, s->deferred[i], false);
+		return;
+	}
 	for (size_t i = 0; i < s->ndeferred; i++) {
 		if (ok)
-			ledger_note_marked(s->w->ledger, s->deferred[i]);
+			ledger_note_marked_at(s->w->ledger, s->deferred[i], s->deferred_epoch[i]);
 		else
 			ledger_note_mark_failed(s->w->ledger, s->deferred[i]);
 	}
@@ -167,13 +205,14 @@ static void cons_mark(struct cons_state *s, size_t m, bool deferred)
 			ledger_note_mark_failed(s->w->ledger, m);
 			return;
 		}
+		s->deferred_epoch[s->ndeferred] = s->epoch;
 		s->deferred[s->ndeferred++] = m;
 		if (s->ndeferred == DEFERRED_MAX)
 			cons_flush_deferred(s);
 		return;
 	}
 	if (cons_store_call(s, OP_PUT, (uint64_t)m + 1) == 0)
-		ledger_note_marked(s->w->ledger, m);
+		ledger_note_marked_at(s->w->ledger, m, s->epoch);
 	else
 		ledger_note_mark_failed(s->w->ledger, m);
 }
@@ -224,7 +263,8 @@ static void cons_crash(struct cons_state *s)
  * before the decision and the mark are one check-and-put, except when this
  * delivery is to crash before its mark: then a lookup, so that the crash can
  * fall between the two (d->marked says whether the key went in). A failing
- * store: go on as if the key were absent (fail-open), and say so.
+ * store: go on as if the key were absent (on_error = open), and say so; with
+ * on_error = closed cons_store_call waits for it (only a stop gives up).
  */
 static bool cons_decide(struct cons_state *s, struct cons_delivery *d, bool redelivered)
 {
@@ -248,7 +288,7 @@ static bool cons_decide(struct cons_state *s, struct cons_delivery *d, bool rede
 	d->looked_up = true;
 	r = cons_store_call(s, OP_CHECK_AND_PUT, key);
 	if (r == 0) {
-		ledger_note_marked(s->w->ledger, d->m);
+		ledger_note_marked_at(s->w->ledger, d->m, s->epoch);
 		d->marked = true;
 	} else if (r < 0) {
 		d->store_error = true;

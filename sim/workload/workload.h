@@ -45,6 +45,8 @@ struct workload {
 	/* dedup accounting */
 	_Atomic uint64_t lookups, inserts, store_errors;
 	struct stats_hist store_latency; /* ns per store call */
+	/* dedup.on_error = closed: consumers waiting for a failed store to answer again (issue 13) */
+	_Atomic uint64_t store_stalls, store_stalled_ns;
 };
 
 /* How this run's message ids map onto its ledger. */
