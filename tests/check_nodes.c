@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -660,6 +663,79 @@ END_TEST
  * node's family (cleanup, sweep, `dupsim broker stop`), but not by a kill -9
  * of the node alone, which keeps its epmd for the restart.
  */
+/* A listening socket on 127.0.0.1, any port; its port into *port. */
+static int listen_any(uint16_t *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 4), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* A client socket from 127.0.0.1:local (0: any) to 127.0.0.1:to; its local port into *local. */
+static int connect_from(uint16_t *local, uint16_t to)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				  .sin_port = htons(*local) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	sa.sin_port = htons(to);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	*local = ntohs(sa.sin_port);
+	return fd;
+}
+
+/*
+ * The owner of a connection is found by both its ends: one local port can
+ * serve connections to two peers (the proxy's upstream sockets share ports
+ * with its clients), and the lookup took the first socket with that local
+ * port, so an app's connection could read as dupsim's own.
+ */
+START_TEST(test_socket_owner_by_both_ends)
+{
+	uint16_t a, b, local = 0;
+	int la = listen_any(&a), lb = listen_any(&b), sync[2], mine;
+	char go;
+	pid_t child;
+
+	ck_assert_int_eq(pipe(sync), 0);
+	mine = connect_from(&local, b); /* ours: local -> b */
+	child = fork();
+	if (child == 0) { /* the child's: the same local port -> a */
+		uint16_t same = local;
+		int fd = connect_from(&same, a);
+
+		(void)fd;
+		if (write(sync[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_eq(read(sync[0], &go, 1), 1);
+	ck_assert_int_eq(proc_socket_owner(local, a), child);
+	ck_assert_int_eq(proc_socket_owner(local, b), getpid());
+	ck_assert_int_eq(proc_socket_owner(local, 1), 0); /* no such connection */
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	close(mine);
+	close(la);
+	close(lb);
+	close(sync[0]);
+	close(sync[1]);
+}
+END_TEST
+
 START_TEST(test_proc_marker_family)
 {
 	char *argv[] = { "/bin/sleep", "60", NULL };
@@ -776,6 +852,7 @@ Suite *nodes_suite(void)
 	tcase_set_tags(tc, "shard1");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_proc_marker_family);
+	tcase_add_test(tc, test_socket_owner_by_both_ends);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("node");

@@ -1542,7 +1542,8 @@ static int run_start_app(struct run *r, char *err, size_t errlen)
 	char url[512];
 	struct app_config ac = { .sc = &r->sc, .dir = r->out_dir, .amqp_url = url,
 				 .redis_url = r->app_redis_url[0] ? r->app_redis_url : NULL,
-				 .pg_url = r->app_pg_url[0] ? r->app_pg_url : NULL, .view = r->view };
+				 .pg_url = r->app_pg_url[0] ? r->app_pg_url : NULL, .view = r->view,
+				 .proxy_port = r->rc.via.port };
 
 	mq_format_url(&r->rc.via, url, sizeof(url));
 	if (!r->quiet)

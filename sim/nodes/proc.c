@@ -485,8 +485,8 @@ void proc_log_tail(const char *path, int lines, char *out, size_t len)
 	join_lines(p, out, len);
 }
 
-/* The inode of the socket bound to 127.0.0.1:port, from /proc/net/tcp; 0 when there is none. */
-static unsigned long proc_socket_inode(uint16_t port)
+/* The inode of the socket 127.0.0.1:port -> 127.0.0.1:peer, from /proc/net/tcp; 0 when there is none. */
+static unsigned long proc_socket_inode(uint16_t port, uint16_t peer)
 {
 	FILE *f = fopen("/proc/net/tcp", "r");
 	char line[512];
@@ -505,7 +505,7 @@ static unsigned long proc_socket_inode(uint16_t port)
 		/* "  0: 0100007F:9C40 0100007F:1628 01 00000000:00000000 00:00000000 00000000  0  0 12345 ..." */
 		if (sscanf(line, " %*u: %X:%X %X:%X %X %*X:%*X %*X:%*X %*X %*u %*u %lu", &addr, &lport, &raddr,
 			   &rport, &st, &ino) == 6 &&
-		    lport == port && addr == 0x0100007FU && ino != 0)
+		    lport == port && rport == peer && addr == 0x0100007FU && raddr == 0x0100007FU && ino != 0)
 			inode = ino;
 	}
 	fclose(f);
@@ -541,9 +541,9 @@ static bool proc_holds_socket(const char *pid, unsigned long inode)
 	return found;
 }
 
-pid_t proc_socket_owner(uint16_t port)
+pid_t proc_socket_owner(uint16_t port, uint16_t peer)
 {
-	unsigned long inode = proc_socket_inode(port);
+	unsigned long inode = proc_socket_inode(port, peer);
 	struct dirent *e;
 	pid_t owner = 0;
 	DIR *d;

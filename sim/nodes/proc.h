@@ -36,12 +36,14 @@ bool proc_has_marker(pid_t pid, const char *marker);
 /* Start time of pid in clock ticks since boot; 0 when it is gone or a zombie. With the pid, it names a process for good. */
 unsigned long long proc_start_time(pid_t pid);
 /*
- * The process that holds the TCP socket bound to 127.0.0.1:port on this
- * host (from /proc/net/tcp, then every /proc/PID/fd): how a connection that
- * reached the proxy is tied to the app instance that made it. 0 when none
+ * The process that holds the TCP socket 127.0.0.1:port -> 127.0.0.1:peer on
+ * this host (from /proc/net/tcp, then every /proc/PID/fd): how a connection
+ * that reached the proxy (listening on peer) is tied to the app instance
+ * that made it. Both ends count: one local port serves connections to
+ * different peers (the proxy's own upstream sockets among them). 0 when none
  * is found (gone already, or not ours to see).
  */
-pid_t proc_socket_owner(uint16_t port);
+pid_t proc_socket_owner(uint16_t port, uint16_t peer);
 /* True while pid runs (not a zombie, not gone): any process, not only our children. */
 bool proc_alive(pid_t pid);
 /* The last `lines` non-blank lines of a log as "a | b | c", control characters blanked; "" when unreadable. */

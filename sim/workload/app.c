@@ -243,7 +243,7 @@ void app_release(struct app *a)
 int app_owner(void *arg, uint16_t port, pid_t *pid)
 {
 	struct app *a = arg;
-	pid_t owner = proc_socket_owner(port), group;
+	pid_t owner = proc_socket_owner(port, a->cfg.proxy_port), group;
 
 	*pid = owner;
 	if (owner == getpid())

@@ -39,6 +39,7 @@ struct app_config {
 	const char *amqp_url;  /* DUPSIM_AMQP_URL: the fault proxy (copied) */
 	const char *redis_url; /* DUPSIM_REDIS_URL, or NULL (copied) */
 	const char *pg_url;    /* DUPSIM_PG_URL, or NULL (copied) */
+	uint16_t proxy_port;   /* where the proxy listens: the far end of every app connection */
 	struct appview *view;  /* effects files, and told of every kill */
 };
 
