@@ -546,7 +546,9 @@ static void run_monitor(struct run *r)
 			uint64_t idle = now - atomic_load(&rc->last_delivery_ns);
 
 			if ((idle > 500 * NS_PER_MS && ledger_all_processed(&r->ledger)) || idle > 3 * NS_PER_S) {
-				if (run_queue_depth(r, &direct, sc->broker.queue) == 0 && !run_replay_dlq(r, now, true)) {
+				/* the app may still hold deliveries it was given: they are not done yet */
+				if (run_queue_depth(r, &direct, sc->broker.queue) == 0 &&
+				    (!r->view || appview_unsettled(r->view) == 0) && !run_replay_dlq(r, now, true)) {
 					r->drained = true;
 					break;
 				}

@@ -578,6 +578,18 @@ void appview_note_killing(struct appview *v, unsigned i, uint64_t now_ns)
 	pthread_mutex_unlock(&v->lock);
 }
 
+size_t appview_unsettled(struct appview *v)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&v->lock);
+	for (size_t i = 0; i < v->nconns; i++)
+		for (size_t k = 0; k < v->conns[i].nch; k++)
+			n += v->conns[i].ch[k].n;
+	pthread_mutex_unlock(&v->lock);
+	return n;
+}
+
 void appview_poll(struct appview *v, uint64_t now_ns)
 {
 	pthread_mutex_lock(&v->lock);

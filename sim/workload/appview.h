@@ -78,6 +78,8 @@ const char *appview_effects_path(const struct appview *v, unsigned i);
 struct proxy_tap appview_tap(struct appview *v);
 /* dupsim is about to kill -9 instance i: its connections that end from now on end as app_crash. */
 void appview_note_killing(struct appview *v, unsigned i, uint64_t now_ns);
+/* Deliveries the app holds, not settled yet: the run is not drained while there are any. */
+size_t appview_unsettled(struct appview *v);
 /* Judges what waited too long in limbo, or whose instance is gone; call now and then. */
 void appview_poll(struct appview *v, uint64_t now_ns);
 /* Once the app is stopped and the proxy saw its connections end: judges the rest, reads every effect. */
