@@ -723,9 +723,14 @@ START_TEST(test_socket_owner_by_both_ends)
 		_exit(0);
 	}
 	ck_assert_int_eq(read(sync[0], &go, 1), 1);
-	ck_assert_int_eq(proc_socket_owner(local, a), child);
-	ck_assert_int_eq(proc_socket_owner(local, b), getpid());
-	ck_assert_int_eq(proc_socket_owner(local, 1), 0); /* no such connection */
+	{
+		pid_t groups[] = { getpgid(child) };
+
+		ck_assert_int_eq(proc_socket_owner(local, a, groups, 1), child);
+		ck_assert_int_eq(proc_socket_owner(local, b, groups, 1), getpid());
+		ck_assert_int_eq(proc_socket_owner(local, 1, groups, 1), 0); /* no such connection */
+		ck_assert_int_eq(proc_socket_owner(local, a, NULL, 0), 0); /* not in a group looked at */
+	}
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	close(mine);

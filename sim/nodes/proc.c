@@ -541,7 +541,18 @@ static bool proc_holds_socket(const char *pid, unsigned long inode)
 	return found;
 }
 
-pid_t proc_socket_owner(uint16_t port, uint16_t peer)
+/* True when pid (a /proc name) leads or belongs to one of the groups. */
+static bool proc_in_groups(const char *name, const pid_t *groups, size_t ngroups)
+{
+	pid_t g = getpgid((pid_t)atoi(name));
+
+	for (size_t i = 0; g > 0 && i < ngroups; i++)
+		if (groups[i] == g)
+			return true;
+	return false;
+}
+
+pid_t proc_socket_owner(uint16_t port, uint16_t peer, const pid_t *groups, size_t ngroups)
 {
 	unsigned long inode = proc_socket_inode(port, peer);
 	struct dirent *e;
@@ -555,7 +566,7 @@ pid_t proc_socket_owner(uint16_t port, uint16_t peer)
 	if (!(d = opendir("/proc")))
 		return 0;
 	while (!owner && (e = readdir(d))) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || !proc_in_groups(e->d_name, groups, ngroups))
 			continue;
 		if (proc_holds_socket(e->d_name, inode))
 			owner = (pid_t)atoi(e->d_name);

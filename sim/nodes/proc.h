@@ -40,10 +40,12 @@ unsigned long long proc_start_time(pid_t pid);
  * this host (from /proc/net/tcp, then every /proc/PID/fd): how a connection
  * that reached the proxy (listening on peer) is tied to the app instance
  * that made it. Both ends count: one local port serves connections to
- * different peers (the proxy's own upstream sockets among them). 0 when none
- * is found (gone already, or not ours to see).
+ * different peers (the proxy's own upstream sockets among them). Only this
+ * process and the members of the ngroups process groups in groups are
+ * looked at (the lookup runs on the proxy's thread: no walk through every
+ * process of the host). 0 when none is found (gone already, or not ours).
  */
-pid_t proc_socket_owner(uint16_t port, uint16_t peer);
+pid_t proc_socket_owner(uint16_t port, uint16_t peer, const pid_t *groups, size_t ngroups);
 /* True while pid runs (not a zombie, not gone): any process, not only our children. */
 bool proc_alive(pid_t pid);
 /* The last `lines` non-blank lines of a log as "a | b | c", control characters blanked; "" when unreadable. */

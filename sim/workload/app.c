@@ -243,14 +243,19 @@ void app_release(struct app *a)
 int app_owner(void *arg, uint16_t port, pid_t *pid)
 {
 	struct app *a = arg;
-	pid_t owner = proc_socket_owner(port, a->cfg.proxy_port), group;
+	pid_t groups[64], owner, group;
+	size_t n = 0;
 
+	/* each instance leads a session (and process group) of its own: /bin/sh's pid */
+	for (unsigned i = 0; i < a->n && n < 64; i++)
+		if ((groups[n] = atomic_load(&a->inst[i].pid)) > 0)
+			n++;
+	owner = proc_socket_owner(port, a->cfg.proxy_port, groups, n);
 	*pid = owner;
 	if (owner == getpid())
 		return APP_OWNER_SELF;
 	if (owner <= 0 || (group = getpgid(owner)) < 0)
 		return -1;
-	/* each instance leads a session (and process group) of its own: /bin/sh's pid */
 	for (unsigned i = 0; i < a->n; i++)
 		if (atomic_load(&a->inst[i].pid) == group)
 			return (int)i;
