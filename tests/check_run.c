@@ -1571,7 +1571,6 @@ Suite *run_suite(void)
 	suite_add_tcase(s, tc);
 	/* issue 13, alarms, requeues and delivery limits */
 	tc = tcase_create("requeue");
-	tcase_set_tags(tc, "shard1");
 	tcase_add_test(tc, test_nack_requeue_per_nack);
 	tcase_add_test(tc, test_delivery_limit_replay);
 	tcase_add_test(tc, test_dead_lettered_unexecuted);
