@@ -237,13 +237,17 @@ int main(void)
 	}
 	/*
 	 * DUPSIM_TEST_SHARD (tools/test-shards): 1 runs the test cases tagged
-	 * "shard1", 0 the others, so that two processes, each with a broker of
-	 * its own, share the work; unset, everything.
+	 * "shard1", 0 the untagged ones, so that two processes, each with a
+	 * broker of its own, share the work; "serial" runs the ones tagged
+	 * serial, which measure timing-dependent figures against the model and
+	 * run alone afterwards; unset, everything.
 	 */
 	if (getenv("DUPSIM_TEST_SHARD") && strcmp(getenv("DUPSIM_TEST_SHARD"), "1") == 0)
 		srunner_run_tagged(sr, NULL, NULL, "shard1", NULL, CK_NORMAL);
 	else if (getenv("DUPSIM_TEST_SHARD") && strcmp(getenv("DUPSIM_TEST_SHARD"), "0") == 0)
-		srunner_run_tagged(sr, NULL, NULL, NULL, "shard1", CK_NORMAL);
+		srunner_run_tagged(sr, NULL, NULL, NULL, "shard1 serial", CK_NORMAL);
+	else if (getenv("DUPSIM_TEST_SHARD") && strcmp(getenv("DUPSIM_TEST_SHARD"), "serial") == 0)
+		srunner_run_tagged(sr, NULL, NULL, "serial", NULL, CK_NORMAL);
 	else
 		srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

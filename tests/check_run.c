@@ -1530,11 +1530,16 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_tokyocabinet_survives_crash);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
+	/* the model against measured rates: alone, after the shards (a loaded machine moves the rates) */
+	tc = tcase_create("predicted");
+	tcase_set_tags(tc, "serial");
+	tcase_add_loop_test(tc, test_shipped_scenarios_predicted, 0,
+			    (int)(sizeof(predicted_scenarios) / sizeof(predicted_scenarios[0])));
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
 	tc = tcase_create("hostile");
 	tcase_set_tags(tc, "shard1");
 	tcase_add_test(tc, test_fault_events_add_up);
-	tcase_add_loop_test(tc, test_shipped_scenarios_predicted, 0,
-			    (int)(sizeof(predicted_scenarios) / sizeof(predicted_scenarios[0])));
 	tcase_add_loop_test(tc, test_crash_points, 0, (int)(sizeof(crash_cases) / sizeof(crash_cases[0])));
 	tcase_add_test(tc, test_few_events_no_interval);
 	tcase_add_test(tc, test_broker_crash_loses_nothing);
