@@ -937,18 +937,21 @@ static long pg_rows(const struct node *n, const char *table, const char *owner, 
 	return v;
 }
 
-/* The effect's stages as the store calls them: counts them, and dies at die_at (or never: -1). */
+/* The effect's stages as the store calls them: counts them, and answers `step` at die_at (never: -1). */
 struct pg_fx {
 	int calls[2];
 	int die_at;
+	enum dedup_tx_step step; /* DEDUP_TX_GO (the zero) means DEDUP_TX_DIE */
 };
 
-static bool pg_fx_at(void *arg, enum dedup_tx_stage stage)
+static enum dedup_tx_step pg_fx_at(void *arg, enum dedup_tx_stage stage)
 {
 	struct pg_fx *f = arg;
 
 	f->calls[stage]++;
-	return (int)stage != f->die_at;
+	if ((int)stage != f->die_at)
+		return DEDUP_TX_GO;
+	return f->step == DEDUP_TX_GO ? DEDUP_TX_DIE : f->step;
 }
 
 START_TEST(test_pg_inbox)
@@ -1015,12 +1018,38 @@ START_TEST(test_pg_died)
 }
 END_TEST
 
+/* The handler fails (nack requeue) at either stage: rolled back on the same connection, which goes on working. */
+START_TEST(test_pg_failed)
+{
+	struct node *n = pg_start();
+	struct dedup_store *s = pg_open(n, "o", 0), *peer = pg_open(n, "o", 0);
+
+	for (int stage = DEDUP_TX_INSERTED; stage <= DEDUP_TX_EFFECT; stage++) {
+		struct pg_fx f = { .die_at = stage, .step = DEDUP_TX_FAIL };
+		struct dedup_effect fx = { .at = pg_fx_at, .arg = &f, .consumer = 1 };
+		uint64_t key = 20 + (uint64_t)stage;
+
+		ck_assert_int_eq(dedup_execute_once(s, key, 0, &fx), DEDUP_TX_FAILED);
+		/* rolled back, not merely uncommitted: the key is free for the same connection */
+		ck_assert_int_eq(dedup_lookup(peer, key, 0), 0);
+		ck_assert_int_eq(pg_rows(n, "effects", "o", key), 0);
+		f.die_at = -1;
+		ck_assert_int_eq(dedup_execute_once(s, key, 0, &fx), DEDUP_TX_DONE);
+		ck_assert_int_eq(pg_rows(n, "effects", "o", key), 1);
+		ck_assert_int_eq(dedup_execute_once(peer, key, 0, &fx), DEDUP_TX_SEEN);
+	}
+	dedup_free(s);
+	dedup_free(peer);
+	node_free(n);
+}
+END_TEST
+
 /* The server dies before the COMMIT: an error, nothing committed; after a restart the store reconnects. */
-static bool pg_kill_at_effect(void *arg, enum dedup_tx_stage stage)
+static enum dedup_tx_step pg_kill_at_effect(void *arg, enum dedup_tx_stage stage)
 {
 	if (stage == DEDUP_TX_EFFECT)
 		node_kill(arg);
-	return true;
+	return DEDUP_TX_GO;
 }
 
 START_TEST(test_pg_server_lost)
@@ -1135,6 +1164,7 @@ Suite *dedup_suite(void)
 	tcase_set_timeout(pg, 90); /* an initdb and a PostgreSQL start per test */
 	tcase_add_test(pg, test_pg_inbox);
 	tcase_add_test(pg, test_pg_died);
+	tcase_add_test(pg, test_pg_failed);
 	tcase_add_test(pg, test_pg_server_lost);
 	tcase_add_test(pg, test_pg_ttl_and_bad_url);
 	suite_add_tcase(s, pg);

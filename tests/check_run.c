@@ -1346,6 +1346,32 @@ START_TEST(test_inbox_exactly_once)
 END_TEST
 
 /*
+ * nack-requeue.ini through the inbox: the handler throws inside the
+ * transaction, which rolls back with its key, and the nack requeues. Each
+ * nack is one more delivery, of a message nothing has happened to yet: no
+ * duplicate delivery at all, every message executed once. (Before the fix
+ * the inbox path never drew the nack: deliveries = committed.)
+ */
+START_TEST(test_inbox_nack_rolls_back)
+{
+	const char *sets[] = { "run.messages=3000", "dedup.store=postgres", NULL };
+	struct result r;
+
+	run_dupsim_file(&r, "scenarios/nack-requeue.ini", "t-inbox-nack", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_msg(num(&r, "deliveries") > num(&r, "committed") + 20, "no nack: %g deliveries of %g\n%s",
+		      num(&r, "deliveries"), num(&r, "committed"), r.out);
+	ck_assert_double_eq(num(&r, "dedup.lookups"), num(&r, "deliveries"));
+	ck_assert_double_eq(num(&r, "dedup.inserts"), num(&r, "committed"));
+	ck_assert_double_eq(num(&r, "duplicate_deliveries"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "dedup.errors"), 0);
+	result_release(&r);
+}
+END_TEST
+
+/*
  * A quorum queue with delivery_limit = 1 and a DLQ: messages nacked twice
  * are dead-lettered; the operator's replay brings them back as duplicates of
  * one dlq_replay event, seconds old; the handler never reached its mark, so
@@ -1570,6 +1596,7 @@ Suite *run_suite(void)
 	tc = tcase_create("inbox");
 	tcase_add_loop_test(tc, test_inbox_exactly_once, 0,
 			    (int)(sizeof(inbox_crash_points) / sizeof(inbox_crash_points[0])));
+	tcase_add_test(tc, test_inbox_nack_rolls_back);
 	tcase_set_timeout(tc, 90);
 	suite_add_tcase(s, tc);
 	/* issue 13, alarms, requeues and delivery limits */

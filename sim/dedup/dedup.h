@@ -12,18 +12,26 @@ struct dedup_store;
  * The transactional inbox (dedup_execute_once): the key's insert and the
  * side effect commit together or not at all. The store calls `at` inside the
  * open transaction at each stage; the side effect's own work runs at
- * DEDUP_TX_INSERTED (the key is in, visible to no one yet). `at` returning
- * false means the owner dies right there: the store returns DEDUP_TX_DIED
- * without COMMIT and leaves the transaction open, and the caller abandons
- * the store (dedup_abandon), which, like a crashed process's closed socket,
- * rolls it back: nothing happened.
+ * DEDUP_TX_INSERTED (the key is in, visible to no one yet). `at` answering
+ * DEDUP_TX_DIE means the owner dies right there: the store returns
+ * DEDUP_TX_DIED without COMMIT and leaves the transaction open, and the
+ * caller abandons the store (dedup_abandon), which, like a crashed
+ * process's closed socket, rolls it back: nothing happened. DEDUP_TX_FAIL
+ * means the handler failed (threw) and lives on: the store rolls the
+ * transaction back itself and returns DEDUP_TX_FAILED; nothing happened,
+ * and the store stays usable.
  */
 enum dedup_tx_stage {
 	DEDUP_TX_INSERTED, /* the key's row is in: do the work */
 	DEDUP_TX_EFFECT,   /* the effect's row is in too: the next step is COMMIT */
 };
+enum dedup_tx_step {
+	DEDUP_TX_GO,   /* go on to the next stage (or COMMIT) */
+	DEDUP_TX_DIE,  /* the owner dies here, the transaction left open */
+	DEDUP_TX_FAIL, /* the handler failed: roll back, nothing happened */
+};
 struct dedup_effect {
-	bool (*at)(void *arg, enum dedup_tx_stage stage);
+	enum dedup_tx_step (*at)(void *arg, enum dedup_tx_stage stage);
 	void *arg;
 	uint32_t consumer; /* written into the effect's row */
 };
@@ -32,6 +40,7 @@ enum {
 	DEDUP_TX_DONE = 0, /* committed: the effect happened once, the key is visible */
 	DEDUP_TX_SEEN = 1, /* the key was there: nothing done (a duplicate) */
 	DEDUP_TX_DIED = 2, /* `at` said die: no COMMIT; abandon the store */
+	DEDUP_TX_FAILED = 3, /* `at` said fail: rolled back; the store is still usable */
 };
 
 struct dedup_store_ops {
@@ -60,6 +69,7 @@ struct dedup_store_ops {
 	 * the effect's row, COMMIT. DEDUP_TX_DONE exactly when the COMMIT
 	 * succeeded (a COMMIT whose reply was lost is looked up again, by the
 	 * effect row's token, on a new connection), DEDUP_TX_SEEN, DEDUP_TX_DIED,
+	 * DEDUP_TX_FAILED,
 	 * or < 0 when it was rolled back (or its outcome can't be learnt).
 	 */
 	int (*execute_once)(struct dedup_store *s, uint64_t key, uint64_t now_ns, const struct dedup_effect *fx);

@@ -220,10 +220,18 @@ static int pg_execute_once(struct dedup_store *base, uint64_t key, uint64_t now_
 		pg_rollback(s); /* nothing to keep: the key was there (0), or the insert failed */
 		return n == 0 ? DEDUP_TX_SEEN : -1;
 	}
-	if (!fx->at(fx->arg, DEDUP_TX_INSERTED))
-		return DEDUP_TX_DIED;
-	if (!fx->at(fx->arg, DEDUP_TX_EFFECT))
-		return DEDUP_TX_DIED; /* the effect's row is sent with the COMMIT: neither happened */
+	for (int stage = DEDUP_TX_INSERTED; stage <= DEDUP_TX_EFFECT; stage++) {
+		/* at EFFECT, the effect's row is not sent yet: it goes with the COMMIT */
+		switch (fx->at(fx->arg, (enum dedup_tx_stage)stage)) {
+		case DEDUP_TX_GO:
+			break;
+		case DEDUP_TX_DIE:
+			return DEDUP_TX_DIED;
+		case DEDUP_TX_FAIL:
+			pg_rollback(s); /* a lost connection rolls it back too */
+			return DEDUP_TX_FAILED;
+		}
+	}
 	return pg_commit(s, key, fx->consumer);
 }
 

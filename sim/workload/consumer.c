@@ -408,23 +408,28 @@ struct cons_tx {
 /*
  * Inside the open transaction: the key is in (visible to no one), so the
  * delivery is accepted and the work done; before-mark dies before the work,
- * after-mark after the effect's row, both before COMMIT: rolled back.
+ * after-mark after the effect's row, both before COMMIT: rolled back. A nack
+ * drawn for it (consumers.nack_requeue) is the handler throwing after its
+ * work, before COMMIT: the store rolls back, and the consumer nacks.
  */
-static bool cons_tx_at(void *arg, enum dedup_tx_stage stage)
+static enum dedup_tx_step cons_tx_at(void *arg, enum dedup_tx_stage stage)
 {
 	struct cons_tx *t = arg;
 	struct cons_delivery *d = t->d;
 	uint64_t t0 = clock_now_ns();
 
-	if (stage == DEDUP_TX_EFFECT)
-		return d->crash != CRASH_AFTER_MARK;
+	if (stage == DEDUP_TX_EFFECT) {
+		if (d->crash == CRASH_AFTER_MARK)
+			return DEDUP_TX_DIE;
+		return d->nack ? DEDUP_TX_FAIL : DEDUP_TX_GO;
+	}
 	d->accept = ledger_note_accept(t->s->w->ledger, d->m, t->s->c->id, t0, d->seen);
 	t->accepted = true;
 	if (d->crash == CRASH_BEFORE_MARK)
-		return false;
+		return DEDUP_TX_DIE;
 	cons_work(t->s);
 	t->work_ns += clock_now_ns() - t0;
-	return true;
+	return DEDUP_TX_GO;
 }
 
 /* The transaction failed (rolled back): the message goes back to the queue, as an inbox's retry would. */
@@ -461,6 +466,10 @@ static int cons_inbox(struct cons_state *s, struct cons_delivery *d, uint64_t ta
 	if (r < 0) {
 		atomic_fetch_add(&s->w->store_errors, 1);
 		return cons_tx_failed(s, &t, tag);
+	}
+	if (r == DEDUP_TX_FAILED) {
+		ledger_note_abandoned(s->w->ledger, d->m); /* the work rolled back with the key */
+		return cons_nack(s, d, tag);
 	}
 	if (r == DEDUP_TX_DONE) {
 		atomic_fetch_add(&s->w->inserts, 1);
@@ -509,9 +518,9 @@ static int cons_handle(struct cons_state *s, amqp_envelope_t *e)
 	if (d.seen)
 		atomic_fetch_add(&w->duplicate_deliveries, 1);
 	d.crash = cons_crash_draw(s);
+	d.nack = cons_nack_draw(s, &d);
 	if (dedup_has_tx(s->c->store))
 		return cons_inbox(s, &d, e->delivery_tag);
-	d.nack = cons_nack_draw(s, &d);
 	if (cons_decide(s, &d, e->redelivered)) {
 		ledger_note_rejected(l, d.m);
 		return cons_ack(s, e->delivery_tag);
