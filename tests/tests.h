@@ -26,6 +26,7 @@ Suite *model_suite(void);
 Suite *run_suite(void);
 Suite *batch_suite(void);
 Suite *plot_suite(void);
+Suite *hosts_suite(void);
 
 /*
  * The private RabbitMQ node started once by the runner (or named by

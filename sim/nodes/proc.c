@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -309,6 +310,40 @@ void proc_slot_release(struct proc_slot *s)
 /* ---------- spawning, waiting, killing ---------- */
 
 /* Only async-signal-safe calls between fork and exec: the parent may have threads. */
+/*
+ * DUPSIM_NETNS=<name> in envp: the child runs on that test host (its
+ * network namespace, /run/netns/<name>, made by hosts/hosts.h) and exits
+ * 126 when it can't enter it, before anything could listen on the wrong host.
+ */
+static void child_netns(char *const *envp)
+{
+	static const char key[] = "DUPSIM_NETNS=", pre[] = "/run/netns/";
+	static const char fail[] = "dupsim: cannot enter the test host's network namespace\n";
+	char path[128];
+	int fd;
+
+	for (size_t i = 0; envp[i]; i++) {
+		size_t n;
+
+		if (strncmp(envp[i], key, sizeof(key) - 1) != 0)
+			continue;
+		n = strlen(envp[i] + sizeof(key) - 1);
+		if (n == 0)
+			return;
+		if (n + sizeof(pre) > sizeof(path))
+			_exit(126);
+		memcpy(path, pre, sizeof(pre) - 1);
+		memcpy(path + sizeof(pre) - 1, envp[i] + sizeof(key) - 1, n + 1);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+			(void)!write(2, fail, sizeof(fail) - 1);
+			_exit(126);
+		}
+		close(fd);
+		return;
+	}
+}
+
 static __attribute__((noreturn)) void child_exec(char *const *argv, char *const *envp, const char *cwd, int logfd,
 						   bool persistent, pid_t parent)
 {
@@ -324,6 +359,7 @@ static __attribute__((noreturn)) void child_exec(char *const *argv, char *const 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();
+	child_netns(envp);
 	if (!persistent) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent) /* the parent died before prctl */
