@@ -30,11 +30,18 @@ int net_free_port(uint16_t *port)
 
 bool net_port_open(uint16_t port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	return net_port_open_at("127.0.0.1", port);
+}
+
+bool net_port_open_at(const char *addr, uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd;
 	bool ok;
 
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+		return false;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return false;
 	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;

@@ -131,6 +131,9 @@ static int node_init(struct node *n, const struct node_opts *opts, char *err, si
 	n->persistent = opts->persistent;
 	n->keep_dir = opts->keep_dir || (keep && *keep && strcmp(keep, "0") != 0);
 	n->quiet = opts->quiet;
+	snprintf(n->addr, sizeof(n->addr), "%s", opts->addr ? opts->addr : "127.0.0.1");
+	if (opts->netns && *opts->netns)
+		snprintf(n->netns_env, sizeof(n->netns_env), "DUPSIM_NETNS=%s", opts->netns);
 	n->start_timeout_ns = (uint64_t)(opts->start_timeout_ms > 0 ? opts->start_timeout_ms : DEFAULT_START_MS) *
 			      NS_PER_MS;
 	make_name(n->name, sizeof(n->name), n->ops->tag);
@@ -271,7 +274,7 @@ static int node_boot(struct node *n, const char *verb, char *err, size_t errlen)
 	int rc;
 
 	if (!n->quiet)
-		log_line("%s %s %s on 127.0.0.1:%u (folder %s)", verb, k->title, n->name, n->ports[0], n->dir);
+		log_line("%s %s %s on %s:%u (folder %s)", verb, k->title, n->name, n->addr, n->ports[0], n->dir);
 	if (k->start_helpers && k->start_helpers(n, err, errlen) < 0)
 		return NODE_EPORT;
 	if ((rc = node_spawn(n, err, errlen)) < 0)
@@ -293,7 +296,8 @@ static int node_first_boot(struct node *n, char *err, size_t errlen)
 			return rc;
 		strv_release(&n->argv);
 		strv_release(&n->envp);
-		if ((rc = n->ops->configure(n, err, errlen)) < 0)
+		if ((rc = n->ops->configure(n, err, errlen)) < 0 ||
+		    (n->netns_env[0] && (rc = strv_addf(&n->envp, "%s", n->netns_env)) < 0))
 			return rc;
 		rc = node_boot(n, "starting", err, errlen);
 		if (rc != NODE_EPORT || attempt > 0)
@@ -332,6 +336,11 @@ int node_new(struct node **out, const struct node_ops *kind, const struct node_o
 const char *node_url(const struct node *n)
 {
 	return n->url;
+}
+
+const char *node_addr(const struct node *n)
+{
+	return n->addr;
 }
 
 uint16_t node_port(const struct node *n)

@@ -18,6 +18,8 @@ struct node_opts {
 	bool persistent;      /* no death signal, so that node_detach can leave it running past this process */
 	int start_timeout_ms; /* 0: 60000 */
 	bool quiet;	      /* no progress lines on stderr */
+	const char *netns;    /* a test host's namespace (hosts/hosts.h) to run in; NULL: this one */
+	const char *addr;     /* the address it listens on there (the host's); NULL: 127.0.0.1 */
 };
 
 /* Error codes: every function returns 0 or one of these (with one line in err where it takes one). */
@@ -56,6 +58,8 @@ void node_detach(struct node *n);
 
 /* The clients' URL (amqp://guest:guest@127.0.0.1:PORT/, redis://127.0.0.1:PORT); owned by the node. */
 const char *node_url(const struct node *n);
+/* The address its clients connect to (127.0.0.1, or its test host's). */
+const char *node_addr(const struct node *n);
 /* The clients' port. */
 uint16_t node_port(const struct node *n);
 const char *node_dir(const struct node *n);
@@ -144,6 +148,8 @@ struct node {
 	uint16_t ports[NODE_PORTS_MAX];
 	char url[96];
 	uint64_t start_ns;
+	char addr[24];	     /* where it listens: 127.0.0.1, or its test host's address */
+	char netns_env[80]; /* DUPSIM_NETNS=<its host's namespace> (proc_spawn enters it), "" on this host */
 };
 
 /* A helper's marker, DUPSIM_NODE=<name>-<suffix>: in the node's family, so the cleanup finds it. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -32,6 +33,9 @@ struct rabbitmq {
 	char epmd_log[PATH_MAX];
 	struct strv epmd_argv, epmd_envp;
 	struct rabbitmq_conf conf;
+	char cookie[64];
+	char peers[RABBITMQ_PEERS_MAX][96];
+	char erl_name[128]; /* NAME@localhost, or NAME@ADDR on a test host */
 };
 
 /* rabbitmq_new's settings on their way into configure (node_new has no slot for a kind's options). */
@@ -45,6 +49,17 @@ static struct rabbitmq *rmq(struct node *n)
 uint16_t rabbitmq_port(const struct node *n, enum rabbitmq_port which)
 {
 	return n->ports[which];
+}
+
+const char *rabbitmq_node_name(const struct node *n)
+{
+	return ((const struct rabbitmq *)n)->erl_name;
+}
+
+/* On a test host the node has a host of its own: long names, by address. */
+static bool rmq_on_host(const struct node *n)
+{
+	return n->netns_env[0] != '\0';
 }
 
 pid_t rabbitmq_epmd_pid(const struct node *n)
@@ -127,10 +142,23 @@ int rabbitmq_new(struct node **out, const struct node_opts *opts, const struct r
 	return rc;
 }
 
+/* The cluster's shared Erlang cookie in HOME, readable by its owner only (erl refuses any other mode). */
+static int rmq_cookie(struct node *n, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+
+	if (node_write_file(n, "home/.erlang.cookie", rmq(n)->cookie, err, errlen) < 0)
+		return NODE_ESYS;
+	snprintf(path, sizeof(path), "%s/home/.erlang.cookie", n->dir);
+	if (chmod(path, 0400) < 0)
+		return log_seterr(err, errlen, "chmod %s: %s", path, strerror(errno));
+	return 0;
+}
+
 static int rmq_files(struct node *n, char *err, size_t errlen)
 {
 	static const char *const sub[] = { "etc", "etc/conf.d", "home", "log", "mnesia" };
-	char path[PATH_MAX], conf[256];
+	char path[PATH_MAX], conf[1536];
 
 	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", n->dir, sub[i]);
@@ -141,13 +169,22 @@ static int rmq_files(struct node *n, char *err, size_t errlen)
 	}
 	snprintf(conf, sizeof(conf),
 		 "# written by dupsim for a private node\n"
-		 "listeners.tcp.default = 127.0.0.1:%u\n"
+		 "listeners.tcp.default = %s:%u\n"
 		 "log.console = false\n"
 		 "log.file.level = info\n",
-		 n->ports[RABBITMQ_PORT_AMQP]);
+		 n->addr, n->ports[RABBITMQ_PORT_AMQP]);
+	if (rmq(n)->peers[0][0]) {
+		snprintf(conf + strlen(conf), sizeof(conf) - strlen(conf),
+			 "cluster_formation.peer_discovery_backend = classic_config\n");
+		for (int i = 0; i < RABBITMQ_PEERS_MAX && rmq(n)->peers[i][0]; i++)
+			snprintf(conf + strlen(conf), sizeof(conf) - strlen(conf),
+				 "cluster_formation.classic_config.nodes.%d = %s\n", i + 1, rmq(n)->peers[i]);
+	}
 	if (rmq(n)->conf.consumer_timeout_ms)
 		snprintf(conf + strlen(conf), sizeof(conf) - strlen(conf), "consumer_timeout = %llu\n",
 			 (unsigned long long)rmq(n)->conf.consumer_timeout_ms);
+	if (rmq(n)->cookie[0] && rmq_cookie(n, err, errlen) < 0)
+		return NODE_ESYS;
 	if (node_write_file(n, "etc/rabbitmq.conf", conf, err, errlen) < 0 ||
 	    node_write_file(n, "etc/enabled_plugins", "[].\n", err, errlen) < 0 ||
 	    node_write_file(n, "etc/rabbitmq-env.conf", "", err, errlen) < 0)
@@ -161,6 +198,30 @@ static const char *rmq_path(void)
 	const char *custom = getenv("DUPSIM_RABBITMQ_SERVER");
 
 	return custom && *custom && getenv("PATH") ? getenv("PATH") : NODE_PATH;
+}
+
+/* epmd listens on loopback, and on its host's address for the other members. */
+static const char *rmq_epmd_addresses(const struct node *n)
+{
+	static _Thread_local char buf[64];
+
+	if (!rmq_on_host(n))
+		return "127.0.0.1";
+	snprintf(buf, sizeof(buf), "127.0.0.1,%s", n->addr);
+	return buf;
+}
+
+/* n->addr as an Erlang tuple's insides: 10,77,1,10 */
+static const char *rmq_erl_ip(const struct node *n)
+{
+	static _Thread_local char buf[32];
+	char *p;
+
+	snprintf(buf, sizeof(buf), "%s", n->addr);
+	for (p = buf; *p; p++)
+		if (*p == '.')
+			*p = ',';
+	return buf;
 }
 
 static int rmq_env(struct node *n)
@@ -179,13 +240,16 @@ static int rmq_env(struct node *n)
 	 * under a signal-forwarding sh: our child is then the VM itself, keeps the
 	 * death signal, and SIGTERM reaches it directly (a graceful stop). */
 	rc |= strv_addf(e, "detached=1");
-	rc |= strv_addf(e, "RABBITMQ_NODENAME=%s@localhost", nm);
-	rc |= strv_addf(e, "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1");
+	rc |= strv_addf(e, "RABBITMQ_NODENAME=%s", rmq(n)->erl_name);
+	if (rmq_on_host(n))
+		rc |= strv_addf(e, "RABBITMQ_USE_LONGNAME=true");
+	rc |= strv_addf(e, "RABBITMQ_NODE_IP_ADDRESS=%s", n->addr);
 	rc |= strv_addf(e, "RABBITMQ_NODE_PORT=%u", n->ports[RABBITMQ_PORT_AMQP]);
 	rc |= strv_addf(e, "RABBITMQ_DIST_PORT=%u", n->ports[RABBITMQ_PORT_DIST]);
 	rc |= strv_addf(e, "ERL_EPMD_PORT=%u", n->ports[RABBITMQ_PORT_EPMD]);
-	rc |= strv_addf(e, "ERL_EPMD_ADDRESS=127.0.0.1");
-	rc |= strv_addf(e, "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1} +B i");
+	rc |= strv_addf(e, "ERL_EPMD_ADDRESS=%s", rmq_epmd_addresses(n));
+	rc |= strv_addf(e, "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {%s} +B i",
+			rmq_erl_ip(n));
 	rc |= strv_addf(e, "RABBITMQ_CONF_ENV_FILE=%s/etc/rabbitmq-env.conf", d);
 	rc |= strv_addf(e, "RABBITMQ_CONFIG_FILE=%s/etc/rabbitmq.conf", d);
 	rc |= strv_addf(e, "RABBITMQ_CONFIG_FILES=%s/etc/conf.d", d);
@@ -213,12 +277,14 @@ static int rmq_epmd_env(struct rabbitmq *r)
 	rc |= strv_addf(a, "-port");
 	rc |= strv_addf(a, "%u", port);
 	rc |= strv_addf(a, "-address");
-	rc |= strv_addf(a, "127.0.0.1");
+	rc |= strv_addf(a, "%s", rmq_epmd_addresses(&r->n));
 	rc |= strv_addf(e, "PATH=%s", rmq_path());
 	rc |= strv_addf(e, "HOME=%s/home", r->n.dir);
 	rc |= strv_addf(e, "%s", r->epmd_marker);
 	rc |= strv_addf(e, "ERL_EPMD_PORT=%u", port);
-	rc |= strv_addf(e, "ERL_EPMD_ADDRESS=127.0.0.1");
+	rc |= strv_addf(e, "ERL_EPMD_ADDRESS=%s", rmq_epmd_addresses(&r->n));
+	if (r->n.netns_env[0])
+		rc |= strv_addf(e, "%s", r->n.netns_env);
 	return rc;
 }
 
@@ -227,11 +293,18 @@ static int rmq_configure(struct node *n, char *err, size_t errlen)
 	struct rabbitmq *r = rmq(n);
 	int rc;
 
-	if (rmq_pending)
+	if (rmq_pending) {
 		r->conf = *rmq_pending;
+		snprintf(r->cookie, sizeof(r->cookie), "%s", rmq_pending->cookie ? rmq_pending->cookie : "");
+		for (int i = 0; i < RABBITMQ_PEERS_MAX && rmq_pending->peers[i]; i++)
+			snprintf(r->peers[i], sizeof(r->peers[i]), "%s", rmq_pending->peers[i]);
+		r->conf.cookie = NULL; /* the copies above are what counts */
+		memset(r->conf.peers, 0, sizeof(r->conf.peers));
+	}
+	snprintf(r->erl_name, sizeof(r->erl_name), "%s@%s", n->name, rmq_on_host(n) ? n->addr : "localhost");
 	node_helper_marker(n, "epmd", r->epmd_marker, sizeof(r->epmd_marker));
 	snprintf(r->epmd_log, sizeof(r->epmd_log), "%s/log/epmd.log", n->dir);
-	snprintf(n->url, sizeof(n->url), "amqp://guest:guest@127.0.0.1:%u/", n->ports[RABBITMQ_PORT_AMQP]);
+	snprintf(n->url, sizeof(n->url), "amqp://guest:guest@%s:%u/", n->addr, n->ports[RABBITMQ_PORT_AMQP]);
 	if ((rc = rmq_files(n, err, errlen)) < 0)
 		return rc;
 	if (rmq_env(n) || rmq_epmd_env(r)) {
@@ -270,11 +343,11 @@ static int epmd_start(struct node *n, char *err, size_t errlen)
 		       errlen) < 0)
 		return NODE_ESYS;
 	node_watch_helper(n, r->epmd_pid);
-	while (!net_port_open(port)) {
+	while (!net_port_open_at(rmq_on_host(n) ? n->addr : "127.0.0.1", port)) {
 		if (proc_exited(r->epmd_pid, &code) || clock_now_ns() >= deadline) {
 			proc_log_tail(r->epmd_log, TAIL_LINES, tail, sizeof(tail));
 			epmd_stop(n);
-			log_seterr(err, errlen, "epmd on 127.0.0.1:%u did not come up; log %s: %s", port, r->epmd_log,
+			log_seterr(err, errlen, "epmd on %s:%u did not come up; log %s: %s", n->addr, port, r->epmd_log,
 				   tail[0] ? tail : "(empty)");
 			return NODE_EPORT;
 		}
@@ -301,7 +374,7 @@ static bool rmq_ready(const struct node *n)
 	if (!c)
 		return false;
 	s = amqp_tcp_socket_new(c);
-	if (!s || amqp_socket_open_noblock(s, "127.0.0.1", n->ports[RABBITMQ_PORT_AMQP], &open_tv) != AMQP_STATUS_OK)
+	if (!s || amqp_socket_open_noblock(s, n->addr, n->ports[RABBITMQ_PORT_AMQP], &open_tv) != AMQP_STATUS_OK)
 		goto out;
 	amqp_set_handshake_timeout(c, &hs_tv);
 	amqp_set_rpc_timeout(c, &hs_tv);
@@ -325,6 +398,10 @@ static int rmq_ctl_env(struct node *n, struct strv *e, const char *marker)
 	rc |= strv_addf(e, "HOME=%s/home", n->dir);
 	rc |= strv_addf(e, "%s", marker);
 	rc |= strv_addf(e, "ERL_EPMD_PORT=%u", n->ports[RABBITMQ_PORT_EPMD]);
+	if (rmq_on_host(n)) { /* on the node's own host, with its long names */
+		rc |= strv_addf(e, "%s", n->netns_env);
+		rc |= strv_addf(e, "RABBITMQ_USE_LONGNAME=true");
+	}
 	rc |= strv_addf(e, "RABBITMQ_CONF_ENV_FILE=%s/etc/rabbitmq-env.conf", n->dir);
 	rc |= strv_addf(e, "RABBITMQ_CONFIG_FILE=%s/etc/rabbitmq.conf", n->dir);
 	return rc;
@@ -341,7 +418,7 @@ int rabbitmq_ctl_spawn(struct node *n, const char *const *args, pid_t *pid, char
 	snprintf(log, sizeof(log), "%s/log/rabbitmqctl.log", n->dir);
 	rc |= strv_addf(&argv, "%s", ctl);
 	rc |= strv_addf(&argv, "-n");
-	rc |= strv_addf(&argv, "%s@localhost", n->name);
+	rc |= strv_addf(&argv, "%s", rmq(n)->erl_name);
 	for (size_t i = 0; args[i]; i++)
 		rc |= strv_addf(&argv, "%s", args[i]);
 	rc |= rmq_ctl_env(n, &envp, marker);

@@ -17,6 +17,8 @@
  */
 extern const struct node_ops rabbitmq_ops;
 
+#define RABBITMQ_PEERS_MAX 8
+
 /*
  * Settings of a private node's rabbit application beyond the defaults.
  * consumer_timeout_ms: the delivery acknowledgement timeout, 0 = the
@@ -29,6 +31,10 @@ extern const struct node_ops rabbitmq_ops;
  */
 struct rabbitmq_conf {
 	uint64_t consumer_timeout_ms;
+	/* A cluster member (broker.nodes = 3): the Erlang cookie all members share, and the nodes
+	 * already running that this one joins at its first boot (classic_config peer discovery). */
+	const char *cookie;
+	const char *peers[RABBITMQ_PEERS_MAX]; /* node names (NAME@ADDR), NULL-ended */
 };
 
 /* node_new with rabbitmq_ops and these settings (NULL: none) written into the node's config. */
@@ -40,6 +46,8 @@ uint64_t rabbitmq_tick_ms(uint64_t consumer_timeout_ms);
 enum rabbitmq_port { RABBITMQ_PORT_AMQP, RABBITMQ_PORT_DIST, RABBITMQ_PORT_EPMD };
 /* One of a rabbitmq node's three ports. */
 uint16_t rabbitmq_port(const struct node *n, enum rabbitmq_port which);
+/* Its Erlang node name: NAME@localhost, or NAME@ADDR on a test host (long names). */
+const char *rabbitmq_node_name(const struct node *n);
 /* Its epmd's pid; 0 while it is down. */
 pid_t rabbitmq_epmd_pid(const struct node *n);
 

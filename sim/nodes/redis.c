@@ -59,7 +59,7 @@ static int redis_configure(struct node *n, char *err, size_t errlen)
 	const struct redis_config *cfg = redis_cfg(n);
 	int rc = 0;
 
-	snprintf(n->url, sizeof(n->url), "redis://127.0.0.1:%u", n->ports[0]);
+	snprintf(n->url, sizeof(n->url), "redis://%s:%u", n->addr, n->ports[0]);
 	/* appendfsync no, not everysec: while a background fsync is slow (a
 	 * loaded machine) everysec postpones the writes for up to 2 s and still
 	 * replies, and a kill -9 then loses acknowledged keys. With no, every
@@ -69,7 +69,7 @@ static int redis_configure(struct node *n, char *err, size_t errlen)
 	rc |= strv_addf(a, "--port");
 	rc |= strv_addf(a, "%u", n->ports[0]);
 	rc |= strv_addf(a, "--bind");
-	rc |= strv_addf(a, "127.0.0.1");
+	rc |= strv_addf(a, "%s", n->addr);
 	rc |= strv_addf(a, "--dir");
 	rc |= strv_addf(a, "%s", n->dir);
 	rc |= strv_addf(a, "--save");
@@ -98,7 +98,7 @@ static int redis_configure(struct node *n, char *err, size_t errlen)
 static bool redis_ready(const struct node *n)
 {
 	struct timeval tv = { 0, 500000 };
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", n->ports[0], tv);
+	redisContext *c = redisConnectWithTimeout(n->addr, n->ports[0], tv);
 	redisReply *r;
 	bool ok = false;
 
@@ -134,7 +134,7 @@ void redis_kind_init(struct redis_kind *k, const struct redis_config *cfg)
 long long redis_info_number(const struct node *n, const char *name)
 {
 	struct timeval tv = { 1, 0 };
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", n->ports[0], tv);
+	redisContext *c = redisConnectWithTimeout(n->addr, n->ports[0], tv);
 	redisReply *r = NULL;
 	long long v = -1;
 	size_t len = strlen(name);
