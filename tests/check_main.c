@@ -83,6 +83,7 @@ int test_http(uint16_t port, const char *method, const char *path, const char *b
 #pragma weak batch_suite
 #pragma weak plot_suite
 #pragma weak hosts_suite
+#pragma weak cluster_suite
 
 static char broker_url_buf[256];
 static char redis_url_buf[128];
@@ -188,7 +189,7 @@ int main(void)
 	Suite *(*const all[])(void) = {
 		core_suite, frame_suite, rule_suite, nodes_suite, proxy_suite, api_suite, scenario_suite,
 		ledger_suite, workload_suite, dedup_suite, stats_suite, evidence_suite, events_suite, model_suite, run_suite, batch_suite, plot_suite,
-		hosts_suite,
+		hosts_suite, cluster_suite,
 	};
 	struct node *b = NULL;
 	struct node *rn = NULL;

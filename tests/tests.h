@@ -27,6 +27,7 @@ Suite *run_suite(void);
 Suite *batch_suite(void);
 Suite *plot_suite(void);
 Suite *hosts_suite(void);
+Suite *cluster_suite(void);
 
 /*
  * The private RabbitMQ node started once by the runner (or named by

@@ -5,6 +5,7 @@
 #include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,12 +121,18 @@ uint64_t rabbitmq_tick_ms(uint64_t consumer_timeout_ms)
 static int rmq_timeout_files(struct node *n, char *err, size_t errlen)
 {
 	uint64_t ms = rmq(n)->conf.consumer_timeout_ms;
-	char text[160];
+	char text[256] = "[";
 
-	if (!ms)
+	if (!ms && !rmq_on_host(n))
 		return 0;
-	snprintf(text, sizeof(text), "[{rabbit, [{channel_tick_interval, %llu}]}].\n",
-		 (unsigned long long)rabbitmq_tick_ms(ms));
+	if (ms)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "{rabbit, [{channel_tick_interval, %llu}]}%s",
+			 (unsigned long long)rabbitmq_tick_ms(ms), rmq_on_host(n) ? ", " : "");
+	/* A member on a test host notices a cut peer within 10 s (net_ticktime), not the default 60 s:
+	 * a partition of a test's length is then seen by every member. */
+	if (rmq_on_host(n))
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "{kernel, [{net_ticktime, 10}]}");
+	snprintf(text + strlen(text), sizeof(text) - strlen(text), "].\n");
 	if (node_write_file(n, "etc/advanced.config", text, err, errlen) < 0)
 		return NODE_ESYS;
 	return 0;
@@ -173,6 +180,8 @@ static int rmq_files(struct node *n, char *err, size_t errlen)
 		 "log.console = false\n"
 		 "log.file.level = info\n",
 		 n->addr, n->ports[RABBITMQ_PORT_AMQP]);
+	if (rmq_on_host(n)) /* dupsim reaches it from its own host, not through loopback */
+		snprintf(conf + strlen(conf), sizeof(conf) - strlen(conf), "loopback_users = none\n");
 	if (rmq(n)->peers[0][0]) {
 		snprintf(conf + strlen(conf), sizeof(conf) - strlen(conf),
 			 "cluster_formation.peer_discovery_backend = classic_config\n");
@@ -301,6 +310,8 @@ static int rmq_configure(struct node *n, char *err, size_t errlen)
 		r->conf.cookie = NULL; /* the copies above are what counts */
 		memset(r->conf.peers, 0, sizeof(r->conf.peers));
 	}
+	if (r->conf.epmd_port)
+		n->ports[RABBITMQ_PORT_EPMD] = r->conf.epmd_port;
 	snprintf(r->erl_name, sizeof(r->erl_name), "%s@%s", n->name, rmq_on_host(n) ? n->addr : "localhost");
 	node_helper_marker(n, "epmd", r->epmd_marker, sizeof(r->epmd_marker));
 	snprintf(r->epmd_log, sizeof(r->epmd_log), "%s/log/epmd.log", n->dir);
@@ -407,15 +418,15 @@ static int rmq_ctl_env(struct node *n, struct strv *e, const char *marker)
 	return rc;
 }
 
-int rabbitmq_ctl_spawn(struct node *n, const char *const *args, pid_t *pid, char *err, size_t errlen)
+static int ctl_spawn_to(struct node *n, const char *const *args, const char *log, pid_t *pid, char *err,
+			size_t errlen)
 {
 	const char *ctl = node_exe("DUPSIM_RABBITMQCTL", RABBITMQCTL);
 	struct strv argv = { 0 }, envp = { 0 };
-	char marker[PROC_MARKER_MAX], log[PATH_MAX];
+	char marker[PROC_MARKER_MAX];
 	int rc = 0;
 
 	node_helper_marker(n, "ctl", marker, sizeof(marker));
-	snprintf(log, sizeof(log), "%s/log/rabbitmqctl.log", n->dir);
 	rc |= strv_addf(&argv, "%s", ctl);
 	rc |= strv_addf(&argv, "-n");
 	rc |= strv_addf(&argv, "%s", rmq(n)->erl_name);
@@ -429,6 +440,53 @@ int rabbitmq_ctl_spawn(struct node *n, const char *const *args, pid_t *pid, char
 	strv_release(&argv);
 	strv_release(&envp);
 	return rc;
+}
+
+int rabbitmq_ctl_spawn(struct node *n, const char *const *args, pid_t *pid, char *err, size_t errlen)
+{
+	char log[PATH_MAX];
+
+	snprintf(log, sizeof(log), "%s/log/rabbitmqctl.log", n->dir);
+	return ctl_spawn_to(n, args, log, pid, err, errlen);
+}
+
+int rabbitmq_ctl_run(struct node *n, const char *const *args, int timeout_ms, char *out, size_t outlen, char *err,
+		     size_t errlen)
+{
+	static _Atomic unsigned seq;
+	uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * NS_PER_MS;
+	char path[PATH_MAX];
+	pid_t pid;
+	int code = 0, rc;
+	FILE *f;
+	size_t got = 0;
+
+	snprintf(path, sizeof(path), "%s/log/ctl-%u.out", n->dir, atomic_fetch_add(&seq, 1));
+	unlink(path);
+	if ((rc = ctl_spawn_to(n, args, path, &pid, err, errlen)) < 0)
+		return rc;
+	while (!proc_exited(pid, &code)) {
+		if (clock_now_ns() >= deadline) {
+			proc_kill(pid, "");
+			unlink(path);
+			return log_seterr(err, errlen, "rabbitmqctl %s on %s: no answer within %d ms", args[0],
+					  n->name, timeout_ms);
+		}
+		clock_sleep_ns(20 * NS_PER_MS);
+	}
+	proc_kill(pid, ""); /* reaps it */
+	f = fopen(path, "r");
+	if (f) {
+		got = fread(out, 1, outlen ? outlen - 1 : 0, f);
+		fclose(f);
+	}
+	if (outlen)
+		out[got] = '\0';
+	unlink(path);
+	if (code != 0)
+		return log_seterr(err, errlen, "rabbitmqctl %s on %s exited with %d: %.200s", args[0], n->name, code,
+				  outlen ? out : "");
+	return 0;
 }
 
 const struct node_ops rabbitmq_ops = {

@@ -35,6 +35,9 @@ struct rabbitmq_conf {
 	 * already running that this one joins at its first boot (classic_config peer discovery). */
 	const char *cookie;
 	const char *peers[RABBITMQ_PEERS_MAX]; /* node names (NAME@ADDR), NULL-ended */
+	/* Erlang finds a peer through the epmd on the peer's host at its *own* epmd port: all
+	 * members use one (each has a host of its own, so it is free there). 0: a free one. */
+	uint16_t epmd_port;
 };
 
 /* node_new with rabbitmq_ops and these settings (NULL: none) written into the node's config. */
@@ -59,5 +62,8 @@ pid_t rabbitmq_epmd_pid(const struct node *n);
  * NODE_E* code with err. DUPSIM_RABBITMQCTL names another binary.
  */
 int rabbitmq_ctl_spawn(struct node *n, const char *const *args, pid_t *pid, char *err, size_t errlen);
+/* The same, waited for (at most timeout_ms): its output in out. 0, or -1 with err (its exit status and output). */
+int rabbitmq_ctl_run(struct node *n, const char *const *args, int timeout_ms, char *out, size_t outlen, char *err,
+		     size_t errlen);
 
 #endif
