@@ -40,6 +40,9 @@
 #include "results/plot.h"
 #include "results/report.h"
 #include "results/results.h"
+#include "cmd/clusterfaults.h"
+#include "hosts/hosts.h"
+#include "nodes/cluster.h"
 #include "proxy/api.h"
 #include "proxy/proxy.h"
 #include "core/parse.h"
@@ -65,6 +68,12 @@ struct run {
 	struct node *broker; /* a private node started for this run, or NULL */
 	char broker_url[256];
 	struct mq_target target;
+	/* issue 14: every node of a cluster (targets[0] = target), a private one's hosts and faults */
+	struct mq_target targets[WORKLOAD_VIA_MAX];
+	size_t ntargets;
+	struct hosts *hosts;
+	struct cluster *cluster;
+	struct cluster_faults cfaults;
 	struct proxy *proxy;
 	struct rule *rules;
 	size_t rule_count;
@@ -133,6 +142,15 @@ struct run_source {
 #define RUN_FAULT_BROKER_CRASH (SIZE_MAX - 1) /* proxy_fault.rule of a kill -9 of the broker */
 #define RUN_FAULT_APP_KILL (SIZE_MAX - 2)     /* ... of an app instance ([app] crash_every) */
 #define RUN_FAULT_STORE (SIZE_MAX - 10)	     /* + enum store_fault: the dedup store's own faults */
+#define RUN_FAULT_CLUSTER (SIZE_MAX - 20)    /* + enum cluster_fault: a private cluster's faults */
+
+/* A cluster's fault (clusterfaults.h): its faults.csv text, or NULL for any other fault. */
+static const char *run_cluster_fault_text(size_t rule)
+{
+	if (rule <= RUN_FAULT_CLUSTER || rule > RUN_FAULT_CLUSTER + CLUSTER_FAULT_FAILED)
+		return NULL;
+	return cluster_fault_text((enum cluster_fault)(rule - RUN_FAULT_CLUSTER));
+}
 
 /* A fault of the dedup store itself (storefaults.h): its faults.csv text, or NULL for any other fault. */
 static const char *run_store_fault_text(size_t rule)
@@ -149,6 +167,16 @@ static size_t run_store_sources(const struct run *r)
 
 	for (size_t i = 0; i < r->nsources; i++)
 		n += run_store_fault_text(r->sources[i].rule) != NULL;
+	return n;
+}
+
+/* The sources of faults.csv rows a cluster's faults made. */
+static size_t run_cluster_sources(const struct run *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nsources; i++)
+		n += run_cluster_fault_text(r->sources[i].rule) != NULL;
 	return n;
 }
 
@@ -218,6 +246,8 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		text = "app instance killed (kill -9)";
 	} else if (run_store_fault_text(f->rule)) {
 		text = run_store_fault_text(f->rule);
+	} else if (run_cluster_fault_text(f->rule)) {
+		text = run_cluster_fault_text(f->rule);
 	} else if (f->rule < r->rule_count) {
 		text = r->rules[f->rule].text;
 		kind = run_fault_kind(&r->rules[f->rule], f->dir);
@@ -233,12 +263,14 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 			snprintf(r->sources[src].text, sizeof(r->sources[src].text), "%s", text);
 	}
 	if (r->fault_spill)
-		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S, text,
+		fprintf(r->fault_spill, "%.6f,\"%s\",%s\n", (double)(f->time_ns - r->start_ns) / NS_PER_S,
+			run_cluster_fault_text(f->rule) && r->cfaults.text[0] ? r->cfaults.text : text,
 			f->dir == PROXY_TO_BROKER ? "client" : "broker");
 	pthread_mutex_unlock(&r->fault_lock);
 	/* a crash is its own event (crashes.c); a killed app's connections end as app_crash (appview.c);
 	 * the store's faults make no duplicates (storefaults.h) */
-	if (f->rule != RUN_FAULT_BROKER_CRASH && f->rule != RUN_FAULT_APP_KILL && !run_store_fault_text(f->rule))
+	if (f->rule != RUN_FAULT_BROKER_CRASH && f->rule != RUN_FAULT_APP_KILL && !run_store_fault_text(f->rule) &&
+	    !run_cluster_fault_text(f->rule)) /* a cluster's faults are events of their own (clusterfaults.c) */
 		events_note_rule(&r->events, f->peer_port, src, kind, f->time_ns);
 }
 
@@ -348,7 +380,7 @@ static int run_setup_queue(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
 	amqp_connection_state_t c = run_direct(r, err, errlen);
-	amqp_table_entry_t arg[1 + DLQ_ARGS_MAX];
+	amqp_table_entry_t arg[2 + DLQ_ARGS_MAX];
 	amqp_table_t args = { .num_entries = 0, .entries = arg };
 	char why[256];
 
@@ -361,6 +393,12 @@ static int run_setup_queue(struct run *r, char *err, size_t errlen)
 		arg[0].value.kind = AMQP_FIELD_KIND_UTF8;
 		arg[0].value.value.bytes = amqp_cstring_bytes("quorum");
 		args.num_entries = 1;
+		if (sc->cluster.nodes > 1) { /* a member on every node */
+			arg[1].key = amqp_cstring_bytes("x-quorum-initial-group-size");
+			arg[1].value.kind = AMQP_FIELD_KIND_I32;
+			arg[1].value.value.i32 = (int32_t)sc->cluster.nodes;
+			args.num_entries = 2;
+		}
 	}
 	dlq_init(&r->dlq, sc, &r->target);
 	if (dlq_setup(&r->dlq, c, &args, err, errlen) < 0) {
@@ -508,6 +546,14 @@ static void run_monitor(struct run *r)
 		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
 			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
 		alarm_step(&r->alarm, now);
+		{
+			enum cluster_fault cf = cluster_faults_step(&r->cfaults, now);
+
+			if (cf != CLUSTER_FAULT_NONE)
+				run_note_fault(r, RUN_FAULT_CLUSTER + cf);
+			if (cf != CLUSTER_FAULT_NONE)
+				now = clock_now_ns(); /* a step may take seconds (a restart) */
+		}
 		run_replay_dlq(r, now, false);
 		run_store_step(r, now);
 		if (r->view) {
@@ -523,12 +569,12 @@ static void run_monitor(struct run *r)
 			if (app_failure(&r->app))
 				break;
 		}
-		if (r->crashes.lost)
+		if (r->crashes.lost || r->cfaults.lost)
 			break;
 		if (!r->publish_done_ns && atomic_load(&rc->publishers_running) == 0)
 			r->publish_done_ns = now = run_cool_down(r, now);
 		if (r->publish_done_ns && !crashes_down(&r->crashes) && !alarm_pending(&r->alarm) &&
-		    !store_faults_down(&r->store_faults) &&
+		    !store_faults_down(&r->store_faults) && !cluster_faults_pending(&r->cfaults) &&
 		    now - r->publish_done_ns >= sc->faults.cooldown_ns) {
 			if (run_consumers(r) == 0) {
 				r->drained = true;
@@ -624,13 +670,81 @@ static int run_start_threads(struct run *r, char *err, size_t errlen)
 	return 0;
 }
 
+/* broker.nodes = 3: the test hosts and the cluster on them; its node 1 is the run's broker URL. */
+static int run_cluster(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	struct node_opts o = { .quiet = r->quiet };
+	struct rabbitmq_conf rc = { .consumer_timeout_ms = sc->broker.consumer_timeout_ns / NS_PER_MS };
+	char why[1024];
+
+	if (hosts_check("broker.nodes = 3", err, errlen) < 0)
+		return -1;
+	if (hosts_new(&r->hosts, why, sizeof(why)) < 0)
+		return log_seterr(err, errlen, "test hosts for broker.nodes = %llu: %s",
+				  (unsigned long long)sc->cluster.nodes, why);
+	if (!r->quiet)
+		log_line("starting a private RabbitMQ cluster of %llu nodes, each on a test host of its own",
+			 (unsigned long long)sc->cluster.nodes);
+	if (cluster_new(&r->cluster, r->hosts, sc->cluster.nodes, &o, &rc, why, sizeof(why)) < 0)
+		return log_seterr(err, errlen, "could not start the cluster: %s", why);
+	r->ntargets = cluster_size(r->cluster);
+	for (size_t i = 0; i < r->ntargets; i++)
+		if (mq_parse_url(node_url(cluster_node(r->cluster, i)), &r->targets[i], why, sizeof(why)) < 0)
+			return log_seterr(err, errlen, "cluster node %zu: %s", i + 1, why);
+	snprintf(r->broker_url, sizeof(r->broker_url), "%s", node_url(cluster_node(r->cluster, 0)));
+	return 0;
+}
+
+/* broker.url = amqp://a,amqp://b,...: the user's cluster, one target per node. */
+static int run_url_list(struct run *r, char *err, size_t errlen)
+{
+	char buf[SCENARIO_STR_MAX + 1], why[256], *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", r->sc.broker.url);
+	for (char *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+		while (*u == ' ')
+			u++;
+		if (r->ntargets == WORKLOAD_VIA_MAX)
+			return log_seterr(err, errlen, "%s: broker.url: more than %d URLs", r->sc.path, WORKLOAD_VIA_MAX);
+		if (mq_parse_url(u, &r->targets[r->ntargets], why, sizeof(why)) < 0)
+			return log_seterr(err, errlen, "%s: broker.url '%s': %s", r->sc.path, u, why);
+		r->ntargets++;
+	}
+	snprintf(r->broker_url, sizeof(r->broker_url), "%.*s", (int)strcspn(r->sc.broker.url, ","), r->sc.broker.url);
+	return 0;
+}
+
+/* Every node of a cluster takes a login (the first one was checked as the broker). */
+static int run_check_targets(struct run *r, char *err, size_t errlen)
+{
+	for (size_t i = 1; i < r->ntargets; i++) {
+		char why[512], url[300];
+		amqp_connection_state_t c = mq_open(&r->targets[i], 5000, why, sizeof(why));
+
+		if (!c) {
+			mq_format_url(&r->targets[i], url, sizeof(url));
+			return log_seterr(err, errlen, "cluster node %zu of %zu (%s): %s; check broker.url", i + 1,
+					  r->ntargets, url, why);
+		}
+		mq_close(c);
+	}
+	return 0;
+}
+
 static int run_broker(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
 	amqp_connection_state_t c;
 	char why[512];
 
-	if (strcmp(sc->broker.url, "embedded") == 0) {
+	if (sc->cluster.nodes > 1) {
+		if (run_cluster(r, err, errlen) < 0)
+			return -1;
+	} else if (strchr(sc->broker.url, ',')) {
+		if (run_url_list(r, err, errlen) < 0)
+			return -1;
+	} else if (strcmp(sc->broker.url, "embedded") == 0) {
 		/* a run that kills its broker, configures it (consumer_timeout) or alarms it gets a node of its own,
 		 * never the shared one */
 		if (!sc->faults.broker_crash_every_ns && !sc->broker.consumer_timeout_ns && !sc->faults.memory_alarm_until_ns &&
@@ -658,7 +772,9 @@ static int run_broker(struct run *r, char *err, size_t errlen)
 				"broker %s: %s; check broker.url, or use broker.url = embedded for a private node",
 				r->broker_url, why);
 	mq_close(c);
-	return 0;
+	if (r->ntargets == 0)
+		r->targets[r->ntargets++] = r->target;
+	return run_check_targets(r, err, errlen);
 }
 
 /* [proxy] api: the control API on the run's proxy (proxy/api.h), loopback unless a host is named. */
@@ -688,8 +804,13 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 		.on_fault = run_on_fault,
 		.on_fault_arg = r,
 	};
+	struct relay_upstream more[WORKLOAD_VIA_MAX];
 	char why[256];
 
+	for (size_t i = 1; i < r->ntargets; i++) /* a listener per other node of a cluster */
+		more[i - 1] = (struct relay_upstream){ .host = r->targets[i].host, .port = r->targets[i].port };
+	cfg.more = more;
+	cfg.nmore = r->ntargets ? r->ntargets - 1 : 0;
 	if (scenario_rules(&r->sc, &r->rules, &r->rule_count, why, sizeof(why)) < 0)
 		return log_seterr(err, errlen, "%s", why);
 	for (size_t i = 0; i < r->rule_count; i++) /* configured rule i is source i */
@@ -715,6 +836,14 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 	r->rc.via = r->target;
 	snprintf(r->rc.via.host, sizeof(r->rc.via.host), "127.0.0.1");
 	r->rc.via.port = proxy_port(r->proxy);
+	if (r->ntargets > 1) {
+		for (size_t i = 0; i < r->ntargets; i++) {
+			r->rc.vias[i] = r->targets[i];
+			snprintf(r->rc.vias[i].host, sizeof(r->rc.vias[i].host), "127.0.0.1");
+			r->rc.vias[i].port = proxy_port_of(r->proxy, i);
+		}
+		r->rc.nvia = r->ntargets;
+	}
 	return 0;
 }
 
@@ -884,10 +1013,14 @@ static void run_model(const struct run *r, struct run_report *rep)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
 	if (scenario_has_app(sc) && sc->app.crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "app crashes (app.crash_every)");
-	if (r->nsources > r->rule_count + (r->crashes.count > 0) + (r->app.kills > 0) + run_store_sources(r))
+	if (r->nsources > r->rule_count + (r->crashes.count > 0) + (r->app.kills > 0) + run_store_sources(r) +
+			      run_cluster_sources(r))
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "faults the control API made (its rules, POST /cut)");
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
+	if (sc->cluster.leader_kill_ns || sc->cluster.partition_until_ns || sc->cluster.bridge_until_ns)
+		snprintf(mi->unmodelled, sizeof(mi->unmodelled),
+			 "a cluster's failovers (faults.leader_kill, faults.partition, faults.bridge)");
 	run_model_timeouts(sc, mi);
 	run_model_requeue(sc, mi);
 	model_predict(mi, &rep->model);
@@ -932,6 +1065,19 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 }
 
 /* issue 13: what reached the dead-letter queue, only when there is one. */
+static void run_fill_cluster(struct results *res, const struct run *r)
+{
+	const struct cluster_faults *f = &r->cfaults;
+
+	if (r->ntargets < 2)
+		return;
+	res->cluster.nodes = (double)r->ntargets;
+	res->cluster.leader_kills = (double)f->kills;
+	res->cluster.partitions = (double)f->partitions;
+	res->cluster.leader_killed = f->leader_at_kill >= 0 ? f->leader_at_kill + 1 : NAN;
+	res->cluster.leader_after = f->leader_after_kill >= 0 ? f->leader_after_kill + 1 : NAN;
+}
+
 static void run_fill_dlq(struct results *res, const struct run *r, const struct run_report *rep)
 {
 	if (!r->dlq.name[0])
@@ -976,6 +1122,7 @@ static void run_fill_counts(struct results *res, const struct run *r, const stru
 	for (int c = 0; c < LEDGER_CAUSES; c++)
 		res->misses_by_cause[c] = (double)t->misses[c];
 	run_fill_dlq(res, r, rep);
+	run_fill_cluster(res, r);
 }
 
 /* The miss probability over fault events, and the too-narrow one over duplicates. */
@@ -1425,6 +1572,8 @@ static void run_release(struct run *r)
 	events_release(&r->events);
 	mq_abandon(r->lock); /* the lock queue goes with its connection */
 	node_free(r->broker);
+	cluster_free(r->cluster);
+	hosts_free(r->hosts); /* after every node on them */
 	scenario_release(&r->sc);
 	pthread_mutex_destroy(&r->fault_lock);
 }
@@ -1582,6 +1731,7 @@ static int run_setup(struct run *r)
 		   r->sc.faults.memory_alarm_until_ns, r->sc.publishers.timeout_ns + NS_PER_S);
 	dlq_start(&r->dlq, &r->ledger, &r->events, workload_ids(&r->rc), r->start_ns);
 	store_faults_init(&r->store_faults, r->redis, &r->ledger, &r->sc, r->start_ns);
+	cluster_faults_init(&r->cfaults, r->cluster, &r->events, &r->sc, r->start_ns);
 	atomic_store(&r->rc.last_delivery_ns, r->start_ns);
 	if (scenario_has_app(&r->sc) && run_start_app(r, err, sizeof(err)) < 0)
 		goto fail;
@@ -1690,6 +1840,7 @@ int run_cli(int argc, char **argv)
 		log_line("run: %s", app_failure(&r.app));
 	run_stop_threads(&r);
 	alarm_finish(&r.alarm);
+	cluster_faults_finish(&r.cfaults);
 	if (!r.interrupted)
 		dlq_count_left(&r.dlq);
 	if (r.view) {
@@ -1707,7 +1858,7 @@ int run_cli(int argc, char **argv)
 	if (code == EXIT_OK)
 		code = r.interrupted	 ? EXIT_INTERRUPTED
 		       : rep.violations ? EXIT_INVARIANT
-		       : r.crashes.lost || run_publishers_gave_up(&r) || (r.view && app_failure(&r.app)) ? EXIT_FAIL
+		       : r.crashes.lost || r.cfaults.lost || run_publishers_gave_up(&r) || (r.view && app_failure(&r.app)) ? EXIT_FAIL
 														 : EXIT_OK;
 	if (!r.interrupted)
 		run_cleanup_queue(&r);

@@ -75,6 +75,11 @@ enum scenario_key_id {
 	K_DEDUP_REDIS_MAXMEMORY,
 	K_DEDUP_ON_ERROR,
 	K_DEDUP_TIMEOUT,
+	/* issue 14: a cluster */
+	K_BROKER_NODES,
+	K_FAULT_LEADER_KILL,
+	K_FAULT_PARTITION,
+	K_FAULT_BRIDGE,
 	K_COUNT
 };
 
@@ -143,7 +148,7 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 	[K_RUN_DRAIN_TIMEOUT] = { "run", "drain_timeout", KIND_DURATION, S(run.drain_timeout_ns), .min = MS,
 				  .max = 24 * HOUR, .allowed = "1ms..24h" },
 	[K_BROKER_URL] = { "broker", "url", KIND_AMQP_URL, S(broker.url), SLEN(broker.url),
-			   .allowed = "embedded or amqp://user:pass@host:port/vhost" },
+			   .allowed = "embedded, amqp://user:pass@host:port/vhost, or several of one cluster, comma-separated" },
 	[K_BROKER_QUEUE] = { "broker", "queue", KIND_QUEUE, S(broker.queue), SLEN(broker.queue),
 			     .allowed = "1 to 180 of A-Z a-z 0-9 . _ : - , not starting with 'amq.'" },
 	[K_BROKER_QUEUE_TYPE] = { "broker", "queue_type", KIND_ENUM, S(broker.queue_type), .choices = queue_types },
@@ -245,6 +250,16 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 	[K_DEDUP_ON_ERROR] = { "dedup", "on_error", KIND_ENUM, S(store.on_error), .choices = on_errors },
 	[K_DEDUP_TIMEOUT] = { "dedup", "timeout", KIND_DURATION, S(store.timeout_ns), .min = MS, .max = MIN,
 			      .allowed = "1ms..1m; redis only" },
+	/* issue 14: a cluster */
+	[K_BROKER_NODES] = { "broker", "nodes", KIND_U64, S(cluster.nodes), .min = 1, .max = 3,
+			     .allowed = "1..3: 1 = one private node, 3 = a private cluster on test hosts (root)" },
+	[K_FAULT_LEADER_KILL] = { "faults", "leader_kill", KIND_DURATION, S(cluster.leader_kill_ns), .min = 0,
+				  .max = 24 * HOUR,
+				  .allowed = "0 (never) or a time from the run's start, e.g. 5s; broker.nodes = 3" },
+	[K_FAULT_PARTITION] = { "faults", "partition", KIND_WINDOW, S(cluster.partition_from_ns), .max = 24 * HOUR,
+				.allowed = "none, or START-END from the run's start, e.g. 8s-14s; broker.nodes = 3" },
+	[K_FAULT_BRIDGE] = { "faults", "bridge", KIND_WINDOW, S(cluster.bridge_from_ns), .max = 24 * HOUR,
+			     .allowed = "none, or START-END from the run's start, e.g. 8s-14s; broker.nodes = 3" },
 };
 
 static const char *const scenario_sections[] = { "run",	  "broker", "publishers", "consumers",
@@ -446,6 +461,32 @@ static int scenario_check_queue(const char *v, char *msg, size_t msglen, const s
 	return 0;
 }
 
+static int scenario_check_amqp_url(const char *v, char *msg, size_t msglen, const struct scenario_key *k);
+
+/* "amqp://a,amqp://b,…": at most SCENARIO_URLS_MAX, each a URL (not "embedded"). */
+static int scenario_check_amqp_urls(const char *v, char *msg, size_t msglen, const struct scenario_key *k)
+{
+	char buf[SCENARIO_STR_MAX + 1], *save = NULL;
+	size_t n = 0;
+
+	if (strlen(v) > SCENARIO_STR_MAX)
+		return log_seterr(msg, msglen, "'%s' is longer than %d characters; allowed: %s", v, SCENARIO_STR_MAX,
+				  k->allowed);
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (char *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+		while (*u == ' ')
+			u++;
+		if (strcmp(u, "embedded") == 0 || ++n > SCENARIO_URLS_MAX)
+			return log_seterr(msg, msglen, "'%s': a list is up to %d amqp:// URLs of one cluster; allowed: %s",
+					  v, SCENARIO_URLS_MAX, k->allowed);
+		if (scenario_check_amqp_url(u, msg, msglen, k) < 0)
+			return -1;
+	}
+	if (n < 2)
+		return log_seterr(msg, msglen, "'%s' is not a list of broker URLs; allowed: %s", v, k->allowed);
+	return 0;
+}
+
 static int scenario_check_amqp_url(const char *v, char *msg, size_t msglen, const struct scenario_key *k)
 {
 	struct amqp_connection_info info;
@@ -454,6 +495,8 @@ static int scenario_check_amqp_url(const char *v, char *msg, size_t msglen, cons
 
 	if (strcmp(v, "embedded") == 0)
 		return 0;
+	if (strchr(v, ',')) /* a cluster of the user's: each URL on its own */
+		return scenario_check_amqp_urls(v, msg, msglen, k);
 	if (strncmp(v, "amqps://", 8) == 0)
 		return log_seterr(msg, msglen, "'%s': TLS (amqps://) is not supported; allowed: %s", v, k->allowed);
 	if (strncmp(v, "amqp://", 7) != 0 || n > SCENARIO_STR_MAX || !scenario_printable(v))
@@ -730,6 +773,7 @@ void scenario_init_defaults(struct scenario *sc, const char *path)
 	strcpy(sc->broker.url, "embedded");
 	strcpy(sc->broker.queue, "dupsim");
 	sc->broker.queue_type = SCENARIO_QUEUE_CLASSIC;
+	sc->cluster.nodes = 1;
 	sc->broker.keep_queue = false;
 	sc->publishers.count = 2;
 	sc->publishers.mode = SCENARIO_MODE_TX;
@@ -1421,6 +1465,117 @@ static void memory_alarm_say(const struct scenario *sc, const char *hk, const ch
 		 "only on a node it started", sc->broker.url, ho);
 }
 
+/* ---- issue 14: a cluster ---- */
+
+static bool nodes_url_broken(const struct scenario *sc)
+{
+	return sc->cluster.nodes > 1 && strcmp(sc->broker.url, "embedded") != 0;
+}
+
+static void nodes_url_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len, "broker.nodes = %llu starts a private cluster, but broker.url is %s%s; for a cluster of "
+		 "yours, list its nodes in broker.url (amqp://a,amqp://b,...) and leave nodes = 1",
+		 (unsigned long long)sc->cluster.nodes, sc->broker.url, ho);
+}
+
+static bool nodes_quorum_broken(const struct scenario *sc)
+{
+	return sc->cluster.nodes > 1 && sc->broker.queue_type != SCENARIO_QUEUE_QUORUM;
+}
+
+static void nodes_quorum_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len, "broker.nodes = %llu needs broker.queue_type = quorum%s: a classic queue lives on one "
+		 "node, a quorum queue is replicated on all of them",
+		 (unsigned long long)sc->cluster.nodes, ho);
+}
+
+static bool nodes_crash_broken(const struct scenario *sc)
+{
+	return sc->cluster.nodes > 1 && sc->faults.broker_crash_every_ns > 0;
+}
+
+static void nodes_crash_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc;
+	(void)hk;
+	snprintf(buf, len, "faults.broker_crash_every kills the one private node%s; in a cluster use "
+		 "faults.leader_kill (kill -9 of the queue's leader)", ho);
+}
+
+static bool nodes_alarm_broken(const struct scenario *sc)
+{
+	return sc->cluster.nodes > 1 && sc->faults.memory_alarm_until_ns > 0;
+}
+
+static void nodes_alarm_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc;
+	(void)hk;
+	snprintf(buf, len, "faults.memory_alarm is raised on one private node%s, not yet on a cluster; leave it out "
+		 "with broker.nodes = 3", ho);
+}
+
+static bool leader_kill_broken(const struct scenario *sc)
+{
+	return sc->cluster.leader_kill_ns > 0 && sc->cluster.nodes < 2;
+}
+
+static bool partition_broken(const struct scenario *sc)
+{
+	return sc->cluster.partition_until_ns > 0 && sc->cluster.nodes < 2;
+}
+
+static bool bridge_broken(const struct scenario *sc)
+{
+	return sc->cluster.bridge_until_ns > 0 && sc->cluster.nodes < 2;
+}
+
+static void cluster_fault_text(const char *key, const struct scenario *sc, const char *hk, char *buf, size_t len)
+{
+	bool own = strcmp(sc->broker.url, "embedded") != 0;
+
+	snprintf(buf, len, "%s%s needs a private cluster (broker.nodes = 3)%s", key, hk,
+		 own ? ": it kills or cuts off nodes, which needs root on their hosts, and dupsim has that only on "
+		       "the test hosts it makes; against your own cluster leave it out"
+		     : "; set broker.nodes = 3 (as root)");
+}
+
+static void leader_kill_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)ho;
+	cluster_fault_text("faults.leader_kill", sc, hk, buf, len);
+}
+
+static void partition_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)ho;
+	cluster_fault_text("faults.partition", sc, hk, buf, len);
+}
+
+static void bridge_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)ho;
+	cluster_fault_text("faults.bridge", sc, hk, buf, len);
+}
+
+static bool partitions_overlap(const struct scenario *sc)
+{
+	const struct scenario_cluster *c = &sc->cluster;
+
+	return c->partition_until_ns > 0 && c->bridge_until_ns > 0 && c->partition_from_ns < c->bridge_until_ns &&
+	       c->bridge_from_ns < c->partition_until_ns;
+}
+
+static void partitions_overlap_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc;
+	snprintf(buf, len, "faults.partition%s overlaps faults.bridge%s; give them windows apart", hk, ho);
+}
+
 static bool nack_app_broken(const struct scenario *sc)
 {
 	return sc->consumers.nack_requeue > 0 && scenario_has_app(sc);
@@ -1547,6 +1702,15 @@ static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_FAULT_DLQ_REPLAY_AFTER, K_BROKER_DEAD_LETTER, dlq_replay_broken, dlq_replay_say },
 	{ K_FAULT_MEMORY_ALARM, K_BROKER_URL, memory_alarm_broken, memory_alarm_say },
 	{ K_CONS_NACK_REQUEUE, K_APP_CONSUMER, nack_app_broken, nack_app_say },
+	/* issue 14: a cluster */
+	{ K_BROKER_NODES, K_BROKER_URL, nodes_url_broken, nodes_url_say },
+	{ K_BROKER_NODES, K_BROKER_QUEUE_TYPE, nodes_quorum_broken, nodes_quorum_say },
+	{ K_BROKER_NODES, K_FAULT_BROKER_CRASH_EVERY, nodes_crash_broken, nodes_crash_say },
+	{ K_BROKER_NODES, K_FAULT_MEMORY_ALARM, nodes_alarm_broken, nodes_alarm_say },
+	{ K_FAULT_LEADER_KILL, K_BROKER_NODES, leader_kill_broken, leader_kill_say },
+	{ K_FAULT_PARTITION, K_BROKER_NODES, partition_broken, partition_say },
+	{ K_FAULT_BRIDGE, K_BROKER_NODES, bridge_broken, bridge_say },
+	{ K_FAULT_PARTITION, K_FAULT_BRIDGE, partitions_overlap, partitions_overlap_say },
 };
 
 /* store = none with a key that describes a store: the first such key set away from its default. */

@@ -43,9 +43,10 @@ enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 enum scenario_on_error { SCENARIO_ON_ERROR_OPEN, SCENARIO_ON_ERROR_CLOSED };
 
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
+#define SCENARIO_URLS_MAX 5     /* broker.url: a user's cluster, comma-separated */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 57  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 61  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -132,6 +133,14 @@ struct scenario {
 		enum scenario_on_error on_error; /* dedup.on_error: when a store call fails */
 		uint64_t timeout_ns;	   /* dedup.timeout: a redis command's client-side timeout */
 	} store;
+
+	/* issue 14: a private cluster (broker.nodes) and its faults */
+	struct scenario_cluster {
+		uint64_t nodes;			       /* 1: one node; 3: a cluster on test hosts */
+		uint64_t leader_kill_ns;	       /* faults.leader_kill: when, from the start; 0 = never */
+		uint64_t partition_from_ns, partition_until_ns; /* faults.partition: the leader cut off */
+		uint64_t bridge_from_ns, bridge_until_ns;	/* faults.bridge: leader and one follower apart */
+	} cluster;
 
 	/* Private to scenario.c: where each key got its value (0 = default,
 	 * SCENARIO_ORIGIN_SET = --set, else the line in path). */

@@ -531,6 +531,7 @@ int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, siz
 	rc = (struct relay_config){
 		.listen_host = cfg->listen_host, .listen_port = cfg->listen_port,
 		.upstream_host = cfg->upstream_host, .upstream_port = cfg->upstream_port,
+		.more = cfg->more, .nmore = cfg->nmore,
 		.max_frame = px->cfg.max_frame, .max_conns = px->cfg.max_conns, .quiet = cfg->quiet,
 		.judge = { .conn_open = proxy_judge_open, .conn_frame = proxy_judge_frame,
 			   .conn_close = proxy_judge_close, .conn_ending = proxy_judge_ending, .arg = px },
@@ -547,6 +548,11 @@ fail:
 uint16_t proxy_port(const struct proxy *px)
 {
 	return relay_port(px->relay);
+}
+
+uint16_t proxy_port_of(const struct proxy *px, size_t k)
+{
+	return relay_port_of(px->relay, k);
 }
 
 int proxy_run(struct proxy *px)

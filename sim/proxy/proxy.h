@@ -9,6 +9,7 @@
 
 #include <amqp.h>
 
+#include "proxy/relay.h"
 #include "wire/rule.h"
 
 /*
@@ -149,6 +150,10 @@ struct proxy_config {
 	uint16_t listen_port;	   /* 0: any free port (see proxy_port) */
 	const char *upstream_host;
 	uint16_t upstream_port;
+	/* A cluster: one more listener per other node (any free port), relaying to it; the rules,
+	 * the tap and the counters are shared by all. See relay.h. */
+	const struct relay_upstream *more;
+	size_t nmore;
 	const struct rule *rules;  /* copied */
 	size_t rule_count;
 	uint64_t seed;
@@ -167,6 +172,8 @@ struct proxy;
 int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, size_t errlen);
 /* The port actually listened on. */
 uint16_t proxy_port(const struct proxy *px);
+/* Listener k's port (0: proxy_port; k <= nmore), 0 when there is none. */
+uint16_t proxy_port_of(const struct proxy *px, size_t k);
 /* Runs the event loop in the calling thread until proxy_stop (or proxy_stop_signal). 0 or -1. */
 int proxy_run(struct proxy *px);
 /* Runs the loop in a thread of its own. 0 or -1. */

@@ -59,6 +59,7 @@ struct rside {
 
 struct rconn {
 	struct relay *r;
+	const struct rlisten *via; /* the listener it came through: its upstream */
 	struct relay_peer peer;
 	char peer_name[64];
 	void *judged; /* the judge's state for this connection */
@@ -73,13 +74,20 @@ struct rconn {
 	struct rconn *prev, *next;
 };
 
-struct relay {
-	struct relay_config cfg;
+/* A listening socket and the upstream its connections go to. */
+struct rlisten {
+	int fd;
+	uint16_t port;
 	struct sockaddr_storage upstream;
 	socklen_t upstream_len;
 	char upstream_name[128];
-	int listen_fd, epoll_fd, stop_fd, wake_fd; /* wake_fd: relay_cut_all has the loop move the cut on */
-	uint16_t port;
+};
+
+struct relay {
+	struct relay_config cfg;
+	struct rlisten lis[RELAY_LISTEN_MAX];
+	size_t nlis;
+	int epoll_fd, stop_fd, wake_fd; /* wake_fd: relay_cut_all has the loop move the cut on */
 	uint64_t next_id;
 	struct rconn *conns;	 /* open connections */
 	struct rconn *graveyard; /* closed during this batch */
@@ -90,7 +98,7 @@ struct relay {
 	bool threaded;
 };
 
-static int listen_tag, stop_tag, wake_tag; /* epoll data for the listening socket and the eventfds */
+static int stop_tag, wake_tag; /* epoll data for the eventfds (a listener's is its struct rlisten) */
 
 static const char *const dir_sender[2] = { "client", "broker" };
 
@@ -152,35 +160,46 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* The listening socket and the loop's descriptors; 0 or -1 with err. */
-static int relay_listen(struct relay *r, char *err, size_t errlen)
+/* Listener l's socket on listen_host (port: the configured one for the first, any for the others). */
+static int relay_listen_one(struct relay *r, struct rlisten *l, uint16_t port, char *err, size_t errlen)
 {
 	const struct relay_config *cfg = &r->cfg;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	struct epoll_event ev = { .events = EPOLLIN };
 	int one = 1;
 
-	if (resolve(cfg->listen_host, cfg->listen_port, &ss, &sl, err, errlen) < 0)
+	if (resolve(cfg->listen_host, port, &ss, &sl, err, errlen) < 0)
 		return -1;
-	r->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (r->listen_fd < 0)
+	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0)
 		return log_seterr(err, errlen, "socket: %s", strerror(errno));
-	setsockopt(r->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(r->listen_fd, (struct sockaddr *)&ss, sl) < 0 || listen(r->listen_fd, 512) < 0)
-		return log_seterr(err, errlen, "cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
-				  strerror(errno));
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(l->fd, (struct sockaddr *)&ss, sl) < 0 || listen(l->fd, 512) < 0)
+		return log_seterr(err, errlen, "cannot listen on %s:%u: %s", cfg->listen_host, port, strerror(errno));
 	sl = sizeof(ss);
-	getsockname(r->listen_fd, (struct sockaddr *)&ss, &sl);
-	r->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+	getsockname(l->fd, (struct sockaddr *)&ss, &sl);
+	l->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 						: ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return 0;
+}
+
+/* The listening sockets and the loop's descriptors; 0 or -1 with err. */
+static int relay_listen(struct relay *r, char *err, size_t errlen)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	for (size_t k = 0; k < r->nlis; k++)
+		if (relay_listen_one(r, &r->lis[k], k ? 0 : r->cfg.listen_port, err, errlen) < 0)
+			return -1;
 	r->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	r->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (r->epoll_fd < 0 || r->stop_fd < 0 || r->wake_fd < 0)
 		return log_seterr(err, errlen, "epoll/eventfd: %s", strerror(errno));
-	ev.data.ptr = &listen_tag;
-	epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->listen_fd, &ev);
+	for (size_t k = 0; k < r->nlis; k++) {
+		ev.data.ptr = &r->lis[k];
+		epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->lis[k].fd, &ev);
+	}
 	ev.data.ptr = &stop_tag;
 	epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, r->stop_fd, &ev);
 	ev.data.ptr = &wake_tag;
@@ -195,22 +214,45 @@ int relay_new(struct relay **out, const struct relay_config *cfg, char *err, siz
 	*out = NULL;
 	if (!r)
 		return log_seterr(err, errlen, "out of memory");
-	r->listen_fd = r->epoll_fd = r->stop_fd = r->wake_fd = -1;
+	r->epoll_fd = r->stop_fd = r->wake_fd = -1;
+	for (size_t k = 0; k < RELAY_LISTEN_MAX; k++)
+		r->lis[k].fd = -1;
 	r->cfg = *cfg;
+	r->cfg.more = NULL;
 	pthread_mutex_init(&r->lock, NULL);
-	if (resolve(cfg->upstream_host, cfg->upstream_port, &r->upstream, &r->upstream_len, err, errlen) < 0 ||
-	    relay_listen(r, err, errlen) < 0) {
+	if (cfg->nmore >= RELAY_LISTEN_MAX) {
+		log_seterr(err, errlen, "%zu upstreams: at most %d", cfg->nmore + 1, RELAY_LISTEN_MAX);
 		relay_free(r);
 		return -1;
 	}
-	snprintf(r->upstream_name, sizeof(r->upstream_name), "%s:%u", cfg->upstream_host, cfg->upstream_port);
+	r->nlis = cfg->nmore + 1;
+	for (size_t k = 0; k < r->nlis; k++) {
+		struct rlisten *l = &r->lis[k];
+		const char *host = k ? cfg->more[k - 1].host : cfg->upstream_host;
+		uint16_t port = k ? cfg->more[k - 1].port : cfg->upstream_port;
+
+		if (resolve(host, port, &l->upstream, &l->upstream_len, err, errlen) < 0) {
+			relay_free(r);
+			return -1;
+		}
+		snprintf(l->upstream_name, sizeof(l->upstream_name), "%s:%u", host, port);
+	}
+	if (relay_listen(r, err, errlen) < 0) {
+		relay_free(r);
+		return -1;
+	}
 	*out = r;
 	return 0;
 }
 
 uint16_t relay_port(const struct relay *r)
 {
-	return r->port;
+	return r->lis[0].port;
+}
+
+uint16_t relay_port_of(const struct relay *r, size_t k)
+{
+	return k < r->nlis ? r->lis[k].port : 0;
 }
 
 void relay_lock(struct relay *r)
@@ -557,7 +599,7 @@ static void rconn_connected(struct rconn *c)
 	getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &e, &l);
 	if (e != 0) {
 		c->r->stats.upstream_failures++;
-		relay_log(c->r, &c->peer, "cannot reach the broker at %s: %s; connection closed", c->r->upstream_name,
+		relay_log(c->r, &c->peer, "cannot reach the broker at %s: %s; connection closed", c->via->upstream_name,
 			  strerror(e));
 		rconn_close(c);
 		return;
@@ -596,13 +638,14 @@ static void relay_handle(struct rside *s, uint32_t events)
 }
 
 /* A new connection from fd: its buffers, the judge's state, the upstream connect; NULL when it cannot be taken. */
-static struct rconn *rconn_new(struct relay *r, int fd, const struct sockaddr_storage *ss)
+static struct rconn *rconn_new(struct relay *r, const struct rlisten *via, int fd, const struct sockaddr_storage *ss)
 {
 	struct rconn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
 	c->r = r;
+	c->via = via;
 	c->fd[0] = fd;
 	c->fd[1] = -1;
 	c->peer.id = ++r->next_id; /* the connection's ordinal: its rules' seeds derive from it */
@@ -628,7 +671,7 @@ static struct rconn *rconn_new(struct relay *r, int fd, const struct sockaddr_st
 	c->judged = r->cfg.judge.conn_open(r->cfg.judge.arg, &c->peer);
 	if (!c->judged)
 		goto fail;
-	c->fd[1] = socket(r->upstream.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->fd[1] = socket(via->upstream.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd[1] < 0)
 		goto fail;
 	return c;
@@ -646,13 +689,13 @@ static int rconn_connect(struct rconn *c)
 	struct relay *r = c->r;
 
 	c->connecting = true;
-	if (connect(c->fd[1], (struct sockaddr *)&r->upstream, r->upstream_len) == 0) {
+	if (connect(c->fd[1], (struct sockaddr *)&c->via->upstream, c->via->upstream_len) == 0) {
 		c->connecting = false;
 		set_nodelay(c->fd[1]);
 	} else if (errno != EINPROGRESS) {
 		if (!r->cfg.quiet)
 			log_line("proxy: connection from %s: cannot reach the broker at %s: %s", c->peer_name,
-				 r->upstream_name, strerror(errno));
+				 c->via->upstream_name, strerror(errno));
 		r->stats.upstream_failures++;
 		close(c->fd[0]);
 		close(c->fd[1]);
@@ -662,12 +705,12 @@ static int rconn_connect(struct rconn *c)
 	return 0;
 }
 
-static void relay_accept(struct relay *r)
+static void relay_accept(struct relay *r, const struct rlisten *l)
 {
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(r->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct rconn *c;
 
 		if (fd < 0) {
@@ -682,7 +725,7 @@ static void relay_accept(struct relay *r)
 			close(fd);
 			continue;
 		}
-		c = rconn_new(r, fd, &ss);
+		c = rconn_new(r, l, fd, &ss);
 		if (!c) {
 			close(fd);
 			continue;
@@ -718,8 +761,8 @@ static bool relay_batch(struct relay *r, const struct epoll_event *evs, int n)
 			if (read(r->wake_fd, &count, sizeof(count)) < 0) {
 				/* already reset */
 			}
-		} else if (tag == &listen_tag) {
-			relay_accept(r);
+		} else if ((const char *)tag >= (const char *)r->lis && (const char *)tag < (const char *)(r->lis + r->nlis)) {
+			relay_accept(r, tag);
 		} else {
 			relay_handle(tag, evs[k].events);
 		}
@@ -841,8 +884,9 @@ void relay_free(struct relay *r)
 		r->graveyard = c->next;
 		rconn_free(c);
 	}
-	if (r->listen_fd >= 0)
-		close(r->listen_fd);
+	for (size_t k = 0; k < RELAY_LISTEN_MAX; k++)
+		if (r->lis[k].fd >= 0)
+			close(r->lis[k].fd);
 	if (r->epoll_fd >= 0)
 		close(r->epoll_fd);
 	if (r->stop_fd >= 0)

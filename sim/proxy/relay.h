@@ -65,11 +65,21 @@ struct relay_judge {
 	void *arg;
 };
 
+#define RELAY_LISTEN_MAX 8
+
+/* One more upstream (a cluster's other nodes): a listener of its own on listen_host, any free port. */
+struct relay_upstream {
+	const char *host;
+	uint16_t port;
+};
+
 struct relay_config {
 	const char *listen_host;   /* e.g. "127.0.0.1" */
 	uint16_t listen_port;	   /* 0: any free port (see relay_port) */
 	const char *upstream_host;
 	uint16_t upstream_port;
+	const struct relay_upstream *more; /* listener k (1..nmore) relays to more[k - 1] */
+	size_t nmore;			   /* at most RELAY_LISTEN_MAX - 1 */
 	uint32_t max_frame;	   /* largest frame accepted, at least FRAME_MIN_MAX */
 	size_t max_conns;
 	bool quiet;		   /* no line per malformed or failed connection */
@@ -92,6 +102,8 @@ struct relay;
 
 /* Binds the listening socket and prepares the loop; 0 or -1 with one line in err. */
 int relay_new(struct relay **out, const struct relay_config *cfg, char *err, size_t errlen);
+/* The port listener k (0: the first; k <= nmore) listens on. */
+uint16_t relay_port_of(const struct relay *r, size_t k);
 /* The port actually listened on. */
 uint16_t relay_port(const struct relay *r);
 /* Runs the event loop in the calling thread until relay_stop (or relay_stop_signal). 0 or -1. */

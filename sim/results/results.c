@@ -34,6 +34,7 @@ void results_init(struct results *r)
 	results_nan(&r->predicted.duplicate_rate, 4);
 	results_nan(&r->predicted.ahead, 4);
 	RESULTS_NAN(r->dlq);
+	RESULTS_NAN(r->cluster);
 	results_nan(&r->faults.frames_dropped, 6);
 	results_nan(&r->faults.commit_ok_dropped, 4);
 	RESULTS_NAN(r->throughput);
@@ -200,6 +201,13 @@ static json_t *results_json_perf(const struct results *r, json_t *root)
 				      results_count(r->invariants.foreign_deliveries)));
 	if (r->app.on)
 		json_object_set_new(root, "app", results_json_app(r));
+	if (isfinite(r->cluster.nodes))
+		json_object_set_new(root, "cluster",
+				    json_pack("{s:o, s:o, s:o, s:o, s:o}", "nodes", results_count(r->cluster.nodes),
+					      "leader_kills", results_count(r->cluster.leader_kills), "partitions",
+					      results_count(r->cluster.partitions), "leader_killed",
+					      results_count(r->cluster.leader_killed), "leader_after",
+					      results_count(r->cluster.leader_after)));
 	return root;
 }
 
@@ -394,6 +402,15 @@ static void results_load_app(struct results *r, json_t *a)
 static void results_load_json(struct results *r, json_t *s)
 {
 	results_load_app(r, json_object_get(s, "app"));
+	{
+		json_t *c = json_object_get(s, "cluster");
+
+		r->cluster.nodes = results_num(c, "nodes");
+		r->cluster.leader_kills = results_num(c, "leader_kills");
+		r->cluster.partitions = results_num(c, "partitions");
+		r->cluster.leader_killed = results_num(c, "leader_killed");
+		r->cluster.leader_after = results_num(c, "leader_after");
+	}
 	json_t *band = json_object_get(s, "duplicate_rate_band"), *kinds = json_object_get(s, "fault_events_by_kind");
 	json_t *causes = json_object_get(s, "misses_by_cause");
 

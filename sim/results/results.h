@@ -112,6 +112,15 @@ struct results {
 				       * (not in `lost`, which counts what vanished) */
 	} dlq;
 
+	/* issue 14: a cluster (broker.nodes > 1, or several broker.url); NaN for one broker */
+	struct {
+		double nodes;
+		double leader_kills;  /* faults.leader_kill done */
+		double partitions;    /* faults.partition and faults.bridge done */
+		double leader_killed; /* the node (from 1) that led the queue when it was killed */
+		double leader_after;  /* the node that led it after the kill, before the restart */
+	} cluster;
+
 	/* beside summary.json, for the plots */
 	bool has_rows[RESULTS_DATA_COUNT];
 	double curve_min; /* smallest positive probability of curve.csv (estimate or bound); NaN: none */

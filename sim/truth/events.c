@@ -24,6 +24,8 @@ static const char *const kind_names[EVENTS_KINDS] = {
 	[EVENTS_MEMORY_ALARM] = "memory_alarm",
 	[EVENTS_NACK_REQUEUE] = "nack_requeue",
 	[EVENTS_DLQ_REPLAY] = "dlq_replay",
+	[EVENTS_LEADER_KILL] = "leader_kill",
+	[EVENTS_PARTITION] = "partition",
 	[EVENTS_UNATTRIBUTED] = "unattributed",
 };
 
@@ -165,6 +167,11 @@ void events_close(struct events *ev, events_id id, enum events_kind kind, uint64
 	e = find_open(ev, id);
 	if (e) {
 		kind = alarm_kind_locked(ev, e, kind, now_ns);
+		if (e->kind == EVENTS_NONE && kind == EVENTS_CONNECTION_LOST && ev->outage &&
+		    now_ns < ev->outage_grace_until) {
+			e->crash = ev->outage;
+			kind = (enum events_kind)ev->outage_kind;
+		}
 		if (e->kind == EVENTS_NONE && kind != EVENTS_NONE) {
 			e->kind = (uint8_t)kind;
 			e->end_ns = now_ns;
@@ -194,9 +201,11 @@ void events_note_rule(struct events *ev, uint16_t port, int32_t rule, enum event
 	pthread_mutex_unlock(&ev->lock);
 }
 
-events_id events_note_crash(struct events *ev, uint64_t now_ns)
+/* A fault of the broker side: a new event, ending every open session nothing ended yet that `nodes` covers. */
+static events_id note_broker_fault(struct events *ev, enum events_kind kind, uint32_t nodes, bool all,
+				   uint64_t now_ns)
 {
-	struct events_entry c = { .rule = -1, .kind = EVENTS_BROKER_CRASH, .role = EVENTS_BROKER, .end_ns = now_ns };
+	struct events_entry c = { .rule = -1, .kind = (uint8_t)kind, .role = EVENTS_BROKER, .end_ns = now_ns };
 
 	pthread_mutex_lock(&ev->lock);
 	c.id = atomic_fetch_add(&ev->count, 1) + 1;
@@ -204,14 +213,35 @@ events_id events_note_crash(struct events *ev, uint64_t now_ns)
 	for (size_t i = 0; i < ev->nopen; i++) {
 		struct events_entry *e = &ev->open[i];
 
-		if (e->kind == EVENTS_NONE) {
-			e->crash = c.id;
-			e->kind = EVENTS_BROKER_CRASH;
-			e->end_ns = now_ns;
-		}
+		if (e->kind != EVENTS_NONE)
+			continue;
+		if (!all && (e->node == 0 || !(nodes & (1u << (e->node - 1)))))
+			continue;
+		e->crash = c.id;
+		e->kind = (uint8_t)kind;
+		e->end_ns = now_ns;
 	}
 	pthread_mutex_unlock(&ev->lock);
 	return c.id;
+}
+
+events_id events_note_crash(struct events *ev, uint64_t now_ns)
+{
+	return note_broker_fault(ev, EVENTS_BROKER_CRASH, 0, true, now_ns);
+}
+
+events_id events_note_nodes(struct events *ev, enum events_kind kind, uint32_t nodes, uint64_t now_ns)
+{
+	return note_broker_fault(ev, kind, nodes, false, now_ns);
+}
+
+void events_set_node(struct events *ev, events_id id, unsigned node)
+{
+	pthread_mutex_lock(&ev->lock);
+	for (size_t i = 0; i < ev->nopen; i++)
+		if (ev->open[i].id == id)
+			ev->open[i].node = (uint8_t)(node > UINT8_MAX ? UINT8_MAX : node);
+	pthread_mutex_unlock(&ev->lock);
 }
 
 events_id events_note_instant(struct events *ev, enum events_kind kind, enum events_role role, unsigned worker,
@@ -233,6 +263,20 @@ void events_note_alarm(struct events *ev, bool on, uint64_t grace_ns, uint64_t n
 	ev->alarm_on = on;
 	if (!on)
 		ev->alarm_grace_until = now_ns + grace_ns;
+	pthread_mutex_unlock(&ev->lock);
+}
+
+void events_note_outage(struct events *ev, events_id id, enum events_kind kind, bool on, uint64_t grace_ns,
+			uint64_t now_ns)
+{
+	pthread_mutex_lock(&ev->lock);
+	if (on) {
+		ev->outage = id;
+		ev->outage_kind = (uint8_t)kind;
+		ev->outage_grace_until = UINT64_MAX;
+	} else if (ev->outage == id) {
+		ev->outage_grace_until = now_ns + grace_ns;
+	}
 	pthread_mutex_unlock(&ev->lock);
 }
 

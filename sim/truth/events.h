@@ -45,6 +45,9 @@ enum events_kind {
 	EVENTS_MEMORY_ALARM,	/* a publisher's connection given up while the broker's memory alarm blocked it */
 	EVENTS_NACK_REQUEUE,	/* one delivery nacked with requeue after its side effect (a per-delivery event) */
 	EVENTS_DLQ_REPLAY,	/* an operator's replay of the dead-letter queue into the queue */
+	/* issue 14: a cluster */
+	EVENTS_LEADER_KILL,	/* kill -9 of the quorum queue's leader node: with every session on that node */
+	EVENTS_PARTITION,	/* a node cut off from the others (or a bridge): with every session on the cut nodes */
 	EVENTS_UNATTRIBUTED,	/* duplicates the ledger could not tie to a session (a bug if ever > 0) */
 	EVENTS_KINDS
 };
@@ -67,6 +70,7 @@ struct events_entry {
 	uint16_t worker;   /* consumer / publisher number */
 	uint32_t session;  /* that worker's connection number, from 1 */
 	uint16_t port;	   /* while open: the client's TCP port, how the proxy names the connection */
+	uint8_t node;	   /* a cluster's node it is connected to, from 1; 0 unknown (one broker) */
 };
 
 struct events {
@@ -80,6 +84,9 @@ struct events {
 	uint64_t dups, misses;		  /* totals, for a quick check */
 	bool failed;			  /* a record could not be kept (reported by the run) */
 	bool alarm_on;			  /* the memory alarm is on (events_note_alarm) */
+	events_id outage;		  /* a cluster's fault under way (events_note_outage), 0 none */
+	uint8_t outage_kind;
+	uint64_t outage_grace_until;	  /* a finished one still counts until then */
 	uint64_t alarm_grace_until;	  /* and counts until then once off */
 };
 
@@ -98,6 +105,14 @@ void events_close(struct events *ev, events_id id, enum events_kind kind, uint64
 void events_note_rule(struct events *ev, uint16_t port, int32_t rule, enum events_kind kind, uint64_t now_ns);
 /* The broker was killed: a new event, and every open session no rule ended already is ended by it. */
 events_id events_note_crash(struct events *ev, uint64_t now_ns);
+/* Session id is connected to a cluster's node `node` (from 1). */
+void events_set_node(struct events *ev, events_id id, unsigned node);
+/*
+ * A fault of some of a cluster's nodes (bit n - 1 of nodes: node n): a new
+ * event of `kind`, and every open session on those nodes that nothing ended
+ * already is ended by it, as by a broker crash. Returns its id.
+ */
+events_id events_note_nodes(struct events *ev, enum events_kind kind, uint32_t nodes, uint64_t now_ns);
 /*
  * A fault that belongs to one moment rather than to a connection (a nack
  * with requeue, a DLQ replay): a new event, ended at once. What it puts back
@@ -114,6 +129,14 @@ events_id events_note_instant(struct events *ev, enum events_kind kind, enum eve
  * memory_alarm instead.
  */
 void events_note_alarm(struct events *ev, bool on, uint64_t grace_ns, uint64_t now_ns);
+/*
+ * A cluster's fault (event id, of events_note_nodes) goes on or off: while
+ * it is on, and for grace_ns after, a session of any node whose connection
+ * is lost (a publisher's confirm timed out while the queue elected a new
+ * leader, a consumer's node went away) belongs to it, not to an event of its own.
+ */
+void events_note_outage(struct events *ev, events_id id, enum events_kind kind, bool on, uint64_t grace_ns,
+			uint64_t now_ns);
 /* A copy of what is known of an open session; false when it is not open. */
 bool events_peek(struct events *ev, events_id id, struct events_entry *out);
 

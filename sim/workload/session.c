@@ -12,12 +12,26 @@ void session_init(struct session *s, struct workload *w, enum events_role role, 
 			       .error = error, .errlen = errlen };
 }
 
+/* The node this worker connects to next: its own first, the next one after each failure. */
+static size_t session_node(const struct session *s)
+{
+	const struct workload *w = s->w;
+
+	return w->nvia <= 1 ? 0 : (s->worker + (unsigned)s->role + s->failovers) % w->nvia;
+}
+
+static const struct mq_target *session_target(const struct session *s)
+{
+	return s->w->nvia <= 1 ? &s->w->via : &s->w->vias[session_node(s)];
+}
+
 int session_connect(struct session *s, uint64_t *down_for)
 {
 	char err[256];
 
-	s->conn = mq_open_heartbeat(&s->w->via, 5000, s->heartbeat_s, err, sizeof(err));
+	s->conn = mq_open_heartbeat(session_target(s), 5000, s->heartbeat_s, err, sizeof(err));
 	if (!s->conn) {
+		s->failovers++;
 		uint64_t now = clock_now_ns();
 
 		if (!s->down_since)
@@ -31,6 +45,8 @@ int session_connect(struct session *s, uint64_t *down_for)
 	if (down_for)
 		*down_for = 0;
 	s->event = events_open(s->w->events, s->role, s->worker, ++s->opened, mq_local_port(s->conn));
+	if (s->w->nvia > 1)
+		events_set_node(s->w->events, s->event, (unsigned)session_node(s) + 1);
 	return 0;
 }
 
@@ -45,6 +61,8 @@ void session_end(struct session *s, enum events_kind kind)
 
 void session_drop(struct session *s, const char *why)
 {
+	if (s->conn && s->w->nvia > 1)
+		s->failovers++; /* a connection of a cluster that failed: its node may be down, try the next */
 	session_end(s, EVENTS_CONNECTION_LOST);
 	mq_abandon(s->conn);
 	s->conn = NULL;

@@ -20,6 +20,7 @@ struct session {
 	events_id event;	      /* this connection's fault event; 0 none */
 	events_id failed;	      /* the event that ended last (what a republish is charged to) */
 	uint32_t opened;	      /* connections opened so far */
+	uint32_t failovers;	      /* failed connects so far: which of a cluster's nodes is next */
 	uint64_t backoff_ns;	      /* sleep after the next drop */
 	uint64_t down_since;	      /* first failed connect since the last connection; 0: connected */
 	int heartbeat_s;	      /* AMQP heartbeat asked for at connect; 0 none */

@@ -14,6 +14,8 @@
 #include "workload/mq.h"
 #include "workload/msgid.h"
 
+#define WORKLOAD_VIA_MAX 8
+
 /* Filled by the run before the first worker starts; workers only read the
  * pointers and bump the counters. */
 struct workload {
@@ -21,6 +23,11 @@ struct workload {
 	struct ledger *ledger;
 	struct events *events;	 /* fault events: every session of every worker */
 	struct mq_target via;	 /* the proxy, with the broker's credentials and vhost */
+	/* A cluster (broker.nodes = 3, or several broker.url): the proxy's listener for each node,
+	 * via first. Worker k of a role starts on node (k + role) mod nvia and moves to the next
+	 * node when a connect fails. nvia 0 or 1: via only. */
+	struct mq_target vias[WORKLOAD_VIA_MAX];
+	size_t nvia;
 	uint64_t per_publisher;	 /* messages per publisher (the last may have fewer) */
 	atomic_bool stop;	 /* everyone: finish now (interrupt, or the drain is over) */
 	atomic_bool stop_publishing; /* interrupt: publishers give up */
