@@ -164,6 +164,48 @@ START_TEST(test_crash_folds_sessions)
 END_TEST
 
 /*
+ * A cluster's node fault folds only the sessions on its nodes; a session of
+ * another node lost while the fault is on (or within its grace) is folded
+ * into it too; after the grace, a lost session is an event of its own.
+ */
+START_TEST(test_node_fault_folds_its_nodes)
+{
+	struct events *ev = new_events();
+	events_id on1 = events_open(ev, EVENTS_CONSUMER, 0, 1, 0), on2 = events_open(ev, EVENTS_CONSUMER, 1, 1, 0);
+	events_id pub = events_open(ev, EVENTS_PUBLISHER, 0, 1, 0), late = events_open(ev, EVENTS_PUBLISHER, 1, 1, 0);
+	events_id kill;
+	struct events_summary s;
+	size_t ik = 0;
+
+	events_set_node(ev, on1, 1);
+	events_set_node(ev, on2, 2);
+	events_set_node(ev, pub, 3);
+	events_set_node(ev, late, 3);
+	kill = events_note_nodes(ev, EVENTS_LEADER_KILL, 1u << 0, MS);
+	events_note_outage(ev, kill, EVENTS_LEADER_KILL, true, 0, MS);
+	events_close(ev, pub, EVENTS_CONNECTION_LOST, 2 * MS); /* node 3's publisher timed out meanwhile */
+	events_note_outage(ev, kill, EVENTS_LEADER_KILL, false, 5 * MS, 10 * MS);
+	events_close(ev, late, EVENTS_CONNECTION_LOST, 20 * MS); /* past the grace: its own */
+	events_note_dup(ev, on1, MS);
+	events_note_dup(ev, pub, MS);
+	events_note_dup(ev, on2, MS); /* node 2's consumer: untouched, still open */
+	events_note_dup(ev, late, MS);
+	ck_assert_int_eq(events_summarise(ev, &s), 0);
+	ck_assert_ptr_null(unit_of(&s, on1, NULL));
+	ck_assert_ptr_null(unit_of(&s, pub, NULL));
+	ck_assert_ptr_nonnull(unit_of(&s, kill, &ik));
+	ck_assert_uint_eq(s.ev[ik].dups, 2);
+	ck_assert_ptr_nonnull(unit_of(&s, on2, NULL));
+	ck_assert_ptr_nonnull(unit_of(&s, late, NULL));
+	ck_assert_uint_eq(s.by_kind[EVENTS_LEADER_KILL], 1);
+	ck_assert_uint_eq(s.by_kind[EVENTS_CONNECTION_LOST], 1);
+	ck_assert_uint_eq(s.with_dups, 3);
+	events_summary_release(&s);
+	free_events(ev);
+}
+END_TEST
+
+/*
  * The ledger charges each duplicate to the right session: a copy seen before
  * to the session that last delivered it, a new copy to the publisher session
  * whose failure republished it; a miss to the duplicate it pairs with.
@@ -255,6 +297,7 @@ Suite *events_suite(void)
 
 	tcase_add_test(tc, test_rule_by_port_and_close);
 	tcase_add_test(tc, test_crash_folds_sessions);
+	tcase_add_test(tc, test_node_fault_folds_its_nodes);
 	tcase_add_test(tc, test_memory_by_open_sessions);
 	tcase_add_test(tc, test_ledger_charges);
 	tcase_add_test(tc, test_unattributed);

@@ -20,6 +20,8 @@
 #include "nodes/rabbitmq.h"
 #include "workload/mq.h"
 #include "tests.h"
+#include "hosts/hosts.h"
+#include "nodes/cluster.h"
 #include "core/clock.h"
 #include "core/files.h"
 #include "core/net.h"
@@ -95,7 +97,7 @@ static double num(const struct result *r, const char *key)
 	snprintf(buf, sizeof(buf), "%s", key);
 	v = r->summary;
 	for (part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save))
-		v = json_object_get(v, part);
+		v = json_is_array(v) ? json_array_get(v, (size_t)atoi(part)) : json_object_get(v, part);
 	ck_assert_msg(v && json_is_number(v), "summary.json has no number %s", key);
 	return json_number_value(v);
 }
@@ -1526,6 +1528,99 @@ START_TEST(test_store_down_open_closed)
 }
 END_TEST
 
+/* ---------- issue 14: a cluster ---------- */
+
+/*
+ * scenarios/cluster.ini, shorter: a private three-node cluster, its leader
+ * killed at 2 s (back 2 s later), the leader of then cut off from 16 s to
+ * 20 s. Confirmed messages are on a majority: every committed message is
+ * processed, none twice (shared dedup), and the faults are rows of
+ * faults.csv and events of their own kinds.
+ */
+START_TEST(test_cluster_leader_kill_partition)
+{
+	const char *sets[] = { "broker.url=embedded", "run.messages=6600", "faults.leader_kill=2s",
+			       "faults.broker_down=2s", "faults.partition=16s-20s", NULL };
+	char err[512], path[400], csv[4096] = "";
+	struct result r;
+	FILE *f;
+
+	if (hosts_check("the cluster run test", err, sizeof(err)) < 0) {
+		fprintf(stderr, "check_run: cluster skipped (%s)\n", err);
+		return;
+	}
+	run_dupsim_file(&r, "scenarios/cluster.ini", "t-cluster", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "committed"), 6600);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	ck_assert_double_eq(num(&r, "cluster.nodes"), 3);
+	ck_assert_double_eq(num(&r, "cluster.leader_kills"), 1);
+	ck_assert_double_eq(num(&r, "cluster.partitions"), 1);
+	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
+	/* the workers were spread over the three nodes */
+	for (int i = 0; i < 3; i++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "cluster.connections.%d", i);
+		ck_assert_msg(num(&r, key) >= 1, "node %d got no connection\n%s", i + 1, r.out);
+	}
+	snprintf(path, sizeof(path), "%s/faults.csv", r.dir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	csv[fread(csv, 1, sizeof(csv) - 1, f)] = '\0';
+	fclose(f);
+	ck_assert_msg(strstr(csv, "quorum leader killed") && strstr(csv, "killed node restarted") &&
+			      strstr(csv, "partition: the leader cut off") && strstr(csv, "partition healed"),
+		      "%s", csv);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * The same run against a cluster "of the user's": three URLs in broker.url
+ * (a cluster this test starts itself, as a user's would be running). The
+ * workers use all three; faults that need root on the cluster's hosts are
+ * refused by name.
+ */
+START_TEST(test_cluster_of_users)
+{
+	struct hosts *h;
+	struct cluster *c;
+	char err[1024], urls[400] = "broker.url=";
+	const char *sets[] = { urls, "broker.queue_type=quorum", "run.messages=1500", NULL };
+	const char *kill[] = { urls, "broker.queue_type=quorum", "faults.leader_kill=2s", NULL };
+	struct result r;
+
+	if (hosts_check("the user's cluster test", err, sizeof(err)) < 0) {
+		fprintf(stderr, "check_run: user's cluster skipped (%s)\n", err);
+		return;
+	}
+	ck_assert_msg(hosts_new(&h, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(cluster_new(&c, h, 3, NULL, NULL, err, sizeof(err)) == 0, "%s", err);
+	for (size_t i = 0; i < 3; i++)
+		snprintf(urls + strlen(urls), sizeof(urls) - strlen(urls), "%s%s", i ? "," : "",
+			 node_url(cluster_node(c, i)));
+	run_dupsim(&r, "t-users-cluster", sets, 0);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "cluster.nodes"), 3);
+	for (int i = 0; i < 3; i++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "cluster.connections.%d", i);
+		ck_assert_msg(num(&r, key) >= 1, "node %d got no connection\n%s", i + 1, r.out);
+	}
+	result_release(&r);
+	run_dupsim(&r, "t-users-cluster", kill, 0);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_msg(strstr(r.out, "faults.leader_kill") && strstr(r.out, "needs root on their hosts"), "%s", r.out);
+	result_release(&r);
+	cluster_free(c);
+	hosts_free(h);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -1614,6 +1709,14 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_store_maxmemory_evicts);
 	tcase_add_test(tc, test_store_down_open_closed);
 	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+
+	/* issue 14: a cluster (root: test hosts) */
+	tc = tcase_create("cluster");
+	tcase_add_test(tc, test_cluster_leader_kill_partition);
+	tcase_add_test(tc, test_cluster_of_users);
+	tcase_set_timeout(tc, 240);
+	tcase_set_tags(tc, "shard1");
 	suite_add_tcase(s, tc);
 	return s;
 }

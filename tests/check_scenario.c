@@ -509,7 +509,7 @@ static const struct {
 	{ "[broker]\nqueue = my queue\n", 2, "'my queue' is not a valid queue name", NULL },
 	{ "[broker]\nqueue = q/1\n", 2, "not a valid queue name", NULL },
 	{ "[broker]\nqueue =\n", 2, "missing value; allowed: 1 to 180", NULL },
-	{ "[broker]\nurl = localhost:5672\n", 2, "'localhost:5672' is not a broker URL; allowed: embedded or amqp://", NULL },
+	{ "[broker]\nurl = localhost:5672\n", 2, "'localhost:5672' is not a broker URL; allowed: embedded, amqp://", NULL },
 	{ "[broker]\nurl = amqps://h:5671/\n", 2, "TLS (amqps://) is not supported", NULL },
 	{ "[broker]\nurl = amqp://host:notaport/\n", 2, "is not a valid AMQP URL", NULL },
 	{ "[broker]\nurl = amqp://a b/\n", 2, "is not a broker URL", NULL },
@@ -1223,6 +1223,69 @@ START_TEST(test_requeue_keys)
 }
 END_TEST
 
+/* ---- issue 14: a cluster ---- */
+
+/* broker.nodes and the cluster's faults: their values, the round trip, and what each needs, named. */
+START_TEST(test_cluster_keys)
+{
+	static const char text[] = "[broker]\nnodes = 3\nqueue_type = quorum\n"
+				   "[faults]\nleader_kill = 4s\npartition = 10s-14s\nbridge = 20s-24s\n";
+	static const struct {
+		const char *set, *what;
+	} bad[] = {
+		{ "broker.nodes=0", "allowed: 1..3" },
+		{ "broker.nodes=4", "allowed: 1..3" },
+		{ "faults.partition=14s-10s", "END must be after START" },
+		{ "broker.url=amqp://a/,embedded", "a list is up to 5 amqp:// URLs" },
+		{ "broker.url=amqp://a/,amqps://b/", "TLS" },
+		{ "broker.url=amqp://a/,amqp://b/,amqp://c/,amqp://d/,amqp://e/,amqp://f/", "up to 5" },
+	};
+	struct scenario sc;
+	char path[64], err[1024];
+
+	ck_assert_msg(load_text(&sc, text, path, sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(sc.cluster.nodes, 3);
+	ck_assert_uint_eq(sc.cluster.leader_kill_ns, 4 * SEC);
+	ck_assert_uint_eq(sc.cluster.partition_from_ns, 10 * SEC);
+	ck_assert_uint_eq(sc.cluster.bridge_until_ns, 24 * SEC);
+	assert_round_trip(&sc);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(scenario_set(&sc, bad[i].set, err, sizeof(err)), -1);
+		assert_one_line(err);
+		ck_assert_msg(strstr(err, bad[i].what), "'%s' lacks '%s'", err, bad[i].what);
+	}
+	/* what each needs */
+	ck_assert_int_eq(scenario_set(&sc, "faults.bridge=12s-16s", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "overlaps faults.bridge"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "faults.bridge=none", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_set(&sc, "broker.queue_type=classic", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "broker.nodes = 3 needs broker.queue_type = quorum"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "broker.queue_type=quorum", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_set(&sc, "faults.broker_crash_every=5s", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "in a cluster use faults.leader_kill"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "faults.broker_crash_every=0", err, sizeof(err)), 0);
+	/* a cluster of the user's: a list of URLs, nodes = 1, and no fault that needs root on its hosts */
+	ck_assert_int_eq(scenario_set(&sc, "broker.url=amqp://a:5672/, amqp://b:5672/,amqp://c:5672/", err,
+				      sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "broker.nodes = 3 starts a private cluster, but broker.url is"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "broker.nodes=1", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "faults.leader_kill") && strstr(err, "needs root on their hosts"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "faults.leader_kill=0", err, sizeof(err)), 0);
+	ck_assert_int_eq(scenario_check(&sc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "faults.partition") && strstr(err, "needs root on their hosts"), "%s", err);
+	ck_assert_int_eq(scenario_set(&sc, "faults.partition=none", err, sizeof(err)), 0);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	assert_round_trip(&sc);
+	scenario_release(&sc);
+}
+END_TEST
+
 Suite *scenario_suite(void)
 {
 	Suite *s = suite_create("scenario");
@@ -1256,6 +1319,7 @@ Suite *scenario_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("requeue");
 	tcase_add_test(tc, test_requeue_keys);
+	tcase_add_test(tc, test_cluster_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1065,12 +1065,14 @@ static const char *run_status(const struct run *r, const struct run_report *rep)
 }
 
 /* issue 13: what reached the dead-letter queue, only when there is one. */
-static void run_fill_cluster(struct results *res, const struct run *r)
+static void run_fill_cluster(struct results *res, const struct run *r, const struct run_report *rep)
 {
 	const struct cluster_faults *f = &r->cfaults;
 
 	if (r->ntargets < 2)
 		return;
+	for (size_t i = 0; i < r->ntargets && i < 8; i++)
+		res->cluster.connections[i] = (double)rep->px.conns_by_listener[i];
 	res->cluster.nodes = (double)r->ntargets;
 	res->cluster.leader_kills = (double)f->kills;
 	res->cluster.partitions = (double)f->partitions;
@@ -1122,7 +1124,7 @@ static void run_fill_counts(struct results *res, const struct run *r, const stru
 	for (int c = 0; c < LEDGER_CAUSES; c++)
 		res->misses_by_cause[c] = (double)t->misses[c];
 	run_fill_dlq(res, r, rep);
-	run_fill_cluster(res, r);
+	run_fill_cluster(res, r, rep);
 }
 
 /* The miss probability over fault events, and the too-narrow one over duplicates. */

@@ -584,6 +584,7 @@ int proxy_stats_get(struct proxy *px, struct proxy_stats *out)
 	rs = relay_stats(px->relay);
 	*out = px->stats;
 	out->conns_accepted = rs->conns_accepted;
+	memcpy(out->conns_by_listener, rs->conns_by_listener, sizeof(out->conns_by_listener));
 	out->conns_active = rs->conns_active;
 	out->conns_refused = rs->conns_refused;
 	out->upstream_failures = rs->upstream_failures;

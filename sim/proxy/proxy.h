@@ -42,6 +42,7 @@ enum proxy_dir {
 
 struct proxy_stats {
 	uint64_t conns_accepted;
+	uint64_t conns_by_listener[RELAY_LISTEN_MAX]; /* per listener: the connections each node of a cluster got */
 	uint64_t conns_active;
 	uint64_t conns_refused;	     /* over max_conns */
 	uint64_t upstream_failures;  /* upstream connect failed */

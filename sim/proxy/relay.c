@@ -738,6 +738,7 @@ static void relay_accept(struct relay *r, const struct rlisten *l)
 			r->conns->prev = c;
 		r->conns = c;
 		r->stats.conns_accepted++;
+		r->stats.conns_by_listener[l - r->lis]++;
 		r->stats.conns_active++;
 		rconn_update(c);
 	}

@@ -89,6 +89,7 @@ struct relay_config {
 /* The relay's own counters. */
 struct relay_stats {
 	uint64_t conns_accepted;
+	uint64_t conns_by_listener[RELAY_LISTEN_MAX]; /* accepted, per listener (a cluster's node) */
 	uint64_t conns_active;
 	uint64_t conns_refused;	    /* over max_conns */
 	uint64_t upstream_failures; /* upstream connect failed */

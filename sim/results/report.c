@@ -337,12 +337,17 @@ static void report_table(FILE *f, const struct results *s)
 			"| in the DLQ, never processed (lost to the app unless replayed) | %s | 0 |\n",
 			report_count(s->dlq.replayed), report_count(s->dlq.left), report_count(s->dlq.dead_lettered),
 			report_count(s->dlq.lost_in_dlq));
-	if (isfinite(s->cluster.nodes))
+	if (isfinite(s->cluster.nodes)) {
 		fprintf(f, "| cluster: nodes, leader kills, partitions (the first kill: node %s, then node %s led) | "
 			"%s, %s, %s | |\n",
 			report_count(s->cluster.leader_killed), report_count(s->cluster.leader_after),
 			report_count(s->cluster.nodes), report_count(s->cluster.leader_kills),
 			report_count(s->cluster.partitions));
+		fputs("| connections through the proxy, per node |", f);
+		for (size_t i = 0; i < 8 && i < (size_t)s->cluster.nodes; i++)
+			fprintf(f, "%s %s", i ? " /" : "", report_count(s->cluster.connections[i]));
+		fputs(" | |\n", f);
+	}
 	fputc('\n', f);
 	if (*s->predicted.assumes)
 		fprintf(f, "**The model assumes** %s. Its derivation: sim/analysis/model.c.\n\n", s->predicted.assumes);

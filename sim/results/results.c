@@ -201,13 +201,18 @@ static json_t *results_json_perf(const struct results *r, json_t *root)
 				      results_count(r->invariants.foreign_deliveries)));
 	if (r->app.on)
 		json_object_set_new(root, "app", results_json_app(r));
-	if (isfinite(r->cluster.nodes))
+	if (isfinite(r->cluster.nodes)) {
+		json_t *conns = json_array();
+
+		for (size_t i = 0; i < 8 && i < (size_t)r->cluster.nodes; i++)
+			json_array_append_new(conns, results_count(r->cluster.connections[i]));
 		json_object_set_new(root, "cluster",
-				    json_pack("{s:o, s:o, s:o, s:o, s:o}", "nodes", results_count(r->cluster.nodes),
+				    json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "nodes", results_count(r->cluster.nodes),
 					      "leader_kills", results_count(r->cluster.leader_kills), "partitions",
 					      results_count(r->cluster.partitions), "leader_killed",
 					      results_count(r->cluster.leader_killed), "leader_after",
-					      results_count(r->cluster.leader_after)));
+					      results_count(r->cluster.leader_after), "connections", conns));
+	}
 	return root;
 }
 
@@ -410,6 +415,10 @@ static void results_load_json(struct results *r, json_t *s)
 		r->cluster.partitions = results_num(c, "partitions");
 		r->cluster.leader_killed = results_num(c, "leader_killed");
 		r->cluster.leader_after = results_num(c, "leader_after");
+		for (size_t i = 0; i < 8; i++)
+			r->cluster.connections[i] = json_is_number(json_array_get(json_object_get(c, "connections"), i))
+							    ? json_number_value(json_array_get(json_object_get(c, "connections"), i))
+							    : NAN;
 	}
 	json_t *band = json_object_get(s, "duplicate_rate_band"), *kinds = json_object_get(s, "fault_events_by_kind");
 	json_t *causes = json_object_get(s, "misses_by_cause");

@@ -119,6 +119,7 @@ struct results {
 		double partitions;    /* faults.partition and faults.bridge done */
 		double leader_killed; /* the node (from 1) that led the queue when it was killed */
 		double leader_after;  /* the node that led it after the kill, before the restart */
+		double connections[8]; /* through the proxy, per node (NaN past nodes) */
 	} cluster;
 
 	/* beside summary.json, for the plots */
