@@ -1,6 +1,7 @@
 /* check_hosts.c — test hosts: namespaces that reach each other, netem delay measured, partitions and healing, the refusal without root. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "tests.h"
 #include "core/clock.h"
 #include "hosts/hosts.h"
+#include "nodes/proc.h"
 
 /* A listener on addr:port on host i (made from a thread that enters it, then goes home). */
 static int listen_on(struct hosts *h, int i, uint16_t port)
@@ -110,6 +112,53 @@ START_TEST(test_hosts_reach_delay_cut)
 }
 END_TEST
 
+/* The owner of a client's socket on a test host: looked up in the client's own namespace (issue 12's app lookup). */
+START_TEST(test_socket_owner_on_host)
+{
+	struct hosts *h;
+	char err[512];
+	int a, lfd, cfd, one = 1;
+	struct sockaddr_in sa = { .sin_family = AF_INET }, peer;
+	socklen_t sl = sizeof(sa);
+	pid_t child;
+
+	if (hosts_check("the hosts test", err, sizeof(err)) < 0)
+		return;
+	ck_assert_msg(hosts_new(&h, err, sizeof(err)) == 0, "%s", err);
+	a = hosts_add(h, "app", err, sizeof(err));
+	ck_assert_msg(a >= 0, "%s", err);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	inet_pton(AF_INET, hosts_addr(h, HOSTS_ROOT), &sa.sin_addr);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	getsockname(lfd, (struct sockaddr *)&sa, &sl);
+	child = fork();
+	if (child == 0) {
+		int fd;
+
+		setpgid(0, 0);
+		if (hosts_enter(h, a) < 0 || (fd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	setpgid(child, child);
+	sl = sizeof(peer);
+	cfd = accept(lfd, (struct sockaddr *)&peer, &sl);
+	ck_assert_int_ge(cfd, 0);
+	ck_assert_int_eq(proc_socket_owner(ntohs(peer.sin_port), ntohs(sa.sin_port), &child, 1), child);
+	/* the root's own view of that port pair is the accepted socket's reverse: not the child's */
+	ck_assert_int_eq(proc_socket_owner(ntohs(sa.sin_port), ntohs(peer.sin_port), &child, 1), 0);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	close(cfd);
+	close(lfd);
+	hosts_free(h);
+}
+END_TEST
+
 /* A normal user gets one line that names what needs root. */
 START_TEST(test_hosts_refused_without_root)
 {
@@ -150,6 +199,7 @@ Suite *hosts_suite(void)
 
 	tcase_add_test(tc, test_hosts_reach_delay_cut);
 	tcase_add_test(tc, test_hosts_refused_without_root);
+	tcase_add_test(tc, test_socket_owner_on_host);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;

@@ -522,13 +522,21 @@ void proc_log_tail(const char *path, int lines, char *out, size_t len)
 }
 
 /* The inode of the socket 127.0.0.1:port -> 127.0.0.1:peer, from /proc/net/tcp; 0 when there is none. */
-static unsigned long proc_socket_inode(uint16_t port, uint16_t peer)
+/*
+ * The inode of the TCP socket port -> peer as process pid sees its network
+ * namespace (/proc/PID/net/tcp): an app instance on a test host has a table
+ * of its own. Any addresses: on loopback both are 127.0.0.1, from a test host
+ * the host's and dupsim's; the two ports tell it from the proxy's own sockets.
+ */
+static unsigned long proc_socket_inode(const char *pid, uint16_t port, uint16_t peer)
 {
-	FILE *f = fopen("/proc/net/tcp", "r");
+	char path[64];
+	FILE *f;
 	char line[512];
 	unsigned long inode = 0;
 
-	if (!f)
+	snprintf(path, sizeof(path), "/proc/%s/net/tcp", pid);
+	if (!(f = fopen(path, "r")))
 		return 0;
 	if (!fgets(line, sizeof(line), f)) { /* the header */
 		fclose(f);
@@ -541,7 +549,7 @@ static unsigned long proc_socket_inode(uint16_t port, uint16_t peer)
 		/* "  0: 0100007F:9C40 0100007F:1628 01 00000000:00000000 00:00000000 00000000  0  0 12345 ..." */
 		if (sscanf(line, " %*u: %X:%X %X:%X %X %*X:%*X %*X:%*X %*X %*u %*u %lu", &addr, &lport, &raddr,
 			   &rport, &st, &ino) == 6 &&
-		    lport == port && rport == peer && addr == 0x0100007FU && raddr == 0x0100007FU && ino != 0)
+		    lport == port && rport == peer && ino != 0)
 			inode = ino;
 	}
 	fclose(f);
@@ -590,21 +598,21 @@ static bool proc_in_groups(const char *name, const pid_t *groups, size_t ngroups
 
 pid_t proc_socket_owner(uint16_t port, uint16_t peer, const pid_t *groups, size_t ngroups)
 {
-	unsigned long inode = proc_socket_inode(port, peer);
+	unsigned long inode = proc_socket_inode("self", port, peer), in_ns;
 	struct dirent *e;
 	pid_t owner = 0;
 	DIR *d;
 
-	if (!inode)
-		return 0;
-	if (proc_holds_socket("self", inode)) /* our own (a publisher's): the quick answer */
+	if (inode && proc_holds_socket("self", inode)) /* our own (a publisher's): the quick answer */
 		return getpid();
 	if (!(d = opendir("/proc")))
 		return 0;
 	while (!owner && (e = readdir(d))) {
 		if (e->d_name[0] < '1' || e->d_name[0] > '9' || !proc_in_groups(e->d_name, groups, ngroups))
 			continue;
-		if (proc_holds_socket(e->d_name, inode))
+		/* the socket as the process's own namespace has it (a test host's, or this one's) */
+		in_ns = proc_socket_inode(e->d_name, port, peer);
+		if (in_ns && proc_holds_socket(e->d_name, in_ns))
 			owner = (pid_t)atoi(e->d_name);
 	}
 	closedir(d);

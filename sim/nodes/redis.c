@@ -70,6 +70,10 @@ static int redis_configure(struct node *n, char *err, size_t errlen)
 	rc |= strv_addf(a, "%u", n->ports[0]);
 	rc |= strv_addf(a, "--bind");
 	rc |= strv_addf(a, "%s", n->addr);
+	/* redis 7 refuses every client not on loopback in protected mode, even with a --bind address:
+	 * on a test host the clients come from dupsim's own address */
+	rc |= strv_addf(a, "--protected-mode");
+	rc |= strv_addf(a, "no");
 	rc |= strv_addf(a, "--dir");
 	rc |= strv_addf(a, "%s", n->dir);
 	rc |= strv_addf(a, "--save");
