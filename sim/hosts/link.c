@@ -27,6 +27,19 @@
 #define QUEUE_MAXLEN 16384	/* packets held per direction before the kernel drops (netem's limit is 1000) */
 #define RCVBUF (4u << 20)	/* room for a burst of queued packets' messages the thread hasn't read yet */
 #define RECV_BATCH 64		/* messages read before the due packets are looked at again */
+/*
+ * A sleeping thread wakes 40-500 us after its timer here (a VM's halted
+ * vCPU, more under load), so the thread sleeps till twice its recent
+ * lateness before a verdict is due and polls the rest, within a budget of
+ * a quarter of a CPU: beyond that (a stream of packets, tiny delays) it
+ * sleeps and is late. SPIN_BUDGET_NS=0 at build time: never polls.
+ */
+#define SPIN_MIN_NS (20 * 1000ull)
+#define SPIN_MAX_NS (500 * 1000ull)
+#define SPIN_WINDOW_NS (100 * NS_PER_MS)
+#ifndef SPIN_BUDGET_NS
+#define SPIN_BUDGET_NS (25 * NS_PER_MS)
+#endif
 
 enum { DIR_OUT, DIR_IN };
 
@@ -35,6 +48,14 @@ struct held {
 	uint64_t due, seq; /* seq: arrival order, so that equal times keep FIFO */
 	uint32_t id;
 	uint8_t dir;
+};
+
+/* How the thread waits for the next verdict due (see SPIN_*). */
+struct waker {
+	uint64_t late;		   /* a moving average of how late a timed sleep wakes */
+	uint64_t window, spent;	   /* the budget's window began at `window`; polled so far in it */
+	uint64_t last, asked;	   /* the last plan's time, the wake-up that plan's sleep asked for (0: no sleep) */
+	bool polling;
 };
 
 struct link_dir {
@@ -61,6 +82,7 @@ struct link_emu {
 	struct held *heap;
 	size_t n, cap;
 	struct rng rng;
+	struct waker w;
 	atomic_uint_fast64_t passed, dropped;
 };
 
@@ -225,12 +247,49 @@ static void link_read(struct link_emu *e, int fd)
 	}
 }
 
+/* The next ppoll's timeout in ns (UINT64_MAX: none): a sleep till the poll margin before the first due, or 0. */
+static uint64_t waker_plan(struct waker *w, const struct link_emu *e, uint64_t now)
+{
+	uint64_t left, margin;
+
+	if (w->polling)
+		w->spent += now - w->last;
+	if (now - w->window >= SPIN_WINDOW_NS) {
+		w->window = now;
+		w->spent = 0;
+	}
+	w->last = now;
+	w->polling = false;
+	w->asked = 0;
+	if (!e->n)
+		return UINT64_MAX;
+	left = e->heap[0].due - now; /* > 0: release_due ran */
+	margin = 2 * w->late;
+	margin = margin < SPIN_MIN_NS ? SPIN_MIN_NS : margin > SPIN_MAX_NS ? SPIN_MAX_NS : margin;
+	if (w->spent >= SPIN_BUDGET_NS)
+		margin = 0;
+	if (left > margin) {
+		w->asked = now + left - margin;
+		return left - margin;
+	}
+	w->polling = true;
+	return 0;
+}
+
+/* A timed sleep ended by its timer: how late, into the average. */
+static void waker_woke(struct waker *w, uint64_t now)
+{
+	uint64_t late = now > w->asked ? now - w->asked : 0;
+
+	w->late = (7 * w->late + late) / 8;
+}
+
 static void *link_main(void *arg)
 {
 	struct link_emu *e = arg;
 	struct pollfd p[2];
 
-	prctl(PR_SET_TIMERSLACK, 1UL); /* wake on the ns, not 50 us late */
+	prctl(PR_SET_TIMERSLACK, 1UL); /* the timer on the ns, not 50 us late */
 	e->rc = link_open(e);
 	sem_post(&e->ready);
 	if (e->rc < 0) {
@@ -239,18 +298,23 @@ static void *link_main(void *arg)
 	}
 	p[0] = (struct pollfd){ .fd = nfq_fd(e->nfq), .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = e->stop_fd, .events = POLLIN };
+	e->w.late = 50 * 1000;
 	for (;;) {
 		uint64_t now = clock_now_ns(), wait;
 		struct timespec ts;
+		int rc;
 
 		release_due(e, now);
-		wait = e->n ? e->heap[0].due - now : 0;
+		wait = waker_plan(&e->w, e, now);
 		ts = (struct timespec){ (time_t)(wait / NS_PER_S), (long)(wait % NS_PER_S) };
-		if (ppoll(p, 2, e->n ? &ts : NULL, NULL) < 0 && errno != EINTR)
+		rc = ppoll(p, 2, wait == UINT64_MAX ? NULL : &ts, NULL);
+		if (rc < 0 && errno != EINTR)
 			break;
-		if (p[1].revents)
+		if (rc == 0 && e->w.asked)
+			waker_woke(&e->w, clock_now_ns());
+		if (rc > 0 && p[1].revents)
 			break;
-		if (p[0].revents)
+		if (rc > 0 && p[0].revents)
 			link_read(e, p[0].fd);
 	}
 	link_close(e);
