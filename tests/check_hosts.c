@@ -198,11 +198,18 @@ static struct hosts *hosts_two(void)
 	return h;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 /* 1 ms each way: a request/response over an open connection takes one round trip, 2 ms; jitter spreads it. */
 START_TEST(test_hosts_link_rtt)
 {
 	struct hosts_link l = { .delay_ns = NS_PER_MS };
-	uint64_t lo = UINT64_MAX, hi = 0;
+	uint64_t t[50];
 	struct hosts *h;
 	char err[512];
 	int lfd, fd, status;
@@ -220,18 +227,21 @@ START_TEST(test_hosts_link_rtt)
 	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
 	mean = exchanges(fd, 100) / 100 / 1e6;
 	ck_assert_msg(mean >= 1.8 && mean <= 4, "2 x 1 ms: a mean round trip of %.3f ms", mean);
-	/* 3 ms +- 2 ms: round trips anywhere in 2..10 ms, not all alike */
+	/*
+	 * 3 ms +- 2 ms: a round trip is two uniform draws from 1..5 ms, 2..10
+	 * ms, median 6; never below 2 (a verdict early is a bug); spread out.
+	 * Not the maximum: this VM stalls for 10-30 ms now and then.
+	 */
 	l = (struct hosts_link){ .delay_ns = 3 * NS_PER_MS, .jitter_ns = 2 * NS_PER_MS };
 	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
 	exchange(fd, 64, 0); /* the packets still held at the old delay */
-	for (unsigned k = 0; k < 50; k++) {
-		uint64_t t = exchange(fd, 64, k);
-
-		lo = t < lo ? t : lo;
-		hi = t > hi ? t : hi;
-	}
-	ck_assert_msg(lo >= 1900 * 1000 && hi < 15 * NS_PER_MS && hi - lo > NS_PER_MS, "3 +- 2 ms: %.3f .. %.3f ms",
-		      lo / 1e6, hi / 1e6);
+	for (unsigned k = 0; k < 50; k++)
+		t[k] = exchange(fd, 64, k);
+	qsort(t, 50, sizeof(t[0]), cmp_u64);
+	ck_assert_msg(t[0] >= 1900 * 1000 && t[25] >= 4 * NS_PER_MS && t[25] <= 9 * NS_PER_MS &&
+			      t[45] - t[5] >= 2 * NS_PER_MS,
+		      "3 +- 2 ms: min %.3f, p10 %.3f, median %.3f, p90 %.3f ms", t[0] / 1e6, t[5] / 1e6, t[25] / 1e6,
+		      t[45] / 1e6);
 	close(fd);
 	waitpid(pid, &status, 0);
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
