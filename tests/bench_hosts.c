@@ -149,6 +149,26 @@ static double other_threads_cpu(void)
 	return s;
 }
 
+/* The host's queues' drop counters (/proc/net/netfilter/nfnetlink_queue, summed): queue full, and messages userspace never got. */
+static void queue_drops(unsigned long *queue_full, unsigned long *unread)
+{
+	unsigned long q, u;
+	char line[256];
+	FILE *f;
+
+	*queue_full = *unread = 0;
+	hosts_enter(h, 0);
+	f = fopen("/proc/thread-self/net/netfilter/nfnetlink_queue", "r");
+	hosts_enter(h, HOSTS_ROOT);
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%*u %*u %*u %*u %*u %lu %lu", &q, &u) == 2) {
+			*queue_full += q;
+			*unread += u;
+		}
+	if (f)
+		fclose(f);
+}
+
 /* UDP from the root to host 0 as fast as one thread sends, for FLOOD_NS: packets/s through, CPU of the link thread. */
 static void flood(const struct hosts_link *l, const char *what)
 {
@@ -159,6 +179,7 @@ static void flood(const struct hosts_link *l, const char *what)
 	unsigned long sent = 0;
 	uint64_t t0, el;
 	double cpu0, cpu;
+	unsigned long qd, ud;
 	pthread_t thr;
 
 	if (hosts_set_link(h, 0, l, err, sizeof(err)) < 0)
@@ -180,9 +201,13 @@ static void flood(const struct hosts_link *l, const char *what)
 	cpu = other_threads_cpu() - cpu0;
 	atomic_store(&flood_done, true);
 	pthread_join(thr, NULL);
-	printf("  %-26s sent %8.0f/s, received %8.0f/s (%4.1f %%), link thread CPU %.2f s of %.2f s\n", what,
+	queue_drops(&qd, &ud);
+	printf("  %-26s sent %8.0f/s, received %8.0f/s (%5.1f %%), link thread CPU %.2f s of %.2f s", what,
 	       sent / (el / 1e9), atomic_load(&received) / (el / 1e9), 100.0 * atomic_load(&received) / (double)sent, cpu,
 	       el / 1e9);
+	if (l)
+		printf("; dropped by the kernel's queue: %lu full, %lu unread", qd, ud);
+	printf("\n");
 	close(tx);
 	close(rx);
 }
