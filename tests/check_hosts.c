@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,131 @@ START_TEST(test_hosts_link_loss)
 }
 END_TEST
 
+/* A datagram's arrival: its number and how long after it was sent. */
+struct arrival {
+	uint32_t seq;
+	uint64_t took;
+};
+
+struct udp_rx {
+	int fd;
+	unsigned want, got;
+	struct arrival a[400];
+};
+
+/* Receives datagrams {seq, sent at} till `want` came or 500 ms passed with none. */
+static void *udp_rx_main(void *arg)
+{
+	struct udp_rx *r = arg;
+	struct timeval tv = { 0, 500 * 1000 };
+	uint64_t msg[2];
+
+	setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (r->got < r->want && recv(r->fd, msg, sizeof(msg), 0) == sizeof(msg)) {
+		r->a[r->got].seq = (uint32_t)msg[0];
+		r->a[r->got++].took = clock_now_ns() - msg[1];
+	}
+	return NULL;
+}
+
+/* Datagrams from..to-1 from the root to host 1's port 7004, 20 us apart. */
+static void udp_send(struct hosts *h, int tx, unsigned from, unsigned to)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(7004) };
+
+	inet_pton(AF_INET, hosts_addr(h, 1), &a.sin_addr);
+	for (unsigned k = from; k < to; k++) {
+		uint64_t msg[2] = { k, clock_now_ns() };
+
+		ck_assert_int_eq(sendto(tx, msg, sizeof(msg), 0, (struct sockaddr *)&a, sizeof(a)), sizeof(msg));
+		clock_sleep_ns(20 * 1000);
+	}
+}
+
+static void udp_start(struct hosts *h, struct udp_rx *r, pthread_t *t, unsigned want)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(7004) };
+
+	ck_assert_int_eq(hosts_enter(h, 1), 0);
+	r->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(hosts_enter(h, HOSTS_ROOT), 0);
+	inet_pton(AF_INET, hosts_addr(h, 1), &a.sin_addr);
+	ck_assert_int_eq(bind(r->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	r->want = want;
+	r->got = 0;
+	ck_assert_int_eq(pthread_create(t, NULL, udp_rx_main, r), 0);
+}
+
+static void udp_stop(struct udp_rx *r, pthread_t t)
+{
+	pthread_join(t, NULL);
+	close(r->fd);
+}
+
+/*
+ * Without jitter each direction keeps its order and no packet leaves early;
+ * after a shorter delay is set the new packets overtake the ones held (as
+ * with netem), and those still wait their full time; with jitter packets
+ * pass one another.
+ */
+START_TEST(test_hosts_link_order)
+{
+	static struct udp_rx r;
+	struct hosts_link l = { .delay_ns = 2 * NS_PER_MS };
+	unsigned inversions = 0;
+	struct hosts *h;
+	char err[512];
+	pthread_t t;
+	int tx;
+
+	if (hosts_check("the hosts test", err, sizeof(err)) < 0)
+		return;
+	h = hosts_two();
+	tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	udp_start(h, &r, &t, 300);
+	udp_send(h, tx, 0, 300);
+	udp_stop(&r, t);
+	ck_assert_uint_eq(r.got, 300);
+	for (unsigned k = 0; k < r.got; k++) {
+		ck_assert_msg(r.a[k].seq == k, "2 ms: datagram %u arrived as the %u-th", r.a[k].seq, k);
+		ck_assert_msg(r.a[k].took >= 2 * NS_PER_MS, "2 ms: datagram %u took %.3f ms", k, r.a[k].took / 1e6);
+	}
+	/* 30 held at 30 ms, then 30 sent at 1 ms: those arrive first, the 30 still after 30 ms */
+	l.delay_ns = 30 * NS_PER_MS;
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	udp_start(h, &r, &t, 60);
+	udp_send(h, tx, 0, 30);
+	l.delay_ns = NS_PER_MS;
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	udp_send(h, tx, 30, 60);
+	udp_stop(&r, t);
+	ck_assert_uint_eq(r.got, 60);
+	for (unsigned k = 0; k < r.got; k++) {
+		unsigned want = k < 30 ? 30 + k : k - 30;
+
+		ck_assert_msg(r.a[k].seq == want, "30 ms then 1 ms: datagram %u arrived as the %u-th", r.a[k].seq, k);
+		ck_assert_msg(r.a[k].took >= (want < 30 ? 30 : 1) * NS_PER_MS, "datagram %u took %.3f ms", want,
+			      r.a[k].took / 1e6);
+	}
+	/* 3 +- 2 ms, 20 us apart: many overtake */
+	l = (struct hosts_link){ .delay_ns = 3 * NS_PER_MS, .jitter_ns = 2 * NS_PER_MS };
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	udp_start(h, &r, &t, 300);
+	udp_send(h, tx, 0, 300);
+	udp_stop(&r, t);
+	ck_assert_uint_eq(r.got, 300);
+	for (unsigned k = 1; k < r.got; k++) {
+		inversions += r.a[k].seq < r.a[k - 1].seq;
+		ck_assert_msg(r.a[k].took >= NS_PER_MS, "3 +- 2 ms: datagram %u took %.3f ms", r.a[k].seq,
+			      r.a[k].took / 1e6);
+	}
+	ck_assert_msg(inversions > 30, "3 +- 2 ms: %u of 300 datagrams overtaken", inversions);
+	close(tx);
+	hosts_free(h);
+}
+END_TEST
+
 static unsigned thread_count(void)
 {
 	DIR *d = opendir("/proc/self/task");
@@ -431,6 +557,7 @@ Suite *hosts_suite(void)
 	tcase_add_test(tc, test_hosts_reach_delay_cut);
 	tcase_add_test(tc, test_hosts_refused_without_root);
 	tcase_add_test(tc, test_hosts_link_loss);
+	tcase_add_test(tc, test_hosts_link_order);
 	tcase_add_test(tc, test_hosts_link_cleanup);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
