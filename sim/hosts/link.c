@@ -25,7 +25,7 @@
 #include "core/rng.h"
 
 #define QUEUE_MAXLEN 16384	/* packets held per direction before the kernel drops (netem's limit is 1000) */
-#define RCVBUF (4u << 20)	/* room for a burst of queued packets' messages the thread hasn't read yet */
+#define RCVBUF (16u << 20)	/* ~100 ms of a flood the thread, starved of CPU, hasn't read yet */
 #define RECV_BATCH 32		/* messages read by one recvmmsg, before the due packets are looked at again */
 #define MSG_ROOM 2048		/* one message: the packet's metadata, a few hundred bytes (NFQNL_COPY_META) */
 /*
