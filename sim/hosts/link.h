@@ -17,8 +17,11 @@
  * once, else NF_ACCEPT when its time comes, delay plus a jitter uniform in
  * [-jitter, +jitter] (netem's default, clamped at 0) after it arrived.
  * Without jitter each direction stays in order, as with netem; with it
- * packets may pass one another. Queue numbers are per namespace, so every
- * host uses the same two.
+ * packets may pass one another. Only IPv4 is queued (ARP and IPv6 pass at
+ * once). A thread that falls behind (a flood on a busy machine) loses
+ * packets, as a full link does: the kernel drops what its queue (16384 a
+ * direction) or the thread's socket can't take. Queue numbers are per
+ * namespace, so every host uses the same two.
  */
 #define LINK_QUEUE_OUT 7700
 #define LINK_QUEUE_IN 7701
@@ -26,10 +29,9 @@
 struct link_emu;
 
 /*
- * Binds host i's two queues (the thread's netlink socket is made inside the
- * host's namespace) and starts the thread. Packets queued before the rules
- * exist there are none; after link_stop they are released at once. 0, or -1
- * with err.
+ * Starts host i's thread and binds its two queues (the thread makes its
+ * netlink socket inside the host's namespace, then goes home); the caller
+ * adds the rules after, and removes them before link_stop. 0, or -1 with err.
  */
 int link_start(struct link_emu **out, const struct hosts *h, int i, const struct hosts_link *l, char *err,
 	       size_t errlen);
