@@ -35,7 +35,7 @@ struct link_emu;
  */
 int link_start(struct link_emu **out, const struct hosts *h, int i, const struct hosts_link *l, char *err,
 	       size_t errlen);
-/* New settings for the packets that arrive from now on (those held keep their time). */
+/* New settings for the packets queued from now on (those held or queued before keep the old ones); waits for the thread. */
 void link_set(struct link_emu *e, const struct hosts_link *l);
 /* Packets passed and dropped so far. */
 void link_counts(struct link_emu *e, uint64_t *passed, uint64_t *dropped);
