@@ -112,6 +112,14 @@ struct results {
 				       * (not in `lost`, which counts what vanished) */
 	} dlq;
 
+	/* issue 14: where the dedup store ran (summary.json's hosts object, only with hosts.store = own) */
+	struct {
+		char store[16];	     /* "own"; "" = on this host (no hosts object) */
+		char store_addr[24]; /* the store's test host */
+		double store_rtt_ms, store_jitter_ms, store_loss; /* its link, as the scenario set it */
+		double store_ping_ms;	/* median redis PING over the link at the start; NaN unknown */
+	} hosts;
+
 	/* beside summary.json, for the plots */
 	bool has_rows[RESULTS_DATA_COUNT];
 	double curve_min; /* smallest positive probability of curve.csv (estimate or bound); NaN: none */
