@@ -10,7 +10,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 LDFLAGS  ?=
 
-PKGS := librabbitmq hiredis tokyocabinet inih jansson libmicrohttpd libpq
+PKGS := librabbitmq hiredis tokyocabinet inih jansson libmicrohttpd libpq libnetfilter_queue
 
 # Fixed flags live apart from CFLAGS so a user's CFLAGS= can't drop them.
 DUPSIM_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP -Isim

@@ -1,5 +1,6 @@
-/* check_hosts.c — test hosts: namespaces that reach each other, netem delay measured, partitions and healing, the refusal without root. */
+/* check_hosts.c — test hosts: namespaces that reach each other, a link's delay and loss measured, partitions and healing, cleanup, the refusal without root. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -75,7 +76,7 @@ START_TEST(test_hosts_reach_delay_cut)
 	ck_assert_str_ne(hosts_addr(h, a), hosts_addr(h, b));
 	la = listen_on(h, a, 7000);
 	lb = listen_on(h, b, 7000);
-	/* the root reaches both, a reaches b; without netem a handshake takes well under 5 ms */
+	/* the root reaches both, a reaches b; without a link delay a handshake takes well under 5 ms */
 	ck_assert_uint_gt(connect_time(h, HOSTS_ROOT, hosts_addr(h, a), 7000, 2000), 0);
 	t = connect_time(h, a, hosts_addr(h, b), 7000, 2000);
 	ck_assert_msg(t > 0 && t < 5 * NS_PER_MS, "a -> b: %llu ns", (unsigned long long)t);
@@ -87,7 +88,7 @@ START_TEST(test_hosts_reach_delay_cut)
 	ck_assert_msg(t >= 19 * NS_PER_MS && t < 60 * NS_PER_MS, "root -> b with 2 x 10 ms: %.2f ms", t / 1e6);
 	ck_assert_int_eq(hosts_set_link(h, b, NULL, err, sizeof(err)), 0);
 	t = connect_time(h, HOSTS_ROOT, hosts_addr(h, b), 7000, 2000);
-	ck_assert_msg(t > 0 && t < 5 * NS_PER_MS, "netem removed: %.2f ms", t / 1e6);
+	ck_assert_msg(t > 0 && t < 5 * NS_PER_MS, "delay removed: %.2f ms", t / 1e6);
 	/* cut: a and b can't reach each other, the root still reaches both; healed: they can */
 	ck_assert_msg(hosts_cut(h, a, b, true, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_uint_eq(connect_time(h, a, hosts_addr(h, b), 7000, 300), 0);
@@ -107,6 +108,275 @@ START_TEST(test_hosts_reach_delay_cut)
 		hosts_free(h);
 		ck_assert_int_eq(access(ns, F_OK), -1); /* nothing left behind */
 	}
+}
+END_TEST
+
+/* A connected TCP socket from host `from` to addr:port (fails the test otherwise). */
+static int connect_to(struct hosts *h, int from, const char *addr, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct timeval tv = { 30, 0 }; /* a lossy link's retransmissions back off to seconds */
+	int fd, one = 1;
+
+	ck_assert_int_eq(hosts_enter(h, from), 0);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(hosts_enter(h, HOSTS_ROOT), 0);
+	ck_assert_int_ge(fd, 0);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	inet_pton(AF_INET, addr, &a.sin_addr);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect %s: %s", addr, strerror(errno));
+	return fd;
+}
+
+/* A child that accepts one connection on lfd and echoes each message of `size` bytes back, till EOF. */
+static pid_t echo_server(int lfd, size_t size)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char buf[256];
+		int fd = accept(lfd, NULL, NULL), one = 1;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		for (;;) {
+			size_t got = 0;
+
+			while (got < size) {
+				ssize_t n = read(fd, buf + got, size - got);
+
+				if (n <= 0)
+					_exit(n == 0 && got == 0 ? 0 : 1);
+				got += (size_t)n;
+			}
+			if (write(fd, buf, size) != (ssize_t)size)
+				_exit(1);
+		}
+	}
+	return pid;
+}
+
+/* One request of `size` bytes and its echo; the round trip in ns. */
+static uint64_t exchange(int fd, size_t size, unsigned k)
+{
+	char out[256], in[256];
+	uint64_t t0 = clock_now_ns();
+	size_t got = 0;
+
+	memset(out, 'a' + (int)(k % 26), size);
+	ck_assert_int_eq(write(fd, out, size), (ssize_t)size);
+	while (got < size) {
+		ssize_t n = read(fd, in + got, size - got);
+
+		ck_assert_msg(n > 0, "exchange %u: %s", k, n < 0 ? strerror(errno) : "EOF");
+		got += (size_t)n;
+	}
+	ck_assert_int_eq(memcmp(in, out, size), 0);
+	return clock_now_ns() - t0;
+}
+
+/* n exchanges; their total time in ns. */
+static uint64_t exchanges(int fd, unsigned n)
+{
+	uint64_t sum = 0;
+
+	for (unsigned k = 0; k < n; k++)
+		sum += exchange(fd, 64, k);
+	return sum;
+}
+
+static struct hosts *hosts_two(void)
+{
+	struct hosts *h;
+	char err[512];
+
+	ck_assert_msg(hosts_new(&h, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(hosts_add(h, "a", err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(hosts_add(h, "b", err, sizeof(err)) == 1, "%s", err);
+	return h;
+}
+
+/* 1 ms each way: a request/response over an open connection takes one round trip, 2 ms; jitter spreads it. */
+START_TEST(test_hosts_link_rtt)
+{
+	struct hosts_link l = { .delay_ns = NS_PER_MS };
+	uint64_t lo = UINT64_MAX, hi = 0;
+	struct hosts *h;
+	char err[512];
+	int lfd, fd, status;
+	double mean;
+	pid_t pid;
+
+	if (hosts_check("the hosts test", err, sizeof(err)) < 0)
+		return;
+	h = hosts_two();
+	lfd = listen_on(h, 1, 7001);
+	pid = echo_server(lfd, 64);
+	fd = connect_to(h, HOSTS_ROOT, hosts_addr(h, 1), 7001);
+	mean = exchanges(fd, 20) / 20 / 1e6;
+	ck_assert_msg(mean < 1, "no delay yet: %.3f ms", mean);
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	mean = exchanges(fd, 100) / 100 / 1e6;
+	ck_assert_msg(mean >= 1.8 && mean <= 4, "2 x 1 ms: a mean round trip of %.3f ms", mean);
+	/* 3 ms +- 2 ms: round trips anywhere in 2..10 ms, not all alike */
+	l = (struct hosts_link){ .delay_ns = 3 * NS_PER_MS, .jitter_ns = 2 * NS_PER_MS };
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	exchange(fd, 64, 0); /* the packets still held at the old delay */
+	for (unsigned k = 0; k < 50; k++) {
+		uint64_t t = exchange(fd, 64, k);
+
+		lo = t < lo ? t : lo;
+		hi = t > hi ? t : hi;
+	}
+	ck_assert_msg(lo >= 1900 * 1000 && hi < 15 * NS_PER_MS && hi - lo > NS_PER_MS, "3 +- 2 ms: %.3f .. %.3f ms",
+		      lo / 1e6, hi / 1e6);
+	close(fd);
+	waitpid(pid, &status, 0);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	close(lfd);
+	hosts_free(h);
+}
+END_TEST
+
+/* Datagrams from the root to host b's port; how many of n arrived. */
+static unsigned udp_through(struct hosts *h, unsigned n)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(7002) };
+	struct timeval tv = { 0, 300 * 1000 };
+	int rx, tx, room = 8 << 20; /* all n wait there: 1-byte datagrams cost ~1 KB each */
+	unsigned got = 0;
+	char c = 'x';
+
+	ck_assert_int_eq(hosts_enter(h, 1), 0);
+	rx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(hosts_enter(h, HOSTS_ROOT), 0);
+	inet_pton(AF_INET, hosts_addr(h, 1), &a.sin_addr);
+	ck_assert_int_eq(bind(rx, (struct sockaddr *)&a, sizeof(a)), 0);
+	setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ck_assert_int_eq(setsockopt(rx, SOL_SOCKET, SO_RCVBUFFORCE, &room, sizeof(room)), 0);
+	tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	for (unsigned k = 0; k < n; k++) {
+		ck_assert_int_eq(sendto(tx, &c, 1, 0, (struct sockaddr *)&a, sizeof(a)), 1);
+		if (k % 50 == 49)
+			usleep(1000); /* well under the receive buffer */
+	}
+	while (recv(rx, &c, 1, 0) == 1)
+		got++;
+	close(tx);
+	close(rx);
+	return got;
+}
+
+/* 30 % loss each way: about 70 % of datagrams arrive; TCP still gets every byte through, only later. */
+START_TEST(test_hosts_link_loss)
+{
+	struct hosts_link l = { .loss = 0.3 };
+	uint64_t clean, lossy;
+	struct hosts *h;
+	char err[512];
+	int lfd, fd, status;
+	unsigned got;
+	pid_t pid;
+
+	if (hosts_check("the hosts test", err, sizeof(err)) < 0)
+		return;
+	h = hosts_two();
+	l.loss = 1.5;
+	ck_assert_int_eq(hosts_set_link(h, 1, &l, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "loss 1.5") != NULL, "%s", err);
+	l.loss = 0.3;
+	ck_assert_uint_eq(udp_through(h, 1000), 1000);
+	lfd = listen_on(h, 1, 7001);
+	pid = echo_server(lfd, 64);
+	fd = connect_to(h, HOSTS_ROOT, hosts_addr(h, 1), 7001);
+	clean = exchanges(fd, 10);
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	got = udp_through(h, 1000);
+	/* binomial(1000, 0.7): 700 +- 14.5; +- 5 sigma */
+	ck_assert_msg(got >= 628 && got <= 772, "30 %% loss: %u of 1000 datagrams arrived", got);
+	/* each lost segment waits for a retransmission timer (>= 200 ms): 20 segments, ~6 lost */
+	lossy = exchanges(fd, 10);
+	ck_assert_msg(lossy > 50 * NS_PER_MS && lossy > 20 * clean, "10 exchanges: %.2f ms clean, %.2f ms at 30 %% loss",
+		      clean / 1e6, lossy / 1e6);
+	ck_assert_int_eq(hosts_set_link(h, 1, NULL, err, sizeof(err)), 0);
+	ck_assert_uint_eq(udp_through(h, 1000), 1000);
+	close(fd);
+	waitpid(pid, &status, 0);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	close(lfd);
+	hosts_free(h);
+}
+END_TEST
+
+static unsigned thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	unsigned n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 2; /* . and .. */
+}
+
+/* Host i's NFQUEUE rules (iptables -S lines) and bound queues (/proc/net/netfilter/nfnetlink_queue lines). */
+static void queue_state(struct hosts *h, int i, unsigned *rules, unsigned *queues)
+{
+	char cmd[256], line[512];
+	const char *ipt = getenv("DUPSIM_IPTABLES");
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "ip netns exec %s %s -w -t mangle -S 2>&1", hosts_netns(h, i),
+		 ipt && *ipt ? ipt : "iptables-legacy");
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	for (*rules = 0; fgets(line, sizeof(line), f);)
+		*rules += strstr(line, "NFQUEUE") != NULL;
+	ck_assert_int_eq(pclose(f), 0);
+	ck_assert_int_eq(hosts_enter(h, i), 0);
+	f = fopen("/proc/thread-self/net/netfilter/nfnetlink_queue", "r");
+	ck_assert_int_eq(hosts_enter(h, HOSTS_ROOT), 0);
+	*queues = 0;
+	if (!f)
+		return; /* no queue bound there ever: the file may not exist */
+	while (fgets(line, sizeof(line), f))
+		(*queues)++;
+	fclose(f);
+}
+
+/* Settings removed: no rule, no queue, no thread; hosts_free with links set: the threads end too. */
+START_TEST(test_hosts_link_cleanup)
+{
+	struct hosts_link l = { .delay_ns = 100 * 1000, .loss = 0.01 };
+	unsigned threads = thread_count(), rules, queues;
+	struct hosts *h;
+	char err[512];
+
+	if (hosts_check("the hosts test", err, sizeof(err)) < 0)
+		return;
+	h = hosts_two();
+	ck_assert_msg(hosts_set_link(h, 0, &l, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err);
+	l.delay_ns *= 2;
+	ck_assert_msg(hosts_set_link(h, 1, &l, err, sizeof(err)) == 0, "%s", err); /* a change: the same thread */
+	ck_assert_uint_eq(thread_count(), threads + 2);
+	queue_state(h, 1, &rules, &queues);
+	ck_assert_uint_eq(rules, 2);
+	ck_assert_uint_eq(queues, 2);
+	(void)connect_time(h, HOSTS_ROOT, hosts_addr(h, 1), 7003, 2000); /* packets held and released (refused) */
+	l = (struct hosts_link){ 0 };
+	ck_assert_int_eq(hosts_set_link(h, 1, &l, err, sizeof(err)), 0);
+	queue_state(h, 1, &rules, &queues);
+	ck_assert_uint_eq(rules, 0);
+	ck_assert_uint_eq(queues, 0);
+	ck_assert_uint_eq(thread_count(), threads + 1);
+	queue_state(h, 0, &rules, &queues);
+	ck_assert_uint_eq(rules, 2);
+	hosts_free(h);
+	ck_assert_uint_eq(thread_count(), threads);
 }
 END_TEST
 
@@ -150,7 +420,15 @@ Suite *hosts_suite(void)
 
 	tcase_add_test(tc, test_hosts_reach_delay_cut);
 	tcase_add_test(tc, test_hosts_refused_without_root);
+	tcase_add_test(tc, test_hosts_link_loss);
+	tcase_add_test(tc, test_hosts_link_cleanup);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	/* round trips held to a 2 ms band: alone, not beside the other shard */
+	tc = tcase_create("hosts_rtt");
+	tcase_add_test(tc, test_hosts_link_rtt);
 	tcase_set_timeout(tc, 60);
+	tcase_set_tags(tc, "serial");
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,4 +1,4 @@
-/* hosts.c — test hosts from network namespaces: iproute2's ip and tc for the parts, setns for threads. */
+/* hosts.c — test hosts from network namespaces: iproute2's ip for the parts, iptables for the links' queues, setns for threads. */
 #include "hosts/hosts.h"
 
 #include <arpa/inet.h>
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "hosts/link.h"
 
 #define NETNS_DIR "/run/netns"
 #define LOCK_FILE "/run/dupsim-hosts.lock"
@@ -29,6 +30,7 @@ struct host {
 	char netns[48];
 	char addr[24];
 	char hub_end[16]; /* its veth end in the hub */
+	struct link_emu *link; /* its delay, jitter and loss; NULL: none */
 	bool cut[HOSTS_MAX];
 };
 
@@ -57,9 +59,13 @@ static const char *ip_bin(void)
 	return tool("DUPSIM_IP", "/usr/sbin/ip", "/sbin/ip");
 }
 
-static const char *tc_bin(void)
+/*
+ * iptables-legacy: the nf_tables variant (Debian's default `iptables`) can't
+ * queue packets on this kernel (no nft_queue).
+ */
+static const char *iptables_bin(void)
 {
-	return tool("DUPSIM_TC", "/usr/sbin/tc", "/sbin/tc");
+	return tool("DUPSIM_IPTABLES", "/usr/sbin/iptables-legacy", "/sbin/iptables-legacy");
 }
 
 /*
@@ -123,17 +129,33 @@ static int sh_run(char *err, size_t errlen, const char *bin, const char *fmt, ..
 	return -1;
 }
 
+/* The nf_tables variant, by its binary's name (Debian's iptables is a link to xtables-nft-multi). */
+static bool iptables_is_nft(const char *bin)
+{
+	char real[512];
+
+	if (!realpath(bin, real))
+		return false;
+	return strstr(real, "nft") != NULL;
+}
+
 int hosts_check(const char *what, char *err, size_t errlen)
 {
+	const char *ipt = iptables_bin();
+
 	if (geteuid() != 0)
 		return log_seterr(err, errlen,
 				  "%s needs root: dupsim makes its test hosts from network namespaces, veth links and "
-				  "tc netem (ip netns add, ip link, tc qdisc), which only root may do; run as root, or "
-				  "leave it out",
+				  "netfilter queues (ip netns add, ip link, iptables), which only root may do; run as "
+				  "root, or leave it out",
 				  what);
-	if (access(ip_bin(), X_OK) < 0 || access(tc_bin(), X_OK) < 0)
-		return log_seterr(err, errlen, "%s needs iproute2's ip and tc (%s, %s): install iproute2", what, ip_bin(),
-				  tc_bin());
+	if (access(ip_bin(), X_OK) < 0)
+		return log_seterr(err, errlen, "%s needs iproute2's ip (%s): install iproute2", what, ip_bin());
+	if (access(ipt, X_OK) < 0 || iptables_is_nft(ipt))
+		return log_seterr(err, errlen,
+				  "%s needs iptables-legacy (%s %s) for the links' delay and loss (NFQUEUE; the nf_tables "
+				  "variant can't queue on this kernel): install iptables, or set DUPSIM_IPTABLES",
+				  what, ipt, access(ipt, X_OK) < 0 ? "is missing" : "is the nf_tables variant");
 	return 0;
 }
 
@@ -302,32 +324,56 @@ const char *hosts_name(const struct hosts *h, int i)
 	return i == HOSTS_ROOT ? "dupsim" : h->h[i].name;
 }
 
-/* netem on one veth end (in namespace ns), or none. */
-static int netem(const char *ns, const char *dev, const struct hosts_link *l, char *err, size_t errlen)
+/* The two rules that queue host i's packets on eth0 to its link's thread, one per direction. */
+static int queue_rules(struct hosts *h, int i, bool add, char *err, size_t errlen)
 {
-	char loss[32] = "";
+	const char *op = add ? "-A" : "-D", *ns = h->h[i].netns;
 
-	if (!l || (!l->delay_ns && !l->jitter_ns && l->loss <= 0)) {
-		sh_run(NULL, 0, tc_bin(), "-n %s qdisc del dev %s root", ns, dev); /* none there is fine */
-		return 0;
-	}
-	if (l->loss > 0)
-		snprintf(loss, sizeof(loss), " loss %.6f%%", l->loss * 100);
-	if (l->jitter_ns)
-		return sh_run(err, errlen, tc_bin(), "-n %s qdisc replace dev %s root netem delay %lluus %lluus%s", ns,
-			      dev, (unsigned long long)(l->delay_ns / 1000), (unsigned long long)(l->jitter_ns / 1000),
-			      loss);
-	return sh_run(err, errlen, tc_bin(), "-n %s qdisc replace dev %s root netem delay %lluus%s", ns, dev,
-		      (unsigned long long)(l->delay_ns / 1000), loss);
+	if (sh_run(err, errlen, ip_bin(), "netns exec %s %s -w -t mangle %s POSTROUTING -o eth0 -j NFQUEUE --queue-num %d",
+		   ns, iptables_bin(), op, LINK_QUEUE_OUT) < 0 && add)
+		return -1;
+	if (sh_run(err, errlen, ip_bin(), "netns exec %s %s -w -t mangle %s PREROUTING -i eth0 -j NFQUEUE --queue-num %d",
+		   ns, iptables_bin(), op, LINK_QUEUE_IN) < 0 && add)
+		return -1;
+	return 0;
+}
+
+static void link_remove(struct hosts *h, int i)
+{
+	struct host *x = &h->h[i];
+
+	if (!x->link)
+		return;
+	queue_rules(h, i, false, NULL, 0); /* first: no packet queued to a thread that is gone */
+	link_stop(x->link);
+	x->link = NULL;
 }
 
 int hosts_set_link(struct hosts *h, int i, const struct hosts_link *l, char *err, size_t errlen)
 {
+	struct host *x;
+
 	if (i < 0 || (size_t)i >= h->n)
 		return log_seterr(err, errlen, "no test host %d", i);
-	if (netem(h->h[i].netns, "eth0", l, err, errlen) < 0)
+	x = &h->h[i];
+	if (!l || (!l->delay_ns && !l->jitter_ns && l->loss <= 0)) {
+		link_remove(h, i);
+		return 0;
+	}
+	if (!(l->loss >= 0 && l->loss <= 1))
+		return log_seterr(err, errlen, "test host %s's link: loss %g is not a probability (0..1)", x->name,
+				  l->loss);
+	if (x->link) {
+		link_set(x->link, l);
+		return 0;
+	}
+	if (link_start(&x->link, h, i, l, err, errlen) < 0)
 		return -1;
-	return netem(h->hub, h->h[i].hub_end, l, err, errlen);
+	if (queue_rules(h, i, true, err, errlen) < 0) {
+		link_remove(h, i);
+		return -1;
+	}
+	return 0;
 }
 
 static int blackhole(struct hosts *h, int from, int to, bool cut, char *err, size_t errlen)
@@ -372,6 +418,8 @@ void hosts_free(struct hosts *h)
 {
 	if (!h)
 		return;
+	for (size_t i = 0; i < h->n; i++)
+		link_stop(h->h[i].link); /* the rules go with the namespace */
 	for (size_t i = 0; i < h->n; i++)
 		sh_run(NULL, 0, ip_bin(), "netns del %s", h->h[i].netns);
 	if (h->root_link_made)

@@ -1,4 +1,4 @@
-/* hosts.h — test hosts: network namespaces on one hub bridge, a veth link each, netem per link, partitions; root only. */
+/* hosts.h — test hosts: network namespaces on one hub bridge, a veth link each, delay and loss per link, partitions; root only. */
 #ifndef DUPSIM_HOSTS_HOSTS_H
 #define DUPSIM_HOSTS_HOSTS_H
 
@@ -15,21 +15,23 @@
  * of 10.77.0.0/16 that no interface of the root namespace uses: the root's
  * end is .1, host i is .(10 + i). Nothing outside these is touched: a
  * partition is a blackhole route inside the hosts' own namespaces, a link's
- * delay, jitter and loss a netem qdisc on its two veth ends.
+ * delay, jitter and loss two NFQUEUE rules in the host's namespace and a
+ * dupsim thread that holds its packets (link.h: this kernel has no netem).
  *
- * Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) and iproute2's ip and tc
- * (DUPSIM_IP, DUPSIM_TC name others). Not thread-safe: one thread drives it.
+ * Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN), iproute2's ip and
+ * iptables-legacy (DUPSIM_IP, DUPSIM_IPTABLES name others). Not thread-safe:
+ * one thread drives it.
  */
 #define HOSTS_MAX 16
 #define HOSTS_ROOT (-1) /* dupsim's own end, for hosts_cut */
 
 struct hosts;
 
-/* One direction's share of a link: netem on the veth end that sends it. */
+/* What each direction of a link does to an IP packet (both directions alike). */
 struct hosts_link {
 	uint64_t delay_ns;  /* one way; a round trip over the link costs twice this */
-	uint64_t jitter_ns; /* netem's jitter on that delay */
-	double loss;	    /* probability a packet is lost, 0..1 */
+	uint64_t jitter_ns; /* each packet's delay uniform in delay +- jitter (then it may overtake) */
+	double loss;	    /* probability a packet is lost, 0..1, each direction */
 };
 
 /* 0 when this process can make hosts; else -1 with one line naming what needs root and why. */
@@ -44,13 +46,17 @@ const char *hosts_netns(const struct hosts *h, int i);
 /* Host i's address ("10.77.K.N"); HOSTS_ROOT: dupsim's own end. */
 const char *hosts_addr(const struct hosts *h, int i);
 const char *hosts_name(const struct hosts *h, int i);
-/* Netem on host i's link, both directions alike (NULL or all zero: none). 0, or -1 with err. */
+/*
+ * Delay, jitter and loss on host i's link, both directions alike (NULL or all
+ * zero: none, and its thread stops); a change applies to the packets sent
+ * after it. 0, or -1 with err.
+ */
 int hosts_set_link(struct hosts *h, int i, const struct hosts_link *l, char *err, size_t errlen);
 /* Cuts (or heals) the path between hosts a and b, both ways; neither may be HOSTS_ROOT. 0, or -1 with err. */
 int hosts_cut(struct hosts *h, int a, int b, bool cut, char *err, size_t errlen);
 /* Puts the calling thread on host i (its new sockets are there); HOSTS_ROOT: back home. 0 or -1 (errno). */
 int hosts_enter(const struct hosts *h, int i);
-/* Removes every namespace and link it made. NULL ok. */
+/* Stops the links' threads and removes every namespace and link it made. NULL ok. */
 void hosts_free(struct hosts *h);
 /* Removes the namespaces left by dupsim processes that are gone (a SIGKILLed run). Quiet; root only. */
 void hosts_sweep(void);
