@@ -10,7 +10,8 @@
 #include "core/log.h"
 #include "hosts/hosts.h"
 
-#define STOREHOST_PINGS 7
+#define STOREHOST_PINGS 15 /* timed, after STOREHOST_WARMUP untimed (the link thread and redis wake up) */
+#define STOREHOST_WARMUP 3
 
 int storehost_new(struct storehost *s, const struct scenario *sc, struct node_opts *o, char *err, size_t errlen)
 {
@@ -56,6 +57,8 @@ static double storehost_ping(const char *addr, unsigned port)
 		return NAN;
 	}
 	redisSetTimeout(c, tv);
+	for (int i = 0; i < STOREHOST_WARMUP; i++)
+		freeReplyObject(redisCommand(c, "PING"));
 	for (int i = 0; i < STOREHOST_PINGS; i++) {
 		uint64_t t0 = clock_now_ns();
 		redisReply *r = redisCommand(c, "PING");
