@@ -449,6 +449,49 @@ START_TEST(test_results_round_trip)
 }
 END_TEST
 
+/* issue 14: a sweep of the store's RTT draws throughput and race misses against it, on a log x axis. */
+static const char store_sweep_csv[] =
+	"run,hosts.store_rtt,committed,publish_attempts,excess_copies,deliveries,duplicate_deliveries,"
+	"duplicates_processed,lost,wrongly_suppressed,duplicate_rate,predicted_duplicate_rate,miss_probability,"
+	"miss_ci_low,miss_ci_high,faults_fired,fault_events,duplicate_rate_low,duplicate_rate_high,processed_per_s,"
+	"misses_race,store_latency_us_p50,store_ping_ms,status\n"
+	"r01,100us,3000,3100,100,3300,300,12,0,0,0.1,0.03,0.04,0.02,0.07,40,40,0.08,0.12,1900.5,12,180.2,0.11,ok\n"
+	"r02,10ms,3000,3100,100,3300,300,240,0,0,0.1,0.03,0.8,0.7,0.9,40,40,0.08,0.12,170.25,240,10150,10.2,ok\n"
+	"r03,1ms,3000,3100,100,3300,300,90,0,0,0.1,0.03,0.3,0.2,0.4,40,40,0.08,0.12,1200,90,1100,1.05,ok\n";
+
+START_TEST(test_sweep_store)
+{
+	char err[1024] = "";
+	char *md, *dat;
+
+	put("store", "sweep.csv", store_sweep_csv);
+	ck_assert_msg(plot_sweep(path_of("store", ""), err, sizeof(err)) == 0, "plot_sweep: %s", err);
+	assert_image("store", "sweep-throughput");
+	assert_image("store", "sweep-race");
+	dat = files_read(path_of("store", "plots/sweep.dat"), NULL);
+	ck_assert_ptr_nonnull(dat);
+	/* RTT in ms, sorted; throughput, race misses, the dedup call's p50 in ms and the PING at the end */
+	ck_assert_msg(strstr(dat, "\n0.1 \"100us\" 0.1 0.08 0.12 0.03 0.04 0.02 0.07 1900.5 12 0.1802 0.11\n1 \"1ms\""),
+		      "%s", dat);
+	ck_assert_ptr_nonnull(strstr(dat, "\n10 \"10ms\" 0.1 0.08 0.12 0.03 0.8 0.7 0.9 170.25 240 10.15 10.2\n"));
+	free(dat);
+	ck_assert_msg(report_write_sweep(path_of("store", ""), err, sizeof(err)) == 0, "report: %s", err);
+	md = files_read(path_of("store", "report.md"), NULL);
+	ck_assert_ptr_nonnull(md);
+	ck_assert_ptr_nonnull(strstr(md, "| processed msg/s | race misses | store latency p50 (µs) | status |"));
+	ck_assert_msg(strstr(md, "| 0 | 0 | 40 | 170.2 | 240 | 10150 | ok |"), "%s", md);
+	ck_assert_ptr_nonnull(strstr(md, "(plots/sweep-throughput.png)"));
+	ck_assert_ptr_nonnull(strstr(md, "(plots/sweep-race.png)"));
+	free(md);
+	/* a sweep.csv of before issue 14 (no such columns) draws neither, and reads back the same */
+	put("old", "sweep.csv", sweep_csv);
+	ck_assert_msg(plot_sweep(path_of("old", ""), err, sizeof(err)) == 0, "plot_sweep: %s", err);
+	assert_image("old", "sweep-duprate");
+	assert_no_image("old", "sweep-throughput");
+	assert_no_image("old", "sweep-race");
+}
+END_TEST
+
 /* sweep.csv read into struct sweep and written back is the same file. */
 START_TEST(test_sweep_round_trip)
 {
@@ -559,6 +602,7 @@ Suite *plot_suite(void)
 	tcase_add_test(tc, test_results_unknown);
 	tcase_add_test(tc, test_results_round_trip);
 	tcase_add_test(tc, test_sweep_round_trip);
+	tcase_add_test(tc, test_sweep_store); /* issue 14 */
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_cli);
 	suite_add_tcase(s, tc);

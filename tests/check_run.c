@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "cmd/crashes.h"
+#include "cmd/storehost.h"
+#include "core/scenario.h"
 #include "nodes/node.h"
 #include "nodes/rabbitmq.h"
 #include "workload/mq.h"
@@ -1621,6 +1623,105 @@ START_TEST(test_cluster_of_users)
 }
 END_TEST
 
+/* ---------- issue 14: hosts ---------- */
+
+/* scenarios/store-rtt.ini with SETS at store_rtt = rtt; the result must hold its invariants and lose nothing. */
+static void run_storehost(struct result *r, const char *rtt)
+{
+	char set[64];
+	const char *sets[] = { "run.messages=200", set, NULL };
+
+	snprintf(set, sizeof(set), "hosts.store_rtt=%s", rtt);
+	run_dupsim_file(r, "scenarios/store-rtt.ini", "t-storehost", sets, NULL, NULL);
+	assert_ok(r);
+	ck_assert_double_eq(num(r, "lost"), 0);
+	ck_assert_double_eq(num(r, "committed"), 200);
+}
+
+static const char *str(const struct result *r, const char *obj, const char *key)
+{
+	json_t *v = json_object_get(json_object_get(r->summary, obj), key);
+
+	ck_assert_msg(json_is_string(v), "summary.json has no string %s.%s:\n%s", obj, key, r->out);
+	return json_string_value(v);
+}
+
+/* The store on its own host: 4 ms of RTT on its link shows in every dedup call, and in report.md. */
+START_TEST(test_storehost_rtt)
+{
+	struct result r0, r4;
+	char path[256], *md;
+	double p0, p4;
+
+	if (geteuid() != 0) {
+		run_dupsim_file(&r0, "scenarios/store-rtt.ini", "t-storehost", NULL, NULL, NULL);
+		ck_assert_msg(r0.status != 0 && strstr(r0.out, "hosts.store = own needs root"), "%s", r0.out);
+		result_release(&r0);
+		return;
+	}
+	run_storehost(&r0, "0");
+	run_storehost(&r4, "4ms");
+	ck_assert_str_eq(str(&r4, "hosts", "store"), "own");
+	ck_assert_msg(strncmp(str(&r4, "hosts", "store_addr"), "10.77.", 6) == 0, "%s", str(&r4, "hosts", "store_addr"));
+	ck_assert_double_eq(num(&r4, "hosts.store_rtt_ms"), 4);
+	ck_assert_double_eq(num(&r0, "hosts.store_rtt_ms"), 0);
+	/* a PING over the link takes the round trip; without delay well under it */
+	ck_assert_double_ge(num(&r4, "hosts.store_ping_ms"), 3.9);
+	ck_assert_double_lt(num(&r0, "hosts.store_ping_ms"), 2);
+	p0 = num(&r0, "dedup.store_latency_us_p50");
+	p4 = num(&r4, "dedup.store_latency_us_p50");
+	ck_assert_msg(p4 - p0 >= 3500, "store latency p50 %.0f us at 4 ms RTT, %.0f us at 0", p4, p0);
+	snprintf(path, sizeof(path), "%s/report.md", r4.dir);
+	md = files_read(path, NULL);
+	ck_assert_ptr_nonnull(md);
+	ck_assert_msg(strstr(md, "| dedup store's host | its own test host 10.77.") && strstr(md, "link round trip 4 ms"),
+		      "%s", md);
+	free(md);
+	result_release(&r0);
+	result_release(&r4);
+}
+END_TEST
+
+/* A normal user asking for hosts.store = own gets one line naming the key and root, before any work. */
+START_TEST(test_storehost_refused_without_root)
+{
+	struct scenario sc;
+	struct node_opts o = { 0 };
+	struct storehost sh;
+	char buf[512] = "";
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		return; /* test_storehost_rtt asserts the refusal then */
+	scenario_init_defaults(&sc, NULL);
+	sc.dedup.store = SCENARIO_STORE_REDIS;
+	sc.hosts.store = SCENARIO_HOSTS_STORE_OWN;
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0) {
+		char err[512];
+
+		close(fds[0]);
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(2);
+		if (storehost_new(&sh, &sc, &o, err, sizeof(err)) == 0 || sh.hosts || o.netns)
+			_exit(1);
+		(void)!write(fds[1], err, strlen(err));
+		_exit(0);
+	}
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_msg(strstr(buf, "hosts.store = own needs root"), "%s", buf);
+	scenario_release(&sc);
+}
+END_TEST
+
 Suite *run_suite(void)
 {
 	Suite *s = suite_create("run");
@@ -1717,6 +1818,13 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_cluster_of_users);
 	tcase_set_timeout(tc, 240);
 	tcase_set_tags(tc, "shard1");
+	suite_add_tcase(s, tc);
+	/* issue 14: the dedup store on a test host of its own */
+	tc = tcase_create("storehost");
+	tcase_set_tags(tc, "shard1");
+	tcase_add_test(tc, test_storehost_rtt);
+	tcase_add_test(tc, test_storehost_refused_without_root);
+	tcase_set_timeout(tc, 90);
 	suite_add_tcase(s, tc);
 	return s;
 }

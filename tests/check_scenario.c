@@ -122,6 +122,11 @@ static void assert_same(const struct scenario *a, const struct scenario *b)
 	ck_assert_uint_eq(a->store.redis_maxmemory, b->store.redis_maxmemory);
 	ck_assert_int_eq(a->store.on_error, b->store.on_error);
 	ck_assert_uint_eq(a->store.timeout_ns, b->store.timeout_ns);
+	/* issue 14 */
+	ck_assert_int_eq(a->hosts.store, b->hosts.store);
+	ck_assert_uint_eq(a->hosts.store_rtt_ns, b->hosts.store_rtt_ns);
+	ck_assert_uint_eq(a->hosts.store_jitter_ns, b->hosts.store_jitter_ns);
+	ck_assert(a->hosts.store_loss == b->hosts.store_loss);
 }
 
 /* scenario_write, then scenario_load of what it wrote: the same values. */
@@ -854,6 +859,24 @@ static const struct {
 	  "faults.store_down ends before faults.warmup = 3s", NULL },
 	{ "[app]\nconsumer = ./worker.py\n[dedup]\non_error = closed\n", NULL, 4, NULL,
 	  "dedup.on_error is for dupsim's own consumers", NULL },
+	/* issue 14: hosts */
+	{ "[hosts]\nstore = own\n", NULL, 2, NULL,
+	  "hosts.store = own needs dupsim's own redis: dedup.store = redis and dedup.url = embedded",
+	  "store is memory, url embedded (the default)" },
+	{ "[dedup]\nstore = redis\nurl = redis://h:1\n[hosts]\nstore = own\n", NULL, 5, NULL,
+	  "hosts.store = own needs dupsim's own redis", "url redis://h:1 (line 2)" },
+	{ "[dedup]\nstore = redis\n[hosts]\nstore = own\n", "dedup.store=memory", 0, "--set dedup.store: ",
+	  "hosts.store = own needs dupsim's own redis", NULL },
+	{ "[dedup]\nstore = redis\n[hosts]\nstore_rtt = 1ms\n", NULL, 4, NULL,
+	  "hosts.store_rtt describes the link to the store's own test host, but hosts.store = local (the default)",
+	  "set hosts.store = own" },
+	{ "[dedup]\nstore = redis\n[hosts]\nstore = own\nstore_rtt = 1ms\n", "hosts.store=local", 0,
+	  "--set hosts.store: ", "hosts.store_rtt describes the link", NULL },
+	{ "[hosts]\nstore_jitter = 1ms\n", NULL, 2, NULL, "hosts.store_jitter describes the link", NULL },
+	{ "[hosts]\nstore_loss = 1%\n", NULL, 2, NULL, "hosts.store_loss describes the link", NULL },
+	{ "[dedup]\nstore = redis\n[hosts]\nstore = own\nstore_rtt = 2ms\nstore_jitter = 1500us\n", NULL, 6, NULL,
+	  "hosts.store_jitter = 1500us (line 6) is more than half of hosts.store_rtt = 2ms (line 5)",
+	  "allowed: store_jitter <= store_rtt / 2" },
 };
 
 /* issue 13, broker timeouts: the keys read, and an effective file reads back the same. */
@@ -1094,6 +1117,49 @@ START_TEST(test_store_fault_keys)
 }
 END_TEST
 
+/* issue 14: the hosts keys read, write back, and refuse out-of-range values naming the key. */
+START_TEST(test_hosts_keys)
+{
+	static const struct {
+		const char *text, *n1;
+	} bad[] = {
+		{ "[hosts]\nstore = remote\n", "allowed: local, own" },
+		{ "[hosts]\nstore_rtt = 11s\n", "0..10s (a round trip)" },
+		{ "[hosts]\nstore_rtt = 4\n", "needs a unit" },
+		{ "[hosts]\nstore_loss = 100%\n", "out of range" },
+	};
+	struct scenario sc;
+	char path[64], err[1024];
+
+	ck_assert_msg(load_text(&sc, "[dedup]\nstore = redis\nurl = embedded\n[hosts]\nstore = own\nstore_rtt = 4ms\n"
+				     "store_jitter = 500us\nstore_loss = 0.1%\n",
+				path, sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(sc.hosts.store, SCENARIO_HOSTS_STORE_OWN);
+	ck_assert_uint_eq(sc.hosts.store_rtt_ns, 4 * NS_PER_MS);
+	ck_assert_uint_eq(sc.hosts.store_jitter_ns, 500 * 1000);
+	ck_assert(fabs(sc.hosts.store_loss - 0.001) < 1e-15);
+	assert_round_trip(&sc);
+	scenario_release(&sc);
+	/* the default: the store on this host, no link; the effective file still reads back */
+	scenario_init_defaults(&sc, NULL);
+	ck_assert_int_eq(sc.hosts.store, SCENARIO_HOSTS_STORE_LOCAL);
+	ck_assert_uint_eq(sc.hosts.store_rtt_ns + sc.hosts.store_jitter_ns, 0);
+	ck_assert(sc.hosts.store_loss == 0);
+	assert_round_trip(&sc);
+	scenario_release(&sc);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(load_text(&sc, bad[i].text, path, sizeof(path), err, sizeof(err)), -1);
+		assert_err_at(err, path, 2, bad[i].n1, NULL);
+		scenario_release(&sc);
+	}
+	/* a typo in the new section finds its key */
+	ck_assert_int_eq(load_text(&sc, "[hosts]\nstore_rt = 1ms\n", path, sizeof(path), err, sizeof(err)), -1);
+	assert_err_at(err, path, 2, "did you mean 'store_rtt'?", NULL);
+	scenario_release(&sc);
+}
+END_TEST
+
 START_TEST(test_scenarios_dir)
 {
 	glob_t g;
@@ -1314,6 +1380,7 @@ Suite *scenario_suite(void)
 	tcase_add_test(tc, test_schedule_keys);
 	tcase_add_test(tc, test_scenarios_dir);
 	tcase_add_test(tc, test_store_fault_keys); /* issue 13 */
+	tcase_add_test(tc, test_hosts_keys);	    /* issue 14 */
 	tcase_add_test(tc, test_default_ini);
 	tcase_add_test(tc, test_write_error);
 	suite_add_tcase(s, tc);

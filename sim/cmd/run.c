@@ -21,6 +21,7 @@
 #include "cmd/alarm.h"
 #include "cmd/dlq.h"
 #include "cmd/storefaults.h"
+#include "cmd/storehost.h"
 #include "cmd/broker.h"
 #include "dedup/factory.h"
 #include "nodes/node.h"
@@ -108,6 +109,7 @@ struct run {
 	struct dlq dlq;	    /* broker.delivery_limit, broker.dead_letter, faults.dlq_replay_after */
 	struct store_faults store_faults; /* issue 13: the private redis restarted, stopped */
 	struct redis_kind redis_kind;	  /* its settings (no persistence, maxmemory) */
+	struct storehost storehost;	  /* issue 14: hosts.store = own, the redis's test host */
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
@@ -311,8 +313,12 @@ static int run_stores(struct run *r, char *err, size_t errlen)
 					   .maxmemory = sc->store.redis_maxmemory };
 
 		redis_kind_init(&r->redis_kind, &rc);
+		if (storehost_new(&r->storehost, sc, &o, err, errlen) < 0)
+			return -1;
 		if (node_new(&r->redis, &r->redis_kind.ops, &o, why, sizeof(why)) < 0)
 			return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
+		if (storehost_link(&r->storehost, sc, node_addr(r->redis), node_port(r->redis), err, errlen) < 0)
+			return -1;
 		redis_url = node_url(r->redis);
 	}
 	if (scenario_has_app(sc)) { /* the app has its own store: dupsim only hands redis over */
@@ -1558,6 +1564,7 @@ static void run_release(struct run *r)
 			dedup_free(r->cons[i].store);
 	dedup_free(r->rc.shared_store);
 	node_free(r->redis);
+	storehost_free(&r->storehost); /* after the redis on it */
 	node_free(r->postgres);
 	dedup_factory_release(&r->stores);
 	free(r->pubs);
@@ -1792,6 +1799,7 @@ static int run_results(struct run *r, const struct run_report *rep, bool link_la
 	run_fill_faults(&res, r, rep);
 	run_fill_perf(&res, r, rep);
 	run_fill_app(&res, r);
+	storehost_fill(&r->storehost, &r->sc, &res);
 	if (run_write_results(r, &o, err, sizeof(err)) < 0) {
 		log_line("run: %s", err);
 		code = EXIT_FAIL;

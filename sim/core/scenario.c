@@ -80,6 +80,11 @@ enum scenario_key_id {
 	K_FAULT_LEADER_KILL,
 	K_FAULT_PARTITION,
 	K_FAULT_BRIDGE,
+	/* issue 14: hosts */
+	K_HOSTS_STORE,
+	K_HOSTS_STORE_RTT,
+	K_HOSTS_STORE_JITTER,
+	K_HOSTS_STORE_LOSS,
 	K_COUNT
 };
 
@@ -130,6 +135,7 @@ static const char *const scopes[] = { "local", "shared", NULL };
 static const char *const checks[] = { "always", "republish-count", "flagged", NULL };
 static const char *const marks[] = { "before", "after", NULL };
 static const char *const on_errors[] = { "open", "closed", NULL };
+static const char *const hosts_stores[] = { "local", "own", NULL };
 
 #define S(f) offsetof(struct scenario, f)
 #define SLEN(f) sizeof(((struct scenario *)0)->f)
@@ -260,10 +266,17 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 				.allowed = "none, or START-END from the run's start, e.g. 8s-14s; broker.nodes = 3" },
 	[K_FAULT_BRIDGE] = { "faults", "bridge", KIND_WINDOW, S(cluster.bridge_from_ns), .max = 24 * HOUR,
 			     .allowed = "none, or START-END from the run's start, e.g. 8s-14s; broker.nodes = 3" },
+	/* issue 14: hosts */
+	[K_HOSTS_STORE] = { "hosts", "store", KIND_ENUM, S(hosts.store), .choices = hosts_stores },
+	[K_HOSTS_STORE_RTT] = { "hosts", "store_rtt", KIND_DURATION, S(hosts.store_rtt_ns), .min = 0, .max = 10 * SEC,
+				.allowed = "0..10s (a round trip); needs hosts.store = own" },
+	[K_HOSTS_STORE_JITTER] = { "hosts", "store_jitter", KIND_DURATION, S(hosts.store_jitter_ns), .min = 0,
+				   .max = 5 * SEC, .allowed = "0..5s, at most store_rtt / 2; needs hosts.store = own" },
+	[K_HOSTS_STORE_LOSS] = { "hosts", "store_loss", KIND_PROB, S(hosts.store_loss), .below_one = true },
 };
 
-static const char *const scenario_sections[] = { "run",	  "broker", "publishers", "consumers",
-						 "faults", "dedup",  "app",	   "proxy" };
+static const char *const scenario_sections[] = { "run",   "broker", "publishers", "consumers", "faults",
+						 "dedup", "app",    "proxy",	  "hosts" };
 #define SECTION_COUNT (sizeof(scenario_sections) / sizeof(scenario_sections[0]))
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -1672,6 +1685,81 @@ static void store_down_warmup_say(const struct scenario *sc, const char *hk, con
 		 "down; allowed: END after the warm-up", clock_fmt_duration(sc->faults.warmup_ns, d, sizeof(d)), ho);
 }
 
+/* issue 14: hosts.store = own moves dupsim's own redis; the store keys of the link need that host. */
+static bool hosts_store_broken(const struct scenario *sc)
+{
+	return sc->hosts.store == SCENARIO_HOSTS_STORE_OWN && !store_private_redis(sc);
+}
+
+static void hosts_store_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)hk;
+	snprintf(buf, len,
+		 "hosts.store = own needs dupsim's own redis: dedup.store = redis and dedup.url = embedded (store is "
+		 "%s, url %s%s); dupsim can move only a redis it starts onto a test host", stores[sc->dedup.store],
+		 sc->dedup.url, ho);
+}
+
+static bool hosts_link_needs_own(const struct scenario *sc, bool set)
+{
+	return set && sc->hosts.store != SCENARIO_HOSTS_STORE_OWN;
+}
+
+static void hosts_link_say(const char *key, const char *ho, char *buf, size_t len)
+{
+	snprintf(buf, len, "hosts.%s describes the link to the store's own test host, but hosts.store = local%s; set "
+		 "hosts.store = own (root; dedup.store = redis, dedup.url = embedded), or drop hosts.%s", key, ho, key);
+}
+
+static bool hosts_rtt_broken(const struct scenario *sc)
+{
+	return hosts_link_needs_own(sc, sc->hosts.store_rtt_ns > 0);
+}
+
+static void hosts_rtt_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	hosts_link_say("store_rtt", ho, buf, len);
+}
+
+static bool hosts_jitter_broken(const struct scenario *sc)
+{
+	return hosts_link_needs_own(sc, sc->hosts.store_jitter_ns > 0);
+}
+
+static void hosts_jitter_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	hosts_link_say("store_jitter", ho, buf, len);
+}
+
+static bool hosts_loss_broken(const struct scenario *sc)
+{
+	return hosts_link_needs_own(sc, sc->hosts.store_loss > 0);
+}
+
+static void hosts_loss_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	hosts_link_say("store_loss", ho, buf, len);
+}
+
+/* Jitter varies each way's delay (rtt / 2) by up to itself: more would ask for a delay below zero. */
+static bool hosts_jitter_rtt_broken(const struct scenario *sc)
+{
+	return sc->hosts.store_jitter_ns > sc->hosts.store_rtt_ns / 2;
+}
+
+static void hosts_jitter_rtt_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	char j[32], r[32];
+
+	snprintf(buf, len, "hosts.store_jitter = %s%s is more than half of hosts.store_rtt = %s%s: jitter varies each "
+		 "way's delay (rtt / 2), which cannot go below zero; allowed: store_jitter <= store_rtt / 2",
+		 clock_fmt_duration(sc->hosts.store_jitter_ns, j, sizeof(j)), hk,
+		 clock_fmt_duration(sc->hosts.store_rtt_ns, r, sizeof(r)), ho);
+}
+
 static const struct scenario_conflict_rule scenario_conflicts[] = {
 	/* issue 13, faults of the dedup store itself */
 	{ K_FAULT_STORE_RESTART_EVERY, K_DEDUP_STORE, store_restart_broken, store_restart_say },
@@ -1711,6 +1799,12 @@ static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_FAULT_PARTITION, K_BROKER_NODES, partition_broken, partition_say },
 	{ K_FAULT_BRIDGE, K_BROKER_NODES, bridge_broken, bridge_say },
 	{ K_FAULT_PARTITION, K_FAULT_BRIDGE, partitions_overlap, partitions_overlap_say },
+	/* issue 14: hosts */
+	{ K_HOSTS_STORE, K_DEDUP_STORE, hosts_store_broken, hosts_store_say },
+	{ K_HOSTS_STORE_RTT, K_HOSTS_STORE, hosts_rtt_broken, hosts_rtt_say },
+	{ K_HOSTS_STORE_JITTER, K_HOSTS_STORE, hosts_jitter_broken, hosts_jitter_say },
+	{ K_HOSTS_STORE_LOSS, K_HOSTS_STORE, hosts_loss_broken, hosts_loss_say },
+	{ K_HOSTS_STORE_JITTER, K_HOSTS_STORE_RTT, hosts_jitter_rtt_broken, hosts_jitter_rtt_say },
 };
 
 /* store = none with a key that describes a store: the first such key set away from its default. */

@@ -41,12 +41,17 @@ enum scenario_check {
 };
 enum scenario_mark { SCENARIO_MARK_BEFORE, SCENARIO_MARK_AFTER };
 enum scenario_on_error { SCENARIO_ON_ERROR_OPEN, SCENARIO_ON_ERROR_CLOSED };
+/* issue 14: where the dedup store's private redis runs */
+enum scenario_hosts_store {
+	SCENARIO_HOSTS_STORE_LOCAL, /* on this host, on loopback */
+	SCENARIO_HOSTS_STORE_OWN,   /* on a test host of its own (root), reached over its link */
+};
 
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_URLS_MAX 5     /* broker.url: a user's cluster, comma-separated */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 61  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 65  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -133,6 +138,13 @@ struct scenario {
 		enum scenario_on_error on_error; /* dedup.on_error: when a store call fails */
 		uint64_t timeout_ns;	   /* dedup.timeout: a redis command's client-side timeout */
 	} store;
+	/* issue 14: hosts */
+	struct {
+		enum scenario_hosts_store store; /* hosts.store: own = the private redis on a test host */
+		uint64_t store_rtt_ns;		 /* round trip over the store's link: rtt / 2 each way */
+		uint64_t store_jitter_ns;	 /* netem-style jitter on each way's delay */
+		double store_loss;		 /* per packet, each way */
+	} hosts;
 
 	/* issue 14: a private cluster (broker.nodes) and its faults */
 	struct scenario_cluster {

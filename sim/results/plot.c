@@ -32,6 +32,8 @@ extern char **environ;
 static const char *const plot_formats[] = { "png", "svg" };
 static const char *const plot_run_names[] = { "timeseries", "gaps-cdf", "miss-vs-ttl", "copies" };
 static const char *const plot_sweep_names[] = { "sweep-duprate", "sweep-miss" };
+/* issue 14: the shared store's trade-off (tools/plot-sweep-store.gp) */
+static const char *const plot_store_names[] = { "sweep-throughput", "sweep-race" };
 
 /* ---- gnuplot ---- */
 
@@ -379,6 +381,7 @@ struct plot_sweep_row {
 	double x;
 	const char *label;
 	double dup, dup_lo, dup_hi, pred, miss, miss_lo, miss_hi;
+	double processed_per_s, race, store_ms, ping_ms; /* issue 14 */
 };
 
 static int plot_sweep_cmp(const void *a, const void *b)
@@ -475,6 +478,7 @@ struct plot_points {
 	enum plot_xkind kind;
 	double minpos, xmin, xmax;
 	bool has_miss;
+	bool has_throughput, has_race; /* issue 14: some run has a throughput; a race miss or a store host */
 };
 
 static void plot_points_release(struct plot_points *p)
@@ -510,6 +514,17 @@ static int plot_point_group(struct plot_points *p, const struct sweep *t, const 
 	else
 		free(key);
 	return (int)g;
+}
+
+/* issue 14: throughput, race misses, the store's latency and round trip (NaN: the column was not there). */
+static void plot_point_store(struct plot_points *p, struct plot_sweep_row *w, const struct sweep_row *row)
+{
+	w->processed_per_s = row->v[SWEEP_PROCESSED_PER_S];
+	w->race = row->v[SWEEP_MISSES_RACE];
+	w->store_ms = row->v[SWEEP_STORE_LATENCY_US_P50] / 1e3;
+	w->ping_ms = row->v[SWEEP_STORE_PING_MS];
+	p->has_throughput |= isfinite(w->processed_per_s);
+	p->has_race |= (isfinite(w->race) && w->race > 0) || isfinite(w->ping_ms);
 }
 
 /* Fills point i from its row: x, group, the rate with its band, the prediction, the miss probability. */
@@ -551,6 +566,7 @@ static int plot_point(struct plot_points *p, const struct sweep *t, size_t i)
 		w->miss_lo = row->v[SWEEP_MISS_CI_LOW];
 		w->miss_hi = row->v[SWEEP_MISS_CI_HIGH];
 	}
+	plot_point_store(p, w, row);
 	if (isfinite(w->miss_hi)) {
 		p->has_miss = true;
 		results_minpos(&p->minpos, w->miss);
@@ -600,7 +616,8 @@ static int plot_points_write(const struct plot_points *p, const char *dir, char 
 	if (!f)
 		return log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
 	fprintf(f, "# written by dupsim plot from sweep.csv for tools/plot-sweep.gp\n"
-		   "# x label dup_rate dup_low dup_high predicted miss miss_low miss_high\n");
+		   "# x label dup_rate dup_low dup_high predicted miss miss_low miss_high processed_per_s race_misses "
+		   "store_latency_ms_p50 store_ping_ms\n");
 	for (size_t i = 0; i < p->n; i++) {
 		const struct plot_sweep_row *w = &p->r[i];
 
@@ -609,8 +626,9 @@ static int plot_points_write(const struct plot_points *p, const char *dir, char 
 		fprintf(f, "%.10g \"", w->x);
 		for (const char *c = w->label; *c; c++)
 			fputc(*c == '"' ? '\'' : *c, f);
-		fprintf(f, "\" %.10g %.10g %.10g %.10g %.10g %.10g %.10g\n", w->dup, w->dup_lo, w->dup_hi, w->pred,
-			w->miss, w->miss_lo, w->miss_hi);
+		fprintf(f, "\" %.10g %.10g %.10g %.10g %.10g %.10g %.10g %.10g %.10g %.10g %.10g\n", w->dup, w->dup_lo,
+			w->dup_hi, w->pred, w->miss, w->miss_lo, w->miss_hi, w->processed_per_s, w->race, w->store_ms,
+			w->ping_ms);
 	}
 	if (fclose(f) != 0)
 		return log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
@@ -639,7 +657,7 @@ static void plot_points_vars(FILE *v, const struct plot_points *p, const struct 
 }
 
 /* Writes plots/sweep.dat and the variables of plot-sweep.gp; 0, or -1 with err. */
-static int plot_sweep_data(const char *dir, const struct sweep *t, FILE *v, bool *has_miss, char *err, size_t errlen)
+static int plot_sweep_data(const char *dir, const struct sweep *t, FILE *v, bool *want, char *err, size_t errlen)
 {
 	static const int need[] = { SWEEP_DUPLICATE_DELIVERIES, SWEEP_DUPLICATE_RATE, SWEEP_PREDICTED_DUPLICATE_RATE,
 				    SWEEP_MISS_PROBABILITY, SWEEP_MISS_CI_LOW, SWEEP_MISS_CI_HIGH };
@@ -658,16 +676,38 @@ static int plot_sweep_data(const char *dir, const struct sweep *t, FILE *v, bool
 		rc = plot_points_write(&p, dir, err, errlen);
 	if (rc == 0) {
 		plot_points_vars(v, &p, t);
-		*has_miss = p.has_miss;
+		want[1] = p.has_miss;
+		want[2] = p.has_throughput;
+		want[3] = p.has_race;
 	}
 	plot_points_release(&p);
+	return rc;
+}
+
+/* issue 14: throughput and race misses from the same sweep.dat (tools/plot-sweep-store.gp); want[0..1] say which. */
+static int plot_draw_store(const char *dir, const char *vars, const bool *want, char *err, size_t errlen)
+{
+	char script[PATH_MAX], *all = NULL;
+	int rc;
+
+	for (int i = 0; i < 2; i++)
+		if (!want[i])
+			plot_remove(dir, plot_store_names[i]);
+	if (!want[0] && !want[1])
+		return 0;
+	if (plot_script("plot-sweep-store.gp", script, sizeof(script), err, errlen) < 0)
+		return -1;
+	if (asprintf(&all, "%shas_throughput=%d; has_race=%d; ", vars, want[0], want[1]) < 0)
+		return log_seterr(err, errlen, "out of memory");
+	rc = plot_draw(dir, script, all, plot_store_names, want, 2, err, errlen);
+	free(all);
 	return rc;
 }
 
 int plot_draw_sweep(const char *dir, const struct sweep *t, char *err, size_t errlen)
 {
 	char script[PATH_MAX], name[300];
-	bool want[2] = { true, false };
+	bool want[4] = { true, false, false, false }; /* duprate, miss; throughput, race */
 	char *vars = NULL;
 	size_t vlen = 0;
 	FILE *v;
@@ -681,16 +721,20 @@ int plot_draw_sweep(const char *dir, const struct sweep *t, char *err, size_t er
 	plot_var_str(v, "dir", dir);
 	plot_basename(dir, name, sizeof(name));
 	plot_var_str(v, "name", name);
-	rc = plot_sweep_data(dir, t, v, &want[1], err, errlen);
+	rc = plot_sweep_data(dir, t, v, want, err, errlen);
 	if (fclose(v) != 0 && rc == 0)
 		rc = log_seterr(err, errlen, "out of memory");
 	if (rc == 0) {
 		if (!want[1])
 			plot_remove(dir, plot_sweep_names[1]);
 		rc = plot_draw(dir, script, vars, plot_sweep_names, want, 2, err, errlen);
+		if (rc == 0)
+			rc = plot_draw_store(dir, vars, want + 2, err, errlen);
 	} else {
-		plot_remove(dir, plot_sweep_names[0]);
-		plot_remove(dir, plot_sweep_names[1]);
+		for (int i = 0; i < 2; i++) {
+			plot_remove(dir, plot_sweep_names[i]);
+			plot_remove(dir, plot_store_names[i]);
+		}
 	}
 	free(vars);
 	return rc;

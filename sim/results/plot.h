@@ -1,4 +1,4 @@
-/* plot.h — gnuplot plots of a run or sweep (tools/plot-run.gp, tools/plot-sweep.gp), drawn from struct results / struct sweep. */
+/* plot.h — gnuplot plots of a run or sweep (tools/plot-run.gp, tools/plot-sweep.gp, plot-sweep-store.gp), drawn from struct results / struct sweep. */
 #ifndef DUPSIM_PLOT_H
 #define DUPSIM_PLOT_H
 
@@ -26,7 +26,12 @@ int plot_run(const char *dir, char *err, size_t errlen);
  * Writes DIR/plots/sweep.dat (the runs of s against the first varied key,
  * with each run's 95 % band on the duplicate rate) and
  * DIR/plots/sweep-duprate.{png,svg}, DIR/plots/sweep-miss.{png,svg}
- * (the latter only when some run saw a duplicate). 0 or -1 with err.
+ * (the latter only when some run saw a duplicate); issue 14, from the same
+ * file: DIR/plots/sweep-throughput.{png,svg} (processed msg/s and the
+ * store's latency; when some run has a throughput) and
+ * DIR/plots/sweep-race.{png,svg} (race misses and the miss probability;
+ * when some run had a race miss or its store on a host of its own). 0 or
+ * -1 with err.
  */
 int plot_draw_sweep(const char *dir, const struct sweep *s, char *err, size_t errlen);
 /* The same for a sweep folder, loaded with sweep_load. */

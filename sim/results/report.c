@@ -452,6 +452,10 @@ static void report_perf(FILE *f, const struct results *s)
 			report_g(s->dedup.store_latency_us_p50), report_g(s->dedup.store_latency_us_p99));
 		report_store(f, s);
 	}
+	if (s->hosts.store[0]) /* issue 14 */
+		fprintf(f, "| dedup store's host | its own test host %s, link round trip %s ms (jitter %s ms, loss %s); "
+			   "PING over it p50 %s ms |\n", s->hosts.store_addr, report_g(s->hosts.store_rtt_ms),
+			report_g(s->hosts.store_jitter_ms), report_g(s->hosts.store_loss), report_g(s->hosts.store_ping_ms));
 	fputc('\n', f);
 }
 
@@ -624,16 +628,27 @@ static void report_sweep_plots(FILE *f, const char *dir, const struct sweep *t)
 	report_image(f, dir, "sweep-miss", alt,
 		     "Duplicates processed per duplicate delivery, with each run's 95 % interval; a triangle marks "
 		     "the 95 % upper bound of a run that saw no miss.");
+	/* issue 14: the shared store's trade-off */
+	snprintf(alt, sizeof(alt), "Throughput against %s", t->nvaried ? t->keys[0] : "the run");
+	report_image(f, dir, "sweep-throughput", alt,
+		     "Messages the consumers processed per second (left), and the dedup store's latency as they saw it "
+		     "(p50 of a dedup call) beside a PING over the store's link (right, ms).");
+	snprintf(alt, sizeof(alt), "Race misses against %s", t->nvaried ? t->keys[0] : "the run");
+	report_image(f, dir, "sweep-race", alt,
+		     "Duplicates processed because two consumers had copies of one message in flight at once (cause "
+		     "`race`, left), and each run's miss probability with its 95 % interval (right).");
 }
 
 int report_sweep(const char *dir, const struct sweep *t, char *err, size_t errlen)
 {
 	static const int cols[] = { SWEEP_COMMITTED,	    SWEEP_DUPLICATE_DELIVERIES, SWEEP_DUPLICATE_RATE,
 				    SWEEP_PREDICTED_DUPLICATE_RATE, SWEEP_DUPLICATES_PROCESSED, SWEEP_MISS_PROBABILITY,
-				    SWEEP_LOST,		    SWEEP_WRONGLY_SUPPRESSED,	SWEEP_FAULTS_FIRED };
+				    SWEEP_LOST,		    SWEEP_WRONGLY_SUPPRESSED,	SWEEP_FAULTS_FIRED,
+				    SWEEP_PROCESSED_PER_S,  SWEEP_MISSES_RACE,		SWEEP_STORE_LATENCY_US_P50 };
 	static const char *const heads[] = { "committed", "duplicate deliveries", "duplicate rate", "predicted",
 					     "duplicates processed", "miss probability (95 %)", "lost",
-					     "wrongly suppressed", "faults fired", "status" };
+					     "wrongly suppressed", "faults fired", "processed msg/s", "race misses",
+					     "store latency p50 (µs)", "status" };
 	char name[PATH_MAX], *buf = NULL;
 	size_t len = 0, failed = 0, nv = t->nvaried;
 	FILE *f = open_memstream(&buf, &len);

@@ -44,6 +44,7 @@ void results_init(struct results *r)
 	results_nan(&r->dedup.lookups, 5);
 	r->dedup.ttl_ms = NAN;
 	RESULTS_NAN(r->store);
+	results_nan(&r->hosts.store_rtt_ms, 4);
 	r->invariants.violations = r->invariants.foreign_deliveries = NAN;
 	r->curve_min = NAN;
 }
@@ -213,6 +214,13 @@ static json_t *results_json_perf(const struct results *r, json_t *root)
 					      results_count(r->cluster.leader_killed), "leader_after",
 					      results_count(r->cluster.leader_after), "connections", conns));
 	}
+	if (r->hosts.store[0]) /* issue 14 */
+		json_object_set_new(root, "hosts",
+				    json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "store", r->hosts.store, "store_addr",
+					      r->hosts.store_addr, "store_rtt_ms", results_real(r->hosts.store_rtt_ms),
+					      "store_jitter_ms", results_real(r->hosts.store_jitter_ms), "store_loss",
+					      results_real(r->hosts.store_loss), "store_ping_ms",
+					      results_real(r->hosts.store_ping_ms)));
 	return root;
 }
 
@@ -350,6 +358,19 @@ static void results_load_faults(struct results *r, json_t *f)
 	}
 }
 
+/* issue 14: the store's host, when the run had one. */
+static void results_load_hosts(struct results *r, json_t *h)
+{
+	if (!json_is_object(h))
+		return;
+	results_str(h, "store", r->hosts.store, sizeof(r->hosts.store));
+	results_str(h, "store_addr", r->hosts.store_addr, sizeof(r->hosts.store_addr));
+	r->hosts.store_rtt_ms = results_num(h, "store_rtt_ms");
+	r->hosts.store_jitter_ms = results_num(h, "store_jitter_ms");
+	r->hosts.store_loss = results_num(h, "store_loss");
+	r->hosts.store_ping_ms = results_num(h, "store_ping_ms");
+}
+
 static void results_load_perf(struct results *r, json_t *s)
 {
 	json_t *t = json_object_get(s, "throughput"), *l = json_object_get(s, "latency_ms");
@@ -387,6 +408,7 @@ static void results_load_perf(struct results *r, json_t *s)
 	r->invariants.violations = results_num(inv, "violations");
 	results_str(inv, "detail", r->invariants.detail, sizeof(r->invariants.detail));
 	r->invariants.foreign_deliveries = results_num(inv, "foreign_deliveries");
+	results_load_hosts(r, json_object_get(s, "hosts"));
 }
 
 /* The top level of summary.json. */

@@ -121,6 +121,13 @@ struct results {
 		double leader_after;  /* the node that led it after the kill, before the restart */
 		double connections[8]; /* through the proxy, per node (NaN past nodes) */
 	} cluster;
+	/* issue 14: where the dedup store ran (summary.json's hosts object, only with hosts.store = own) */
+	struct {
+		char store[16];	     /* "own"; "" = on this host (no hosts object) */
+		char store_addr[24]; /* the store's test host */
+		double store_rtt_ms, store_jitter_ms, store_loss; /* its link, as the scenario set it */
+		double store_ping_ms;	/* median redis PING over the link at the start; NaN unknown */
+	} hosts;
 
 	/* beside summary.json, for the plots */
 	bool has_rows[RESULTS_DATA_COUNT];

@@ -16,6 +16,7 @@ const char *const sweep_col_name[SWEEP_COLS] = {
 	"duplicate_rate",	    "predicted_duplicate_rate", "miss_probability", "miss_ci_low",
 	"miss_ci_high",	    "faults_fired",		"fault_events",	      "duplicate_rate_low",
 	"duplicate_rate_high",
+	"processed_per_s",	    "misses_race",		"store_latency_us_p50", "store_ping_ms",
 };
 
 void sweep_init(struct sweep *s, const char *const *keys, size_t nvaried)
@@ -76,7 +77,9 @@ int sweep_add(struct sweep *s, const char *name, const char *const *values, cons
 						  res->lost, res->wrongly_suppressed, res->duplicate_rate,
 						  res->predicted.duplicate_rate, res->miss.estimate, res->miss.ci_low,
 						  res->miss.ci_high, fired, res->fault_events, res->duplicate_rate_low,
-						  res->duplicate_rate_high },
+						  res->duplicate_rate_high, res->throughput.processed_per_s,
+						  res->misses_by_cause[LEDGER_CAUSE_RACE], res->dedup.store_latency_us_p50,
+						  res->hosts.store_ping_ms },
 	       sizeof(w->v));
 	snprintf(w->status, sizeof(w->status), "%s", *res->status ? res->status : "?");
 	return 0;
@@ -85,7 +88,8 @@ int sweep_add(struct sweep *s, const char *name, const char *const *values, cons
 /* Counts are whole numbers; rates and intervals keep 8 digits. */
 static bool sweep_col_is_count(int c)
 {
-	return c <= SWEEP_WRONGLY_SUPPRESSED || c == SWEEP_FAULTS_FIRED || c == SWEEP_FAULT_EVENTS;
+	return c <= SWEEP_WRONGLY_SUPPRESSED || c == SWEEP_FAULTS_FIRED || c == SWEEP_FAULT_EVENTS ||
+	       c == SWEEP_MISSES_RACE;
 }
 
 void sweep_write_csv(const struct sweep *s, FILE *f)
@@ -94,7 +98,8 @@ void sweep_write_csv(const struct sweep *s, FILE *f)
 	for (size_t k = 0; k < s->nvaried; k++)
 		fprintf(f, ",%s", s->keys[k]);
 	for (int c = 0; c < SWEEP_COLS; c++)
-		fprintf(f, ",%s", sweep_col_name[c]);
+		if (s->has[c])
+			fprintf(f, ",%s", sweep_col_name[c]);
 	fputs(",status\n", f);
 	for (size_t i = 0; i < s->nrows; i++) {
 		const struct sweep_row *w = &s->rows[i];
@@ -105,7 +110,9 @@ void sweep_write_csv(const struct sweep *s, FILE *f)
 			fprintf(f, ",%s", w->values[k]);
 		/* a failed run: empty cells; a run's unknown figure: nan */
 		for (int c = 0; c < SWEEP_COLS; c++)
-			if (failed)
+			if (!s->has[c])
+				continue;
+			else if (failed)
 				fputc(',', f);
 			else
 				fprintf(f, sweep_col_is_count(c) ? ",%.0f" : ",%.8g", w->v[c]);

@@ -29,6 +29,11 @@ enum sweep_col {
 	SWEEP_FAULT_EVENTS,
 	SWEEP_DUPLICATE_RATE_LOW,
 	SWEEP_DUPLICATE_RATE_HIGH,
+	/* issue 14: the shared store's trade-off */
+	SWEEP_PROCESSED_PER_S,	     /* throughput.processed_per_s */
+	SWEEP_MISSES_RACE,	     /* misses_by_cause.race */
+	SWEEP_STORE_LATENCY_US_P50, /* dedup.store_latency_us_p50 */
+	SWEEP_STORE_PING_MS,	     /* hosts.store_ping_ms: the link's measured round trip */
 	SWEEP_COLS
 };
 /* The column name of each (sweep.csv's header). */
@@ -54,7 +59,7 @@ void sweep_init(struct sweep *s, const char *const *keys, size_t nvaried);
 void sweep_release(struct sweep *s);
 /* Appends a row: the run's figures from res, or a failed run when res is NULL. 0 or -1 (memory). */
 int sweep_add(struct sweep *s, const char *name, const char *const *values, const struct results *res);
-/* Writes sweep.csv. */
+/* Writes sweep.csv: every column, or of a loaded sweep the columns its file had (so it reads back the same). */
 void sweep_write_csv(const struct sweep *s, FILE *f);
 /*
  * The one reader of DIR/sweep.csv into s (sweep_init'ed by it): the columns
