@@ -41,10 +41,9 @@ void cluster_faults_init(struct cluster_faults *f, struct cluster *c, struct eve
 	f->grace_ns = sc->publishers.timeout_ns + NS_PER_S;
 	if (!c)
 		return;
-	if (k->leader_kill_ns) {
+	if (k->leader_kill_ns)
 		f->kill_at = start_ns + k->leader_kill_ns;
-		f->restart_at = sc->faults.broker_down_ns; /* relative until the kill happens */
-	}
+	f->down_ns = sc->faults.broker_down_ns;
 	if (k->partition_until_ns) {
 		f->part_from = start_ns + k->partition_from_ns;
 		f->part_until = start_ns + k->partition_until_ns;
@@ -84,17 +83,16 @@ static enum cluster_fault step_kill(struct cluster_faults *f, uint64_t now)
 	cluster_kill(f->c, (size_t)l);
 	f->killed = f->leader_at_kill = l;
 	f->kills++;
-	f->restart_at += now; /* broker_down from now */
+	f->restart_at = now + f->down_ns;
 	snprintf(f->text, sizeof(f->text), "%s: node %d", cluster_fault_text(CLUSTER_FAULT_LEADER_KILL), l + 1);
 	return CLUSTER_FAULT_LEADER_KILL;
 }
 
-static enum cluster_fault step_restart(struct cluster_faults *f, uint64_t now)
+static enum cluster_fault step_restart(struct cluster_faults *f)
 {
 	char err[1024];
 	int l = f->killed;
 
-	(void)now;
 	f->leader_after_kill = leader(f, "the leader after the kill");
 	for (int i = 0; i < RESTART_TRIES; i++) {
 		if (cluster_restart(f->c, (size_t)l, err, sizeof(err)) == 0) {
@@ -171,7 +169,7 @@ enum cluster_fault cluster_faults_step(struct cluster_faults *f, uint64_t now)
 	if (f->kill_at && now >= f->kill_at)
 		return step_kill(f, now);
 	if (f->killed >= 0 && now >= f->restart_at)
-		return step_restart(f, now);
+		return step_restart(f);
 	if (f->part_until && !f->part_on && !f->part_done && now >= f->part_from)
 		return step_cut(f, false);
 	if (f->part_on && now >= f->part_until)

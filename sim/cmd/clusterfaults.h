@@ -26,6 +26,7 @@ struct cluster_faults {
 	struct events *events;
 	const char *queue;
 	uint64_t kill_at, restart_at; /* clock_now_ns; 0: none (pending) */
+	uint64_t down_ns;	      /* how long a killed member stays down (faults.broker_down) */
 	uint64_t part_from, part_until, bridge_from, bridge_until;
 	int killed;		/* the member killed and not yet restarted, -1 none */
 	bool part_on, bridge_on, part_done, bridge_done;

@@ -529,6 +529,17 @@ static void run_store_step(struct run *r, uint64_t now)
 		run_note_fault(r, RUN_FAULT_STORE + what);
 }
 
+/* issue 14: a cluster's faults, each a row of faults.csv; true when one happened. */
+static bool run_cluster_step(struct run *r, uint64_t now)
+{
+	enum cluster_fault what = cluster_faults_step(&r->cfaults, now);
+
+	if (what == CLUSTER_FAULT_NONE)
+		return false;
+	run_note_fault(r, RUN_FAULT_CLUSTER + what);
+	return true;
+}
+
 /* Publishing, then draining, with a tick a second; returns when done or interrupted. */
 static void run_monitor(struct run *r)
 {
@@ -552,14 +563,8 @@ static void run_monitor(struct run *r)
 		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
 			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
 		alarm_step(&r->alarm, now);
-		{
-			enum cluster_fault cf = cluster_faults_step(&r->cfaults, now);
-
-			if (cf != CLUSTER_FAULT_NONE)
-				run_note_fault(r, RUN_FAULT_CLUSTER + cf);
-			if (cf != CLUSTER_FAULT_NONE)
-				now = clock_now_ns(); /* a step may take seconds (a restart) */
-		}
+		if (run_cluster_step(r, now))
+			now = clock_now_ns(); /* a step may take seconds (a restart) */
 		run_replay_dlq(r, now, false);
 		run_store_step(r, now);
 		if (r->view) {
