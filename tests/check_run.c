@@ -1682,43 +1682,129 @@ START_TEST(test_storehost_rtt)
 }
 END_TEST
 
-/* A normal user asking for hosts.store = own gets one line naming the key and root, before any work. */
-START_TEST(test_storehost_refused_without_root)
+/*
+ * dupsim run as a normal user (nobody) with SET: its exit status, and its
+ * output in buf. The refusal comes before any work: nothing is started.
+ */
+static int run_as_nobody(const char *file, const char *set, char *buf, size_t len)
 {
-	struct scenario sc;
-	struct node_opts o = { 0 };
-	struct storehost sh;
-	char buf[512] = "";
+	const char *bin = getenv("DUPSIM_BIN");
 	int fds[2], status;
+	size_t got = 0;
 	ssize_t n;
 	pid_t pid;
 
-	if (geteuid() != 0)
-		return; /* test_storehost_rtt asserts the refusal then */
-	scenario_init_defaults(&sc, NULL);
-	sc.dedup.store = SCENARIO_STORE_REDIS;
-	sc.hosts.store = SCENARIO_HOSTS_STORE_OWN;
+	ck_assert_ptr_nonnull(bin);
 	ck_assert_int_eq(pipe(fds), 0);
 	pid = fork();
 	if (pid == 0) {
-		char err[512];
-
 		close(fds[0]);
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
 		if (setgid(65534) < 0 || setuid(65534) < 0)
-			_exit(2);
-		if (storehost_new(&sh, &sc, &o, err, sizeof(err)) == 0 || sh.hosts || o.netns)
-			_exit(1);
-		(void)!write(fds[1], err, strlen(err));
-		_exit(0);
+			_exit(99);
+		execl(bin, bin, "run", file, "--quiet", "--out", "/tmp/dupsim-nobody-never", "--set", set, (char *)NULL);
+		_exit(98);
 	}
 	close(fds[1]);
-	n = read(fds[0], buf, sizeof(buf) - 1);
-	buf[n > 0 ? n : 0] = '\0';
+	while (got + 1 < len && (n = read(fds[0], buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
 	close(fds[0]);
 	waitpid(pid, &status, 0);
-	ck_assert_int_eq(WEXITSTATUS(status), 0);
-	ck_assert_msg(strstr(buf, "hosts.store = own needs root"), "%s", buf);
-	scenario_release(&sc);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A normal user asking for test hosts gets one line naming the key and root, before any work. */
+START_TEST(test_hosts_refused_without_root)
+{
+	static const struct {
+		const char *file, *set, *says;
+	} cases[] = {
+		{ "scenarios/store-rtt.ini", "hosts.store_rtt=1ms", "hosts.store = own needs root" },
+		{ "scenarios/consumer-hosts.ini", "hosts.consumer_rtt=1ms", "hosts.consumers = own needs root" },
+	};
+	char buf[4096];
+
+	if (geteuid() != 0)
+		return; /* test_storehost_rtt asserts the refusal then */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st = run_as_nobody(cases[i].file, cases[i].set, buf, sizeof(buf));
+
+		ck_assert_msg(st != 0 && st < 98, "exit %d: %s", st, buf);
+		ck_assert_msg(strstr(buf, cases[i].says), "%s", buf);
+		ck_assert_msg(access("/tmp/dupsim-nobody-never", F_OK) != 0, "a refused run left its results folder");
+	}
+}
+END_TEST
+
+/*
+ * issue 14: dupsim's consumers on hosts of their own, sharing a redis over
+ * their links. Each consumer's connections reach the proxy from its host's
+ * address, and every store call crosses the link (its latency is at least
+ * the round trip): the sockets are on the hosts, not on loopback.
+ */
+START_TEST(test_consumer_hosts)
+{
+	const char *sets[] = { "run.messages=400", NULL };
+	struct result r;
+	json_t *hosts;
+	char path[256], *md;
+
+	if (geteuid() != 0)
+		return; /* test_hosts_refused_without_root's case */
+	run_dupsim_file(&r, "scenarios/consumer-hosts.ini", "t-conshosts", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "committed"), 400);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_gt(num(&r, "duplicate_deliveries"), 0); /* the faults happened */
+	ck_assert_str_eq(str(&r, "hosts", "consumers"), "own");
+	ck_assert_double_eq(num(&r, "hosts.consumer_rtt_ms"), 4);
+	hosts = json_object_get(json_object_get(r.summary, "hosts"), "consumer_hosts");
+	ck_assert_uint_eq(json_array_size(hosts), 3);
+	for (size_t i = 0; i < 3; i++) {
+		const char *addr = json_string_value(json_object_get(json_array_get(hosts, i), "addr"));
+		char key[64];
+
+		ck_assert_msg(addr && strncmp(addr, "10.77.", 6) == 0, "host %zu: %s", i, addr ? addr : "(none)");
+		snprintf(key, sizeof(key), "hosts.consumer_hosts.%zu.connections", i);
+		ck_assert_msg(num(&r, key) >= 1, "no connection from consumer host %s\n%s", addr, r.out);
+	}
+	ck_assert_msg(num(&r, "dedup.store_latency_us_p50") >= 3900, "store latency p50 %.0f us over a 4 ms link",
+		      num(&r, "dedup.store_latency_us_p50"));
+	snprintf(path, sizeof(path), "%s/report.md", r.dir);
+	md = files_read(path, NULL);
+	ck_assert_ptr_nonnull(md);
+	ck_assert_msg(strstr(md, "| consumers' hosts | one test host each, link round trip 4 ms"), "%s", md);
+	free(md);
+	result_release(&r);
+}
+END_TEST
+
+/*
+ * The user's app on hosts of its own: each instance a process on its host,
+ * every one of its connections found to be its (the proxy's owner lookup
+ * reads the socket tables of the host's namespace), its effects all read.
+ */
+START_TEST(test_app_on_hosts)
+{
+	const char *sets[] = { "run.messages=300", "hosts.consumers=own", "hosts.consumer_rtt=2ms",
+			       "app.crash_every=0", NULL };
+	struct result r;
+
+	if (geteuid() != 0)
+		return;
+	run_dupsim_file(&r, "scenarios/app-mark-after.ini", "t-apphosts", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "committed"), 300);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "app.connections_unmapped"), 0);
+	ck_assert_double_ge(num(&r, "app.effect_lines"), 300);
+	ck_assert_double_ge(num(&r, "hosts.consumer_hosts.0.connections"), 1);
+	ck_assert_double_ge(num(&r, "hosts.consumer_hosts.1.connections"), 1);
+	ck_assert_double_eq(num(&r, "hosts.consumer_hosts.0.connections") + num(&r, "hosts.consumer_hosts.1.connections"),
+			    num(&r, "app.connections"));
+	result_release(&r);
 }
 END_TEST
 
@@ -1823,8 +1909,10 @@ Suite *run_suite(void)
 	tc = tcase_create("storehost");
 	tcase_set_tags(tc, "shard1");
 	tcase_add_test(tc, test_storehost_rtt);
-	tcase_add_test(tc, test_storehost_refused_without_root);
-	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, test_hosts_refused_without_root);
+	tcase_add_test(tc, test_consumer_hosts);
+	tcase_add_test(tc, test_app_on_hosts);
+	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -22,6 +22,7 @@
 #include "cmd/dlq.h"
 #include "cmd/storefaults.h"
 #include "cmd/storehost.h"
+#include "cmd/consumerhosts.h"
 #include "cmd/broker.h"
 #include "dedup/factory.h"
 #include "nodes/node.h"
@@ -110,6 +111,8 @@ struct run {
 	struct store_faults store_faults; /* issue 13: the private redis restarted, stopped */
 	struct redis_kind redis_kind;	  /* its settings (no persistence, maxmemory) */
 	struct storehost storehost;	  /* issue 14: hosts.store = own, the redis's test host */
+	struct consumerhosts chosts;	  /* issue 14: hosts.consumers = own, a test host per consumer */
+	const char *app_netns[APP_HOSTS_MAX]; /* its app instances' namespaces (NULL: this host) */
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
@@ -284,10 +287,39 @@ static void run_note_fault(struct run *r, size_t rule_index)
 	run_on_fault(r, &f);
 }
 
+/*
+ * issue 14: the run's test hosts, one hub for all that need them: a cluster's
+ * nodes, the store's host, the consumers' hosts. Made first, so that the
+ * servers the consumers reach know where to listen. 0 or -1 with err.
+ */
+static int run_hosts(struct run *r, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	const char *what = sc->cluster.nodes > 1			     ? "broker.nodes = 3"
+			   : sc->hosts.store == SCENARIO_HOSTS_STORE_OWN	     ? "hosts.store = own"
+			   : sc->hosts.consumers == SCENARIO_HOSTS_CONSUMERS_OWN ? "hosts.consumers = own"
+										     : NULL;
+	char why[512];
+
+	if (!what)
+		return 0;
+	if (hosts_check(what, err, errlen) < 0)
+		return -1;
+	if (hosts_new(&r->hosts, why, sizeof(why)) < 0)
+		return log_seterr(err, errlen, "%s: could not make the test hosts: %s", what, why);
+	if (consumerhosts_new(&r->chosts, r->hosts, sc, err, errlen) < 0)
+		return -1;
+	if (r->chosts.n && !r->quiet)
+		log_line("%zu consumer%s on test hosts of their own (%s…), link round trip %.3g ms each",
+			 r->chosts.n, r->chosts.n == 1 ? "" : "s", hosts_addr(r->hosts, r->chosts.host[0]),
+			 (double)sc->hosts.consumer_rtt_ns / 1e6);
+	return 0;
+}
+
 /* store = postgres: the private PostgreSQL of the inbox; its URL in *url. 0 or -1 with err. */
 static int run_postgres(struct run *r, const char **url, char *err, size_t errlen)
 {
-	struct node_opts o = { .quiet = r->quiet };
+	struct node_opts o = { .quiet = r->quiet, .addr = consumerhosts_serve_addr(&r->chosts) };
 	char why[512];
 
 	if (node_new(&r->postgres, &postgres_ops, &o, why, sizeof(why)) < 0)
@@ -308,12 +340,13 @@ static int run_stores(struct run *r, char *err, size_t errlen)
 	if (sc->dedup.store == SCENARIO_STORE_POSTGRES && run_postgres(r, &redis_url, err, errlen) < 0)
 		return -1;
 	if (sc->dedup.store == SCENARIO_STORE_REDIS && strcmp(sc->dedup.url, "embedded") == 0) {
-		struct node_opts o = { .quiet = r->quiet };
+		/* consumers on test hosts reach it on dupsim's end of the hub, unless it has a host itself */
+		struct node_opts o = { .quiet = r->quiet, .addr = consumerhosts_serve_addr(&r->chosts) };
 		struct redis_config rc = { .volatile_data = sc->store.restart_every_ns > 0,
 					   .maxmemory = sc->store.redis_maxmemory };
 
 		redis_kind_init(&r->redis_kind, &rc);
-		if (storehost_new(&r->storehost, sc, &o, err, errlen) < 0)
+		if (storehost_new(&r->storehost, r->hosts, sc, &o, err, errlen) < 0)
 			return -1;
 		if (node_new(&r->redis, &r->redis_kind.ops, &o, why, sizeof(why)) < 0)
 			return log_seterr(err, errlen, "could not start a private redis-server: %s", why);
@@ -630,6 +663,28 @@ static void run_stop_threads(struct run *r)
 	r->pubs_started = r->cons_started = 0;
 }
 
+/* Consumer c's store (its own, or the shared one) and its thread. 0 or -1 with err. */
+static int run_start_consumer(struct run *r, struct consumer *c, char *err, size_t errlen)
+{
+	const struct scenario *sc = &r->sc;
+	struct workload *rc = &r->rc;
+
+	if (rc->shared_store) {
+		c->store = rc->shared_store;
+	} else if (sc->dedup.store != SCENARIO_STORE_NONE) {
+		char why[512];
+
+		c->store = dedup_factory_open(rc->stores, c->id, why, sizeof(why));
+		if (!c->store)
+			return log_seterr(err, errlen, "dedup store for consumer %u: %s", c->id, why);
+		c->own_store = true;
+	}
+	if (pthread_create(&r->cons_threads[c->id], NULL, consumer_main, c) != 0)
+		return log_seterr(err, errlen, "cannot start consumer thread: %s", strerror(errno));
+	r->cons_started++;
+	return 0;
+}
+
 static int run_start_threads(struct run *r, char *err, size_t errlen)
 {
 	const struct scenario *sc = &r->sc;
@@ -647,19 +702,15 @@ static int run_start_threads(struct run *r, char *err, size_t errlen)
 
 		c->w = rc;
 		c->id = (unsigned)i;
-		if (rc->shared_store) {
-			c->store = rc->shared_store;
-		} else if (sc->dedup.store != SCENARIO_STORE_NONE) {
-			char why[512];
-
-			c->store = dedup_factory_open(rc->stores, (unsigned)i, why, sizeof(why));
-			if (!c->store)
-				return log_seterr(err, errlen, "dedup store for consumer %zu: %s", i, why);
-			c->own_store = true;
+		/* on its own host: the thread made there stays there, and so do the sockets it and its store open */
+		if (consumerhosts_enter(&r->chosts, (long)i) < 0)
+			return log_seterr(err, errlen, "consumer %zu: cannot enter its test host: %s", i, strerror(errno));
+		if (run_start_consumer(r, c, err, errlen) < 0) {
+			consumerhosts_enter(&r->chosts, -1);
+			return -1;
 		}
-		if (pthread_create(&r->cons_threads[i], NULL, consumer_main, c) != 0)
-			return log_seterr(err, errlen, "cannot start consumer thread: %s", strerror(errno));
-		r->cons_started++;
+		if (consumerhosts_enter(&r->chosts, -1) < 0)
+			return log_seterr(err, errlen, "cannot return from a test host: %s", strerror(errno));
 	}
 	atomic_store(&rc->publishers_running, (int)np);
 	for (size_t i = 0; i < np; i++) {
@@ -689,11 +740,6 @@ static int run_cluster(struct run *r, char *err, size_t errlen)
 	struct rabbitmq_conf rc = { .consumer_timeout_ms = sc->broker.consumer_timeout_ns / NS_PER_MS };
 	char why[1024];
 
-	if (hosts_check("broker.nodes = 3", err, errlen) < 0)
-		return -1;
-	if (hosts_new(&r->hosts, why, sizeof(why)) < 0)
-		return log_seterr(err, errlen, "test hosts for broker.nodes = %llu: %s",
-				  (unsigned long long)sc->cluster.nodes, why);
 	if (!r->quiet)
 		log_line("starting a private RabbitMQ cluster of %llu nodes, each on a test host of its own",
 			 (unsigned long long)sc->cluster.nodes);
@@ -806,8 +852,10 @@ static int run_api(struct run *r, char *err, size_t errlen)
 
 static int run_proxy(struct run *r, char *err, size_t errlen)
 {
+	/* consumers on test hosts reach it on dupsim's end of the hub */
+	const char *listen = consumerhosts_serve_addr(&r->chosts) ? consumerhosts_serve_addr(&r->chosts) : "127.0.0.1";
 	struct proxy_config cfg = {
-		.listen_host = "127.0.0.1",
+		.listen_host = listen,
 		.upstream_host = r->target.host,
 		.upstream_port = r->target.port,
 		.seed = r->sc.run.seed,
@@ -845,12 +893,12 @@ static int run_proxy(struct run *r, char *err, size_t errlen)
 	if (r->sc.proxy.api[0] && run_api(r, err, errlen) < 0)
 		return -1;
 	r->rc.via = r->target;
-	snprintf(r->rc.via.host, sizeof(r->rc.via.host), "127.0.0.1");
+	snprintf(r->rc.via.host, sizeof(r->rc.via.host), "%s", listen);
 	r->rc.via.port = proxy_port(r->proxy);
 	if (r->ntargets > 1) {
 		for (size_t i = 0; i < r->ntargets; i++) {
 			r->rc.vias[i] = r->targets[i];
-			snprintf(r->rc.vias[i].host, sizeof(r->rc.vias[i].host), "127.0.0.1");
+			snprintf(r->rc.vias[i].host, sizeof(r->rc.vias[i].host), "%s", listen);
 			r->rc.vias[i].port = proxy_port_of(r->proxy, i);
 		}
 		r->rc.nvia = r->ntargets;
@@ -1708,7 +1756,10 @@ static int run_start_app(struct run *r, char *err, size_t errlen)
 	struct app_config ac = { .sc = &r->sc, .dir = r->out_dir, .amqp_url = url,
 				 .redis_url = r->app_redis_url[0] ? r->app_redis_url : NULL,
 				 .pg_url = r->app_pg_url[0] ? r->app_pg_url : NULL, .view = r->view,
-				 .proxy_port = r->rc.via.port };
+				 .proxy_port = r->rc.via.port, .netns = r->app_netns };
+
+	for (size_t i = 0; i < r->chosts.n; i++)
+		r->app_netns[i] = consumerhosts_netns(&r->chosts, i);
 
 	mq_format_url(&r->rc.via, url, sizeof(url));
 	if (!r->quiet)
@@ -1726,15 +1777,16 @@ static int run_setup(struct run *r)
 	r->rc.ledger = &r->ledger;
 	r->rc.per_publisher = (r->sc.run.messages + r->sc.publishers.count - 1) / r->sc.publishers.count;
 	stats_hist_init(&r->rc.store_latency);
-	if (run_stores(r, err, sizeof(err)) < 0 || run_broker(r, err, sizeof(err)) < 0 ||
-	    run_setup_queue(r, err, sizeof(err)) < 0 || run_proxy(r, err, sizeof(err)) < 0)
+	if (run_hosts(r, err, sizeof(err)) < 0 || run_stores(r, err, sizeof(err)) < 0 ||
+	    run_broker(r, err, sizeof(err)) < 0 || run_setup_queue(r, err, sizeof(err)) < 0 ||
+	    run_proxy(r, err, sizeof(err)) < 0)
 		goto fail;
 	if (!r->quiet)
 		log_line("run '%s': %" PRIu64 " messages, %" PRIu64 " publishers (%s), %" PRIu64
-			 " consumers, %zu fault rule%s, broker %s, proxy 127.0.0.1:%u",
+			 " consumers, %zu fault rule%s, broker %s, proxy %s:%u",
 			 r->sc.run.name, r->sc.run.messages, r->sc.publishers.count,
 			 r->sc.publishers.mode == SCENARIO_MODE_TX ? "tx" : "confirm", run_consumers(r),
-			 r->rule_count, r->rule_count == 1 ? "" : "s", r->broker_url, proxy_port(r->proxy));
+			 r->rule_count, r->rule_count == 1 ? "" : "s", r->broker_url, r->rc.via.host, proxy_port(r->proxy));
 	if (run_truth(r, err, sizeof(err)) < 0)
 		goto fail;
 	r->start_ns = r->ledger.t0_ns;
@@ -1805,6 +1857,7 @@ static int run_results(struct run *r, const struct run_report *rep, bool link_la
 	run_fill_perf(&res, r, rep);
 	run_fill_app(&res, r);
 	storehost_fill(&r->storehost, &r->sc, &res);
+	consumerhosts_fill(&r->chosts, &r->sc, &rep->px, &res);
 	if (run_write_results(r, &o, err, sizeof(err)) < 0) {
 		log_line("run: %s", err);
 		code = EXIT_FAIL;

@@ -13,7 +13,8 @@
 #define STOREHOST_PINGS 15 /* timed, after STOREHOST_WARMUP untimed (the link thread and redis wake up) */
 #define STOREHOST_WARMUP 3
 
-int storehost_new(struct storehost *s, const struct scenario *sc, struct node_opts *o, char *err, size_t errlen)
+int storehost_new(struct storehost *s, struct hosts *h, const struct scenario *sc, struct node_opts *o, char *err,
+		  size_t errlen)
 {
 	char why[512];
 
@@ -22,16 +23,10 @@ int storehost_new(struct storehost *s, const struct scenario *sc, struct node_op
 	s->ping_ms = NAN;
 	if (sc->hosts.store != SCENARIO_HOSTS_STORE_OWN)
 		return 0;
-	if (hosts_check("hosts.store = own", err, errlen) < 0)
-		return -1;
-	hosts_sweep(); /* the namespaces of a SIGKILLed run, before making ours */
-	if (hosts_new(&s->hosts, why, sizeof(why)) < 0)
-		return log_seterr(err, errlen, "hosts.store = own: could not make the test hosts: %s", why);
-	s->host = hosts_add(s->hosts, "store", why, sizeof(why));
-	if (s->host < 0) {
-		storehost_free(s);
+	s->host = hosts_add(h, "store", why, sizeof(why));
+	if (s->host < 0)
 		return log_seterr(err, errlen, "hosts.store = own: could not make the store's host: %s", why);
-	}
+	s->hosts = h;
 	o->netns = hosts_netns(s->hosts, s->host);
 	o->addr = hosts_addr(s->hosts, s->host);
 	return 0;
@@ -104,7 +99,6 @@ void storehost_fill(const struct storehost *s, const struct scenario *sc, struct
 
 void storehost_free(struct storehost *s)
 {
-	hosts_free(s->hosts);
-	s->hosts = NULL;
+	s->hosts = NULL; /* the run's: it removes every host */
 	s->host = -1;
 }

@@ -17,18 +17,18 @@
  * every call does nothing.
  */
 struct storehost {
-	struct hosts *hosts; /* NULL: the store runs on this host */
+	struct hosts *hosts; /* the run's (not owned); NULL: the store runs on this host */
 	int host;	     /* the store's host in hosts */
 	double ping_ms;	     /* median PING round trip once the link is set; NaN: not measured */
 };
 
 /*
- * hosts.store = own: checks for root (the refusal names the key), makes the
- * hosts and the host "store", and points o->netns and o->addr at it (the
- * strings live as long as s). 0, or -1 with one line in err (nothing left
- * behind).
+ * hosts.store = own: adds the host "store" to the run's hosts h, and points
+ * o->netns and o->addr at it (the strings live as long as h). 0, or -1 with
+ * one line in err.
  */
-int storehost_new(struct storehost *s, const struct scenario *sc, struct node_opts *o, char *err, size_t errlen);
+int storehost_new(struct storehost *s, struct hosts *h, const struct scenario *sc, struct node_opts *o, char *err,
+		  size_t errlen);
 /*
  * Sets the link of the store's host to hosts.store_rtt / 2 each way (with
  * store_jitter and store_loss), then times a few PINGs of the redis at
@@ -38,7 +38,7 @@ int storehost_link(struct storehost *s, const struct scenario *sc, const char *a
 		   size_t errlen);
 /* Where the store was: summary.json's hosts object (left unknown with hosts.store = local). */
 void storehost_fill(const struct storehost *s, const struct scenario *sc, struct results *res);
-/* Removes the host and its link; call after the redis on it is stopped. NULL hosts ok. */
+/* Forgets the host (the run's hosts_free removes it, after the redis on it is stopped). */
 void storehost_free(struct storehost *s);
 
 #endif

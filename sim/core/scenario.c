@@ -85,6 +85,10 @@ enum scenario_key_id {
 	K_HOSTS_STORE_RTT,
 	K_HOSTS_STORE_JITTER,
 	K_HOSTS_STORE_LOSS,
+	K_HOSTS_CONSUMERS,
+	K_HOSTS_CONSUMER_RTT,
+	K_HOSTS_CONSUMER_JITTER,
+	K_HOSTS_CONSUMER_LOSS,
 	K_COUNT
 };
 
@@ -136,6 +140,7 @@ static const char *const checks[] = { "always", "republish-count", "flagged", NU
 static const char *const marks[] = { "before", "after", NULL };
 static const char *const on_errors[] = { "open", "closed", NULL };
 static const char *const hosts_stores[] = { "local", "own", NULL };
+static const char *const hosts_consumers[] = { "local", "own", NULL };
 
 #define S(f) offsetof(struct scenario, f)
 #define SLEN(f) sizeof(((struct scenario *)0)->f)
@@ -273,6 +278,13 @@ static const struct scenario_key scenario_keys[K_COUNT] = {
 	[K_HOSTS_STORE_JITTER] = { "hosts", "store_jitter", KIND_DURATION, S(hosts.store_jitter_ns), .min = 0,
 				   .max = 5 * SEC, .allowed = "0..5s, at most store_rtt / 2; needs hosts.store = own" },
 	[K_HOSTS_STORE_LOSS] = { "hosts", "store_loss", KIND_PROB, S(hosts.store_loss), .below_one = true },
+	[K_HOSTS_CONSUMERS] = { "hosts", "consumers", KIND_ENUM, S(hosts.consumers), .choices = hosts_consumers },
+	[K_HOSTS_CONSUMER_RTT] = { "hosts", "consumer_rtt", KIND_DURATION, S(hosts.consumer_rtt_ns), .min = 0,
+				   .max = 10 * SEC, .allowed = "0..10s (a round trip); needs hosts.consumers = own" },
+	[K_HOSTS_CONSUMER_JITTER] = { "hosts", "consumer_jitter", KIND_DURATION, S(hosts.consumer_jitter_ns),
+				      .min = 0, .max = 5 * SEC,
+				      .allowed = "0..5s, at most consumer_rtt / 2; needs hosts.consumers = own" },
+	[K_HOSTS_CONSUMER_LOSS] = { "hosts", "consumer_loss", KIND_PROB, S(hosts.consumer_loss), .below_one = true },
 };
 
 static const char *const scenario_sections[] = { "run",   "broker", "publishers", "consumers", "faults",
@@ -1760,6 +1772,91 @@ static void hosts_jitter_rtt_say(const struct scenario *sc, const char *hk, cons
 		 clock_fmt_duration(sc->hosts.store_rtt_ns, r, sizeof(r)), ho);
 }
 
+/* issue 14: hosts.consumers = own puts each consumer on a test host; what it needs, and its link's keys. */
+#define HOSTS_CONSUMERS_MAX 8 /* test hosts left beside a cluster's 3 and the store's */
+
+static uint64_t hosts_consumer_count(const struct scenario *sc)
+{
+	return scenario_has_app(sc) ? sc->app.instances : sc->consumers.count;
+}
+
+static bool hosts_consumers_own(const struct scenario *sc)
+{
+	return sc->hosts.consumers == SCENARIO_HOSTS_CONSUMERS_OWN;
+}
+
+static bool hosts_consumers_many_broken(const struct scenario *sc)
+{
+	return hosts_consumers_own(sc) && hosts_consumer_count(sc) > HOSTS_CONSUMERS_MAX;
+}
+
+static void hosts_consumers_many_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)ho;
+	snprintf(buf, len, "hosts.consumers = own%s makes a test host for each of %llu %s; allowed: at most %d", hk,
+		 ULL(hosts_consumer_count(sc)), scenario_has_app(sc) ? "app instances (app.instances)" : "consumers "
+		 "(consumers.count)", HOSTS_CONSUMERS_MAX);
+}
+
+/* A store in dupsim's memory (or its file) can't be shared by consumers on other hosts. */
+static bool hosts_consumers_shared_broken(const struct scenario *sc)
+{
+	return hosts_consumers_own(sc) && !scenario_has_app(sc) && sc->dedup.scope == SCENARIO_SCOPE_SHARED &&
+	       (sc->dedup.store == SCENARIO_STORE_MEMORY || sc->dedup.store == SCENARIO_STORE_TOKYOCABINET);
+}
+
+static void hosts_consumers_shared_say(const struct scenario *sc, const char *hk, const char *ho, char *buf,
+				       size_t len)
+{
+	snprintf(buf, len, "hosts.consumers = own%s puts each consumer on a host of its own, but dedup.store = %s with "
+		 "scope = shared%s lives in dupsim's process, which no other host can reach; share a store over the "
+		 "network (dedup.store = redis or postgres), or use dedup.scope = local", hk, stores[sc->dedup.store], ho);
+}
+
+/* Loopback on a test host is the host's own: only a store dupsim starts is put where the hosts reach it. */
+static bool hosts_consumers_url_broken(const struct scenario *sc)
+{
+	return hosts_consumers_own(sc) && sc->dedup.store == SCENARIO_STORE_REDIS && strcmp(sc->dedup.url, "embedded");
+}
+
+static void hosts_consumers_url_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	snprintf(buf, len, "hosts.consumers = own%s needs dupsim's own redis (dedup.url = embedded), not %s%s: dupsim "
+		 "serves its redis to the test hosts, while a redis of yours may not be reachable from them",
+		 hk, sc->dedup.url, ho);
+}
+
+static bool hosts_consumer_link_broken(const struct scenario *sc)
+{
+	return !hosts_consumers_own(sc) &&
+	       (sc->hosts.consumer_rtt_ns || sc->hosts.consumer_jitter_ns || sc->hosts.consumer_loss > 0);
+}
+
+static void hosts_consumer_link_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	const char *key = sc->hosts.consumer_rtt_ns ? "consumer_rtt"
+			  : sc->hosts.consumer_jitter_ns ? "consumer_jitter" : "consumer_loss";
+
+	(void)hk;
+	snprintf(buf, len, "hosts.%s describes the link of each consumer's own test host, but hosts.consumers = "
+		 "local%s; set hosts.consumers = own (root), or drop hosts.%s", key, ho, key);
+}
+
+static bool hosts_consumer_jitter_broken(const struct scenario *sc)
+{
+	return sc->hosts.consumer_jitter_ns > sc->hosts.consumer_rtt_ns / 2;
+}
+
+static void hosts_consumer_jitter_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	char j[32], r[32];
+
+	snprintf(buf, len, "hosts.consumer_jitter = %s%s is more than half of hosts.consumer_rtt = %s%s: jitter varies "
+		 "each way's delay (rtt / 2), which cannot go below zero; allowed: consumer_jitter <= consumer_rtt / 2",
+		 clock_fmt_duration(sc->hosts.consumer_jitter_ns, j, sizeof(j)), hk,
+		 clock_fmt_duration(sc->hosts.consumer_rtt_ns, r, sizeof(r)), ho);
+}
+
 static const struct scenario_conflict_rule scenario_conflicts[] = {
 	/* issue 13, faults of the dedup store itself */
 	{ K_FAULT_STORE_RESTART_EVERY, K_DEDUP_STORE, store_restart_broken, store_restart_say },
@@ -1805,6 +1902,11 @@ static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_HOSTS_STORE_JITTER, K_HOSTS_STORE, hosts_jitter_broken, hosts_jitter_say },
 	{ K_HOSTS_STORE_LOSS, K_HOSTS_STORE, hosts_loss_broken, hosts_loss_say },
 	{ K_HOSTS_STORE_JITTER, K_HOSTS_STORE_RTT, hosts_jitter_rtt_broken, hosts_jitter_rtt_say },
+	{ K_HOSTS_CONSUMERS, K_CONS_COUNT, hosts_consumers_many_broken, hosts_consumers_many_say },
+	{ K_HOSTS_CONSUMERS, K_DEDUP_SCOPE, hosts_consumers_shared_broken, hosts_consumers_shared_say },
+	{ K_HOSTS_CONSUMERS, K_DEDUP_URL, hosts_consumers_url_broken, hosts_consumers_url_say },
+	{ K_HOSTS_CONSUMER_RTT, K_HOSTS_CONSUMERS, hosts_consumer_link_broken, hosts_consumer_link_say },
+	{ K_HOSTS_CONSUMER_JITTER, K_HOSTS_CONSUMER_RTT, hosts_consumer_jitter_broken, hosts_consumer_jitter_say },
 };
 
 /* store = none with a key that describes a store: the first such key set away from its default. */

@@ -46,12 +46,17 @@ enum scenario_hosts_store {
 	SCENARIO_HOSTS_STORE_LOCAL, /* on this host, on loopback */
 	SCENARIO_HOSTS_STORE_OWN,   /* on a test host of its own (root), reached over its link */
 };
+/* issue 14: where the consumers (dupsim's threads, or the app's instances) run */
+enum scenario_hosts_consumers {
+	SCENARIO_HOSTS_CONSUMERS_LOCAL, /* on this host */
+	SCENARIO_HOSTS_CONSUMERS_OWN,	/* each on a test host of its own (root), behind its link */
+};
 
 #define SCENARIO_NAME_MAX 64   /* run.name: characters, without the NUL */
 #define SCENARIO_URLS_MAX 5     /* broker.url: a user's cluster, comma-separated */
 #define SCENARIO_STR_MAX 180   /* queue and URLs: characters, without the NUL (fits inih's 200-byte line) */
 #define SCENARIO_RULES_MAX 256 /* explicit [faults] rule lines */
-#define SCENARIO_KEY_COUNT 65  /* keys in the table of scenario.c */
+#define SCENARIO_KEY_COUNT 69  /* keys in the table of scenario.c */
 #define SCENARIO_ORIGIN_SET UINT32_MAX
 
 struct scenario {
@@ -144,6 +149,10 @@ struct scenario {
 		uint64_t store_rtt_ns;		 /* round trip over the store's link: rtt / 2 each way */
 		uint64_t store_jitter_ns;	 /* netem-style jitter on each way's delay */
 		double store_loss;		 /* per packet, each way */
+		enum scenario_hosts_consumers consumers; /* hosts.consumers: own = one test host each */
+		uint64_t consumer_rtt_ns;	 /* round trip over each consumer host's link */
+		uint64_t consumer_jitter_ns;
+		double consumer_loss;
 	} hosts;
 
 	/* issue 14: a private cluster (broker.nodes) and its faults */

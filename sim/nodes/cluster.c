@@ -148,11 +148,19 @@ int cluster_leader(struct cluster *c, const char *queue, int timeout_ms, char *e
 			if (!node_running(c->node[i]) || c->isolated[i] ||
 			    rabbitmq_ctl_run(c->node[i], args, timeout_ms, out, sizeof(out), why, sizeof(why)) < 0)
 				continue;
-			for (size_t j = 0; j < c->n; j++)
-				if (strstr(out, c->name[j]))
+			for (size_t j = 0; j < c->n; j++) {
+				if (!strstr(out, c->name[j]))
+					continue;
+				if (node_running(c->node[j]))
 					return (int)j;
+				/* killed: the record names it until the others have elected a leader */
+				snprintf(why, sizeof(why), "%s still names %s, which is down, as the leader of %s",
+					 c->name[i], c->name[j], queue);
+				goto next;
+			}
 			snprintf(why, sizeof(why), "%s names no member as the leader of %s: %.200s", c->name[i], queue,
 				 out);
+next:;
 		}
 		clock_sleep_ns(300 * NS_PER_MS);
 	} while (clock_now_ns() < deadline);

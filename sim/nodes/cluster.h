@@ -31,9 +31,10 @@ struct node *cluster_node(const struct cluster *c, size_t i);
 /* Node i's test host, in h. */
 int cluster_host(const struct cluster *c, size_t i);
 /*
- * The member that leads quorum queue `queue` now (rabbitmqctl list_queues
- * name leader, asked of a running member), or -1 with err when none
- * answers within timeout_ms.
+ * The member that leads quorum queue `queue` now (its record's pid, by
+ * rabbitmqctl eval on a running member), or -1 with err when none answers
+ * within timeout_ms. A killed member the record still names is not an
+ * answer: it waits for the election that replaces it.
  */
 int cluster_leader(struct cluster *c, const char *queue, int timeout_ms, char *err, size_t errlen);
 /* kill -9 of member i (its host stays). 0. */

@@ -1,6 +1,7 @@
 /* proxy.c — the AMQP fault proxy: the relay's judge (rules, content, counters) and `dupsim proxy`. */
 #include "proxy/proxy.h"
 
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -575,6 +576,18 @@ void proxy_stop(struct proxy *px)
 	relay_stop(px->relay);
 }
 
+uint64_t proxy_conns_from(const struct proxy_stats *st, const char *ip)
+{
+	struct in_addr a;
+
+	if (inet_pton(AF_INET, ip, &a) != 1)
+		return 0;
+	for (size_t i = 0; i < st->naddrs; i++)
+		if (st->by_addr[i].ip == a.s_addr)
+			return st->by_addr[i].conns;
+	return 0;
+}
+
 int proxy_stats_get(struct proxy *px, struct proxy_stats *out)
 {
 	const struct relay_stats *rs;
@@ -585,6 +598,8 @@ int proxy_stats_get(struct proxy *px, struct proxy_stats *out)
 	*out = px->stats;
 	out->conns_accepted = rs->conns_accepted;
 	memcpy(out->conns_by_listener, rs->conns_by_listener, sizeof(out->conns_by_listener));
+	memcpy(out->by_addr, rs->by_addr, sizeof(out->by_addr));
+	out->naddrs = rs->naddrs;
 	out->conns_active = rs->conns_active;
 	out->conns_refused = rs->conns_refused;
 	out->upstream_failures = rs->upstream_failures;

@@ -43,6 +43,8 @@ enum proxy_dir {
 struct proxy_stats {
 	uint64_t conns_accepted;
 	uint64_t conns_by_listener[RELAY_LISTEN_MAX]; /* per listener: the connections each node of a cluster got */
+	struct relay_peer_addr by_addr[RELAY_PEER_ADDRS]; /* per client address (test hosts): the first 16 seen */
+	size_t naddrs;
 	uint64_t conns_active;
 	uint64_t conns_refused;	     /* over max_conns */
 	uint64_t upstream_failures;  /* upstream connect failed */
@@ -173,6 +175,8 @@ struct proxy;
 int proxy_new(struct proxy **out, const struct proxy_config *cfg, char *err, size_t errlen);
 /* The port actually listened on. */
 uint16_t proxy_port(const struct proxy *px);
+/* Connections accepted from client address ip ("10.77.3.11"): 0 for one never seen or not IPv4. */
+uint64_t proxy_conns_from(const struct proxy_stats *st, const char *ip);
 /* Listener k's port (0: proxy_port; k <= nmore), 0 when there is none. */
 uint16_t proxy_port_of(const struct proxy *px, size_t k);
 /* Runs the event loop in the calling thread until proxy_stop (or proxy_stop_signal). 0 or -1. */

@@ -705,6 +705,23 @@ static int rconn_connect(struct rconn *c)
 	return 0;
 }
 
+/* Counts a connection from the client address in ss (the first RELAY_PEER_ADDRS addresses seen). */
+static void relay_count_addr(struct relay_stats *st, const struct sockaddr_storage *ss)
+{
+	uint32_t ip;
+
+	if (ss->ss_family != AF_INET)
+		return;
+	ip = ((const struct sockaddr_in *)ss)->sin_addr.s_addr;
+	for (size_t i = 0; i < st->naddrs; i++)
+		if (st->by_addr[i].ip == ip) {
+			st->by_addr[i].conns++;
+			return;
+		}
+	if (st->naddrs < RELAY_PEER_ADDRS)
+		st->by_addr[st->naddrs++] = (struct relay_peer_addr){ .ip = ip, .conns = 1 };
+}
+
 static void relay_accept(struct relay *r, const struct rlisten *l)
 {
 	for (;;) {
@@ -739,6 +756,7 @@ static void relay_accept(struct relay *r, const struct rlisten *l)
 		r->conns = c;
 		r->stats.conns_accepted++;
 		r->stats.conns_by_listener[l - r->lis]++;
+		relay_count_addr(&r->stats, &ss);
 		r->stats.conns_active++;
 		rconn_update(c);
 	}

@@ -86,10 +86,19 @@ struct relay_config {
 	struct relay_judge judge;
 };
 
+/* Connections accepted from one client IPv4 address (network order), e.g. a test host's. */
+#define RELAY_PEER_ADDRS 16
+struct relay_peer_addr {
+	uint32_t ip;
+	uint64_t conns;
+};
+
 /* The relay's own counters. */
 struct relay_stats {
 	uint64_t conns_accepted;
 	uint64_t conns_by_listener[RELAY_LISTEN_MAX]; /* accepted, per listener (a cluster's node) */
+	struct relay_peer_addr by_addr[RELAY_PEER_ADDRS]; /* accepted, per client address: the first 16 seen */
+	size_t naddrs;
 	uint64_t conns_active;
 	uint64_t conns_refused;	    /* over max_conns */
 	uint64_t upstream_failures; /* upstream connect failed */

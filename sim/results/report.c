@@ -456,6 +456,15 @@ static void report_perf(FILE *f, const struct results *s)
 		fprintf(f, "| dedup store's host | its own test host %s, link round trip %s ms (jitter %s ms, loss %s); "
 			   "PING over it p50 %s ms |\n", s->hosts.store_addr, report_g(s->hosts.store_rtt_ms),
 			report_g(s->hosts.store_jitter_ms), report_g(s->hosts.store_loss), report_g(s->hosts.store_ping_ms));
+	if (s->hosts.consumers[0]) {
+		fprintf(f, "| consumers' hosts | one test host each, link round trip %s ms (jitter %s ms, loss %s); "
+			   "connections through the proxy:", report_g(s->hosts.consumer_rtt_ms),
+			report_g(s->hosts.consumer_jitter_ms), report_g(s->hosts.consumer_loss));
+		for (size_t i = 0; i < s->hosts.nconsumer_hosts; i++)
+			fprintf(f, "%s %s from %s", i ? "," : "", report_count(s->hosts.consumer_conns[i]),
+				s->hosts.consumer_addr[i]);
+		fprintf(f, " |\n");
+	}
 	fputc('\n', f);
 }
 

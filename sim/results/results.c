@@ -45,6 +45,7 @@ void results_init(struct results *r)
 	r->dedup.ttl_ms = NAN;
 	RESULTS_NAN(r->store);
 	results_nan(&r->hosts.store_rtt_ms, 4);
+	results_nan(&r->hosts.consumer_rtt_ms, 3);
 	r->invariants.violations = r->invariants.foreign_deliveries = NAN;
 	r->curve_min = NAN;
 }
@@ -171,6 +172,33 @@ static void results_json_store(const struct results *r, json_t *d)
 		if (!isnan(f[i].v))
 			json_object_set_new(d, f[i].key, f[i].real ? results_real(f[i].v) : results_count(f[i].v));
 }
+/* issue 14: summary.json's hosts object: the store's host and/or each consumer's. */
+static json_t *results_hosts_json(const struct results *r)
+{
+	json_t *h = json_object();
+
+	if (r->hosts.store[0])
+		json_object_update_new(h, json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "store", r->hosts.store,
+						    "store_addr", r->hosts.store_addr, "store_rtt_ms",
+						    results_real(r->hosts.store_rtt_ms), "store_jitter_ms",
+						    results_real(r->hosts.store_jitter_ms), "store_loss",
+						    results_real(r->hosts.store_loss), "store_ping_ms",
+						    results_real(r->hosts.store_ping_ms)));
+	if (r->hosts.consumers[0]) {
+		json_t *list = json_array();
+
+		for (size_t i = 0; i < r->hosts.nconsumer_hosts; i++)
+			json_array_append_new(list, json_pack("{s:s, s:o}", "addr", r->hosts.consumer_addr[i],
+							      "connections", results_count(r->hosts.consumer_conns[i])));
+		json_object_update_new(h, json_pack("{s:s, s:o, s:o, s:o, s:o}", "consumers", r->hosts.consumers,
+						    "consumer_rtt_ms", results_real(r->hosts.consumer_rtt_ms),
+						    "consumer_jitter_ms", results_real(r->hosts.consumer_jitter_ms),
+						    "consumer_loss", results_real(r->hosts.consumer_loss),
+						    "consumer_hosts", list));
+	}
+	return h;
+}
+
 
 /* The figures and the rest of summary.json around them. */
 static json_t *results_json_perf(const struct results *r, json_t *root)
@@ -214,13 +242,8 @@ static json_t *results_json_perf(const struct results *r, json_t *root)
 					      results_count(r->cluster.leader_killed), "leader_after",
 					      results_count(r->cluster.leader_after), "connections", conns));
 	}
-	if (r->hosts.store[0]) /* issue 14 */
-		json_object_set_new(root, "hosts",
-				    json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "store", r->hosts.store, "store_addr",
-					      r->hosts.store_addr, "store_rtt_ms", results_real(r->hosts.store_rtt_ms),
-					      "store_jitter_ms", results_real(r->hosts.store_jitter_ms), "store_loss",
-					      results_real(r->hosts.store_loss), "store_ping_ms",
-					      results_real(r->hosts.store_ping_ms)));
+	if (r->hosts.store[0] || r->hosts.consumers[0]) /* issue 14 */
+		json_object_set_new(root, "hosts", results_hosts_json(r));
 	return root;
 }
 
@@ -358,10 +381,26 @@ static void results_load_faults(struct results *r, json_t *f)
 	}
 }
 
-/* issue 14: the store's host, when the run had one. */
+/* issue 14: the store's host, when the run had one; each consumer's, when they had theirs. */
 static void results_load_hosts(struct results *r, json_t *h)
 {
+	json_t *ch;
+
 	if (!json_is_object(h))
+		return;
+	results_str(h, "consumers", r->hosts.consumers, sizeof(r->hosts.consumers));
+	r->hosts.consumer_rtt_ms = results_num(h, "consumer_rtt_ms");
+	r->hosts.consumer_jitter_ms = results_num(h, "consumer_jitter_ms");
+	r->hosts.consumer_loss = results_num(h, "consumer_loss");
+	ch = json_object_get(h, "consumer_hosts");
+	for (size_t i = 0; json_is_array(ch) && i < json_array_size(ch) && i < RESULTS_HOSTS_MAX; i++) {
+		json_t *e = json_array_get(ch, i);
+
+		results_str(e, "addr", r->hosts.consumer_addr[i], sizeof(r->hosts.consumer_addr[i]));
+		r->hosts.consumer_conns[i] = results_num(e, "connections");
+		r->hosts.nconsumer_hosts = i + 1;
+	}
+	if (!json_is_string(json_object_get(h, "store")))
 		return;
 	results_str(h, "store", r->hosts.store, sizeof(r->hosts.store));
 	results_str(h, "store_addr", r->hosts.store_addr, sizeof(r->hosts.store_addr));

@@ -29,6 +29,7 @@ struct results_rule {
 enum results_data { RESULTS_TIMESERIES, RESULTS_GAPS, RESULTS_CURVE, RESULTS_COPIES, RESULTS_DATA_COUNT };
 
 #define RESULTS_RULES_MAX 64 /* rules kept (the raster shows 12) */
+#define RESULTS_HOSTS_MAX 8  /* consumers on test hosts of their own (hosts.consumers = own) */
 
 struct results {
 	char scenario[128];
@@ -121,12 +122,18 @@ struct results {
 		double leader_after;  /* the node that led it after the kill, before the restart */
 		double connections[8]; /* through the proxy, per node (NaN past nodes) */
 	} cluster;
-	/* issue 14: where the dedup store ran (summary.json's hosts object, only with hosts.store = own) */
+	/* issue 14: where the dedup store and the consumers ran (summary.json's hosts object, only with hosts.store = own) */
 	struct {
 		char store[16];	     /* "own"; "" = on this host (no hosts object) */
 		char store_addr[24]; /* the store's test host */
 		double store_rtt_ms, store_jitter_ms, store_loss; /* its link, as the scenario set it */
 		double store_ping_ms;	/* median redis PING over the link at the start; NaN unknown */
+		/* hosts.consumers = own: each consumer (or app instance) on a test host of its own */
+		char consumers[16];	/* "own"; "" = on this host */
+		double consumer_rtt_ms, consumer_jitter_ms, consumer_loss; /* each one's link, as set */
+		size_t nconsumer_hosts;
+		char consumer_addr[RESULTS_HOSTS_MAX][24];
+		double consumer_conns[RESULTS_HOSTS_MAX]; /* connections the proxy took from that address */
 	} hosts;
 
 	/* beside summary.json, for the plots */

@@ -18,7 +18,8 @@ extern char **environ;
 
 /* The variables dupsim sets: an inherited one of the same name (a nested run) is not passed on. */
 static const char *const app_vars[] = { "DUPSIM_AMQP_URL=", "DUPSIM_QUEUE=", "DUPSIM_EFFECTS=", "DUPSIM_REDIS_URL=",
-					"DUPSIM_PG_URL=",   "DUPSIM_INSTANCE=", "DUPSIM_SEED=", "DUPSIM_NODE=" };
+					"DUPSIM_PG_URL=",   "DUPSIM_INSTANCE=", "DUPSIM_SEED=", "DUPSIM_NODE=",
+					"DUPSIM_NETNS=" };
 
 static bool app_var_ours(const char *entry)
 {
@@ -47,6 +48,8 @@ static int app_env(const struct app *a, unsigned i, struct strv *env)
 	rc |= strv_addf(env, "DUPSIM_INSTANCE=%u", i);
 	rc |= strv_addf(env, "DUPSIM_SEED=%llu", (unsigned long long)c->sc->run.seed);
 	rc |= strv_addf(env, "%s", a->inst[i].marker);
+	if (c->netns && i < APP_HOSTS_MAX && c->netns[i]) /* proc_spawn starts it on that host */
+		rc |= strv_addf(env, "DUPSIM_NETNS=%s", c->netns[i]);
 	return rc;
 }
 

@@ -32,6 +32,7 @@
  */
 #define APP_QUICK_EXIT_NS (2ULL * 1000000000ULL)
 #define APP_QUICK_EXITS 3
+#define APP_HOSTS_MAX 8 /* entries of app_config.netns */
 
 struct app_config {
 	const struct scenario *sc;
@@ -41,6 +42,7 @@ struct app_config {
 	const char *pg_url;    /* DUPSIM_PG_URL, or NULL (copied) */
 	uint16_t proxy_port;   /* where the proxy listens: the far end of every app connection */
 	struct appview *view;  /* effects files, and told of every kill */
+	const char *const *netns; /* APP_HOSTS_MAX entries or NULL: instance i on test host netns[i] (NULL: here) */
 };
 
 struct app_instance {
