@@ -112,6 +112,17 @@ static void assert_ok(const struct result *r)
 	ck_assert_msg(num(r, "misses_by_cause.unexplained") == 0, "unexplained misses:\n%s", r->out);
 }
 
+/* The run's file name (faults.csv, periods.csv…) as a string; the caller frees it. */
+static char *run_file(const struct result *r, const char *name)
+{
+	char path[512], *text;
+
+	snprintf(path, sizeof(path), "%s/%s", r->dir, name);
+	text = files_read(path, NULL);
+	ck_assert_msg(text != NULL, "no %s in %s", name, r->dir);
+	return text;
+}
+
 START_TEST(test_no_faults)
 {
 	const char *sets[] = { "run.messages=2000", "faults.commit_ok_loss=0", "faults.ack_loss=0", NULL };
@@ -1398,6 +1409,12 @@ START_TEST(test_delivery_limit_replay)
 	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
 	ck_assert_double_eq(num(&r, "lost"), 0);
 	ck_assert_double_eq(num(&r, "lost_in_dlq"), 0);
+	{
+		char *faults = run_file(&r, "faults.csv");
+
+		ck_assert_msg(strstr(faults, "dead-letter queue replayed into the queue"), "%s", faults);
+		free(faults);
+	}
 	/* a replayed copy comes back seconds later: past the TTL */
 	ck_assert_double_gt(num(&r, "gap_ms.max"), 1000);
 	ck_assert_double_eq(num(&r, "duplicates_processed"), num(&r, "misses_by_cause.not_inserted"));
@@ -1456,6 +1473,21 @@ START_TEST(test_memory_alarm_republishes)
 	ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
 	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
 	ck_assert_double_eq(num(&r, "lost"), 0);
+	/* the alarm's raise and clearing are rows of faults.csv, its window a row of periods.csv */
+	{
+		char *faults = run_file(&r, "faults.csv"), *periods = run_file(&r, "periods.csv");
+		double from = -1, until = -1;
+		const char *row = strstr(periods, "\"memory alarm\"");
+
+		ck_assert_msg(strstr(faults, "memory alarm raised") && strstr(faults, "memory alarm cleared"), "%s", faults);
+		ck_assert_msg(row, "%s", periods);
+		while (row > periods && row[-1] != '\n')
+			row--;
+		ck_assert_int_eq(sscanf(row, "%lf,%lf", &from, &until), 2);
+		ck_assert_msg(from >= 0.9 && until > from + 1.5, "alarm window %g..%g s for 1s-3s", from, until);
+		free(faults);
+		free(periods);
+	}
 	result_release(&r);
 }
 END_TEST
@@ -1575,6 +1607,14 @@ START_TEST(test_cluster_leader_kill_partition)
 	ck_assert_msg(strstr(csv, "quorum leader killed") && strstr(csv, "killed node restarted") &&
 			      strstr(csv, "partition: the leader cut off") && strstr(csv, "partition healed"),
 		      "%s", csv);
+	{
+		/* the member down and the partition are windows of periods.csv (the timeseries plot draws them) */
+		char *periods = run_file(&r, "periods.csv");
+
+		ck_assert_msg(strstr(periods, "quorum leader killed") && strstr(periods, "partition: the leader cut off"),
+			      "%s", periods);
+		free(periods);
+	}
 	result_release(&r);
 }
 END_TEST
@@ -1843,8 +1883,7 @@ Suite *run_suite(void)
 			    (int)(sizeof(predicted_scenarios) / sizeof(predicted_scenarios[0])));
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
-	tc = tcase_create("hostile");
-	tcase_set_tags(tc, "shard1");
+	tc = tcase_create("hostile"); /* shard 0: shard 1 holds the clusters (see tools/test-shards' times) */
 	tcase_add_test(tc, test_fault_events_add_up);
 	tcase_add_loop_test(tc, test_crash_points, 0, (int)(sizeof(crash_cases) / sizeof(crash_cases[0])));
 	tcase_add_test(tc, test_few_events_no_interval);

@@ -62,6 +62,14 @@ enum {
 	EXIT_INTERRUPTED = 130,
 };
 
+/* A window the run's own faults made (a broker or a member down, a partition, the alarm, the store down): periods.csv. */
+enum run_period_kind { RUN_PERIOD_BROKER, RUN_PERIOD_MEMBER, RUN_PERIOD_CUT, RUN_PERIOD_ALARM, RUN_PERIOD_STORE };
+struct run_period {
+	enum run_period_kind kind;
+	uint64_t from_ns, until_ns; /* clock_now_ns; until 0: still on */
+	char label[96];
+};
+
 struct run {
 	struct scenario sc;
 	struct workload rc;
@@ -99,6 +107,10 @@ struct run {
 	size_t nsources, capsources;
 	struct api *api;	    /* [proxy] api: the control API during the run, or NULL */
 	_Atomic uint64_t faults_fired;
+
+	struct run_period *periods; /* the run's own faults' windows, in the order they began */
+	size_t nperiods, capperiods;
+	bool broker_down;	    /* a crash's period is open */
 
 	struct csv_tick *ticks;
 	size_t tick_count, tick_cap;
@@ -146,6 +158,9 @@ struct run_source {
 };
 #define RUN_FAULT_BROKER_CRASH (SIZE_MAX - 1) /* proxy_fault.rule of a kill -9 of the broker */
 #define RUN_FAULT_APP_KILL (SIZE_MAX - 2)     /* ... of an app instance ([app] crash_every) */
+#define RUN_FAULT_ALARM_ON (SIZE_MAX - 3)    /* the memory alarm took effect (faults.memory_alarm) */
+#define RUN_FAULT_ALARM_OFF (SIZE_MAX - 4)   /* ... and was cleared */
+#define RUN_FAULT_DLQ_REPLAY (SIZE_MAX - 5)  /* the dead-letter queue moved back (faults.dlq_replay_after) */
 #define RUN_FAULT_STORE (SIZE_MAX - 10)	     /* + enum store_fault: the dedup store's own faults */
 #define RUN_FAULT_CLUSTER (SIZE_MAX - 20)    /* + enum cluster_fault: a private cluster's faults */
 
@@ -165,23 +180,21 @@ static const char *run_store_fault_text(size_t rule)
 	return store_fault_text((enum store_fault)(rule - RUN_FAULT_STORE));
 }
 
-/* The sources of faults.csv rows the dedup store's own faults made (the model ignores them: they make no duplicates). */
-static size_t run_store_sources(const struct run *r)
+/* A fault the run itself made (not the proxy's, nor the control API's): its own event, or none. */
+static bool run_own_fault(size_t rule)
 {
-	size_t n = 0;
-
-	for (size_t i = 0; i < r->nsources; i++)
-		n += run_store_fault_text(r->sources[i].rule) != NULL;
-	return n;
+	return rule == RUN_FAULT_BROKER_CRASH || rule == RUN_FAULT_APP_KILL || rule == RUN_FAULT_ALARM_ON ||
+	       rule == RUN_FAULT_ALARM_OFF || rule == RUN_FAULT_DLQ_REPLAY || run_store_fault_text(rule) ||
+	       run_cluster_fault_text(rule);
 }
 
-/* The sources of faults.csv rows a cluster's faults made. */
-static size_t run_cluster_sources(const struct run *r)
+/* The sources of faults.csv rows the run's own faults made. */
+static size_t run_own_sources(const struct run *r)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < r->nsources; i++)
-		n += run_cluster_fault_text(r->sources[i].rule) != NULL;
+		n += run_own_fault(r->sources[i].rule);
 	return n;
 }
 
@@ -249,6 +262,12 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 		text = "broker crash (kill -9)";
 	} else if (f->rule == RUN_FAULT_APP_KILL) {
 		text = "app instance killed (kill -9)";
+	} else if (f->rule == RUN_FAULT_ALARM_ON) {
+		text = "memory alarm raised (publishers blocked)";
+	} else if (f->rule == RUN_FAULT_ALARM_OFF) {
+		text = "memory alarm cleared";
+	} else if (f->rule == RUN_FAULT_DLQ_REPLAY) {
+		text = "dead-letter queue replayed into the queue";
 	} else if (run_store_fault_text(f->rule)) {
 		text = run_store_fault_text(f->rule);
 	} else if (run_cluster_fault_text(f->rule)) {
@@ -274,8 +293,7 @@ static void run_on_fault(void *arg, const struct proxy_fault *f)
 	pthread_mutex_unlock(&r->fault_lock);
 	/* a crash is its own event (crashes.c); a killed app's connections end as app_crash (appview.c);
 	 * the store's faults make no duplicates (storefaults.h) */
-	if (f->rule != RUN_FAULT_BROKER_CRASH && f->rule != RUN_FAULT_APP_KILL && !run_store_fault_text(f->rule) &&
-	    !run_cluster_fault_text(f->rule)) /* a cluster's faults are events of their own (clusterfaults.c) */
+	if (!run_own_fault(f->rule)) /* a cluster's faults and the alarm are events of their own (clusterfaults.c, alarm.c) */
 		events_note_rule(&r->events, f->peer_port, src, kind, f->time_ns);
 }
 
@@ -547,9 +565,52 @@ static bool run_replay_dlq(struct run *r, uint64_t now, bool quiet)
 	if (!dlq_replay_due(&r->dlq, now, quiet))
 		return false;
 	if (dlq_replay(&r->dlq) > 0)
-		atomic_fetch_add(&r->faults_fired, 1);
+		run_note_fault(r, RUN_FAULT_DLQ_REPLAY);
 	atomic_store(&r->rc.last_delivery_ns, clock_now_ns()); /* wait for the replayed copies again */
 	return true;
+}
+
+/* A window of kind begins now, labelled; dropped (said nowhere) when memory is out. */
+static void run_period_open(struct run *r, enum run_period_kind kind, const char *label)
+{
+	if (r->nperiods == r->capperiods) {
+		size_t cap = r->capperiods ? 2 * r->capperiods : 16;
+		struct run_period *n = realloc(r->periods, cap * sizeof(*n));
+
+		if (!n)
+			return;
+		r->periods = n;
+		r->capperiods = cap;
+	}
+	r->periods[r->nperiods] = (struct run_period){ .kind = kind, .from_ns = clock_now_ns() };
+	snprintf(r->periods[r->nperiods].label, sizeof(r->periods[0].label), "%s", label);
+	r->nperiods++;
+}
+
+/* The open window of kind ends now. */
+static void run_period_close(struct run *r, enum run_period_kind kind)
+{
+	for (size_t i = r->nperiods; i-- > 0;)
+		if (r->periods[i].kind == kind && !r->periods[i].until_ns) {
+			r->periods[i].until_ns = clock_now_ns();
+			return;
+		}
+}
+
+/* faults.memory_alarm: its raise and its clearing, each a row of faults.csv. */
+static void run_alarm_step(struct run *r, uint64_t now)
+{
+	bool raised = r->alarm.raised_ns != 0, cleared = r->alarm.cleared_ns != 0;
+
+	alarm_step(&r->alarm, now);
+	if (!raised && r->alarm.raised_ns) {
+		run_note_fault(r, RUN_FAULT_ALARM_ON);
+		run_period_open(r, RUN_PERIOD_ALARM, "memory alarm");
+	}
+	if (!cleared && r->alarm.cleared_ns) {
+		run_note_fault(r, RUN_FAULT_ALARM_OFF);
+		run_period_close(r, RUN_PERIOD_ALARM);
+	}
 }
 
 /* issue 13: the dedup store's own faults, each a row of faults.csv. */
@@ -560,6 +621,10 @@ static void run_store_step(struct run *r, uint64_t now)
 
 	if (what != STORE_FAULT_NONE)
 		run_note_fault(r, RUN_FAULT_STORE + what);
+	if (what == STORE_FAULT_DOWN)
+		run_period_open(r, RUN_PERIOD_STORE, "dedup store down");
+	if (what == STORE_FAULT_UP)
+		run_period_close(r, RUN_PERIOD_STORE);
 }
 
 /* issue 14: a cluster's faults, each a row of faults.csv; true when one happened. */
@@ -570,6 +635,14 @@ static bool run_cluster_step(struct run *r, uint64_t now)
 	if (what == CLUSTER_FAULT_NONE)
 		return false;
 	run_note_fault(r, RUN_FAULT_CLUSTER + what);
+	if (what == CLUSTER_FAULT_LEADER_KILL)
+		run_period_open(r, RUN_PERIOD_MEMBER, r->cfaults.text);
+	else if (what == CLUSTER_FAULT_RESTART)
+		run_period_close(r, RUN_PERIOD_MEMBER);
+	else if (what == CLUSTER_FAULT_PARTITION || what == CLUSTER_FAULT_BRIDGE)
+		run_period_open(r, RUN_PERIOD_CUT, r->cfaults.text);
+	else if (what == CLUSTER_FAULT_HEAL)
+		run_period_close(r, RUN_PERIOD_CUT);
 	return true;
 }
 
@@ -593,9 +666,16 @@ static void run_monitor(struct run *r)
 			run_tick(r, now);
 			next_tick += NS_PER_S;
 		}
-		if (crashes_step(&r->crashes, now, !r->publish_done_ns))
+		if (crashes_step(&r->crashes, now, !r->publish_done_ns)) {
 			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
-		alarm_step(&r->alarm, now);
+			run_period_open(r, RUN_PERIOD_BROKER, "broker down (kill -9)");
+			r->broker_down = true;
+		}
+		if (r->broker_down && !crashes_down(&r->crashes)) {
+			run_period_close(r, RUN_PERIOD_BROKER);
+			r->broker_down = false;
+		}
+		run_alarm_step(r, now);
 		if (run_cluster_step(r, now))
 			now = clock_now_ns(); /* a step may take seconds (a restart) */
 		run_replay_dlq(r, now, false);
@@ -1072,8 +1152,7 @@ static void run_model(const struct run *r, struct run_report *rep)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "consumer crashes (faults.consumer_crash)");
 	if (scenario_has_app(sc) && sc->app.crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "app crashes (app.crash_every)");
-	if (r->nsources > r->rule_count + (r->crashes.count > 0) + (r->app.kills > 0) + run_store_sources(r) +
-			      run_cluster_sources(r))
+	if (r->nsources > r->rule_count + run_own_sources(r))
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "faults the control API made (its rules, POST /cut)");
 	if (sc->faults.broker_crash_every_ns)
 		snprintf(mi->unmodelled, sizeof(mi->unmodelled), "broker crashes (faults.broker_crash_every)");
@@ -1476,12 +1555,17 @@ static void run_write_faults(FILE *f, const struct run_out *o)
 	}
 }
 
-/* periods.csv: the warm-up, each scheduled rule's window, the cool-down (from the publishers' end to the run's). */
+/*
+ * periods.csv: the warm-up, each scheduled rule's window, the windows of the
+ * run's own faults (a broker or a member down, a partition, the memory
+ * alarm, the store down; one still on at the end ends there), the cool-down
+ * (from the publishers' end to the run's).
+ */
 static void run_write_periods(FILE *f, const struct run_out *o)
 {
 	const struct run *r = o->r;
 	const struct scenario *sc = &r->sc;
-	struct csv_period *p = calloc(r->rule_count + 2, sizeof(*p));
+	struct csv_period *p = calloc(r->rule_count + r->nperiods + 2, sizeof(*p));
 	size_t n = 0;
 
 	if (!p) {
@@ -1494,6 +1578,13 @@ static void run_write_periods(FILE *f, const struct run_out *o)
 		if (r->rules[i].until_ns)
 			p[n++] = (struct csv_period){ (double)r->rules[i].from_ns / NS_PER_S,
 						      (double)r->rules[i].until_ns / NS_PER_S, r->rules[i].text };
+	for (size_t i = 0; i < r->nperiods; i++) {
+		const struct run_period *w = &r->periods[i];
+		uint64_t until = w->until_ns ? w->until_ns : r->end_ns;
+
+		p[n++] = (struct csv_period){ (double)(w->from_ns - r->start_ns) / NS_PER_S,
+					      (double)(until - r->start_ns) / NS_PER_S, w->label };
+	}
 	if (sc->faults.cooldown_ns && r->publish_done_ns)
 		p[n++] = (struct csv_period){ (double)(r->publish_done_ns - r->start_ns) / NS_PER_S,
 					      (double)(r->end_ns - r->start_ns) / NS_PER_S, "cooldown" };
@@ -1630,6 +1721,7 @@ static void run_release(struct run *r)
 	free(r->ticks);
 	free(r->curve);
 	free(r->sources);
+	free(r->periods);
 	ledger_release(&r->ledger);
 	events_release(&r->events);
 	mq_abandon(r->lock); /* the lock queue goes with its connection */
