@@ -612,6 +612,38 @@ START_TEST(test_hammer)
 }
 END_TEST
 
+/*
+ * issue 13: which fault event a delivery is charged to. A redelivery of a
+ * copy seen before goes to the session that held it, unless the copy was
+ * handed over to an event (a nack with requeue, a DLQ replay); a new copy
+ * to its publisher's failed session (cause); an older copy after a newer
+ * one to the session that sent it (from: it was stuck in a blocked
+ * connection).
+ */
+START_TEST(test_charged_to)
+{
+	struct ledger l;
+	const events_id held = 11, later = 12, nack = 13, failed_pub = 14, stuck = 15;
+
+	open_ledger(&l, 3, NULL);
+	/* a redelivery: the session that held it, or the event it was handed over to */
+	ck_assert_uint_eq(ledger_note_delivery(&l, 0, 0, held, 0), 0); /* first copy: no earlier session */
+	ck_assert_uint_eq(ledger_note_delivery(&l, 0, 0, later, 0), held);
+	ledger_note_handover(&l, 0, nack);
+	ck_assert_uint_eq(ledger_note_delivery(&l, 0, 0, held, 0), nack);
+	ck_assert_uint_eq(ledger_note_delivery(&l, 0, 0, later, 0), held); /* the handover was used up */
+	/* a new copy: its publisher's failed session, even when `from` is known (it is not older) */
+	ck_assert_uint_eq(ledger_note_delivery_from(&l, 1, 0, held, 0, stuck), 0);
+	ck_assert_uint_eq(ledger_note_delivery_from(&l, 1, 1, later, failed_pub, stuck), failed_pub);
+	/* an older copy after a newer one: the session that sent it, not the cause of a new copy */
+	ck_assert_uint_eq(ledger_note_delivery_from(&l, 2, 2, held, failed_pub, 0), failed_pub);
+	ck_assert_uint_eq(ledger_note_delivery_from(&l, 2, 0, later, failed_pub, stuck), stuck);
+	/* from unknown (0): the cause as before */
+	ck_assert_uint_eq(ledger_note_delivery_from(&l, 2, 1, later, failed_pub, 0), failed_pub);
+	ledger_release(&l);
+}
+END_TEST
+
 Suite *ledger_suite(void)
 {
 	Suite *s = suite_create("ledger");
@@ -629,6 +661,7 @@ Suite *ledger_suite(void)
 	tcase_add_test(tc, test_cause_expired_evicted_unexplained);
 	tcase_add_test(tc, test_cause_seen_at_the_decision);
 	tcase_add_test(tc, test_abandoned);
+	tcase_add_test(tc, test_charged_to); /* issue 13 */
 	tcase_add_test(tc, test_wrong_suppression_and_loss);
 	tcase_add_test(tc, test_invariants);
 	tcase_add_test(tc, test_saturation_and_copy_overflow);

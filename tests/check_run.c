@@ -1284,6 +1284,37 @@ START_TEST(test_heartbeat_missed_redelivers)
 }
 END_TEST
 
+/*
+ * The heartbeat rule end to end: the proxy swallows the consumers' heartbeats
+ * and keeps their connections (then=hang). Three consumers share one message
+ * a second, so each is silent for about 3 s, past the broker's two missed
+ * 1 s heartbeats: the broker closes them, they reconnect, and the sessions
+ * the rule hit are `heartbeat_timeout` events (with no duplicate: each had
+ * acked all it got). Nothing is lost.
+ */
+START_TEST(test_heartbeat_rule_closes)
+{
+	const char *sets[] = { "run.messages=8", "publishers.count=1", "publishers.rate=1", "consumers.count=3",
+			       "consumers.slow=0", "faults.rule=drop heartbeat from=client then=hang", NULL };
+	struct result r;
+	char *events;
+
+	run_dupsim_file(&r, "scenarios/heartbeat-loss.ini", "t-heartbeat-rule", sets, NULL, NULL);
+	assert_ok(&r);
+	ck_assert_double_eq(num(&r, "lost"), 0);
+	ck_assert_double_eq(num(&r, "duplicates_processed"), 0);
+	/* the broker closed them (the proxy does not: then=hang), and they came back */
+	ck_assert_double_eq(num(&r, "faults.connections_cut"), 0);
+	ck_assert_double_ge(num(&r, "faults.reconnects"), 1);
+	/* events.csv: the sessions the rule hit are heartbeat_timeout events, a second session among them */
+	events = run_file(&r, "events.csv");
+	ck_assert_msg(strstr(events, ",heartbeat_timeout,\"drop heartbeat from=client then=hang\",consumer ") &&
+			      strstr(events, " #2,"), "%s", events);
+	free(events);
+	result_release(&r);
+}
+END_TEST
+
 /* The same consumers without slow work keep their heartbeats: no event, no duplicate. */
 START_TEST(test_heartbeat_kept_no_duplicates)
 {
@@ -1911,6 +1942,7 @@ Suite *run_suite(void)
 	tcase_add_test(tc, test_consumer_timeout_redelivers);
 	tcase_add_test(tc, test_heartbeat_missed_redelivers);
 	tcase_add_test(tc, test_heartbeat_kept_no_duplicates);
+	tcase_add_test(tc, test_heartbeat_rule_closes);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	/* issue 13: the transactional inbox */
