@@ -127,6 +127,10 @@ static void assert_same(const struct scenario *a, const struct scenario *b)
 	ck_assert_uint_eq(a->hosts.store_rtt_ns, b->hosts.store_rtt_ns);
 	ck_assert_uint_eq(a->hosts.store_jitter_ns, b->hosts.store_jitter_ns);
 	ck_assert(a->hosts.store_loss == b->hosts.store_loss);
+	ck_assert_int_eq(a->hosts.consumers, b->hosts.consumers);
+	ck_assert_uint_eq(a->hosts.consumer_rtt_ns, b->hosts.consumer_rtt_ns);
+	ck_assert_uint_eq(a->hosts.consumer_jitter_ns, b->hosts.consumer_jitter_ns);
+	ck_assert(a->hosts.consumer_loss == b->hosts.consumer_loss);
 }
 
 /* scenario_write, then scenario_load of what it wrote: the same values. */
@@ -877,6 +881,23 @@ static const struct {
 	{ "[dedup]\nstore = redis\n[hosts]\nstore = own\nstore_rtt = 2ms\nstore_jitter = 1500us\n", NULL, 6, NULL,
 	  "hosts.store_jitter = 1500us (line 6) is more than half of hosts.store_rtt = 2ms (line 5)",
 	  "allowed: store_jitter <= store_rtt / 2" },
+	/* issue 14: consumers on hosts of their own */
+	{ "[hosts]\nconsumers = own\n", NULL, 2, NULL,
+	  "hosts.consumers = own (line 2) puts each consumer on a host of its own, but dedup.store = memory",
+	  "share a store over the network (dedup.store = redis or postgres), or use dedup.scope = local" },
+	{ "[dedup]\nstore = redis\nurl = redis://h:1\n[hosts]\nconsumers = own\n", NULL, 5, NULL,
+	  "hosts.consumers = own (line 5) needs dupsim's own redis (dedup.url = embedded), not redis://h:1", NULL },
+	{ "[consumers]\ncount = 9\n[dedup]\nscope = local\n[hosts]\nconsumers = own\n", NULL, 6, NULL,
+	  "makes a test host for each of 9 consumers (consumers.count); allowed: at most 8", NULL },
+	{ "[app]\nconsumer = ./w\ninstances = 12\n[hosts]\nconsumers = own\n", NULL, 5, NULL,
+	  "each of 12 app instances (app.instances)", NULL },
+	{ "[hosts]\nconsumer_rtt = 1ms\n", NULL, 2, NULL,
+	  "hosts.consumer_rtt describes the link of each consumer's own test host, but hosts.consumers = local",
+	  "set hosts.consumers = own (root)" },
+	{ "[hosts]\nconsumer_loss = 1%\n", NULL, 2, NULL, "hosts.consumer_loss describes the link", NULL },
+	{ "[dedup]\nscope = local\n[hosts]\nconsumers = own\nconsumer_rtt = 2ms\nconsumer_jitter = 2ms\n", NULL, 6,
+	  NULL, "hosts.consumer_jitter = 2ms (line 6) is more than half of hosts.consumer_rtt = 2ms (line 5)",
+	  "allowed: consumer_jitter <= consumer_rtt / 2" },
 };
 
 /* issue 13, broker timeouts: the keys read, and an effective file reads back the same. */
@@ -1139,6 +1160,16 @@ START_TEST(test_hosts_keys)
 	ck_assert_uint_eq(sc.hosts.store_rtt_ns, 4 * NS_PER_MS);
 	ck_assert_uint_eq(sc.hosts.store_jitter_ns, 500 * 1000);
 	ck_assert(fabs(sc.hosts.store_loss - 0.001) < 1e-15);
+	assert_round_trip(&sc);
+	scenario_release(&sc);
+	ck_assert_msg(load_text(&sc, "[dedup]\nstore = postgres\n[hosts]\nconsumers = own\nconsumer_rtt = 3ms\n"
+				     "consumer_jitter = 1ms\nconsumer_loss = 0.5%\n",
+				path, sizeof(path), err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(scenario_check(&sc, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(sc.hosts.consumers, SCENARIO_HOSTS_CONSUMERS_OWN);
+	ck_assert_uint_eq(sc.hosts.consumer_rtt_ns, 3 * NS_PER_MS);
+	ck_assert_uint_eq(sc.hosts.consumer_jitter_ns, NS_PER_MS);
+	ck_assert(fabs(sc.hosts.consumer_loss - 0.005) < 1e-15);
 	assert_round_trip(&sc);
 	scenario_release(&sc);
 	/* the default: the store on this host, no link; the effective file still reads back */

@@ -1762,14 +1762,21 @@ static bool hosts_jitter_rtt_broken(const struct scenario *sc)
 	return sc->hosts.store_jitter_ns > sc->hosts.store_rtt_ns / 2;
 }
 
-static void hosts_jitter_rtt_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+/* A link's jitter over half its RTT (link: "store" or "consumer"). */
+static void hosts_jitter_over(const char *link, uint64_t jitter_ns, uint64_t rtt_ns, const char *hk, const char *ho,
+			      char *buf, size_t len)
 {
 	char j[32], r[32];
 
-	snprintf(buf, len, "hosts.store_jitter = %s%s is more than half of hosts.store_rtt = %s%s: jitter varies each "
-		 "way's delay (rtt / 2), which cannot go below zero; allowed: store_jitter <= store_rtt / 2",
-		 clock_fmt_duration(sc->hosts.store_jitter_ns, j, sizeof(j)), hk,
-		 clock_fmt_duration(sc->hosts.store_rtt_ns, r, sizeof(r)), ho);
+	snprintf(buf, len, "hosts.%s_jitter = %s%s is more than half of hosts.%s_rtt = %s%s: jitter varies each "
+		 "way's delay (rtt / 2), which cannot go below zero; allowed: %s_jitter <= %s_rtt / 2", link,
+		 clock_fmt_duration(jitter_ns, j, sizeof(j)), hk, link, clock_fmt_duration(rtt_ns, r, sizeof(r)), ho,
+		 link, link);
+}
+
+static void hosts_jitter_rtt_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	hosts_jitter_over("store", sc->hosts.store_jitter_ns, sc->hosts.store_rtt_ns, hk, ho, buf, len);
 }
 
 /* issue 14: hosts.consumers = own puts each consumer on a test host; what it needs, and its link's keys. */
@@ -1826,20 +1833,49 @@ static void hosts_consumers_url_say(const struct scenario *sc, const char *hk, c
 		 hk, sc->dedup.url, ho);
 }
 
-static bool hosts_consumer_link_broken(const struct scenario *sc)
+static bool hosts_consumer_link_needs_own(const struct scenario *sc, bool set)
 {
-	return !hosts_consumers_own(sc) &&
-	       (sc->hosts.consumer_rtt_ns || sc->hosts.consumer_jitter_ns || sc->hosts.consumer_loss > 0);
+	return set && !hosts_consumers_own(sc);
 }
 
-static void hosts_consumer_link_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+static void hosts_consumer_link_say(const char *key, const char *ho, char *buf, size_t len)
 {
-	const char *key = sc->hosts.consumer_rtt_ns ? "consumer_rtt"
-			  : sc->hosts.consumer_jitter_ns ? "consumer_jitter" : "consumer_loss";
-
-	(void)hk;
 	snprintf(buf, len, "hosts.%s describes the link of each consumer's own test host, but hosts.consumers = "
 		 "local%s; set hosts.consumers = own (root), or drop hosts.%s", key, ho, key);
+}
+
+static bool hosts_consumer_rtt_broken(const struct scenario *sc)
+{
+	return hosts_consumer_link_needs_own(sc, sc->hosts.consumer_rtt_ns > 0);
+}
+
+static void hosts_consumer_rtt_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	hosts_consumer_link_say("consumer_rtt", ho, buf, len);
+}
+
+static bool hosts_consumer_jitter_own_broken(const struct scenario *sc)
+{
+	return hosts_consumer_link_needs_own(sc, sc->hosts.consumer_jitter_ns > 0);
+}
+
+static void hosts_consumer_jitter_own_say(const struct scenario *sc, const char *hk, const char *ho, char *buf,
+					  size_t len)
+{
+	(void)sc, (void)hk;
+	hosts_consumer_link_say("consumer_jitter", ho, buf, len);
+}
+
+static bool hosts_consumer_loss_broken(const struct scenario *sc)
+{
+	return hosts_consumer_link_needs_own(sc, sc->hosts.consumer_loss > 0);
+}
+
+static void hosts_consumer_loss_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
+{
+	(void)sc, (void)hk;
+	hosts_consumer_link_say("consumer_loss", ho, buf, len);
 }
 
 static bool hosts_consumer_jitter_broken(const struct scenario *sc)
@@ -1849,12 +1885,7 @@ static bool hosts_consumer_jitter_broken(const struct scenario *sc)
 
 static void hosts_consumer_jitter_say(const struct scenario *sc, const char *hk, const char *ho, char *buf, size_t len)
 {
-	char j[32], r[32];
-
-	snprintf(buf, len, "hosts.consumer_jitter = %s%s is more than half of hosts.consumer_rtt = %s%s: jitter varies "
-		 "each way's delay (rtt / 2), which cannot go below zero; allowed: consumer_jitter <= consumer_rtt / 2",
-		 clock_fmt_duration(sc->hosts.consumer_jitter_ns, j, sizeof(j)), hk,
-		 clock_fmt_duration(sc->hosts.consumer_rtt_ns, r, sizeof(r)), ho);
+	hosts_jitter_over("consumer", sc->hosts.consumer_jitter_ns, sc->hosts.consumer_rtt_ns, hk, ho, buf, len);
 }
 
 static const struct scenario_conflict_rule scenario_conflicts[] = {
@@ -1905,7 +1936,9 @@ static const struct scenario_conflict_rule scenario_conflicts[] = {
 	{ K_HOSTS_CONSUMERS, K_CONS_COUNT, hosts_consumers_many_broken, hosts_consumers_many_say },
 	{ K_HOSTS_CONSUMERS, K_DEDUP_SCOPE, hosts_consumers_shared_broken, hosts_consumers_shared_say },
 	{ K_HOSTS_CONSUMERS, K_DEDUP_URL, hosts_consumers_url_broken, hosts_consumers_url_say },
-	{ K_HOSTS_CONSUMER_RTT, K_HOSTS_CONSUMERS, hosts_consumer_link_broken, hosts_consumer_link_say },
+	{ K_HOSTS_CONSUMER_RTT, K_HOSTS_CONSUMERS, hosts_consumer_rtt_broken, hosts_consumer_rtt_say },
+	{ K_HOSTS_CONSUMER_JITTER, K_HOSTS_CONSUMERS, hosts_consumer_jitter_own_broken, hosts_consumer_jitter_own_say },
+	{ K_HOSTS_CONSUMER_LOSS, K_HOSTS_CONSUMERS, hosts_consumer_loss_broken, hosts_consumer_loss_say },
 	{ K_HOSTS_CONSUMER_JITTER, K_HOSTS_CONSUMER_RTT, hosts_consumer_jitter_broken, hosts_consumer_jitter_say },
 };
 
