@@ -684,6 +684,18 @@ START_TEST(test_broker_crash_loses_nothing)
 		ck_assert_double_le(num(&r, "fault_events_by_kind.broker_crash"), num(&r, "faults.broker_crashes"));
 		ck_assert_double_eq(num(&r, "fault_events_by_kind.unattributed"), 0);
 	}
+	{
+		/* each time down is a window of periods.csv, about broker_down (1 s) plus the restart */
+		char *periods = run_file(&r, "periods.csv"), *row = strstr(periods, "\"broker down (kill -9)\"");
+		double from = -1, until = -1;
+
+		ck_assert_msg(row, "%s", periods);
+		while (row > periods && row[-1] != '\n')
+			row--;
+		ck_assert_int_eq(sscanf(row, "%lf,%lf", &from, &until), 2);
+		ck_assert_msg(from >= 5 && until - from >= 1 && until - from < 30, "down %g..%g s", from, until);
+		free(periods);
+	}
 	result_release(&r);
 }
 END_TEST

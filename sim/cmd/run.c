@@ -597,6 +597,20 @@ static void run_period_close(struct run *r, enum run_period_kind kind)
 		}
 }
 
+/* faults.broker_crash_every: each kill a row of faults.csv, each time down a window of periods.csv. */
+static void run_crash_step(struct run *r, uint64_t now)
+{
+	if (crashes_step(&r->crashes, now, !r->publish_done_ns)) {
+		run_note_fault(r, RUN_FAULT_BROKER_CRASH);
+		run_period_open(r, RUN_PERIOD_BROKER, "broker down (kill -9)");
+		r->broker_down = true;
+	}
+	if (r->broker_down && !crashes_down(&r->crashes)) {
+		run_period_close(r, RUN_PERIOD_BROKER);
+		r->broker_down = false;
+	}
+}
+
 /* faults.memory_alarm: its raise and its clearing, each a row of faults.csv. */
 static void run_alarm_step(struct run *r, uint64_t now)
 {
@@ -666,15 +680,7 @@ static void run_monitor(struct run *r)
 			run_tick(r, now);
 			next_tick += NS_PER_S;
 		}
-		if (crashes_step(&r->crashes, now, !r->publish_done_ns)) {
-			run_note_fault(r, RUN_FAULT_BROKER_CRASH);
-			run_period_open(r, RUN_PERIOD_BROKER, "broker down (kill -9)");
-			r->broker_down = true;
-		}
-		if (r->broker_down && !crashes_down(&r->crashes)) {
-			run_period_close(r, RUN_PERIOD_BROKER);
-			r->broker_down = false;
-		}
+		run_crash_step(r, now);
 		run_alarm_step(r, now);
 		if (run_cluster_step(r, now))
 			now = clock_now_ns(); /* a step may take seconds (a restart) */
