@@ -7,6 +7,9 @@
 
 #include "core/log.h"
 
+/* app_config.netns is this array */
+_Static_assert(RESULTS_HOSTS_MAX <= APP_HOSTS_MAX, "an app instance per consumer host");
+
 int consumerhosts_new(struct consumerhosts *ch, struct hosts *h, const struct scenario *sc, char *err,
 		      size_t errlen)
 {
@@ -27,6 +30,7 @@ int consumerhosts_new(struct consumerhosts *ch, struct hosts *h, const struct sc
 		ch->host[i] = hosts_add(h, name, why, sizeof(why));
 		if (ch->host[i] < 0)
 			return log_seterr(err, errlen, "hosts.consumers = own: could not make host %s: %s", name, why);
+		ch->netns[i] = hosts_netns(h, ch->host[i]);
 		ch->n = i + 1;
 		if ((l.delay_ns || l.jitter_ns || l.loss > 0) && hosts_set_link(h, ch->host[i], &l, why, sizeof(why)) < 0)
 			return log_seterr(err, errlen, "hosts.consumer_rtt: could not set host %s's link: %s", name, why);
@@ -37,11 +41,6 @@ int consumerhosts_new(struct consumerhosts *ch, struct hosts *h, const struct sc
 const char *consumerhosts_serve_addr(const struct consumerhosts *ch)
 {
 	return ch->hosts ? hosts_addr(ch->hosts, HOSTS_ROOT) : NULL;
-}
-
-const char *consumerhosts_netns(const struct consumerhosts *ch, size_t i)
-{
-	return ch->hosts && i < ch->n ? hosts_netns(ch->hosts, ch->host[i]) : NULL;
 }
 
 int consumerhosts_enter(const struct consumerhosts *ch, long i)

@@ -8,6 +8,7 @@
 #include "hosts/hosts.h"
 #include "proxy/proxy.h"
 #include "results/results.h"
+#include "workload/app.h"
 
 /*
  * One test host per consumer: "c0", "c1"… for dupsim's consumer threads,
@@ -26,6 +27,7 @@
 struct consumerhosts {
 	struct hosts *hosts; /* the run's; NULL with hosts.consumers = local */
 	int host[RESULTS_HOSTS_MAX];
+	const char *netns[RESULTS_HOSTS_MAX]; /* host[i]'s namespace: app instance i's DUPSIM_NETNS */
 	size_t n;
 };
 
@@ -38,8 +40,6 @@ int consumerhosts_new(struct consumerhosts *ch, struct hosts *h, const struct sc
 		      size_t errlen);
 /* Where servers the consumers reach must listen: dupsim's end of the hub, or NULL (loopback). */
 const char *consumerhosts_serve_addr(const struct consumerhosts *ch);
-/* Consumer i's host's namespace (DUPSIM_NETNS of an app instance), or NULL with local. */
-const char *consumerhosts_netns(const struct consumerhosts *ch, size_t i);
 /* Puts the calling thread on consumer i's host (HOSTS_ROOT-like -1: back home); 0 with local. 0 or -1 (errno). */
 int consumerhosts_enter(const struct consumerhosts *ch, long i);
 /* summary.json's hosts object: the links and the connections the proxy took from each host. */

@@ -110,7 +110,6 @@ struct run {
 
 	struct run_period *periods; /* the run's own faults' windows, in the order they began */
 	size_t nperiods, capperiods;
-	bool broker_down;	    /* a crash's period is open */
 
 	struct csv_tick *ticks;
 	size_t tick_count, tick_cap;
@@ -124,7 +123,6 @@ struct run {
 	struct redis_kind redis_kind;	  /* its settings (no persistence, maxmemory) */
 	struct storehost storehost;	  /* issue 14: hosts.store = own, the redis's test host */
 	struct consumerhosts chosts;	  /* issue 14: hosts.consumers = own, a test host per consumer */
-	const char *app_netns[APP_HOSTS_MAX]; /* its app instances' namespaces (NULL: this host) */
 	uint64_t start_ns, publish_done_ns, end_ns;
 	bool drained, interrupted, drain_timed_out;
 	char out_dir[PATH_MAX];
@@ -603,12 +601,9 @@ static void run_crash_step(struct run *r, uint64_t now)
 	if (crashes_step(&r->crashes, now, !r->publish_done_ns)) {
 		run_note_fault(r, RUN_FAULT_BROKER_CRASH);
 		run_period_open(r, RUN_PERIOD_BROKER, "broker down (kill -9)");
-		r->broker_down = true;
 	}
-	if (r->broker_down && !crashes_down(&r->crashes)) {
-		run_period_close(r, RUN_PERIOD_BROKER);
-		r->broker_down = false;
-	}
+	if (!crashes_down(&r->crashes))
+		run_period_close(r, RUN_PERIOD_BROKER); /* the window of the last kill, if still open */
 }
 
 /* faults.memory_alarm: its raise and its clearing, each a row of faults.csv. */
@@ -939,7 +934,7 @@ static int run_api(struct run *r, char *err, size_t errlen)
 static int run_proxy(struct run *r, char *err, size_t errlen)
 {
 	/* consumers on test hosts reach it on dupsim's end of the hub */
-	const char *listen = consumerhosts_serve_addr(&r->chosts) ? consumerhosts_serve_addr(&r->chosts) : "127.0.0.1";
+	const char *hub = consumerhosts_serve_addr(&r->chosts), *listen = hub ? hub : "127.0.0.1";
 	struct proxy_config cfg = {
 		.listen_host = listen,
 		.upstream_host = r->target.host,
@@ -1854,10 +1849,8 @@ static int run_start_app(struct run *r, char *err, size_t errlen)
 	struct app_config ac = { .sc = &r->sc, .dir = r->out_dir, .amqp_url = url,
 				 .redis_url = r->app_redis_url[0] ? r->app_redis_url : NULL,
 				 .pg_url = r->app_pg_url[0] ? r->app_pg_url : NULL, .view = r->view,
-				 .proxy_port = r->rc.via.port, .netns = r->app_netns };
-
-	for (size_t i = 0; i < r->chosts.n; i++)
-		r->app_netns[i] = consumerhosts_netns(&r->chosts, i);
+				 .proxy_port = r->rc.via.port,
+				 .netns = r->chosts.n ? r->chosts.netns : NULL };
 
 	mq_format_url(&r->rc.via, url, sizeof(url));
 	if (!r->quiet)

@@ -128,6 +128,15 @@ int cluster_host(const struct cluster *c, size_t i)
 	return c->host[i];
 }
 
+/* The member whose node name the text holds, or -1. */
+static int cluster_named(const struct cluster *c, const char *text)
+{
+	for (size_t j = 0; j < c->n; j++)
+		if (strstr(text, c->name[j]))
+			return (int)j;
+	return -1;
+}
+
 /*
  * The leader as the queue's record has it: one rpc call (rabbitmqctl eval).
  * list_queues would stream its rows back from every member to the CLI's
@@ -145,22 +154,20 @@ int cluster_leader(struct cluster *c, const char *queue, int timeout_ms, char *e
 		 queue);
 	do {
 		for (size_t i = 0; i < c->n; i++) {
+			int j;
+
 			if (!node_running(c->node[i]) || c->isolated[i] ||
 			    rabbitmq_ctl_run(c->node[i], args, timeout_ms, out, sizeof(out), why, sizeof(why)) < 0)
 				continue;
-			for (size_t j = 0; j < c->n; j++) {
-				if (!strstr(out, c->name[j]))
-					continue;
-				if (node_running(c->node[j]))
-					return (int)j;
-				/* killed: the record names it until the others have elected a leader */
+			j = cluster_named(c, out);
+			if (j >= 0 && node_running(c->node[j]))
+				return j;
+			if (j >= 0) /* killed: the record names it until the others have elected a leader */
 				snprintf(why, sizeof(why), "%s still names %s, which is down, as the leader of %s",
 					 c->name[i], c->name[j], queue);
-				goto next;
-			}
-			snprintf(why, sizeof(why), "%s names no member as the leader of %s: %.200s", c->name[i], queue,
-				 out);
-next:;
+			else
+				snprintf(why, sizeof(why), "%s names no member as the leader of %s: %.200s", c->name[i],
+					 queue, out);
 		}
 		clock_sleep_ns(300 * NS_PER_MS);
 	} while (clock_now_ns() < deadline);
