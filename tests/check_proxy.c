@@ -1236,6 +1236,10 @@ START_TEST(test_ahead_raw)
 	ck_assert_uint_eq(st.acks_sampled, 7);
 	ck_assert_uint_eq(st.ahead_sum, 3 + 1 + 3);
 	ck_assert_uint_eq(st.ahead_sq_sum, 9 + 1 + 9);
+	/* the rule hit the 5th, 6th and 7th acks: ahead 0, 0 and 3 (the sizes its faults drew) */
+	ck_assert_uint_eq(st.acks_hit, 3);
+	ck_assert_uint_eq(st.ahead_hit_sum, 3);
+	ck_assert_uint_eq(st.ahead_hit_sq_sum, 9);
 	proxy_stats_release(&st);
 	raw_relay_close(&rr);
 }

@@ -608,10 +608,15 @@ END_TEST
 
 /*
  * Every shipped scenario the model covers: its prediction against the
- * measured duplicate rate. The summary's band is 95 %; with eight scenarios
- * a correct model would fail one of them in a third of the runs, so this test
- * allows 3.5 band-sds (the 95 % figures are in the closing notes). The old
- * model (one duplicate per lost ack) is 4-6x off in the ack-loss ones.
+ * measured duplicate rate. From the loss rates, the distance is judged by the
+ * model's own spread for one run (predicted.duplicate_rate_band): a band from
+ * the event sizes a run drew is too narrow when the skewed sizes of its lost
+ * acks came out small, and those runs are also the ones whose rate is low
+ * (republish-count-race failed CI that way: 2.44 % against 3.80 %, band sd
+ * 0.30 %, the model's 0.47 %). With eight scenarios a correct model would
+ * leave its 95 % band in a third of the runs, so this allows 3.5 sds.
+ * Given the faults applied (each lost ack at the deliveries it had ahead)
+ * only the mechanism is left: inside the measured band.
  */
 static const char *const predicted_scenarios[] = {
 	"ack-loss", "commit-ok-loss", "competing-consumers", "confirm-loss", "republish-count-race",
@@ -625,7 +630,7 @@ START_TEST(test_shipped_scenarios_predicted)
 	const char *args[] = { "run", file, "--quiet", "--out", dir, "--set", url, "--set", queue, "--set",
 			       strcmp(name, "default") == 0 ? "run.messages=50000" : "run.name=shipped", NULL };
 	struct result r = { 0 };
-	double rate, pred, given, lo, hi, sd;
+	double rate, pred, given, lo, hi, sd, psd;
 
 	snprintf(file, sizeof(file), "scenarios/%s.ini", name);
 	snprintf(url, sizeof(url), "broker.url=%s", test_broker_url());
@@ -652,12 +657,16 @@ START_TEST(test_shipped_scenarios_predicted)
 		hi = num(&r, "duplicate_rate_band.high");
 		sd = (hi - lo) / (2 * 1.959964);
 	}
-	fprintf(stderr, "shipped %s: measured %.4g%% [%.4g%%, %.4g%%], predicted %.4g%%%s, given the faults %.4g%%%s\n",
-		name, rate * 100, lo * 100, hi * 100, pred * 100, pred >= lo && pred <= hi ? " (inside)" : " (outside)",
-		given * 100, given >= lo && given <= hi ? " (inside)" : " (outside)");
-	/* from the loss rates: the seed's luck in the number of faults is part of the distance */
-	ck_assert_msg(fabs(pred - rate) <= 3.5 * sd, "%s: measured %g (band %g - %g), predicted %g", name, rate, lo, hi,
-		      pred);
+	psd = num(&r, "predicted.duplicate_rate_band.sd");
+	fprintf(stderr,
+		"shipped %s: measured %.4g%% [%.4g%%, %.4g%%], predicted %.4g%% sd %.3g%% (%.2f sds off), given the "
+		"faults %.4g%%%s\n",
+		name, rate * 100, lo * 100, hi * 100, pred * 100, psd * 100, fabs(pred - rate) / psd, given * 100,
+		given >= lo && given <= hi ? " (inside)" : " (outside)");
+	/* from the loss rates: the seed's luck in the number and size of faults is part of the distance */
+	ck_assert_msg(isfinite(psd) && psd > 0, "%s: no spread from the model", name);
+	ck_assert_msg(fabs(pred - rate) <= 3.5 * psd, "%s: measured %g (band %g - %g), predicted %g, sd %g", name, rate,
+		      lo, hi, pred, psd);
 	/* given the faults applied, only the mechanism is left: inside the band */
 	ck_assert_msg(given >= lo && given <= hi, "%s: measured %g (band %g - %g), predicted given the faults %g", name,
 		      rate, lo, hi, given);

@@ -44,6 +44,21 @@
  * The first copy of each message is its first execution and every other
  * delivery reaching the decision is a duplicate:
  *     duplicate_rate = (1 + excess) · (1 + (qd + qc)·a / k) / (1 − qd) − 1.
+ *
+ * The spread. A run draws its faults, so its rate scatters around the
+ * prediction; the band the model claims for one run of N committed messages
+ * is the prediction ± 1.96 sd, from the variances of the two sums. Publisher
+ * side: the losses of one batch are geometric with ratio x (x = p in tx mode,
+ * r·batch in confirm mode), so the excess copies E = e·N have variance
+ * batch·E / (1 − x); each copy is then delivered (1 + r) / (1 − qd) times. Consumer side:
+ * F = N·(1 + e) / (k·(1 − qd)) ack frames, each dropped with qd (an event of
+ * k + a_i duplicates) or cut after with qc (a_i): a compound binomial, of
+ * variance F·(qd·E[(k + a)²] − qd²·(k + a)²) + F·(qc·E[a²] − qc²·a²). E[a²]
+ * is the proxy's too (ahead_sq): a is skewed (most acks find little ahead,
+ * a few, at start and after a reconnect, a whole prefetch window), so the
+ * mean of a run's hundred-odd lost acks is mostly below a and sometimes far
+ * above: a band from the sizes a run happened to draw is too narrow exactly
+ * when its rate is low, which is why the band is the model's own.
  * Frame losses are independent of each other and of everything else; no
  * consumer or broker crashes (those are not modelled); with no consumers
  * nothing is delivered (rate 0). A loss probability of 1 predicts no end: +inf.
@@ -131,13 +146,31 @@ int model_in_realized(struct model_in *out, const struct model_in *nominal, cons
 	return 0;
 }
 
+/* The sd of one run's duplicate rate (see "The spread" above); NAN when an input is missing. */
+static double model_sd(const struct model_in *in, double e, double r, bool needs_ahead)
+{
+	double n = in->committed, k = in->ack_every ? in->ack_every : 1, batch = in->batch ? in->batch : 1;
+	double qd = in->ack_dropped, qc = in->ack_cut, x, a = needs_ahead ? in->ahead : 0;
+	double a2 = needs_ahead ? in->ahead_sq : 0, frames, var, each;
+
+	if (!(n > 0) || !isfinite(a2))
+		return NAN;
+	x = in->confirm_mode ? in->confirm_lost * in->confirms_per_msg * batch : in->commit_ok_lost;
+	each = (1 + r) / (1 - qd);
+	var = e > 0 ? batch * e * n / (1 - x) * each * each : 0;
+	frames = n * (1 + e) / (k * (1 - qd));
+	var += frames * (qd * (k * k + 2 * k * a + a2) - qd * qd * (k + a) * (k + a));
+	var += frames * (qc * a2 - qc * qc * a * a);
+	return var > 0 ? sqrt(var) / n : 0;
+}
+
 void model_predict(const struct model_in *in, struct model_out *out)
 {
 	double k = in->ack_every ? in->ack_every : 1, r, e;
 	bool needs_ahead = in->consumers > 0 && (in->ack_dropped > 0 || in->ack_cut > 0);
 
 	memset(out, 0, sizeof(*out));
-	out->excess_copies_per_msg = out->duplicate_rate = out->dups_per_lost_ack = NAN;
+	out->excess_copies_per_msg = out->duplicate_rate = out->dups_per_lost_ack = out->duplicate_rate_sd = NAN;
 	if (in->unmodelled[0]) {
 		snprintf(out->why, sizeof(out->why), "the model does not cover %.200s", in->unmodelled);
 		return;
@@ -161,7 +194,7 @@ void model_predict(const struct model_in *in, struct model_out *out)
 	out->excess_copies_per_msg = e;
 	out->dups_per_lost_ack = needs_ahead ? k + in->ahead : k;
 	if (in->consumers == 0) {
-		out->duplicate_rate = 0;
+		out->duplicate_rate = out->duplicate_rate_sd = 0;
 		return;
 	}
 	if (in->ack_dropped >= 1 || isinf(e)) {
@@ -171,4 +204,5 @@ void model_predict(const struct model_in *in, struct model_out *out)
 	r = needs_ahead ? (in->ack_dropped + in->ack_cut) * in->ahead / k : 0;
 	/* (1 + e)(1 + r) / (1 − qd) − 1, in a form that keeps small rates from cancelling */
 	out->duplicate_rate = (e + r + e * r + in->ack_dropped) / (1 - in->ack_dropped);
+	out->duplicate_rate_sd = model_sd(in, e, r, needs_ahead);
 }

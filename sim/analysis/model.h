@@ -28,7 +28,9 @@ struct model_in {
 	/* measured during normal operation */
 	double ahead;		 /* deliveries the broker had handed the client beyond the one an ack covers,
 				  * at every ack (the proxy's acks_sampled / ahead_sum) */
+	double ahead_sq;	 /* the mean of its square (ahead_sq_sum / acks_sampled): the spread of event sizes */
 	double confirms_per_msg; /* confirm frames the broker sent per publish (multiple-confirms cover several) */
+	double committed;	 /* messages the band is for (0 or NAN: no band) */
 	char unmodelled[RULE_TEXT_MAX + 64]; /* the first fault the model does not cover; "" none */
 };
 
@@ -37,6 +39,8 @@ struct model_out {
 	double excess_copies_per_msg; /* enqueued copies beyond the first, per committed message */
 	double duplicate_rate;	      /* duplicate deliveries / committed */
 	double dups_per_lost_ack;     /* duplicate deliveries one dropped consumer ack frame causes */
+	double duplicate_rate_sd;     /* the spread of a run's duplicate rate over committed messages if the model
+				       * holds (NAN: unknown); its 95 % band is duplicate_rate ± 1.96 of it */
 	char why[256];		      /* when not predicted: what is missing */
 };
 

@@ -800,6 +800,10 @@ static void coverage_usage(FILE *f)
 		   "independent-trials interval, the mean half-width and the spread of the per-run\n"
 		   "estimates, and writes DIR/coverage.json.\n"
 		   "\n"
+		   "The duplicate rate too, for information: how many runs' 95 %% bands hold the\n"
+		   "pooled rate, and how many runs fall in the model's 95 %% band for one run\n"
+		   "(predicted.duplicate_rate_band). These don't decide the exit code.\n"
+		   "\n"
 		   "Exit codes: 0 when at least K runs (default 22 of 25, scaled to N) are covered\n"
 		   "and the mean half-width is below R (default 3) times the per-run sd, so that\n"
 		   "[0, 1] can't pass; 1 when not; 2 bad command\n"
@@ -810,6 +814,8 @@ struct coverage_run {
 	double estimate, low, high, ilow, ihigh;
 	bool has_interval;
 	uint64_t misses, trials;
+	double dups, committed, rate_low, rate_high; /* the duplicate rate and its band (NAN: none) */
+	double pred, pred_sd;			     /* the model's prediction and spread (NAN: none) */
 };
 
 struct coverage {
@@ -905,6 +911,12 @@ static int coverage_collect(struct coverage *c)
 			.ihigh = res.miss.independent_high,
 			.misses = (uint64_t)res.miss.misses,
 			.trials = (uint64_t)res.miss.trials,
+			.dups = res.duplicate_deliveries,
+			.committed = res.committed,
+			.rate_low = res.duplicate_rate_low,
+			.rate_high = res.duplicate_rate_high,
+			.pred = res.predicted.duplicate_rate,
+			.pred_sd = res.predicted.duplicate_rate_sd,
 		};
 		r->has_interval = isfinite(r->low) && isfinite(r->high);
 		c->done++;
@@ -915,6 +927,44 @@ static int coverage_collect(struct coverage *c)
 		}
 	}
 	return 0;
+}
+
+/*
+ * The duplicate rate's two claims over the runs: each run's band around its
+ * measured rate should hold the pooled rate, and the model's band around its
+ * prediction (from the loss rates) each run's rate; 95 % of the runs for
+ * both. Printed and returned as JSON; they don't decide the exit code.
+ */
+static json_t *coverage_rates(const struct coverage *c)
+{
+	unsigned n = c->done, banded = 0, held = 0, modelled = 0, fits = 0;
+	double dups = 0, committed = 0, pooled;
+
+	for (unsigned i = 0; i < n; i++) {
+		dups += c->cr[i].dups;
+		committed += c->cr[i].committed;
+	}
+	pooled = committed > 0 ? dups / committed : NAN;
+	for (unsigned i = 0; i < n; i++) {
+		const struct coverage_run *r = &c->cr[i];
+		double rate = r->committed > 0 ? r->dups / r->committed : NAN;
+
+		if (isfinite(r->rate_low) && isfinite(r->rate_high)) {
+			banded++;
+			held += r->rate_low <= pooled && pooled <= r->rate_high;
+		}
+		if (isfinite(r->pred) && isfinite(r->pred_sd) && isfinite(rate)) {
+			modelled++;
+			fits += fabs(rate - r->pred) <= 1.959964 * r->pred_sd;
+		}
+	}
+	printf("coverage: pooled duplicate rate %.4g%%: each run's 95%% band held it in %u of %u runs with a band\n",
+	       pooled * 100, held, banded);
+	if (modelled)
+		printf("coverage: the model's 95%% band for one run held the run's rate in %u of %u\n", fits, modelled);
+	return json_pack("{s:o, s:i, s:i, s:i, s:i}", "pooled", isfinite(pooled) ? json_real(pooled) : json_null(),
+			 "runs_with_band", (int)banded, "band_held_pooled", (int)held, "runs_predicted", (int)modelled,
+			 "model_band_held_run", (int)fits);
 }
 
 /* Pools the runs, counts the covering intervals, prints the verdict, writes coverage.json; 0 met, 1 not. */
@@ -957,10 +1007,11 @@ static int coverage_report(struct coverage *c)
 	       ok ? "OK" : "NOT MET", pooled, misses, trials, n, covered, n, without, c->min_covered, icovered, n, sd, half,
 	       sd > 0 ? half / sd : INFINITY, c->max_ratio);
 	batch_write_json(&c->b, "coverage.json",
-			 json_pack("{s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:o}", "scenario", c->b.sc.run.name,
-				   "pooled", pooled, "runs", (int)n, "covered", (int)covered, "independent_covered",
-				   (int)icovered, "without_interval", (int)without, "min_covered", (int)c->min_covered, "sd",
-				   sd, "mean_half_width", half, "ok", ok, "per_run", arr));
+			 json_pack("{s:s, s:f, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:o, s:o}", "scenario",
+				   c->b.sc.run.name, "pooled", pooled, "runs", (int)n, "covered", (int)covered,
+				   "independent_covered", (int)icovered, "without_interval", (int)without, "min_covered",
+				   (int)c->min_covered, "sd", sd, "mean_half_width", half, "ok", ok, "per_run", arr,
+				   "duplicate_rate", coverage_rates(c)));
 	return ok ? 0 : 1;
 }
 

@@ -1140,6 +1140,8 @@ static void run_model(const struct run *r, struct run_report *rep)
 		.ack_every = scenario_has_app(sc) ? 1 : (unsigned)sc->consumers.ack_every,
 		.consumers = (unsigned)run_consumers(r),
 		.ahead = rep->px.acks_sampled ? (double)rep->px.ahead_sum / (double)rep->px.acks_sampled : NAN,
+		.ahead_sq = rep->px.acks_sampled ? (double)rep->px.ahead_sq_sum / (double)rep->px.acks_sampled : NAN,
+		.committed = (double)rep->t.committed,
 		.confirms_per_msg = confirms && rep->t.publish_attempts
 					    ? (double)confirms / (double)rep->t.publish_attempts
 					    : NAN,
@@ -1166,10 +1168,16 @@ static void run_model(const struct run *r, struct run_report *rep)
 	{
 		struct model_in given;
 
-		if (model_in_realized(&given, mi, r->rules, r->rule_count, rep->px.rule_matched, rep->px.rule_fired) == 0)
+		if (model_in_realized(&given, mi, r->rules, r->rule_count, rep->px.rule_matched, rep->px.rule_fired) == 0) {
+			/* the acks the faults hit: how far ahead the broker was at those, not on average */
+			if (rep->px.acks_hit) {
+				given.ahead = (double)rep->px.ahead_hit_sum / (double)rep->px.acks_hit;
+				given.ahead_sq = (double)rep->px.ahead_hit_sq_sum / (double)rep->px.acks_hit;
+			}
 			model_predict(&given, &rep->model_given);
-		else
+		} else {
 			rep->model_given = (struct model_out){ .duplicate_rate = NAN };
+		}
 	}
 }
 
@@ -1293,6 +1301,9 @@ static void run_fill_predicted(struct results *res, const struct run_report *rep
 	bool p = rep->model.predicted;
 
 	res->predicted.duplicate_rate = p ? rep->model.duplicate_rate : NAN;
+	res->predicted.duplicate_rate_sd = p ? rep->model.duplicate_rate_sd : NAN;
+	res->predicted.ahead_at_faults =
+		rep->px.acks_hit ? (double)rep->px.ahead_hit_sum / (double)rep->px.acks_hit : NAN;
 	res->predicted.duplicate_rate_given_faults = rep->model_given.predicted ? rep->model_given.duplicate_rate : NAN;
 	res->predicted.excess_copies_per_message = p ? rep->model.excess_copies_per_msg : NAN;
 	res->predicted.excess_copies = p ? rep->model.excess_copies_per_msg * (double)rep->t.committed : NAN;

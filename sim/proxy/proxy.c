@@ -60,6 +60,7 @@ struct pconn {
 	size_t ntags, tags_cap;
 	struct pdeliver *pending;      /* the tap's deliveries waiting for their header */
 	size_t npending, pending_cap;
+	uint64_t last_ahead; /* at the client's latest basic.ack */
 };
 
 struct proxy {
@@ -203,6 +204,7 @@ static void pconn_sample_ack(struct pconn *c, uint16_t ch, const amqp_basic_ack_
 			max = c->tags[i].max_tag;
 	/* multiple with tag 0 acks everything outstanding: nothing is beyond it */
 	ahead = (ack->multiple && ack->delivery_tag == 0) || max <= ack->delivery_tag ? 0 : max - ack->delivery_tag;
+	c->last_ahead = ahead;
 	st->acks_sampled++;
 	st->ahead_sum += ahead;
 	st->ahead_sq_sum += ahead * ahead;
@@ -349,6 +351,11 @@ static enum relay_verdict pconn_fire(struct pconn *c, int d, const struct frame_
 	bool content = amqp_method_has_content(frame_method_number(fi));
 
 	proxy_tell_fault(c, d, hit, now);
+	if (d == PROXY_TO_BROKER && frame_method_number(fi) == AMQP_BASIC_ACK_METHOD) {
+		px->stats.acks_hit++;
+		px->stats.ahead_hit_sum += c->last_ahead;
+		px->stats.ahead_hit_sq_sum += c->last_ahead * c->last_ahead;
+	}
 	if (r->action == RULE_CUT) {
 		pconn_note_deliver(c, fi->channel, deliver_tag);
 		px->stats.cuts++;

@@ -74,6 +74,10 @@ struct proxy_stats {
 	uint64_t acks_sampled;
 	uint64_t ahead_sum;
 	uint64_t ahead_sq_sum;
+	/* the same at the client acks a rule fired on (dropped, or cut after): the sizes the faults drew */
+	uint64_t acks_hit;
+	uint64_t ahead_hit_sum;
+	uint64_t ahead_hit_sq_sum;
 	/*
 	 * Per rule id - 1, every id given so far (the configured rules are ids
 	 * 1..rule_count of the config, so entry i is configured rule i; a rule

@@ -36,16 +36,21 @@ static void console_miss(FILE *f, const struct results *r)
 		r->miss.independent_low, r->miss.independent_high, r->miss.independent_method);
 }
 
-/* Where the prediction lies against the band, from the loss rates and given the faults applied. */
+/*
+ * Does the measured rate fit the model: within the model's band for one run
+ * (from the loss rates; the measured band where the model has no spread), or
+ * else with the prediction given the faults applied inside the measured band.
+ */
 static const char *console_verdict(const struct results *r, double pred)
 {
 	double lo = r->duplicate_rate_low, hi = r->duplicate_rate_high, g = r->predicted.duplicate_rate_given_faults;
+	double sd = r->predicted.duplicate_rate_sd, rate = r->duplicate_deliveries / r->committed;
 
-	if (pred >= lo && pred <= hi)
-		return ": the prediction is inside";
+	if (isfinite(sd) ? fabs(rate - pred) <= 1.959964 * sd : pred >= lo && pred <= hi)
+		return ": the model fits";
 	if (g >= lo && g <= hi)
-		return ": the prediction is outside, inside given the faults applied";
-	return ": the prediction is OUTSIDE";
+		return ": outside the model's band, inside given the faults applied";
+	return ": OUTSIDE the model's band";
 }
 
 /* Committed to duplicates processed, measured beside predicted, with the rate's band. */
@@ -66,6 +71,10 @@ static void console_counts(FILE *f, const struct results *r, bool predicted)
 	fprintf(f, "  %-28s %18.0f\n", "duplicate deliveries", r->duplicate_deliveries);
 	fprintf(f, "  %-28s %18s %18s\n", "duplicate rate", console_pct(a, sizeof(a), rate),
 		predicted ? console_pct(b, sizeof(b), pred) : "-");
+	if (predicted && isfinite(r->predicted.duplicate_rate_sd))
+		fprintf(f, "  %-28s %18s   model's 95%% band for a run: %.4g%% - %.4g%%\n", "", "",
+			fmax(pred - 1.959964 * r->predicted.duplicate_rate_sd, 0) * 100,
+			(pred + 1.959964 * r->predicted.duplicate_rate_sd) * 100);
 	if (isfinite(r->duplicate_rate_low) && committed > 0)
 		fprintf(f, "  %-28s %18s   95%% band %.4g%% - %.4g%% over %.0f fault events%s\n", "", "",
 			r->duplicate_rate_low * 100, r->duplicate_rate_high * 100, r->fault_events,

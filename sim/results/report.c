@@ -179,26 +179,37 @@ static void report_claim_miss(FILE *f, const struct results *s)
 }
 
 /*
- * The model against the band: from the scenario's loss rates (pred), and
- * given the faults the proxy applied (given: each rule at the share of its
- * frames it hit). When only the first misses, the seed drew more or fewer
- * faults than the rates expect, and the mechanism still holds.
+ * The model against the run. From the scenario's loss rates the model says
+ * where one run's rate falls (its band, from the spread of the fault draws);
+ * without a spread, the prediction against the measured band. Given the
+ * faults the proxy applied (each rule at the share of its frames it hit, the
+ * lost acks at the sizes they had) only the mechanism is left: inside the
+ * measured band when it holds.
  */
-static void report_claim_model(FILE *f, double pred, double given, double r, double rlo, double rhi)
+static void report_claim_model(FILE *f, const struct results *s, double r)
 {
-	bool in = pred >= rlo && pred <= rhi, gin = isfinite(given) && given >= rlo && given <= rhi;
+	double pred = s->predicted.duplicate_rate, given = s->predicted.duplicate_rate_given_faults;
+	double sd = s->predicted.duplicate_rate_sd, rlo = s->duplicate_rate_low, rhi = s->duplicate_rate_high;
+	bool banded = isfinite(sd), in = banded ? fabs(r - pred) <= 1.959964 * sd : pred >= rlo && pred <= rhi;
+	bool gin = isfinite(given) && given >= rlo && given <= rhi;
+	char band[128] = "";
 
+	if (banded)
+		snprintf(band, sizeof(band), " (where 95 %% of runs like this one fall: %s – %s)",
+			 report_pct(fmax(pred - 1.959964 * sd, 0)), report_pct(pred + 1.959964 * sd));
 	if (in)
-		fprintf(f, " The model's %s lies inside the band: its assumptions hold well enough here.", report_pct(pred));
+		fprintf(f, " The model predicts %s%s, and this run %s: its assumptions hold well enough here.",
+			report_pct(pred), band, banded ? "falls inside" : "lies inside the measured band");
 	else if (gin)
-		fprintf(f, " From the loss rates the model predicts %s, outside the band; given the faults the proxy "
-			   "applied (each rule at the share of its frames it hit) it predicts %s, inside: this run drew "
-			   "%s faults than its rates expect, and the model's mechanism holds.",
-			report_pct(pred), report_pct(given), given < pred ? "fewer" : "more");
+		fprintf(f, " From the loss rates the model predicts %s%s, and this run falls outside; given the faults "
+			   "the proxy applied (each rule at the share of its frames it hit, each lost ack at the "
+			   "deliveries it had ahead) it predicts %s, inside the measured band: this run drew %s than "
+			   "its rates expect, and the model's mechanism holds.",
+			report_pct(pred), band, report_pct(given), given < pred ? "fewer or smaller faults" : "more or larger faults");
 	else if (pred > 0)
-		fprintf(f, " The model predicts %s (%s given the faults the proxy applied); the measured rate is %s× "
-			   "that, outside the band: the model's assumptions (below) do not hold for this run.",
-			report_pct(pred), isfinite(given) ? report_pct(given) : "–", report_g(r / pred));
+		fprintf(f, " The model predicts %s%s (%s given the faults the proxy applied); the measured rate is %s× "
+			   "that, outside: the model's assumptions (below) do not hold for this run.",
+			report_pct(pred), band, isfinite(given) ? report_pct(given) : "–", report_g(r / pred));
 }
 
 /* The duplicate rate against the model. */
@@ -220,7 +231,7 @@ static void report_claim_rate(FILE *f, const struct results *s)
 			   "duplicate deliveries for %s committed messages.",
 			report_pct(r), report_count(d), report_count(committed));
 	if (isfinite(rlo) && isfinite(pred))
-		report_claim_model(f, pred, s->predicted.duplicate_rate_given_faults, r, rlo, rhi);
+		report_claim_model(f, s, r);
 	if (!isfinite(pred) && *s->predicted.why_not)
 		fprintf(f, " No prediction: %s.", s->predicted.why_not);
 	if (isfinite(dpla))
@@ -281,6 +292,9 @@ static void report_measured_inputs(FILE *f, const struct results *s)
 		fprintf(f, " %s deliveries the broker had handed the client beyond each ack (mean over %s "
 			   "acks);",
 			report_g(ahead), report_count(s->predicted.acks_sampled));
+	if (isfinite(s->predicted.ahead_at_faults))
+		fprintf(f, " %s at the acks the rules hit (the prediction given the faults uses these);",
+			report_g(s->predicted.ahead_at_faults));
 	if (isfinite(cpp))
 		fprintf(f, " %s confirm frames per publish;", report_g(cpp));
 	fputs(" everything else comes from the scenario's keys and the rules applied.\n\n", f);

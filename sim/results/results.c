@@ -32,7 +32,7 @@ void results_init(struct results *r)
 	r->miss.independent_low = r->miss.independent_high = NAN;
 	RESULTS_NAN(r->misses_by_cause);
 	results_nan(&r->predicted.duplicate_rate, 4);
-	results_nan(&r->predicted.ahead, 4);
+	results_nan(&r->predicted.ahead, 6);
 	RESULTS_NAN(r->dlq);
 	RESULTS_NAN(r->cluster);
 	results_nan(&r->faults.frames_dropped, 6);
@@ -104,17 +104,33 @@ static json_t *results_json_miss(const struct results *r)
 			 "bursts");
 }
 
+/* The model's 95 % band for one run's duplicate rate; null without a spread. */
+static json_t *results_json_predicted_band(const struct results *r)
+{
+	double rate = r->predicted.duplicate_rate, sd = r->predicted.duplicate_rate_sd, lo;
+
+	if (!isfinite(rate) || !isfinite(sd))
+		return json_null();
+	lo = rate - 1.959964 * sd;
+	return json_pack("{s:o, s:o, s:o, s:f, s:s}", "low", results_real(lo > 0 ? lo : 0), "high",
+			 results_real(rate + 1.959964 * sd), "sd", results_real(sd), "confidence", 0.95, "method",
+			 "where one run's rate falls if the model holds: compound binomial over the fault draws, "
+			 "event sizes from the proxy's ahead (mean and square) at every ack");
+}
+
 static json_t *results_json_predicted(const struct results *r)
 {
-	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:{s:o, s:o, s:o}}", "duplicate_rate",
-			 results_real(r->predicted.duplicate_rate), "duplicate_rate_given_faults",
+	return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:{s:o, s:o, s:o, s:o}}", "duplicate_rate",
+			 results_real(r->predicted.duplicate_rate), "duplicate_rate_band", results_json_predicted_band(r),
+			 "duplicate_rate_given_faults",
 			 results_real(r->predicted.duplicate_rate_given_faults), "excess_copies_per_message",
 			 results_real(r->predicted.excess_copies_per_message), "excess_copies",
 			 results_real(r->predicted.excess_copies), "duplicates_per_lost_ack",
 			 results_real(r->predicted.duplicates_per_lost_ack), "why_not", r->predicted.why_not, "assumes",
 			 r->predicted.assumes, "measured_inputs", "deliveries_ahead_of_an_ack",
 			 results_real(r->predicted.ahead), "acks_sampled", results_count(r->predicted.acks_sampled),
-			 "confirms_per_publish", results_real(r->predicted.confirms_per_publish));
+			 "confirms_per_publish", results_real(r->predicted.confirms_per_publish),
+			 "deliveries_ahead_of_a_lost_ack", results_real(r->predicted.ahead_at_faults));
 }
 
 static json_t *results_json_faults(const struct results *r)
@@ -352,6 +368,8 @@ static void results_load_predicted(struct results *r, json_t *p)
 	r->predicted.acks_sampled = results_num(mi, "acks_sampled");
 	r->predicted.confirms_per_publish = results_num(mi, "confirms_per_publish");
 	r->predicted.duplicate_rate_given_faults = results_num(p, "duplicate_rate_given_faults");
+	r->predicted.duplicate_rate_sd = results_num(json_object_get(p, "duplicate_rate_band"), "sd");
+	r->predicted.ahead_at_faults = results_num(mi, "deliveries_ahead_of_a_lost_ack");
 }
 
 static void results_load_faults(struct results *r, json_t *f)

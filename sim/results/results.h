@@ -58,6 +58,8 @@ struct results {
 		char assumes[1024];
 		double ahead, acks_sampled, confirms_per_publish; /* measured_inputs */
 		double duplicate_rate_given_faults; /* the model at the fraction of frames each rule hit */
+		double duplicate_rate_sd; /* a run's spread if the model holds: its band is the rate ± 1.96 of it */
+		double ahead_at_faults;	  /* ahead at the acks the rules hit (measured_inputs) */
 	} predicted;
 	struct {
 		double frames_dropped, connections_cut, proxy_connections, reconnects, consumer_crashes, broker_crashes;
