@@ -258,6 +258,29 @@ START_TEST(test_count_band)
 }
 END_TEST
 
+/* Lost acks at the squared size expected of them: 20 of size 10 counted at 400 each, the others at their own. */
+START_TEST(test_count_band_sized)
+{
+	struct evidence_event ev[40];
+	bool sized[40];
+	double lo, hi;
+
+	for (int i = 0; i < 40; i++) {
+		ev[i] = (struct evidence_event){ .dups = i == 39 ? 0 : 10 };
+		sized[i] = i % 2 == 0;
+	}
+	ck_assert(evidence_count_band_sized(ev, 40, sized, 400, 0.95, &lo, &hi));
+	/* 390 duplicates; the 20 sized events at 400, the 19 others with duplicates at 100; the empty one not at all */
+	ck_assert_double_eq_tol(hi - 390, 1.959964 * sqrt(20 * 400 + 19 * 100), 1e-3);
+	ck_assert_double_eq_tol(390 - lo, hi - 390, 1e-9);
+	/* no size (NAN) or no marks: each event's own */
+	ck_assert(evidence_count_band_sized(ev, 40, sized, NAN, 0.95, &lo, &hi));
+	ck_assert_double_eq_tol(hi - 390, 1.959964 * sqrt(39 * 100), 1e-3);
+	ck_assert(evidence_count_band_sized(ev, 40, NULL, 400, 0.95, &lo, &hi));
+	ck_assert_double_eq_tol(hi - 390, 1.959964 * sqrt(39 * 100), 1e-3);
+}
+END_TEST
+
 /*
  * validate's plan on synthetic runs: the chance of a PASS at a true miss
  * probability 1.5× the target stays at or below 5 %; the power at a quarter
@@ -330,6 +353,7 @@ Suite *evidence_suite(void)
 	tcase_add_test(tc, test_t_quantile);
 	tcase_add_test(tc, test_small_and_degenerate);
 	tcase_add_test(tc, test_count_band);
+	tcase_add_test(tc, test_count_band_sized);
 	tcase_add_loop_test(tc, test_coverage, 0, (int)(sizeof(coverage_cases) / sizeof(coverage_cases[0])));
 	tcase_add_test(tc, test_zero_miss_bound);
 	tcase_add_test(tc, test_validate_error_rates);

@@ -180,6 +180,12 @@ void evidence_ratio(const struct evidence_event *ev, size_t n, double confidence
 
 bool evidence_count_band(const struct evidence_event *ev, size_t n, double confidence, double *lo, double *hi)
 {
+	return evidence_count_band_sized(ev, n, NULL, NAN, confidence, lo, hi);
+}
+
+bool evidence_count_band_sized(const struct evidence_event *ev, size_t n, const bool *sized, double size_sq,
+			       double confidence, double *lo, double *hi)
+{
 	double sum = 0, sq = 0, z, half;
 	size_t events = 0;
 
@@ -188,7 +194,7 @@ bool evidence_count_band(const struct evidence_event *ev, size_t n, double confi
 			continue;
 		events++;
 		sum += (double)ev[i].dups;
-		sq += (double)ev[i].dups * (double)ev[i].dups;
+		sq += sized && sized[i] && isfinite(size_sq) ? size_sq : (double)ev[i].dups * (double)ev[i].dups;
 	}
 	if (events < EVIDENCE_MIN_EVENTS || !(confidence > 0 && confidence < 1)) {
 		*lo = *hi = NAN;

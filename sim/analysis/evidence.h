@@ -58,6 +58,17 @@ void evidence_ratio2(const uint64_t *x, const uint64_t *d, size_t n, double conf
  */
 bool evidence_count_band(const struct evidence_event *ev, size_t n, double confidence, double *lo, double *hi);
 
+/*
+ * The same, with the events marked in `sized` (may be NULL) counted at the
+ * squared size `size_sq` expected of them instead of their own: for lost
+ * acks, whose size (k + the deliveries ahead of the ack) the proxy saw the
+ * distribution of at every ack, while a run's hundred-odd lost acks mostly
+ * miss its rare large values, and a band from their own sizes is then too
+ * narrow exactly when the count came out low.
+ */
+bool evidence_count_band_sized(const struct evidence_event *ev, size_t n, const bool *sized, double size_sq,
+			       double confidence, double *lo, double *hi);
+
 /* Student t quantile: P(T <= t) = p with df degrees of freedom (df >= 1). */
 double evidence_t_quantile(double p, double df);
 

@@ -994,7 +994,7 @@ struct run_report {
 	struct events_summary ev;      /* the fault events and what each caused */
 	struct evidence_interval miss; /* the headline: over fault events */
 	struct stats_interval miss_indep; /* secondary: duplicates as independent trials (too narrow) */
-	bool has_dup_band;
+	bool has_dup_band, dup_band_by_ahead; /* by_ahead: lost acks counted at the spread of ahead */
 	double dup_lo, dup_hi;	       /* band on duplicate deliveries, over fault events */
 	const char *excess_source;     /* where excess_copies comes from: "deliveries" or "queue" */
 	uint64_t queue_copies;	       /* publish-only: copies found in the queue */
@@ -1009,6 +1009,51 @@ struct run_report {
 	uint64_t acks_dropped;	/* consumer Basic.Acks the proxy swallowed */
 	double dup_per_lost_ack; /* duplicate deliveries beyond the excess copies, per lost ack; NAN: none lost */
 };
+
+/*
+ * Whether a lost ack here makes k + ahead duplicates, ahead as the proxy
+ * samples it: acks dropped with their connection or cut after, on a classic
+ * queue, by dupsim's consumers. A hanging ack, a quorum queue's settles or a
+ * user's app break that.
+ */
+static bool run_acks_sized_by_ahead(const struct run *r, const struct run_report *rep)
+{
+	if (!rep->px.acks_sampled || !rep->px.acks_hit || scenario_has_app(&r->sc) ||
+	    r->sc.broker.queue_type == SCENARIO_QUEUE_QUORUM)
+		return false;
+	for (size_t i = 0; i < r->rule_count; i++)
+		if (r->rules[i].method == AMQP_BASIC_ACK_METHOD && r->rules[i].from != RULE_FROM_BROKER &&
+		    r->rules[i].action == RULE_DROP && r->rules[i].then == RULE_THEN_HANG)
+			return false;
+	return true;
+}
+
+/*
+ * The band on duplicate deliveries: compound Poisson over the events, a lost
+ * ack's squared size from the spread of ahead over every ack where that
+ * makes its size (evidence.h): E[(c + a)²] = c² + 2c·E[a] + E[a²], c the
+ * lost acks' duplicates beyond their ahead, on average.
+ */
+static void run_dup_band(const struct run *r, struct run_report *rep)
+{
+	bool *ack = NULL;
+	double size_sq = NAN, dups = 0, a1, a2, c;
+
+	if (run_acks_sized_by_ahead(r, rep) && (ack = calloc(rep->ev.n ? rep->ev.n : 1, sizeof(*ack)))) {
+		for (size_t i = 0; i < rep->ev.n; i++)
+			if ((ack[i] = rep->ev.unit[i].kind == EVENTS_LOST_ACK))
+				dups += (double)rep->ev.ev[i].dups;
+		a1 = (double)rep->px.ahead_sum / (double)rep->px.acks_sampled;
+		a2 = (double)rep->px.ahead_sq_sum / (double)rep->px.acks_sampled;
+		c = (dups - (double)rep->px.ahead_hit_sum) / (double)rep->px.acks_hit;
+		c = c > 0 ? c : 0;
+		size_sq = c * c + 2 * c * a1 + a2;
+	}
+	rep->dup_band_by_ahead = isfinite(size_sq);
+	rep->has_dup_band =
+		evidence_count_band_sized(rep->ev.ev, rep->ev.n, ack, size_sq, 0.95, &rep->dup_lo, &rep->dup_hi);
+	free(ack);
+}
 
 /*
  * The fault events and every interval over them. Every duplicate delivery
@@ -1034,7 +1079,7 @@ static void run_evidence(struct run *r, struct run_report *rep)
 	}
 	evidence_ratio(rep->ev.ev, rep->ev.n, 0.95, &rep->miss);
 	stats_proportion(rep->t.duplicates_processed, rep->t.duplicate_deliveries, 0.95, &rep->miss_indep);
-	rep->has_dup_band = evidence_count_band(rep->ev.ev, rep->ev.n, 0.95, &rep->dup_lo, &rep->dup_hi);
+	run_dup_band(r, rep);
 }
 
 static bool run_publishers_gave_up(const struct run *r)
@@ -1264,6 +1309,7 @@ static void run_fill_counts(struct results *res, const struct run *r, const stru
 	if (rep->has_dup_band && committed > 0) {
 		res->duplicate_rate_low = rep->dup_lo / committed;
 		res->duplicate_rate_high = rep->dup_hi / committed;
+		res->band_by_ahead = rep->dup_band_by_ahead;
 	}
 	res->fault_events = (double)rep->ev.with_dups;
 	for (int k = 1; k < EVENTS_KINDS; k++)

@@ -104,6 +104,10 @@ static json_t *results_json_miss(const struct results *r)
 			 "bursts");
 }
 
+#define RESULTS_BAND_BY_AHEAD                                                                                    \
+	"compound Poisson over fault events: var = sum of squared event sizes, a lost ack's at k + ahead with "    \
+	"ahead's spread over every ack the proxy saw"
+
 /* The model's 95 % band for one run's duplicate rate; null without a spread. */
 static json_t *results_json_predicted_band(const struct results *r)
 {
@@ -286,7 +290,8 @@ static json_t *results_json(const struct results *r)
 	if (isfinite(r->duplicate_rate_low) && isfinite(r->duplicate_rate_high))
 		band = json_pack("{s:f, s:f, s:f, s:s}", "low", r->duplicate_rate_low, "high", r->duplicate_rate_high,
 				 "confidence", 0.95, "method",
-				 "compound Poisson over fault events: var = sum of squared event sizes");
+				 r->band_by_ahead ? RESULTS_BAND_BY_AHEAD
+						  : "compound Poisson over fault events: var = sum of squared event sizes");
 	return results_json_perf(
 		r, results_json_dlq(r, json_pack("{s:s, s:o, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, "
 			     "s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
@@ -525,6 +530,8 @@ static void results_load_json(struct results *r, json_t *s)
 	r->dlq.lost_in_dlq = results_num(s, "lost_in_dlq");
 	r->duplicate_rate = results_num(s, "duplicate_rate");
 	r->duplicate_rate_low = results_num(band, "low");
+	r->band_by_ahead = json_is_string(json_object_get(band, "method")) &&
+			   strcmp(json_string_value(json_object_get(band, "method")), RESULTS_BAND_BY_AHEAD) == 0;
 	r->duplicate_rate_high = results_num(band, "high");
 	r->fault_events = results_num(s, "fault_events");
 	for (int k = 1; k < EVENTS_KINDS; k++)

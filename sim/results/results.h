@@ -37,6 +37,7 @@ struct results {
 	bool seed_known;
 	char status[32];
 	bool interrupted, drained;
+	bool band_by_ahead; /* the duplicate-rate band counts lost acks at the spread of ahead */
 	double messages, published, committed, publish_attempts, excess_copies;
 	char excess_copies_from[32];
 	double deliveries, duplicate_deliveries, duplicates_processed, lost, wrongly_suppressed;
